@@ -1,0 +1,13 @@
+//! account-usage: the batch ETL job and report engine behind the Account usage
+//! report (see `DESIGN.md` in the shared docs for the contract).
+//!
+//! Data flows one way: source → (extract → aggregate → write → publish →
+//! rollup) → report. This crate currently holds the foundation: the typed
+//! source rows ([`model`]), the operational source ([`source`]) and the
+//! synthetic data generator ([`seed`]). The binary's argument handling lives
+//! in [`cli`].
+
+pub mod cli;
+pub mod model;
+pub mod seed;
+pub mod source;

@@ -1,0 +1,266 @@
+//! Shared test harness: a throwaway PostgreSQL cluster, one database per test,
+//! and helpers to run the real `account-usage` binary.
+//!
+//! The cluster is started once per test binary (initdb + pg_ctl from PATH or
+//! `/usr/lib/postgresql/*/bin`, on a free loopback port). As root it runs as
+//! the `postgres` system user, since PostgreSQL refuses to run as root. A
+//! reaper process stops it and deletes its directory when the test process
+//! exits, however it exits. With `TEST_DATABASE_URL` set, that server is used
+//! instead. A missing PostgreSQL is a failure that says what to install.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::{Connection, PgConnection};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_account-usage");
+
+/// Admin URL (a superuser, database `postgres`) of the server the tests use.
+pub struct PgServer {
+    admin_url: String,
+}
+
+static SERVER: OnceLock<PgServer> = OnceLock::new();
+static NEXT_DB: AtomicU32 = AtomicU32::new(0);
+
+pub fn server() -> &'static PgServer {
+    SERVER.get_or_init(|| match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => PgServer { admin_url: url },
+        _ => start_cluster(),
+    })
+}
+
+impl PgServer {
+    /// A fresh, empty database for one test; returns its URL.
+    pub async fn new_database(&self, label: &str) -> String {
+        let name = format!(
+            "t_{}_{}_{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::Relaxed),
+            label.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>()
+        )
+        .to_lowercase();
+        let mut admin = PgConnection::connect(&self.admin_url)
+            .await
+            .expect("connect to the test PostgreSQL server");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create a test database");
+        with_database(&self.admin_url, &name)
+    }
+}
+
+/// `url` with its database name replaced.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    format!("{base}/{db}{query}")
+}
+
+pub fn find_pg_bin(tool: &str) -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(tool);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin").join(tool))
+        .filter(|p| p.is_file())
+        .collect();
+    versions.sort_by_key(|p| {
+        p.components()
+            .nth(4)
+            .and_then(|c| c.as_os_str().to_str()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Runs a PostgreSQL tool, as the `postgres` user when we are root.
+fn pg_command(tool: &Path, as_postgres: bool) -> Command {
+    if as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(tool);
+        c
+    } else {
+        Command::new(tool)
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("find a free loopback port")
+}
+
+fn start_cluster() -> PgServer {
+    let (Some(initdb), Some(pg_ctl)) = (find_pg_bin("initdb"), find_pg_bin("pg_ctl")) else {
+        panic!(
+            "PostgreSQL server binaries (initdb, pg_ctl) were not found on PATH or under \
+             /usr/lib/postgresql/*/bin. Install the server (Debian/Ubuntu: `apt-get install postgresql`) \
+             or set TEST_DATABASE_URL to a server the tests may create databases on."
+        );
+    };
+    let as_postgres = is_root();
+    let dir = std::env::temp_dir().join(format!("account-usage-pg-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).expect("create the cluster directory");
+    if as_postgres {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .expect("run chown");
+        assert!(status.success(), "chown of {} to postgres failed", dir.display());
+    }
+    let data = dir.join("data");
+    let out = pg_command(&initdb, as_postgres)
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        ])
+        .output()
+        .expect("run initdb");
+    assert!(
+        out.status.success(),
+        "initdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let port = free_port();
+    let options = format!(
+        "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off \
+         -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+        dir.display()
+    );
+    let out = pg_command(&pg_ctl, as_postgres)
+        .arg("-D")
+        .arg(&data)
+        .arg("-l")
+        .arg(dir.join("server.log"))
+        .args(["-o", &options, "-w", "-t", "60", "start"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pg_ctl start");
+    assert!(
+        out.status.success(),
+        "pg_ctl start failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+    );
+
+    // The reaper outlives this process by a moment: when we are gone, it stops
+    // the cluster and removes its files.
+    let stop = format!(
+        "{} {} -D {} -m immediate stop",
+        if as_postgres { "runuser -u postgres --" } else { "" },
+        pg_ctl.display(),
+        data.display()
+    );
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        dir = dir.display()
+    );
+    // Never waited on: it must outlive us.
+    #[allow(clippy::zombie_processes)]
+    let _reaper = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the cluster reaper");
+
+    PgServer {
+        admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+    }
+}
+
+/// Runs the real binary with `args`, returning its output.
+pub fn run_bin(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run account-usage")
+}
+
+/// Runs the binary and fails the test with its stderr unless it succeeds.
+pub fn run_ok(args: &[&str]) -> String {
+    let out = run_bin(args);
+    assert!(
+        out.status.success(),
+        "account-usage {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "account-usage-{label}-{}-{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn with_database_replaces_only_the_name() {
+    assert_eq!(with_database("postgres://u@h:1/postgres", "x"), "postgres://u@h:1/x");
+    assert_eq!(
+        with_database("postgres://u@h/postgres?sslmode=disable", "x"),
+        "postgres://u@h/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+}
