@@ -7,8 +7,11 @@
 use chrono::{NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::job::RunConfig;
 use crate::seed::{SeedConfig, SeedParams};
 use crate::source::SourceUrl;
+use crate::warehouse::WarehouseUrl;
+use crate::warehouse::paths::ShardSpec;
 
 /// Input the user can fix: a bad flag value or a bad combination of flags.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +20,12 @@ pub struct UsageError(pub String);
 
 const ROOT_EXAMPLES: &str = "\
 Examples:
+  # Everything on a laptop: seed SQLite, run the job for every day, summarize
+  account-usage demo
+
+  # The nightly job: yesterday (UTC) from PostgreSQL into S3
+  SOURCE_DATABASE_URL=postgres://etl@db/ops WAREHOUSE_URL=s3://bucket/usage account-usage run
+
   # Fill a local SQLite file with 5 accounts and 30 days of synthetic data
   account-usage seed --source sqlite://demo/source.db --accounts 5 --days 30
 
@@ -52,6 +61,10 @@ pub enum LogFormat {
 pub enum Command {
     /// Fill an operational database with realistic synthetic data.
     Seed(SeedArgs),
+    /// Extract UTC days from the source, aggregate them, and publish Parquet.
+    Run(RunArgs),
+    /// Seed a SQLite source, run the job for every day, and summarize (no server needed).
+    Demo(DemoArgs),
 }
 
 const SEED_EXAMPLES: &str = "\
@@ -105,6 +118,175 @@ pub struct SeedArgs {
     /// Empty the reference tables first, instead of refusing a non-empty source.
     #[arg(long, env = "SEED_TRUNCATE")]
     pub truncate: bool,
+}
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  # Yesterday (UTC), every account, into ./warehouse
+  account-usage run --source postgres://etl@db/ops
+
+  # A backfill of March, four days at a time, into S3 (credentials from AWS_*)
+  account-usage run --source postgres://etl@db/ops --warehouse s3://bucket/usage \\
+      --from 2026-03-01 --to 2026-03-31 --parallel 4
+
+  # Shard 2 of 3 of a Kubernetes Indexed Job (JOB_COMPLETION_INDEX is read too)
+  account-usage run --source postgres://etl@db/ops --shard-index 2 --shard-count 3
+
+  # Show what would be written, touch nothing
+  account-usage run --source sqlite://demo/source.db --date 2026-03-01 --dry-run
+
+Each day is published by a manifest written after its Parquet files, so
+readers never see half a day; rerunning a day replaces it. Each run also
+reprocesses the days (within --max-late-days) that received rows since the
+last run; rows older than that are counted as rejects with reason too_late.";
+
+/// Flags of `account-usage run`.
+#[derive(Debug, Args)]
+#[command(after_help = RUN_EXAMPLES)]
+pub struct RunArgs {
+    /// Operational database to read: postgres://user@host:port/db or
+    /// sqlite://path/to/file.db. Passwords belong in the environment
+    /// (PGPASSWORD), not on the command line; URLs in logs are redacted.
+    #[arg(long, env = "SOURCE_DATABASE_URL", value_name = "URL")]
+    pub source: String,
+
+    /// Where to write: a path, file:///abs/path, s3://bucket/prefix,
+    /// gs://bucket/prefix or az://container/prefix. Credentials and endpoints
+    /// come from the store's standard environment variables (AWS_*, …).
+    #[arg(long, env = "WAREHOUSE_URL", default_value = "./warehouse", value_name = "URL")]
+    pub warehouse: String,
+
+    /// One UTC day to process [default: yesterday, UTC].
+    #[arg(long, env = "RUN_DATE", value_name = "YYYY-MM-DD", value_parser = parse_date, conflicts_with_all = ["from", "to"])]
+    pub date: Option<NaiveDate>,
+
+    /// First UTC day of a backfill (inclusive); needs --to.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date, requires = "to")]
+    pub from: Option<NaiveDate>,
+
+    /// Last UTC day of a backfill (inclusive); needs --from.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date, requires = "from")]
+    pub to: Option<NaiveDate>,
+
+    /// Days processed at once in a backfill.
+    #[arg(long, env = "RUN_PARALLEL", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: u32,
+
+    /// Only these accounts (comma-separated ids) [default: all].
+    #[arg(long, env = "RUN_ACCOUNTS", value_delimiter = ',', value_name = "ID,…")]
+    pub accounts: Option<Vec<i64>>,
+
+    /// This process's shard, 0-based [default: JOB_COMPLETION_INDEX when set, else 0].
+    #[arg(long, env = "JOB_COMPLETION_INDEX", value_name = "I")]
+    pub shard_index: Option<u32>,
+
+    /// Number of shards; accounts are split by a stable hash of their id.
+    #[arg(long, env = "SHARD_COUNT", default_value_t = 1, value_name = "N")]
+    pub shard_count: u32,
+
+    /// How many days back late rows are still reprocessed; older ones are
+    /// counted as rejects (too_late).
+    #[arg(long, env = "MAX_LATE_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..=366))]
+    pub max_late_days: u32,
+
+    /// Print the days, accounts and objects the run would write, and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Local folder for aggregates spilled when a day outgrows
+    /// --max-entries-in-memory [default: the system temp folder].
+    #[arg(long, env = "SPILL_DIR", value_name = "DIR")]
+    pub spill_dir: Option<std::path::PathBuf>,
+
+    /// Aggregate entries held in memory per day before sorted runs are
+    /// spilled to --spill-dir (about 100 bytes each).
+    #[arg(long, env = "MAX_ENTRIES_IN_MEMORY", default_value_t = 250_000, value_parser = clap::value_parser!(u64).range(1000..))]
+    pub max_entries_in_memory: u64,
+}
+
+impl RunArgs {
+    pub fn validate(self) -> Result<RunConfig, UsageError> {
+        let source: SourceUrl = self.source.parse().map_err(|e| UsageError(format!("--source: {e}")))?;
+        let warehouse: WarehouseUrl = self
+            .warehouse
+            .parse()
+            .map_err(|e| UsageError(format!("--warehouse: {e}")))?;
+        let days = match (self.date, self.from, self.to) {
+            (_, Some(from), Some(to)) => {
+                if from > to {
+                    return Err(UsageError(format!("--from {from} is after --to {to}")));
+                }
+                from.iter_days().take_while(|d| *d <= to).collect()
+            }
+            (Some(date), _, _) => vec![date],
+            _ => vec![Utc::now().date_naive() - chrono::Days::new(1)],
+        };
+        if self.shard_count == 0 {
+            return Err(UsageError("--shard-count must be at least 1".into()));
+        }
+        let index = self.shard_index.unwrap_or(0);
+        if index >= self.shard_count {
+            return Err(UsageError(format!(
+                "--shard-index {index} is not below --shard-count {} (set --shard-count / SHARD_COUNT)",
+                self.shard_count
+            )));
+        }
+        if let Some(accounts) = &self.accounts
+            && accounts.is_empty()
+        {
+            return Err(UsageError("--accounts needs at least one id".into()));
+        }
+        Ok(RunConfig {
+            source,
+            warehouse,
+            days,
+            accounts: self.accounts,
+            shard: ShardSpec {
+                index,
+                count: self.shard_count,
+            },
+            max_late_days: self.max_late_days,
+            parallel: self.parallel as usize,
+            dry_run: self.dry_run,
+            spill_dir: self.spill_dir.unwrap_or_else(std::env::temp_dir),
+            max_entries_in_memory: self.max_entries_in_memory as usize,
+        })
+    }
+}
+
+const DEMO_EXAMPLES: &str = "\
+Examples:
+  # The whole pipeline on a laptop, no server: ./demo/source.db and ./demo/warehouse
+  account-usage demo
+
+  # Bigger, elsewhere
+  account-usage demo --dir /tmp/demo --accounts 8 --messages-per-day 20000
+
+The demo replaces any earlier demo in --dir.";
+
+/// Flags of `account-usage demo`.
+#[derive(Debug, Args)]
+#[command(after_help = DEMO_EXAMPLES)]
+pub struct DemoArgs {
+    /// Folder for the demo's SQLite source (source.db) and warehouse (warehouse/).
+    #[arg(long, env = "DEMO_DIR", default_value = "./demo", value_name = "DIR")]
+    pub dir: std::path::PathBuf,
+
+    /// Number of synthetic accounts.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub accounts: u32,
+
+    /// Number of days of data, ending yesterday (UTC).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3660))]
+    pub days: u32,
+
+    /// Messages per day, all accounts together.
+    #[arg(long, default_value_t = 4_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub messages_per_day: u64,
+
+    /// Days processed at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: u32,
 }
 
 /// Parses a `YYYY-MM-DD` date (for clap).
@@ -165,7 +347,43 @@ mod tests {
     #[test]
     fn seed_rejects_an_unknown_scheme() {
         let cli = Cli::try_parse_from(["account-usage", "seed", "--source", "mysql://x/y"]).unwrap();
-        let Command::Seed(args) = cli.command;
+        let Command::Seed(args) = cli.command else {
+            panic!("parsed as seed")
+        };
         assert!(args.validate().unwrap_err().0.contains("unsupported"));
+    }
+
+    fn run_config(args: &[&str]) -> Result<RunConfig, UsageError> {
+        let mut argv = vec!["account-usage", "run", "--source", "sqlite://x.db"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| UsageError(e.to_string()))?;
+        let Command::Run(run) = cli.command else {
+            panic!("parsed as run")
+        };
+        run.validate()
+    }
+
+    #[test]
+    fn run_validates_days_shards_and_urls() {
+        let c = run_config(&["--from", "2026-03-30", "--to", "2026-04-02"]).unwrap();
+        assert_eq!(c.days.len(), 4);
+        assert_eq!(c.days[3], NaiveDate::from_ymd_opt(2026, 4, 2).unwrap());
+        assert!(
+            run_config(&["--from", "2026-03-02", "--to", "2026-03-01"])
+                .unwrap_err()
+                .0
+                .contains("after")
+        );
+        assert!(run_config(&["--shard-index", "3", "--shard-count", "3"]).is_err());
+        assert!(
+            run_config(&["--warehouse", "ftp://x/y"])
+                .unwrap_err()
+                .0
+                .contains("unsupported")
+        );
+        assert!(run_config(&["--date", "2026-03-01", "--from", "2026-03-01", "--to", "2026-03-02"]).is_err());
+        let c = run_config(&["--date", "2026-03-01", "--accounts", "3,1"]).unwrap();
+        assert_eq!(c.accounts, Some(vec![3, 1]));
+        assert_eq!(c.shard, ShardSpec::WHOLE);
     }
 }

@@ -7,7 +7,12 @@
 //! synthetic data generator ([`seed`]). The binary's argument handling lives
 //! in [`cli`].
 
+pub mod aggregate;
 pub mod cli;
+pub mod demo;
+pub mod extract;
+pub mod job;
 pub mod model;
 pub mod seed;
 pub mod source;
+pub mod warehouse;

@@ -8,7 +8,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 use account_usage::cli::{Cli, Command, LogFormat, UsageError};
-use account_usage::seed;
+use account_usage::{demo, job, seed};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -42,6 +42,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let config = args.validate()?;
             let report = seed::seed(&config).await.context("seed failed")?;
             print!("{}", report.summary());
+        }
+        Command::Run(args) => {
+            let config = args.validate()?;
+            let dry_run = config.dry_run;
+            let report = job::run(&config).await.context("run failed")?;
+            if !dry_run {
+                print!("{}", report.summary());
+            }
+        }
+        Command::Demo(args) => {
+            let config = demo::DemoConfig {
+                dir: args.dir,
+                accounts: args.accounts,
+                days: args.days,
+                messages_per_day: args.messages_per_day,
+                parallel: args.parallel as usize,
+            };
+            print!("{}", demo::demo(&config).await.context("demo failed")?);
         }
     }
     Ok(())

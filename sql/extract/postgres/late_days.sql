@@ -1,0 +1,21 @@
+-- UTC days that received rows after the last published watermark, found
+-- through the created_at indexes (no fixed lookback). A late message can also
+-- change which resolve of its conversation counts, so the days of that
+-- conversation's resolves are included.
+-- Parameters: $1 timestamptz (previous watermark, exclusive), $2 timestamptz
+--   (this run's watermark, inclusive).
+-- Returns: day date (UTC).
+SELECT DISTINCT day FROM (
+    SELECT (sent_at AT TIME ZONE 'UTC')::date AS day
+    FROM messages WHERE created_at > $1 AND created_at <= $2
+    UNION
+    SELECT (occurred_at AT TIME ZONE 'UTC')::date
+    FROM conversation_events WHERE created_at > $1 AND created_at <= $2
+    UNION
+    SELECT (e.occurred_at AT TIME ZONE 'UTC')::date
+    FROM conversation_events e
+    WHERE e.kind = 'resolved'
+      AND e.conversation_id IN (SELECT conversation_id FROM messages WHERE created_at > $1 AND created_at <= $2)
+) d
+WHERE day IS NOT NULL
+ORDER BY day

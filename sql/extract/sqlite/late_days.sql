@@ -1,0 +1,18 @@
+-- UTC days that received rows after the last published watermark, through the
+-- created_at indexes; includes the days of the resolves of conversations that
+-- got a late message (it can change which resolve counts).
+-- Parameters: ?1 previous watermark (exclusive), ?2 this run's watermark
+--   (inclusive), Unix microseconds.
+-- Returns: day, as days since 1970-01-01 (UTC).
+SELECT DISTINCT day FROM (
+    SELECT sent_at / 86400000000 AS day FROM messages WHERE created_at > ?1 AND created_at <= ?2
+    UNION
+    SELECT occurred_at / 86400000000 FROM conversation_events WHERE created_at > ?1 AND created_at <= ?2
+    UNION
+    SELECT e.occurred_at / 86400000000
+    FROM conversation_events e
+    WHERE e.kind = 'resolved'
+      AND e.conversation_id IN (SELECT conversation_id FROM messages WHERE created_at > ?1 AND created_at <= ?2)
+)
+WHERE day IS NOT NULL
+ORDER BY day

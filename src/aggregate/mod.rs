@@ -1,0 +1,372 @@
+//! Pure aggregation of one UTC day: raw source rows in, exact partial
+//! aggregates, distinct sets and counted rejects out. No I/O.
+//!
+//! What this module owns, and what must always hold:
+//! - **Validation.** Every raw row is either used or counted as a reject with
+//!   a [`RejectReason`]. Nothing is dropped silently and nothing panics.
+//!   A rejected row takes part in no metric.
+//! - **Exact grains** (DESIGN.md §3):
+//!   - distinct contacts and agents: one entry per (account, channel, entity,
+//!     UTC hour) with the first and last instant in that hour. A local bucket
+//!     edge cuts a UTC hour at most once in every zone in use, so the first
+//!     and last instant decide exactly which side(s) of the cut the entity is
+//!     on;
+//!   - resolved conversations: one entry per conversation, at the instant of
+//!     its counting resolve (exact for any bucket);
+//!   - proactive messages: counts per 15-minute UTC slot, a grain every
+//!     zone's bucket edges fall on.
+//! - **Bounded memory.** Entries accumulate in [`KeyedAgg`] maps that the
+//!   caller drains into sorted runs whenever they grow past its budget;
+//!   [`merge_sorted_runs`] combines the runs (and any duplicate keys) again.
+//!   Memory is bounded by that budget, not by the messages of the day.
+
+mod keyed;
+mod rows;
+
+pub use keyed::{Entry, Key, KeyedAgg, Merge, Value, merge_sorted_runs};
+pub use rows::{AccountDim, ChannelDim, Dimensions, RawEvent, RawMessage, Text};
+
+use std::collections::BTreeMap;
+
+use crate::model::*;
+
+/// Width of an additive-count slot.
+pub const SLOT_MICROS: i64 = 15 * MICROS_PER_MINUTE;
+
+/// Why a source row was not used. The names are stable: they are written to
+/// the `rejects` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RejectReason {
+    /// A required column is NULL (id, account, conversation, channel, created_at).
+    NullField,
+    /// `contact_id` is NULL on a message.
+    NullContact,
+    /// The account does not exist in `accounts`.
+    UnknownAccount,
+    /// The channel does not exist in `channels`.
+    UnknownChannel,
+    /// The channel belongs to another account than the row says.
+    ChannelAccountMismatch,
+    /// `direction` is not inbound or outbound.
+    UnknownDirection,
+    /// `sender_type` is not contact, agent, proactive_api or automation.
+    UnknownSenderType,
+    /// `kind` is not resolved or reopened.
+    UnknownEventKind,
+    /// The event's conversation does not exist.
+    OrphanEvent,
+    /// The row's instant is more than a day after it reached the database.
+    FutureTimestamp,
+    /// The same id was seen twice in one day.
+    DuplicateId,
+    /// The row reached the database too late to reprocess its day (older than
+    /// the late-data horizon); counted on the day it arrived.
+    TooLate,
+    /// A value could not be decoded (e.g. text in an INTEGER column in SQLite).
+    BadValue,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 13] = [
+        RejectReason::NullField,
+        RejectReason::NullContact,
+        RejectReason::UnknownAccount,
+        RejectReason::UnknownChannel,
+        RejectReason::ChannelAccountMismatch,
+        RejectReason::UnknownDirection,
+        RejectReason::UnknownSenderType,
+        RejectReason::UnknownEventKind,
+        RejectReason::OrphanEvent,
+        RejectReason::FutureTimestamp,
+        RejectReason::DuplicateId,
+        RejectReason::TooLate,
+        RejectReason::BadValue,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::NullField => "null_field",
+            RejectReason::NullContact => "null_contact",
+            RejectReason::UnknownAccount => "unknown_account",
+            RejectReason::UnknownChannel => "unknown_channel",
+            RejectReason::ChannelAccountMismatch => "channel_account_mismatch",
+            RejectReason::UnknownDirection => "unknown_direction",
+            RejectReason::UnknownSenderType => "unknown_sender_type",
+            RejectReason::UnknownEventKind => "unknown_event_kind",
+            RejectReason::OrphanEvent => "orphan_event",
+            RejectReason::FutureTimestamp => "future_timestamp",
+            RejectReason::DuplicateId => "duplicate_id",
+            RejectReason::TooLate => "too_late",
+            RejectReason::BadValue => "bad_value",
+        }
+    }
+}
+
+/// Which source table a reject came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SourceTable {
+    Messages,
+    ConversationEvents,
+}
+
+impl SourceTable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceTable::Messages => "messages",
+            SourceTable::ConversationEvents => "conversation_events",
+        }
+    }
+}
+
+/// What a reject count is kept per: source table, reason, account.
+pub type RejectKey = (SourceTable, RejectReason, Option<i64>);
+
+/// Rejects of one day, counted per (table, reason, account).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rejects {
+    /// (rows, smallest example id) per key.
+    pub counts: BTreeMap<RejectKey, (u64, Option<i64>)>,
+}
+
+impl Rejects {
+    pub fn add(&mut self, table: SourceTable, reason: RejectReason, account: Option<i64>, rows: u64, id: Option<i64>) {
+        let entry = self.counts.entry((table, reason, account)).or_insert((0, None));
+        entry.0 += rows;
+        entry.1 = match (entry.1, id) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.values().map(|(n, _)| n).sum()
+    }
+
+    pub fn by_reason(&self) -> BTreeMap<&'static str, u64> {
+        let mut out = BTreeMap::new();
+        for ((_, reason, _), (n, _)) in &self.counts {
+            *out.entry(reason.as_str()).or_insert(0) += n;
+        }
+        out
+    }
+}
+
+/// The four keyed aggregates of a day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Aggregate {
+    ContactActivity,
+    AgentActivity,
+    ResolvedConversations,
+    ProactiveMessages,
+}
+
+impl Aggregate {
+    pub const ALL: [Aggregate; 4] = [
+        Aggregate::ContactActivity,
+        Aggregate::AgentActivity,
+        Aggregate::ResolvedConversations,
+        Aggregate::ProactiveMessages,
+    ];
+
+    pub fn merge(self) -> Merge {
+        match self {
+            Aggregate::ContactActivity | Aggregate::AgentActivity => Merge::FirstLast,
+            Aggregate::ResolvedConversations => Merge::Earliest,
+            Aggregate::ProactiveMessages => Merge::Sum,
+        }
+    }
+}
+
+/// Aggregates one UTC day `[day_start, day_start + 1 day)`.
+pub struct DayAggregator<'d> {
+    dims: &'d Dimensions,
+    day_start: UnixMicros,
+    pub contacts: KeyedAgg,
+    pub agents: KeyedAgg,
+    pub resolved: KeyedAgg,
+    pub proactive: KeyedAgg,
+    seen_messages: IdSet,
+    seen_events: IdSet,
+    pub rejects: Rejects,
+    pub messages_read: u64,
+    pub events_read: u64,
+}
+
+/// Which ids were seen; ids of a day are dense, so a bitmap per 2^16 block
+/// stays small.
+#[derive(Default)]
+struct IdSet {
+    blocks: std::collections::HashMap<i64, Box<[u64; 1024]>>,
+}
+
+impl IdSet {
+    /// Inserts `id`; false if it was already there.
+    fn insert(&mut self, id: i64) -> bool {
+        let block = self.blocks.entry(id >> 16).or_insert_with(|| Box::new([0; 1024]));
+        let bit = (id & 0xffff) as usize;
+        let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+        let fresh = block[word] & mask == 0;
+        block[word] |= mask;
+        fresh
+    }
+}
+
+impl<'d> DayAggregator<'d> {
+    pub fn new(dims: &'d Dimensions, day_start: UnixMicros) -> Self {
+        DayAggregator {
+            dims,
+            day_start,
+            contacts: KeyedAgg::new(Merge::FirstLast),
+            agents: KeyedAgg::new(Merge::FirstLast),
+            resolved: KeyedAgg::new(Merge::Earliest),
+            proactive: KeyedAgg::new(Merge::Sum),
+            seen_messages: IdSet::default(),
+            seen_events: IdSet::default(),
+            rejects: Rejects::default(),
+            messages_read: 0,
+            events_read: 0,
+        }
+    }
+
+    pub fn day_start(&self) -> UnixMicros {
+        self.day_start
+    }
+
+    pub fn keyed_mut(&mut self, which: Aggregate) -> &mut KeyedAgg {
+        match which {
+            Aggregate::ContactActivity => &mut self.contacts,
+            Aggregate::AgentActivity => &mut self.agents,
+            Aggregate::ResolvedConversations => &mut self.resolved,
+            Aggregate::ProactiveMessages => &mut self.proactive,
+        }
+    }
+
+    /// Entries held in memory across the four aggregates.
+    pub fn entries(&self) -> usize {
+        self.contacts.len() + self.agents.len() + self.resolved.len() + self.proactive.len()
+    }
+
+    fn reject_message(&mut self, reason: RejectReason, m: &RawMessage) {
+        self.rejects.add(SourceTable::Messages, reason, m.account_id, 1, m.id);
+    }
+
+    /// Validates one message of the day and adds it to the aggregates.
+    pub fn push_message(&mut self, m: &RawMessage) {
+        use RejectReason::*;
+        self.messages_read += 1;
+        let (Some(id), Some(account), Some(_conversation), Some(channel), Some(created_at)) =
+            (m.id, m.account_id, m.conversation_id, m.channel_id, m.created_at)
+        else {
+            return self.reject_message(NullField, m);
+        };
+        if m.bad_value {
+            return self.reject_message(BadValue, m);
+        }
+        let Some(contact) = m.contact_id else {
+            return self.reject_message(NullContact, m);
+        };
+        let direction = match &m.direction {
+            Text::Known(d) => *d,
+            Text::Null => return self.reject_message(NullField, m),
+            Text::Unknown => return self.reject_message(UnknownDirection, m),
+        };
+        let sender = match &m.sender_type {
+            Text::Known(s) => *s,
+            Text::Null => return self.reject_message(NullField, m),
+            Text::Unknown => return self.reject_message(UnknownSenderType, m),
+        };
+        if !self.dims.accounts.contains_key(&account) {
+            return self.reject_message(UnknownAccount, m);
+        }
+        match self.dims.channels.get(&channel) {
+            None => return self.reject_message(UnknownChannel, m),
+            Some(c) if c.account_id != account => return self.reject_message(ChannelAccountMismatch, m),
+            Some(_) => {}
+        }
+        if m.sent_at > created_at + MICROS_PER_DAY {
+            return self.reject_message(FutureTimestamp, m);
+        }
+        if !self.seen_messages.insert(id) {
+            return self.reject_message(DuplicateId, m);
+        }
+
+        let hour = m.sent_at.div_euclid(MICROS_PER_HOUR) * MICROS_PER_HOUR;
+        self.contacts
+            .add([account, channel, contact, hour], [m.sent_at, m.sent_at]);
+        if direction == Direction::Outbound {
+            match sender {
+                SenderType::Agent => {
+                    if let Some(agent) = m.agent_id {
+                        self.agents.add([account, channel, agent, hour], [m.sent_at, m.sent_at]);
+                    }
+                }
+                SenderType::ProactiveApi => {
+                    let slot = m.sent_at.div_euclid(SLOT_MICROS) * SLOT_MICROS;
+                    self.proactive.add([account, channel, slot, 0], [1, 0]);
+                }
+                SenderType::Contact | SenderType::Automation => {}
+            }
+        }
+    }
+
+    fn reject_event(&mut self, reason: RejectReason, e: &RawEvent) {
+        self.rejects
+            .add(SourceTable::ConversationEvents, reason, e.account_id, 1, e.id);
+    }
+
+    /// Validates one conversation event of the day; a resolve that is its
+    /// conversation's counting resolve adds the conversation.
+    pub fn push_event(&mut self, e: &RawEvent) {
+        use RejectReason::*;
+        self.events_read += 1;
+        let (Some(id), Some(_conversation), Some(created_at)) = (e.id, e.conversation_id, e.created_at) else {
+            return self.reject_event(NullField, e);
+        };
+        if e.bad_value {
+            return self.reject_event(BadValue, e);
+        }
+        let kind = match &e.kind {
+            Text::Known(k) => *k,
+            Text::Null => return self.reject_event(NullField, e),
+            Text::Unknown => return self.reject_event(UnknownEventKind, e),
+        };
+        let (Some(account), Some(channel)) = (e.account_id, e.channel_id) else {
+            return self.reject_event(OrphanEvent, e);
+        };
+        if !self.dims.accounts.contains_key(&account) {
+            return self.reject_event(UnknownAccount, e);
+        }
+        match self.dims.channels.get(&channel) {
+            None => return self.reject_event(UnknownChannel, e),
+            Some(c) if c.account_id != account => return self.reject_event(ChannelAccountMismatch, e),
+            Some(_) => {}
+        }
+        if e.occurred_at > created_at + MICROS_PER_DAY {
+            return self.reject_event(FutureTimestamp, e);
+        }
+        if !self.seen_events.insert(id) {
+            return self.reject_event(DuplicateId, e);
+        }
+        let counts = kind == EventKind::Resolved
+            && matches!(e.first_direction, Some(Text::Known(Direction::Inbound)))
+            && e.counting_event_id == Some(id);
+        if counts {
+            let conversation = e.conversation_id.expect("checked above");
+            self.resolved
+                .add([account, channel, conversation, 0], [e.occurred_at, id]);
+        }
+    }
+}
+
+/// The shard (of `count`) that owns an account: a stable hash, so that a
+/// Kubernetes Indexed Job splits accounts the same way on every run.
+pub fn shard_of(account_id: i64, count: u32) -> u32 {
+    let mut z = (account_id as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z % u64::from(count.max(1))) as u32
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,477 @@
+//! PostgreSQL extract: an exported snapshot shared by every day reader, and
+//! a day's messages through `COPY (…) TO STDOUT (FORMAT binary)`.
+//!
+//! Binary COPY was measured against a streamed `fetch` of the same query
+//! (see bench/RESULTS.md): it skips the per-row protocol and decoding cost of
+//! the driver, and the parse below is a few comparisons per field.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, Row, Transaction};
+
+use super::{AccountFilter, DayRange, Result, TooLate, qerr};
+use crate::aggregate::{AccountDim, ChannelDim, RawEvent, RawMessage, Text};
+use crate::model::*;
+
+const BEGIN: &str = include_str!("../../sql/extract/postgres/begin.sql");
+const EXPORT_SNAPSHOT: &str = include_str!("../../sql/extract/postgres/export_snapshot.sql");
+const JOIN_SNAPSHOT: &str = include_str!("../../sql/extract/postgres/join_snapshot.sql");
+const MESSAGES: &str = include_str!("../../sql/extract/postgres/messages.sql");
+const EVENTS: &str = include_str!("../../sql/extract/postgres/events.sql");
+const TOO_LATE: &str = include_str!("../../sql/extract/postgres/too_late.sql");
+const LATE_DAYS: &str = include_str!("../../sql/extract/postgres/late_days.sql");
+const WATERMARK: &str = include_str!("../../sql/extract/postgres/watermark.sql");
+const ACCOUNTS: &str = include_str!("../../sql/extract/postgres/accounts.sql");
+const CHANNELS: &str = include_str!("../../sql/extract/postgres/channels.sql");
+
+/// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01.
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800 * MICROS_PER_SECOND;
+
+fn dt(micros: UnixMicros) -> DateTime<Utc> {
+    to_datetime(micros).expect("instants handled by the job are within chrono's range")
+}
+
+fn micros(t: DateTime<Utc>) -> UnixMicros {
+    t.timestamp_micros()
+}
+
+pub struct PgSnapshot {
+    pool: PgPool,
+    holder: Transaction<'static, Postgres>,
+    snapshot_id: String,
+}
+
+impl PgSnapshot {
+    pub async fn open(pool: &PgPool) -> Result<Self> {
+        let mut holder = pool.begin().await.map_err(qerr("begin.sql"))?;
+        sqlx::raw_sql(BEGIN)
+            .execute(&mut *holder)
+            .await
+            .map_err(qerr("begin.sql"))?;
+        let snapshot_id: String = sqlx::query_scalar(EXPORT_SNAPSHOT)
+            .fetch_one(&mut *holder)
+            .await
+            .map_err(qerr("export_snapshot.sql"))?;
+        Ok(PgSnapshot {
+            pool: pool.clone(),
+            holder,
+            snapshot_id,
+        })
+    }
+
+    pub async fn dimensions(&mut self) -> Result<(Vec<AccountDim>, Vec<ChannelDim>)> {
+        let accounts = sqlx::query(ACCOUNTS)
+            .fetch_all(&mut *self.holder)
+            .await
+            .map_err(qerr("accounts.sql"))?
+            .iter()
+            .filter_map(|r| {
+                Some(AccountDim {
+                    id: r.try_get::<Option<i64>, _>(0).ok()??,
+                    name: r.try_get(1).ok().flatten(),
+                    time_zone: r.try_get(2).ok().flatten(),
+                    created_at: r.try_get::<Option<DateTime<Utc>>, _>(3).ok().flatten().map(micros),
+                })
+            })
+            .collect();
+        let channels = sqlx::query(CHANNELS)
+            .fetch_all(&mut *self.holder)
+            .await
+            .map_err(qerr("channels.sql"))?
+            .iter()
+            .filter_map(|r| {
+                Some(ChannelDim {
+                    id: r.try_get::<Option<i64>, _>(0).ok()??,
+                    account_id: r.try_get::<Option<i64>, _>(1).ok()??,
+                    platform: r.try_get(2).ok().flatten(),
+                    name: r.try_get(3).ok().flatten(),
+                    environment: r.try_get(4).ok().flatten(),
+                    connected_at: r.try_get::<Option<DateTime<Utc>>, _>(5).ok().flatten().map(micros),
+                    disconnected_at: r.try_get::<Option<DateTime<Utc>>, _>(6).ok().flatten().map(micros),
+                })
+            })
+            .collect();
+        Ok((accounts, channels))
+    }
+
+    pub async fn watermark(&mut self) -> Result<Option<UnixMicros>> {
+        let w: Option<DateTime<Utc>> = sqlx::query_scalar(WATERMARK)
+            .fetch_one(&mut *self.holder)
+            .await
+            .map_err(qerr("watermark.sql"))?;
+        Ok(w.map(micros))
+    }
+
+    pub async fn late_days(&mut self, previous: UnixMicros, current: UnixMicros) -> Result<Vec<NaiveDate>> {
+        sqlx::query_scalar(LATE_DAYS)
+            .bind(dt(previous))
+            .bind(dt(current))
+            .fetch_all(&mut *self.holder)
+            .await
+            .map_err(qerr("late_days.sql"))
+    }
+
+    pub async fn reader(&self) -> Result<PgDayReader> {
+        let mut tx = self.pool.begin().await.map_err(qerr("begin.sql"))?;
+        sqlx::raw_sql(BEGIN)
+            .execute(&mut *tx)
+            .await
+            .map_err(qerr("begin.sql"))?;
+        // The id comes from pg_export_snapshot(), but quote it all the same.
+        let join = JOIN_SNAPSHOT.replace(":snapshot_id", &format!("'{}'", self.snapshot_id.replace('\'', "''")));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(join))
+            .execute(&mut *tx)
+            .await
+            .map_err(qerr("join_snapshot.sql"))?;
+        Ok(PgDayReader { tx })
+    }
+
+    pub async fn close(self) {
+        let _ = self.holder.rollback().await;
+    }
+}
+
+pub struct PgDayReader {
+    tx: Transaction<'static, Postgres>,
+}
+
+fn timestamp_literal(m: UnixMicros) -> String {
+    format!("'{}'::timestamptz", dt(m).format("%Y-%m-%dT%H:%M:%S%.6fZ"))
+}
+
+fn array_literal(ids: &[i64]) -> String {
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    format!("'{{{}}}'::bigint[]", list.join(","))
+}
+
+/// The `:account_filter` of messages.sql, built from integers only.
+fn account_filter_sql(filter: &AccountFilter) -> String {
+    let Some(accounts) = &filter.accounts else {
+        return "true".into();
+    };
+    let mut sql = format!("account_id = ANY({})", array_literal(accounts));
+    if let Some(known) = &filter.strays_outside {
+        sql.push_str(&format!(
+            " OR account_id IS NULL OR account_id <> ALL({})",
+            array_literal(known)
+        ));
+    }
+    sql
+}
+
+impl PgDayReader {
+    pub async fn messages(
+        &mut self,
+        day: DayRange,
+        filter: &AccountFilter,
+        mut on_row: impl FnMut(&RawMessage),
+    ) -> Result<()> {
+        let sql = MESSAGES
+            .replace(":day_start", &timestamp_literal(day.start))
+            .replace(":day_end", &timestamp_literal(day.end))
+            .replace(":account_filter", &account_filter_sql(filter));
+        let mut stream = self.tx.copy_out_raw(&sql).await.map_err(qerr("messages.sql"))?;
+        let mut parser = CopyParser::default();
+        while let Some(chunk) = stream.try_next().await.map_err(qerr("messages.sql"))? {
+            parser
+                .push(&chunk, |fields| on_row(&message_from_fields(fields)))
+                .map_err(|reason| super::Error::Copy {
+                    query: "messages.sql",
+                    reason,
+                })?;
+        }
+        parser.finish().map_err(|reason| super::Error::Copy {
+            query: "messages.sql",
+            reason,
+        })
+    }
+
+    pub async fn events(
+        &mut self,
+        day: DayRange,
+        filter: &AccountFilter,
+        mut on_row: impl FnMut(&RawEvent),
+    ) -> Result<()> {
+        let mut rows = sqlx::query(EVENTS)
+            .bind(dt(day.start))
+            .bind(dt(day.end))
+            .bind(filter.accounts.clone())
+            .bind(filter.strays_outside.clone())
+            .fetch(&mut *self.tx);
+        while let Some(row) = rows.try_next().await.map_err(qerr("events.sql"))? {
+            on_row(&event_from_row(&row));
+        }
+        Ok(())
+    }
+
+    pub async fn too_late(
+        &mut self,
+        arrival: DayRange,
+        horizon: UnixMicros,
+        filter: &AccountFilter,
+    ) -> Result<Vec<TooLate>> {
+        let rows = sqlx::query(TOO_LATE)
+            .bind(dt(arrival.start))
+            .bind(dt(arrival.end))
+            .bind(dt(horizon))
+            .bind(filter.accounts.clone())
+            .bind(filter.strays_outside.clone())
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(qerr("too_late.sql"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(TooLate {
+                    table: r.try_get(0).map_err(qerr("too_late.sql"))?,
+                    account_id: r.try_get(1).map_err(qerr("too_late.sql"))?,
+                    rows: r.try_get(2).map_err(qerr("too_late.sql"))?,
+                    example_id: r.try_get(3).map_err(qerr("too_late.sql"))?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn finish(self) -> Result<()> {
+        self.tx.commit().await.map_err(qerr("commit"))
+    }
+}
+
+fn event_from_row(r: &PgRow) -> RawEvent {
+    let mut bad = false;
+    let mut get_i64 = |i: usize| match r.try_get::<Option<i64>, _>(i) {
+        Ok(v) => v,
+        Err(_) => {
+            bad = true;
+            None
+        }
+    };
+    let id = get_i64(0);
+    let conversation_id = get_i64(1);
+    let account_id = get_i64(5);
+    let channel_id = get_i64(6);
+    let counting_event_id = get_i64(8);
+    let text = |i: usize| r.try_get::<Option<String>, _>(i).ok().flatten();
+    let kind = text(2);
+    let first = text(7);
+    let occurred_at: Option<DateTime<Utc>> = r.try_get(3).ok();
+    let created_at: Option<DateTime<Utc>> = r.try_get::<Option<DateTime<Utc>>, _>(4).ok().flatten();
+    RawEvent {
+        id,
+        conversation_id,
+        kind: Text::<EventKind>::parse(kind.as_deref().map(str::as_bytes)),
+        occurred_at: occurred_at.map(micros).unwrap_or_default(),
+        created_at: created_at.map(micros),
+        account_id,
+        channel_id,
+        first_direction: first.map(|d| Text::<Direction>::parse(Some(d.as_bytes()))),
+        counting_event_id,
+        bad_value: bad || occurred_at.is_none(),
+    }
+}
+
+const MESSAGE_FIELDS: usize = 10;
+
+fn message_from_fields(f: &[Option<&[u8]>; MESSAGE_FIELDS]) -> RawMessage {
+    let mut bad = false;
+    let mut int = |v: Option<&[u8]>| match v {
+        None => None,
+        Some(b) => match <[u8; 8]>::try_from(b) {
+            Ok(bytes) => Some(i64::from_be_bytes(bytes)),
+            Err(_) => {
+                bad = true;
+                None
+            }
+        },
+    };
+    let id = int(f[0]);
+    let account_id = int(f[1]);
+    let conversation_id = int(f[2]);
+    let channel_id = int(f[3]);
+    let contact_id = int(f[4]);
+    let agent_id = int(f[7]);
+    let sent_at = int(f[8]).map(|t| t + PG_EPOCH_OFFSET_MICROS);
+    let created_at = int(f[9]).map(|t| t + PG_EPOCH_OFFSET_MICROS);
+    RawMessage {
+        id,
+        account_id,
+        conversation_id,
+        channel_id,
+        contact_id,
+        direction: Text::<Direction>::parse(f[5]),
+        sender_type: Text::<SenderType>::parse(f[6]),
+        agent_id,
+        sent_at: sent_at.unwrap_or_default(),
+        created_at,
+        bad_value: bad || sent_at.is_none(),
+    }
+}
+
+/// Incremental parser of binary COPY output with exactly
+/// [`MESSAGE_FIELDS`] fields per tuple. Tuples may span chunks.
+#[derive(Default)]
+struct CopyParser {
+    buf: Vec<u8>,
+    header_done: bool,
+    trailer_seen: bool,
+}
+
+const HEADER_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+impl CopyParser {
+    fn push(&mut self, chunk: &[u8], mut on_tuple: impl FnMut(&[Option<&[u8]>; MESSAGE_FIELDS])) -> Result<(), String> {
+        self.buf.extend_from_slice(chunk);
+        let mut pos = 0;
+        if !self.header_done {
+            // signature, flags (4), extension length (4), extension
+            if self.buf.len() < HEADER_SIGNATURE.len() + 8 {
+                return Ok(());
+            }
+            if &self.buf[..HEADER_SIGNATURE.len()] != HEADER_SIGNATURE {
+                return Err("missing PGCOPY signature".into());
+            }
+            let ext_at = HEADER_SIGNATURE.len() + 4;
+            let ext = u32::from_be_bytes(self.buf[ext_at..ext_at + 4].try_into().expect("4 bytes")) as usize;
+            if self.buf.len() < ext_at + 4 + ext {
+                return Ok(());
+            }
+            pos = ext_at + 4 + ext;
+            self.header_done = true;
+        }
+        loop {
+            let rest = &self.buf[pos..];
+            if rest.len() < 2 {
+                break;
+            }
+            let count = i16::from_be_bytes([rest[0], rest[1]]);
+            if count == -1 {
+                self.trailer_seen = true;
+                pos += 2;
+                break;
+            }
+            if count as usize != MESSAGE_FIELDS {
+                return Err(format!("expected {MESSAGE_FIELDS} fields per row, got {count}"));
+            }
+            let mut fields: [Option<&[u8]>; MESSAGE_FIELDS] = [None; MESSAGE_FIELDS];
+            let mut at = 2;
+            let mut complete = true;
+            for field in fields.iter_mut() {
+                if rest.len() < at + 4 {
+                    complete = false;
+                    break;
+                }
+                let len = i32::from_be_bytes(rest[at..at + 4].try_into().expect("4 bytes"));
+                at += 4;
+                if len < 0 {
+                    continue;
+                }
+                let len = len as usize;
+                if rest.len() < at + len {
+                    complete = false;
+                    break;
+                }
+                *field = Some(&rest[at..at + len]);
+                at += len;
+            }
+            if !complete {
+                break;
+            }
+            on_tuple(&fields);
+            pos += at;
+        }
+        self.buf.drain(..pos);
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<(), String> {
+        if !self.buf.is_empty() {
+            return Err(format!("{} bytes of an incomplete row at the end", self.buf.len()));
+        }
+        if self.header_done && !self.trailer_seen {
+            return Err("no end-of-data marker".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy_data(rows: &[[Option<Vec<u8>>; MESSAGE_FIELDS]]) -> Vec<u8> {
+        let mut out = HEADER_SIGNATURE.to_vec();
+        out.extend_from_slice(&[0; 8]);
+        for row in rows {
+            out.extend_from_slice(&(MESSAGE_FIELDS as i16).to_be_bytes());
+            for f in row {
+                match f {
+                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+                    Some(v) => {
+                        out.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                        out.extend_from_slice(v);
+                    }
+                }
+            }
+        }
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        out
+    }
+
+    fn row(id: i64, direction: &str) -> [Option<Vec<u8>>; MESSAGE_FIELDS] {
+        let i = |v: i64| Some(v.to_be_bytes().to_vec());
+        [
+            i(id),
+            i(1),
+            i(2),
+            i(3),
+            None,
+            Some(direction.as_bytes().to_vec()),
+            Some(b"agent".to_vec()),
+            i(9),
+            i(0),
+            i(5),
+        ]
+    }
+
+    #[test]
+    fn parses_rows_split_at_every_byte_boundary() {
+        let data = copy_data(&[row(1, "outbound"), row(2, "sideways")]);
+        for split in 1..data.len() {
+            let mut parser = CopyParser::default();
+            let mut got = Vec::new();
+            for chunk in [&data[..split], &data[split..]] {
+                parser.push(chunk, |f| got.push(message_from_fields(f))).unwrap();
+            }
+            parser.finish().unwrap();
+            assert_eq!(got.len(), 2, "split at {split}");
+            assert_eq!(got[0].id, Some(1));
+            assert_eq!(got[0].direction, Text::Known(Direction::Outbound));
+            assert_eq!(got[0].contact_id, None);
+            assert_eq!(got[0].sent_at, PG_EPOCH_OFFSET_MICROS);
+            assert_eq!(got[1].direction, Text::Unknown);
+        }
+    }
+
+    #[test]
+    fn truncated_data_is_an_error_not_a_panic() {
+        let data = copy_data(&[row(1, "inbound")]);
+        let mut parser = CopyParser::default();
+        parser.push(&data[..data.len() - 5], |_| {}).unwrap();
+        assert!(parser.finish().is_err());
+        let mut parser = CopyParser::default();
+        assert!(parser.push(b"NOTCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0", |_| {}).is_err());
+    }
+
+    #[test]
+    fn account_filter_is_built_from_integers() {
+        assert_eq!(account_filter_sql(&AccountFilter::default()), "true");
+        let f = AccountFilter {
+            accounts: Some(vec![1, 2]),
+            strays_outside: Some(vec![1, 2, 3]),
+        };
+        assert_eq!(
+            account_filter_sql(&f),
+            "account_id = ANY('{1,2}'::bigint[]) OR account_id IS NULL OR account_id <> ALL('{1,2,3}'::bigint[])"
+        );
+    }
+}

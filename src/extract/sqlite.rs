@@ -1,0 +1,226 @@
+//! SQLite extract: streamed queries, each day reader in its own read
+//! transaction (WAL mode gives each a consistent snapshot). Timestamps are
+//! INTEGER Unix microseconds. SQLite is dynamically typed, so a value of the
+//! wrong type is flagged on the row (reject `bad_value`), never a failure.
+
+use chrono::NaiveDate;
+use futures::TryStreamExt;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+use super::{AccountFilter, DayRange, Result, TooLate, qerr};
+use crate::aggregate::{AccountDim, ChannelDim, RawEvent, RawMessage, Text};
+use crate::model::*;
+
+const MESSAGES: &str = include_str!("../../sql/extract/sqlite/messages.sql");
+const EVENTS: &str = include_str!("../../sql/extract/sqlite/events.sql");
+const TOO_LATE: &str = include_str!("../../sql/extract/sqlite/too_late.sql");
+const LATE_DAYS: &str = include_str!("../../sql/extract/sqlite/late_days.sql");
+const WATERMARK: &str = include_str!("../../sql/extract/sqlite/watermark.sql");
+const ACCOUNTS: &str = include_str!("../../sql/extract/sqlite/accounts.sql");
+const CHANNELS: &str = include_str!("../../sql/extract/sqlite/channels.sql");
+
+fn json_ids(ids: &Option<Vec<i64>>) -> Option<String> {
+    ids.as_ref()
+        .map(|v| serde_json::to_string(v).expect("integers serialize"))
+}
+
+pub struct SqliteSnapshot {
+    pool: SqlitePool,
+    holder: Transaction<'static, Sqlite>,
+}
+
+/// Reads a column as `Option<T>`, flagging a value of the wrong type.
+fn get<'r, T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>>(r: &'r SqliteRow, i: usize, bad: &mut bool) -> Option<T> {
+    match r.try_get::<Option<T>, _>(i) {
+        Ok(v) => v,
+        Err(_) => {
+            *bad = true;
+            None
+        }
+    }
+}
+
+impl SqliteSnapshot {
+    pub async fn open(pool: &SqlitePool) -> Result<Self> {
+        let holder = pool.begin().await.map_err(qerr("begin"))?;
+        Ok(SqliteSnapshot {
+            pool: pool.clone(),
+            holder,
+        })
+    }
+
+    pub async fn dimensions(&mut self) -> Result<(Vec<AccountDim>, Vec<ChannelDim>)> {
+        let mut bad = false;
+        let accounts = sqlx::query(ACCOUNTS)
+            .fetch_all(&mut *self.holder)
+            .await
+            .map_err(qerr("accounts.sql"))?
+            .iter()
+            .filter_map(|r| {
+                Some(AccountDim {
+                    id: get(r, 0, &mut bad)?,
+                    name: get(r, 1, &mut bad),
+                    time_zone: get(r, 2, &mut bad),
+                    created_at: get(r, 3, &mut bad),
+                })
+            })
+            .collect();
+        let channels = sqlx::query(CHANNELS)
+            .fetch_all(&mut *self.holder)
+            .await
+            .map_err(qerr("channels.sql"))?
+            .iter()
+            .filter_map(|r| {
+                Some(ChannelDim {
+                    id: get(r, 0, &mut bad)?,
+                    account_id: get(r, 1, &mut bad)?,
+                    platform: get(r, 2, &mut bad),
+                    name: get(r, 3, &mut bad),
+                    environment: get(r, 4, &mut bad),
+                    connected_at: get(r, 5, &mut bad),
+                    disconnected_at: get(r, 6, &mut bad),
+                })
+            })
+            .collect();
+        Ok((accounts, channels))
+    }
+
+    pub async fn watermark(&mut self) -> Result<Option<UnixMicros>> {
+        sqlx::query_scalar(WATERMARK)
+            .fetch_one(&mut *self.holder)
+            .await
+            .map_err(qerr("watermark.sql"))
+    }
+
+    pub async fn late_days(&mut self, previous: UnixMicros, current: UnixMicros) -> Result<Vec<NaiveDate>> {
+        let days: Vec<i64> = sqlx::query_scalar(LATE_DAYS)
+            .bind(previous)
+            .bind(current)
+            .fetch_all(&mut *self.holder)
+            .await
+            .map_err(qerr("late_days.sql"))?;
+        Ok(days
+            .into_iter()
+            .filter_map(|d| NaiveDate::from_epoch_days(i32::try_from(d).ok()?))
+            .collect())
+    }
+
+    pub async fn reader(&self) -> Result<SqliteDayReader> {
+        Ok(SqliteDayReader {
+            tx: self.pool.begin().await.map_err(qerr("begin"))?,
+        })
+    }
+
+    pub async fn close(self) {
+        let _ = self.holder.rollback().await;
+    }
+}
+
+pub struct SqliteDayReader {
+    tx: Transaction<'static, Sqlite>,
+}
+
+impl SqliteDayReader {
+    pub async fn messages(
+        &mut self,
+        day: DayRange,
+        filter: &AccountFilter,
+        mut on_row: impl FnMut(&RawMessage),
+    ) -> Result<()> {
+        let mut rows = sqlx::query(MESSAGES)
+            .bind(day.start)
+            .bind(day.end)
+            .bind(json_ids(&filter.accounts))
+            .bind(json_ids(&filter.strays_outside))
+            .fetch(&mut *self.tx);
+        while let Some(r) = rows.try_next().await.map_err(qerr("messages.sql"))? {
+            let mut bad = false;
+            let direction: Option<String> = get(&r, 5, &mut bad);
+            let sender_type: Option<String> = get(&r, 6, &mut bad);
+            let sent_at: Option<i64> = get(&r, 8, &mut bad);
+            let message = RawMessage {
+                id: get(&r, 0, &mut bad),
+                account_id: get(&r, 1, &mut bad),
+                conversation_id: get(&r, 2, &mut bad),
+                channel_id: get(&r, 3, &mut bad),
+                contact_id: get(&r, 4, &mut bad),
+                direction: Text::<Direction>::parse(direction.as_deref().map(str::as_bytes)),
+                sender_type: Text::<SenderType>::parse(sender_type.as_deref().map(str::as_bytes)),
+                agent_id: get(&r, 7, &mut bad),
+                sent_at: sent_at.unwrap_or_default(),
+                created_at: get(&r, 9, &mut bad),
+                bad_value: bad || sent_at.is_none(),
+            };
+            on_row(&message);
+        }
+        Ok(())
+    }
+
+    pub async fn events(
+        &mut self,
+        day: DayRange,
+        filter: &AccountFilter,
+        mut on_row: impl FnMut(&RawEvent),
+    ) -> Result<()> {
+        let mut rows = sqlx::query(EVENTS)
+            .bind(day.start)
+            .bind(day.end)
+            .bind(json_ids(&filter.accounts))
+            .bind(json_ids(&filter.strays_outside))
+            .fetch(&mut *self.tx);
+        while let Some(r) = rows.try_next().await.map_err(qerr("events.sql"))? {
+            let mut bad = false;
+            let kind: Option<String> = get(&r, 2, &mut bad);
+            let occurred_at: Option<i64> = get(&r, 3, &mut bad);
+            let first: Option<String> = get(&r, 7, &mut bad);
+            let event = RawEvent {
+                id: get(&r, 0, &mut bad),
+                conversation_id: get(&r, 1, &mut bad),
+                kind: Text::<EventKind>::parse(kind.as_deref().map(str::as_bytes)),
+                occurred_at: occurred_at.unwrap_or_default(),
+                created_at: get(&r, 4, &mut bad),
+                account_id: get(&r, 5, &mut bad),
+                channel_id: get(&r, 6, &mut bad),
+                first_direction: first.map(|d| Text::<Direction>::parse(Some(d.as_bytes()))),
+                counting_event_id: get(&r, 8, &mut bad),
+                bad_value: bad || occurred_at.is_none(),
+            };
+            on_row(&event);
+        }
+        Ok(())
+    }
+
+    pub async fn too_late(
+        &mut self,
+        arrival: DayRange,
+        horizon: UnixMicros,
+        filter: &AccountFilter,
+    ) -> Result<Vec<TooLate>> {
+        let rows = sqlx::query(TOO_LATE)
+            .bind(arrival.start)
+            .bind(arrival.end)
+            .bind(horizon)
+            .bind(json_ids(&filter.accounts))
+            .bind(json_ids(&filter.strays_outside))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(qerr("too_late.sql"))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let mut bad = false;
+                TooLate {
+                    table: get(r, 0, &mut bad).unwrap_or_default(),
+                    account_id: get(r, 1, &mut bad),
+                    rows: get(r, 2, &mut bad).unwrap_or_default(),
+                    example_id: get(r, 3, &mut bad),
+                }
+            })
+            .collect())
+    }
+
+    pub async fn finish(self) -> Result<()> {
+        self.tx.commit().await.map_err(qerr("commit"))
+    }
+}

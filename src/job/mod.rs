@@ -1,0 +1,628 @@
+//! `account-usage run`: the nightly job, and backfills.
+//!
+//! ```text
+//!  plan ──► for each day (up to --parallel at once):
+//!           extract (snapshot) ──► aggregate (pure) ──► spill/merge ──► write Parquet ──► publish manifest
+//!       ──► run manifest ──► state (watermark)
+//! ```
+//!
+//! What must always hold:
+//! - every query of a run reads one snapshot of the source;
+//! - a day becomes visible only through its manifest, written after its
+//!   files; a failure anywhere leaves the previous version of every day
+//!   readable, and the rerun repairs it;
+//! - the watermark advances only after every day of the run is published, so
+//!   a failed run's late rows are found again by the next run;
+//! - memory is bounded by `max_entries_in_memory`, not by the day's size.
+
+mod spill;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{
+    Aggregate, DayAggregator, Dimensions, Entry, RejectReason, Rejects, SourceTable, merge_sorted_runs, shard_of,
+};
+use crate::extract::{AccountFilter, DayRange, Snapshot};
+use crate::model::{MICROS_PER_DAY, UnixMicros, to_datetime};
+use crate::source::{SourceDb, SourceUrl};
+use crate::warehouse::manifest::{self, DayManifest, FileEntry};
+use crate::warehouse::paths::{DataFileKey, RunId, ShardSpec, Table, run_manifest_key, state_key};
+use crate::warehouse::tables;
+use crate::warehouse::write::{ParquetFile, ROW_GROUP_ROWS};
+use crate::warehouse::{Warehouse, WarehouseUrl};
+use spill::SpillRuns;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Source(#[from] crate::source::Error),
+    #[error(transparent)]
+    Extract(#[from] crate::extract::Error),
+    #[error(transparent)]
+    Warehouse(#[from] crate::warehouse::Error),
+    #[error("spilling aggregates to {dir} failed: {source}")]
+    Spill { dir: String, source: std::io::Error },
+    #[error("building Arrow data for {table} failed: {source}")]
+    Arrow {
+        table: &'static str,
+        source: arrow::error::ArrowError,
+    },
+    #[error("day {day} failed: {source}")]
+    Day { day: NaiveDate, source: Box<Error> },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Validated configuration of one `run`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub source: SourceUrl,
+    pub warehouse: WarehouseUrl,
+    /// The UTC days asked for, in order.
+    pub days: Vec<NaiveDate>,
+    pub accounts: Option<Vec<i64>>,
+    pub shard: ShardSpec,
+    pub max_late_days: u32,
+    pub parallel: usize,
+    pub dry_run: bool,
+    pub spill_dir: PathBuf,
+    pub max_entries_in_memory: usize,
+}
+
+/// `_state/<shard>.json`: where the last published run left off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub run_id: RunId,
+    /// Latest `created_at` seen (Unix microseconds), if the source had rows.
+    pub watermark: Option<UnixMicros>,
+}
+
+/// `_runs/<run_id>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunManifest {
+    pub run_id: RunId,
+    pub code_version: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+    pub shard: String,
+    pub accounts: Option<Vec<i64>>,
+    pub days: Vec<NaiveDate>,
+    pub late_days: Vec<NaiveDate>,
+    pub previous_watermark: Option<String>,
+    pub watermark: Option<String>,
+    pub watermark_micros: Option<UnixMicros>,
+    /// Rows written per table, per day.
+    pub rows: BTreeMap<NaiveDate, BTreeMap<String, u64>>,
+    pub rejects_by_reason: BTreeMap<String, u64>,
+}
+
+/// What one day produced.
+#[derive(Debug, Clone)]
+pub struct DayReport {
+    pub day: NaiveDate,
+    pub late: bool,
+    pub messages_read: u64,
+    pub events_read: u64,
+    pub rows: BTreeMap<String, u64>,
+    pub rejects: BTreeMap<&'static str, u64>,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub run_id: RunId,
+    pub days: Vec<DayReport>,
+    pub late_days: Vec<NaiveDate>,
+    pub elapsed: Duration,
+    pub warehouse: String,
+}
+
+/// What a run will do, before it does it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub run_id: RunId,
+    pub days: Vec<NaiveDate>,
+    pub late_days: Vec<NaiveDate>,
+    pub accounts: Vec<i64>,
+    pub filter: AccountFilter,
+    pub previous: Option<State>,
+    pub watermark: Option<UnixMicros>,
+}
+
+fn rfc3339(m: UnixMicros) -> String {
+    to_datetime(m)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .unwrap_or_default()
+}
+
+pub async fn run(config: &RunConfig) -> Result<RunReport> {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let warehouse = Warehouse::open(&config.warehouse)?;
+    let db = SourceDb::connect(&config.source, config.parallel as u32 + 2).await?;
+    let mut snapshot = Snapshot::open(&db).await?;
+    let dims = Arc::new(snapshot.dimensions().await?);
+    let run_id = RunId::new(started_at, rand_u32());
+    let plan = plan(config, &warehouse, &mut snapshot, &dims, run_id).await?;
+    tracing::info!(
+        run_id = %plan.run_id,
+        source = %config.source,
+        warehouse = %warehouse.url(),
+        shard = %config.shard,
+        days = plan.days.len(),
+        late_days = plan.late_days.len(),
+        accounts = plan.accounts.len(),
+        "Run planned."
+    );
+    if config.dry_run {
+        print!("{}", describe_plan(config, &plan));
+        snapshot.close().await;
+        db.close().await;
+        return Ok(RunReport {
+            run_id: plan.run_id,
+            days: Vec::new(),
+            late_days: plan.late_days,
+            elapsed: started.elapsed(),
+            warehouse: warehouse.url().to_string(),
+        });
+    }
+
+    let late: BTreeSet<NaiveDate> = plan.late_days.iter().copied().collect();
+    let total = plan.days.len();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let snapshot_ref = &snapshot;
+    let results: Vec<Result<DayReport>> = futures::stream::iter(plan.days.iter().copied())
+        .map(|day| {
+            let (warehouse, dims, plan, done) = (&warehouse, dims.clone(), &plan, done.clone());
+            let is_late = late.contains(&day);
+            async move {
+                let report = process_day(config, warehouse, snapshot_ref, &dims, plan, day, is_late)
+                    .await
+                    .map_err(|e| Error::Day {
+                        day,
+                        source: Box::new(e),
+                    })?;
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                tracing::info!(
+                    progress = %format!("{n}/{total}"),
+                    %day,
+                    late = is_late,
+                    messages = report.messages_read,
+                    rejects = report.rejects.values().sum::<u64>(),
+                    elapsed_ms = report.elapsed.as_millis() as u64,
+                    "Day published."
+                );
+                Ok(report)
+            }
+        })
+        .buffer_unordered(config.parallel.max(1))
+        .collect()
+        .await;
+    snapshot.close().await;
+    db.close().await;
+    let mut days = Vec::with_capacity(results.len());
+    for r in results {
+        days.push(r?);
+    }
+    days.sort_by_key(|d| d.day);
+
+    // Every day is published: record the run, then advance the watermark.
+    let finished_at = Utc::now();
+    let mut rejects_by_reason = BTreeMap::new();
+    for d in &days {
+        for (reason, n) in &d.rejects {
+            *rejects_by_reason.entry(reason.to_string()).or_insert(0) += n;
+        }
+    }
+    let run_manifest = RunManifest {
+        run_id: plan.run_id.clone(),
+        code_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: started_at.to_rfc3339(),
+        finished_at: finished_at.to_rfc3339(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        shard: config.shard.to_string(),
+        accounts: config.accounts.clone(),
+        days: plan.days.clone(),
+        late_days: plan.late_days.clone(),
+        previous_watermark: plan.previous.as_ref().and_then(|s| s.watermark).map(rfc3339),
+        watermark: plan.watermark.map(rfc3339),
+        watermark_micros: plan.watermark,
+        rows: days.iter().map(|d| (d.day, d.rows.clone())).collect(),
+        rejects_by_reason,
+    };
+    warehouse
+        .put(
+            &run_manifest_key(&plan.run_id),
+            serde_json::to_vec_pretty(&run_manifest).expect("serializable").into(),
+        )
+        .await?;
+    let state = State {
+        run_id: plan.run_id.clone(),
+        watermark: plan.watermark.or(plan.previous.as_ref().and_then(|s| s.watermark)),
+    };
+    warehouse
+        .put(
+            &state_key(config.shard),
+            serde_json::to_vec_pretty(&state).expect("serializable").into(),
+        )
+        .await?;
+    Ok(RunReport {
+        run_id: plan.run_id,
+        days,
+        late_days: plan.late_days,
+        elapsed: started.elapsed(),
+        warehouse: warehouse.url().to_string(),
+    })
+}
+
+fn rand_u32() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+async fn read_state(warehouse: &Warehouse, shard: ShardSpec) -> Result<Option<State>> {
+    let key = state_key(shard);
+    let Some(bytes) = warehouse.get(&key).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        Error::Warehouse(crate::warehouse::Error::BadManifest {
+            key,
+            reason: e.to_string(),
+        })
+    })
+}
+
+/// Decides the accounts and days of a run.
+pub async fn plan(
+    config: &RunConfig,
+    warehouse: &Warehouse,
+    snapshot: &mut Snapshot,
+    dims: &Dimensions,
+    run_id: RunId,
+) -> Result<Plan> {
+    let mut known: Vec<i64> = dims.accounts.keys().copied().collect();
+    known.sort_unstable();
+    let candidates = config.accounts.clone().unwrap_or_else(|| known.clone());
+    let accounts: Vec<i64> = candidates
+        .into_iter()
+        .filter(|a| shard_of(*a, config.shard.count) == config.shard.index)
+        .collect();
+    let filter = if config.accounts.is_none() && config.shard.count == 1 {
+        AccountFilter::default()
+    } else {
+        AccountFilter {
+            accounts: Some(accounts.clone()),
+            // The first shard also takes rows of unknown accounts, so that
+            // they are rejected once rather than skipped by every shard.
+            strays_outside: (config.accounts.is_none() && config.shard.index == 0).then(|| known.clone()),
+        }
+    };
+
+    let previous = read_state(warehouse, config.shard).await?;
+    let watermark = snapshot.watermark().await?;
+    let anchor = *config.days.iter().max().expect("a run has at least one day");
+    let horizon = anchor - chrono::Days::new(config.max_late_days.into());
+    let requested: BTreeSet<NaiveDate> = config.days.iter().copied().collect();
+    let late_days: Vec<NaiveDate> = match (previous.as_ref().and_then(|s| s.watermark), watermark) {
+        (Some(prev), Some(now)) if now > prev => snapshot
+            .late_days(prev, now)
+            .await?
+            .into_iter()
+            .filter(|d| *d >= horizon && *d < anchor && !requested.contains(d))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut days: Vec<NaiveDate> = requested.iter().chain(late_days.iter()).copied().collect();
+    days.sort_unstable();
+    days.dedup();
+    Ok(Plan {
+        run_id,
+        days,
+        late_days,
+        accounts,
+        filter,
+        previous,
+        watermark,
+    })
+}
+
+fn describe_plan(config: &RunConfig, plan: &Plan) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("dry run {} (nothing is written)\n", plan.run_id));
+    out.push_str(&format!("warehouse: {}\nshard: {}\n", config.warehouse, config.shard));
+    out.push_str(&format!("accounts ({}): {:?}\n", plan.accounts.len(), plan.accounts));
+    for day in &plan.days {
+        let late = if plan.late_days.contains(day) {
+            " (late data)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("day {day}{late}\n"));
+        for table in Table::ALL {
+            let key = DataFileKey {
+                table,
+                day: *day,
+                shard: config.shard,
+                run_id: plan.run_id.clone(),
+            };
+            out.push_str(&format!("  write {}\n", key.relative()));
+        }
+        let manifest = crate::warehouse::paths::DayManifestKey {
+            day: *day,
+            shard: config.shard,
+        };
+        out.push_str(&format!("  publish {}\n", manifest.relative()));
+    }
+    out.push_str(&format!("  record {}\n", run_manifest_key(&plan.run_id)));
+    out.push_str(&format!("  record {}\n", state_key(config.shard)));
+    out
+}
+
+/// Extract, aggregate, write and publish one day.
+async fn process_day(
+    config: &RunConfig,
+    warehouse: &Warehouse,
+    snapshot: &Snapshot,
+    dims: &Dimensions,
+    plan: &Plan,
+    day: NaiveDate,
+    late: bool,
+) -> Result<DayReport> {
+    let started = Instant::now();
+    let range = DayRange::new(day);
+    let spill_root = config
+        .spill_dir
+        .join(format!("account-usage-spill-{}-{}", plan.run_id, day.format("%Y%m%d")));
+    let mut spills: Vec<SpillRuns> = Aggregate::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, _)| SpillRuns::new(spill_root.join(i.to_string())))
+        .collect();
+    let spill_err = |source| Error::Spill {
+        dir: spill_root.display().to_string(),
+        source,
+    };
+
+    let mut agg = DayAggregator::new(dims, range.start);
+    let mut reader = snapshot.day_reader().await?;
+    let mut spill_failure: Option<std::io::Error> = None;
+    let budget = config.max_entries_in_memory.max(1);
+    {
+        let mut spill_if_full = |agg: &mut DayAggregator| {
+            if agg.entries() < budget || spill_failure.is_some() {
+                return;
+            }
+            for (which, runs) in Aggregate::ALL.iter().zip(spills.iter_mut()) {
+                let keyed = agg.keyed_mut(*which);
+                if keyed.is_empty() {
+                    continue;
+                }
+                let run = keyed.drain_sorted();
+                if let Err(e) = runs.spill(&run) {
+                    spill_failure = Some(e);
+                    return;
+                }
+            }
+        };
+        reader
+            .messages(range, &plan.filter, |m| {
+                agg.push_message(m);
+                spill_if_full(&mut agg);
+            })
+            .await?;
+        reader
+            .events(range, &plan.filter, |e| {
+                agg.push_event(e);
+                spill_if_full(&mut agg);
+            })
+            .await?;
+    }
+    if let Some(e) = spill_failure {
+        return Err(spill_err(e));
+    }
+    let horizon = range.start - i64::from(config.max_late_days) * MICROS_PER_DAY;
+    for row in reader.too_late(range, horizon, &plan.filter).await? {
+        let table = if row.table == "messages" {
+            SourceTable::Messages
+        } else {
+            SourceTable::ConversationEvents
+        };
+        agg.rejects.add(
+            table,
+            RejectReason::TooLate,
+            row.account_id,
+            row.rows.max(0) as u64,
+            row.example_id,
+        );
+    }
+    reader.finish().await?;
+
+    let shard = config.shard;
+    let key_of = |table: Table| {
+        DataFileKey {
+            table,
+            day,
+            shard,
+            run_id: plan.run_id.clone(),
+        }
+        .relative()
+    };
+    let mut files = Vec::new();
+    for (which, runs) in Aggregate::ALL.iter().zip(spills.iter()) {
+        let table = match which {
+            Aggregate::ContactActivity => Table::ContactActivity,
+            Aggregate::AgentActivity => Table::AgentActivity,
+            Aggregate::ResolvedConversations => Table::ResolvedConversations,
+            Aggregate::ProactiveMessages => Table::ProactiveMessages,
+        };
+        let last = agg.keyed_mut(*which).drain_sorted();
+        let error = Arc::new(Mutex::new(None));
+        let mut sources: Vec<Box<dyn Iterator<Item = Entry> + Send>> = runs
+            .readers(&error)
+            .map_err(spill_err)?
+            .into_iter()
+            .map(|r| Box::new(r) as Box<dyn Iterator<Item = Entry> + Send>)
+            .collect();
+        sources.push(Box::new(last.into_iter()));
+        let key = key_of(table);
+        let rows = write_entries(warehouse, &key, table, merge_sorted_runs(sources, which.merge())).await?;
+        if let Some(e) = error.lock().expect("spill error slot").take() {
+            return Err(spill_err(e));
+        }
+        if let Some(rows) = rows {
+            files.push(FileEntry {
+                table: table.name().into(),
+                key,
+                rows,
+            });
+        }
+    }
+    drop(spills);
+
+    // Dimension snapshots of this run's accounts.
+    let mine: BTreeSet<i64> = plan.accounts.iter().copied().collect();
+    let mut accounts: Vec<_> = dims.accounts.values().filter(|a| mine.contains(&a.id)).collect();
+    accounts.sort_by_key(|a| a.id);
+    let mut channels: Vec<_> = dims
+        .channels
+        .values()
+        .filter(|c| mine.contains(&c.account_id))
+        .collect();
+    channels.sort_by_key(|c| (c.account_id, c.id));
+    for (table, batch) in [
+        (Table::Accounts, tables::accounts_batch(&accounts)),
+        (Table::Channels, tables::channels_batch(&channels)),
+        (Table::Rejects, tables::rejects_batch(&agg.rejects)),
+    ] {
+        let batch = batch.map_err(|source| Error::Arrow {
+            table: table.name(),
+            source,
+        })?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let key = key_of(table);
+        let mut file = ParquetFile::create(warehouse, &key, batch.schema(), 1)?;
+        file.write(&batch).await?;
+        let rows = file.finish().await?;
+        files.push(FileEntry {
+            table: table.name().into(),
+            key,
+            rows,
+        });
+    }
+
+    let manifest = DayManifest {
+        format_version: manifest::FORMAT_VERSION,
+        day,
+        shard: shard.to_string(),
+        run_id: plan.run_id.clone(),
+        published_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        files,
+        messages_read: agg.messages_read,
+        events_read: agg.events_read,
+        rejects: agg.rejects.total(),
+    };
+    manifest::publish_day(warehouse, &manifest).await?;
+    Ok(DayReport {
+        day,
+        late,
+        messages_read: agg.messages_read,
+        events_read: agg.events_read,
+        rows: manifest::rows_per_table(std::slice::from_ref(&manifest)),
+        rejects: reject_summary(&agg.rejects),
+        elapsed: started.elapsed(),
+    })
+}
+
+fn reject_summary(rejects: &Rejects) -> BTreeMap<&'static str, u64> {
+    rejects.by_reason()
+}
+
+/// Writes a sorted entry stream as one Parquet file; `None` when empty (no
+/// file is written).
+async fn write_entries(
+    warehouse: &Warehouse,
+    key: &str,
+    table: Table,
+    mut entries: impl Iterator<Item = Entry>,
+) -> Result<Option<u64>> {
+    let mut chunk: Vec<Entry> = entries.by_ref().take(ROW_GROUP_ROWS).collect();
+    if chunk.is_empty() {
+        return Ok(None);
+    }
+    let sorted_by = match table {
+        Table::ProactiveMessages => 3,
+        _ => 4,
+    };
+    let mut file = ParquetFile::create(warehouse, key, tables::schema(table), sorted_by)?;
+    while !chunk.is_empty() {
+        let batch = tables::entries_batch(table, &chunk).map_err(|source| Error::Arrow {
+            table: table.name(),
+            source,
+        })?;
+        file.write(&batch).await?;
+        chunk.clear();
+        chunk.extend(entries.by_ref().take(ROW_GROUP_ROWS));
+    }
+    Ok(Some(file.finish().await?))
+}
+
+impl RunReport {
+    /// What `run` prints when it is done.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let mut rows: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut rejects: BTreeMap<&str, u64> = BTreeMap::new();
+        let (mut messages, mut events) = (0, 0);
+        for d in &self.days {
+            messages += d.messages_read;
+            events += d.events_read;
+            for (t, n) in &d.rows {
+                *rows.entry(t).or_insert(0) += n;
+            }
+            for (r, n) in &d.rejects {
+                *rejects.entry(r).or_insert(0) += n;
+            }
+        }
+        out.push_str(&format!(
+            "run {}: {} day(s) published ({} with late data) in {:.2}s\n",
+            self.run_id,
+            self.days.len(),
+            self.late_days.len(),
+            self.elapsed.as_secs_f64()
+        ));
+        out.push_str(&format!("read: {messages} messages, {events} conversation events\n"));
+        out.push_str("rows written:\n");
+        for table in Table::ALL {
+            out.push_str(&format!(
+                "  {:<24}{:>12}\n",
+                table.name(),
+                rows.get(table.name()).unwrap_or(&0)
+            ));
+        }
+        let total_rejects: u64 = rejects.values().sum();
+        out.push_str(&format!("rejects: {total_rejects}\n"));
+        for (reason, n) in &rejects {
+            out.push_str(&format!("  {reason:<24}{n:>12}\n"));
+        }
+        out.push_str(&format!(
+            "parquet: {}/<table>/dt=YYYY-MM-DD/*.parquet\n",
+            self.warehouse
+        ));
+        out
+    }
+}

@@ -1,0 +1,104 @@
+//! Sorted runs of aggregate entries spilled to local files, and read back
+//! for the merge. Records are 48 little-endian bytes: key `[i64; 4]`, value
+//! `[i64; 2]`.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::aggregate::Entry;
+
+const RECORD: usize = 48;
+
+/// The spilled runs of one aggregate of one day. The folder is removed on drop.
+pub struct SpillRuns {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+}
+
+impl SpillRuns {
+    pub fn new(dir: PathBuf) -> Self {
+        SpillRuns { dir, files: Vec::new() }
+    }
+
+    pub fn spill(&mut self, run: &[Entry]) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let path = self.dir.join(format!("run-{:05}.bin", self.files.len()));
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+        for (k, v) in run {
+            for x in k.iter().chain(v.iter()) {
+                out.write_all(&x.to_le_bytes())?;
+            }
+        }
+        out.flush()?;
+        self.files.push(path);
+        Ok(())
+    }
+
+    /// Readers over every spilled run. A read error ends its run early and
+    /// is left in `error` for the caller to check after the merge.
+    pub fn readers(&self, error: &Arc<Mutex<Option<std::io::Error>>>) -> std::io::Result<Vec<RunReader>> {
+        self.files
+            .iter()
+            .map(|p| {
+                Ok(RunReader {
+                    reader: BufReader::with_capacity(256 * 1024, File::open(p)?),
+                    error: error.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+impl Drop for SpillRuns {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct RunReader {
+    reader: BufReader<File>,
+    error: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+impl Iterator for RunReader {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        let mut buf = [0u8; RECORD];
+        match self.reader.read_exact(&mut buf) {
+            Ok(()) => {
+                let x = |i: usize| i64::from_le_bytes(buf[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+                Some(([x(0), x(1), x(2), x(3)], [x(4), x(5)]))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => None,
+            Err(e) => {
+                *self.error.lock().expect("spill error slot") = Some(e);
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spilled_runs_read_back_exactly_and_are_removed() {
+        let dir = std::env::temp_dir().join(format!("account-usage-spill-test-{}", std::process::id()));
+        let run: Vec<Entry> = (0..1000).map(|i| ([i, -i, i64::MAX, i64::MIN], [i * 3, -7])).collect();
+        let error = Arc::new(Mutex::new(None));
+        {
+            let mut spills = SpillRuns::new(dir.clone());
+            spills.spill(&run).unwrap();
+            spills.spill(&run[..10]).unwrap();
+            let readers = spills.readers(&error).unwrap();
+            let back: Vec<Vec<Entry>> = readers.into_iter().map(|r| r.collect()).collect();
+            assert_eq!(back, vec![run.clone(), run[..10].to_vec()]);
+        }
+        assert!(error.lock().unwrap().is_none());
+        assert!(!dir.exists());
+    }
+}

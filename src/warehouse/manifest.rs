@@ -1,0 +1,222 @@
+//! Publishing days, and reading what is published.
+//!
+//! A day is published shard by shard: shard `i of n` writes its data files,
+//! then `_manifests/dt=D/s<i>of<n>.json` (one atomic put). A day is readable
+//! when every shard of some count `n` has a manifest; when two counts are
+//! complete, the one published last wins. So when a day moves from 3 shards
+//! to 2, readers keep the 3-shard set until the 2-shard set is whole, then
+//! switch; only after that are the 3-shard manifests and files deleted
+//! (manifests first). A run killed at any point leaves the previous complete
+//! set readable, and its own stray files are deleted by the next run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::array::RecordBatch;
+use bytes::Bytes;
+use chrono::NaiveDate;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::{Deserialize, Serialize};
+
+use super::paths::{DataFileKey, DayManifestKey, RunId, ShardSpec, Table};
+use super::{Error, Result, Warehouse};
+
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One file a manifest publishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub table: String,
+    /// Key relative to the warehouse root.
+    pub key: String,
+    pub rows: u64,
+}
+
+/// `_manifests/dt=D/s<i>of<n>.json`: publishes one shard of one day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayManifest {
+    pub format_version: u32,
+    pub day: NaiveDate,
+    pub shard: String,
+    pub run_id: RunId,
+    /// RFC 3339, UTC.
+    pub published_at: String,
+    pub files: Vec<FileEntry>,
+    pub messages_read: u64,
+    pub events_read: u64,
+    pub rejects: u64,
+}
+
+impl DayManifest {
+    pub fn shard(&self) -> Result<ShardSpec> {
+        Ok(self.shard.parse()?)
+    }
+
+    pub fn files_of(&self, table: Table) -> impl Iterator<Item = &FileEntry> {
+        self.files.iter().filter(move |f| f.table == table.name())
+    }
+}
+
+/// Writes the manifest (data files must already be written), then removes
+/// what no published manifest refers to any more.
+pub async fn publish_day(warehouse: &Warehouse, manifest: &DayManifest) -> Result<()> {
+    let shard = manifest.shard()?;
+    let key = DayManifestKey {
+        day: manifest.day,
+        shard,
+    };
+    let json = serde_json::to_vec_pretty(manifest).expect("manifests serialize");
+    warehouse.put(&key.relative(), Bytes::from(json)).await?;
+    clean_up_day(warehouse, manifest.day, shard, &manifest.run_id).await
+}
+
+async fn manifest_shards(warehouse: &Warehouse, day: NaiveDate) -> Result<BTreeSet<ShardSpec>> {
+    let mut shards = BTreeSet::new();
+    for key in warehouse.list(&DayManifestKey::folder(day)).await? {
+        // Anything else in the folder is not ours to judge; skip it.
+        if let Ok(parsed) = DayManifestKey::parse(&key) {
+            shards.insert(parsed.shard);
+        }
+    }
+    Ok(shards)
+}
+
+fn is_complete(shards: &BTreeSet<ShardSpec>, count: u32) -> bool {
+    (0..count).all(|index| shards.contains(&ShardSpec { index, count }))
+}
+
+async fn clean_up_day(warehouse: &Warehouse, day: NaiveDate, shard: ShardSpec, run: &RunId) -> Result<()> {
+    let shards = manifest_shards(warehouse, day).await?;
+    let complete = is_complete(&shards, shard.count);
+    if complete {
+        // Readers switch sets by manifests, so those go before their files.
+        for other in shards.iter().filter(|s| s.count != shard.count) {
+            warehouse
+                .delete(&DayManifestKey { day, shard: *other }.relative())
+                .await?;
+        }
+    }
+    for table in Table::ALL {
+        for key in warehouse.list(&DataFileKey::partition(table, day)).await? {
+            let Ok(file) = DataFileKey::parse(&key) else {
+                continue;
+            };
+            let stale_own = file.shard == shard && &file.run_id != run;
+            let other_count = complete && file.shard.count != shard.count;
+            if stale_own || other_count {
+                warehouse.delete(&key).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The manifests that make up the readable version of a day; `None` when no
+/// shard count has a complete set.
+pub async fn published_day(warehouse: &Warehouse, day: NaiveDate) -> Result<Option<Vec<DayManifest>>> {
+    let shards = manifest_shards(warehouse, day).await?;
+    let counts: BTreeSet<u32> = shards.iter().map(|s| s.count).collect();
+    let mut best: Option<(String, Vec<DayManifest>)> = None;
+    for count in counts.into_iter().filter(|c| is_complete(&shards, *c)) {
+        let mut set = Vec::new();
+        for index in 0..count {
+            let key = DayManifestKey {
+                day,
+                shard: ShardSpec { index, count },
+            }
+            .relative();
+            // Deleted since listing: a newer set took over; the caller retries.
+            let Some(bytes) = warehouse.get(&key).await? else {
+                return Err(Error::BadManifest {
+                    key,
+                    reason: "disappeared while reading (concurrent publish)".into(),
+                });
+            };
+            set.push(parse_manifest(&key, &bytes)?);
+        }
+        let newest = set.iter().map(|m| m.published_at.clone()).max().unwrap_or_default();
+        if best.as_ref().is_none_or(|(b, _)| newest > *b) {
+            best = Some((newest, set));
+        }
+    }
+    Ok(best.map(|(_, set)| set))
+}
+
+fn parse_manifest(key: &str, bytes: &[u8]) -> Result<DayManifest> {
+    let manifest: DayManifest = serde_json::from_slice(bytes).map_err(|e| Error::BadManifest {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })?;
+    if manifest.format_version != FORMAT_VERSION {
+        return Err(Error::BadManifest {
+            key: key.to_string(),
+            reason: format!("format_version {} is not {FORMAT_VERSION}", manifest.format_version),
+        });
+    }
+    Ok(manifest)
+}
+
+/// Every row of one table of a published day, in file order. Retries when a
+/// concurrent publish replaces the day while it is being read.
+pub async fn read_day_table(warehouse: &Warehouse, day: NaiveDate, table: Table) -> Result<Option<Vec<RecordBatch>>> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match try_read_day_table(warehouse, day, table).await {
+            Err(e) if attempt < 5 && is_concurrent_change(&e) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_concurrent_change(e: &Error) -> bool {
+    matches!(e, Error::BadManifest { reason, .. } if reason.starts_with("disappeared"))
+}
+
+async fn try_read_day_table(warehouse: &Warehouse, day: NaiveDate, table: Table) -> Result<Option<Vec<RecordBatch>>> {
+    let Some(manifests) = published_day(warehouse, day).await? else {
+        return Ok(None);
+    };
+    let mut batches = Vec::new();
+    for manifest in &manifests {
+        for file in manifest.files_of(table) {
+            let Some(bytes) = warehouse.get(&file.key).await? else {
+                return Err(Error::BadManifest {
+                    key: file.key.clone(),
+                    reason: "disappeared while reading (concurrent publish)".into(),
+                });
+            };
+            batches.extend(read_parquet(&file.key, bytes)?);
+        }
+    }
+    Ok(Some(batches))
+}
+
+/// Decodes a whole Parquet object.
+pub fn read_parquet(key: &str, bytes: Bytes) -> Result<Vec<RecordBatch>> {
+    let perr = |source| Error::Parquet {
+        key: key.to_string(),
+        source,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(perr)?
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(perr)?;
+    reader.collect::<Result<Vec<_>, _>>().map_err(|source| Error::Arrow {
+        key: key.to_string(),
+        source,
+    })
+}
+
+/// Row counts per table of a published day (from its manifests).
+pub fn rows_per_table(manifests: &[DayManifest]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for m in manifests {
+        for f in &m.files {
+            *out.entry(f.table.clone()).or_insert(0) += f.rows;
+        }
+    }
+    out
+}

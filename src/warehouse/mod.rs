@@ -1,0 +1,286 @@
+//! The warehouse: Parquet tables and manifests in object storage.
+//!
+//! What this module owns, and what must always hold:
+//! - **Keys** come only from the typed constructors in [`paths`].
+//! - **Publish order.** Data files first, then the day manifest that lists
+//!   them, then clean-up of what the manifest no longer lists. A manifest is
+//!   one atomic `put`, so a reader sees the whole previous version of a day or
+//!   the whole new one, never half ([`manifest`]).
+//! - **Idempotent.** A rerun of a day writes new files, republishes, and
+//!   deletes the files of earlier runs and of other shard counts.
+//! - **Credentials** come from each store's standard environment variables
+//!   (`AWS_*`, `GOOGLE_*`, `AZURE_*`), never from flags.
+
+pub mod manifest;
+pub mod paths;
+pub mod tables;
+pub mod write;
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("unsupported warehouse URL {0:?}: expected a path, file://, s3://, gs:// or az://")]
+    UnsupportedScheme(String),
+    #[error("invalid warehouse URL {url}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot open warehouse {url}: {source}")]
+    Open { url: String, source: object_store::Error },
+    #[error("warehouse {op} of {key} failed: {source}")]
+    Store {
+        op: &'static str,
+        key: String,
+        source: object_store::Error,
+    },
+    #[error("writing Parquet to {key} failed: {source}")]
+    Parquet {
+        key: String,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("building Arrow data for {key} failed: {source}")]
+    Arrow {
+        key: String,
+        source: arrow::error::ArrowError,
+    },
+    #[error("manifest {key} is not valid: {reason}")]
+    BadManifest { key: String, reason: String },
+    #[error("{0}")]
+    Key(#[from] paths::KeyError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where the warehouse lives, as given by the user (validated, credentials-free).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WarehouseUrl {
+    Local(std::path::PathBuf),
+    Cloud(String),
+}
+
+impl std::str::FromStr for WarehouseUrl {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if s.is_empty() {
+            return Err(Error::InvalidUrl {
+                url: s.into(),
+                reason: "empty".into(),
+            });
+        }
+        if let Some(path) = s.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(Error::InvalidUrl {
+                    url: s.into(),
+                    reason: "file:// URLs need an absolute path (file:///…)".into(),
+                });
+            }
+            return Ok(WarehouseUrl::Local(path.into()));
+        }
+        for scheme in ["s3://", "gs://", "az://", "abfs://", "abfss://"] {
+            if let Some(rest) = s.strip_prefix(scheme) {
+                if rest.is_empty() || rest.starts_with('/') {
+                    return Err(Error::InvalidUrl {
+                        url: s.into(),
+                        reason: "missing bucket or container".into(),
+                    });
+                }
+                return Ok(WarehouseUrl::Cloud(s.to_string()));
+            }
+        }
+        if s.contains("://") {
+            return Err(Error::UnsupportedScheme(s.to_string()));
+        }
+        Ok(WarehouseUrl::Local(s.into()))
+    }
+}
+
+impl fmt::Display for WarehouseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WarehouseUrl::Local(p) => write!(f, "{}", p.display()),
+            WarehouseUrl::Cloud(u) => f.write_str(u),
+        }
+    }
+}
+
+/// An open warehouse: a store and the root key prefix inside it.
+#[derive(Clone)]
+pub struct Warehouse {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    url: WarehouseUrl,
+}
+
+impl fmt::Debug for Warehouse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Warehouse({})", self.url)
+    }
+}
+
+impl Warehouse {
+    pub fn open(url: &WarehouseUrl) -> Result<Self> {
+        let open_err = |source| Error::Open {
+            url: url.to_string(),
+            source,
+        };
+        let (store, root): (Arc<dyn ObjectStore>, Path) = match url {
+            WarehouseUrl::Local(path) => {
+                std::fs::create_dir_all(path).map_err(|e| Error::InvalidUrl {
+                    url: url.to_string(),
+                    reason: e.to_string(),
+                })?;
+                let store = LocalFileSystem::new_with_prefix(path).map_err(open_err)?;
+                (Arc::new(store), Path::default())
+            }
+            WarehouseUrl::Cloud(raw) => {
+                let parsed = url::Url::parse(raw).map_err(|e| Error::InvalidUrl {
+                    url: raw.clone(),
+                    reason: e.to_string(),
+                })?;
+                let root = Path::from(parsed.path().trim_matches('/'));
+                let store: Arc<dyn ObjectStore> = match parsed.scheme() {
+                    "s3" => Arc::new(
+                        object_store::aws::AmazonS3Builder::from_env()
+                            .with_url(raw.as_str())
+                            .build()
+                            .map_err(open_err)?,
+                    ),
+                    "gs" => Arc::new(
+                        object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                            .with_url(raw.as_str())
+                            .build()
+                            .map_err(open_err)?,
+                    ),
+                    _ => Arc::new(
+                        object_store::azure::MicrosoftAzureBuilder::from_env()
+                            .with_url(raw.as_str())
+                            .build()
+                            .map_err(open_err)?,
+                    ),
+                };
+                (store, root)
+            }
+        };
+        Ok(Warehouse {
+            store,
+            root,
+            url: url.clone(),
+        })
+    }
+
+    pub fn url(&self) -> &WarehouseUrl {
+        &self.url
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub fn path(&self, relative: &str) -> Path {
+        paths::join(&self.root, relative)
+    }
+
+    /// The key relative to the root, for a path listed from the store.
+    pub fn relative(&self, path: &Path) -> String {
+        let full = path.as_ref();
+        let root = self.root.as_ref();
+        if root.is_empty() {
+            full.to_string()
+        } else {
+            full.strip_prefix(root)
+                .unwrap_or(full)
+                .trim_start_matches('/')
+                .to_string()
+        }
+    }
+
+    /// Writes one object atomically.
+    pub async fn put(&self, relative: &str, bytes: Bytes) -> Result<()> {
+        self.store
+            .put(&self.path(relative), PutPayload::from(bytes))
+            .await
+            .map(drop)
+            .map_err(|source| Error::Store {
+                op: "put",
+                key: relative.into(),
+                source,
+            })
+    }
+
+    /// Reads one object; `None` when it does not exist.
+    pub async fn get(&self, relative: &str) -> Result<Option<Bytes>> {
+        let err = |source| Error::Store {
+            op: "get",
+            key: relative.into(),
+            source,
+        };
+        match self.store.get(&self.path(relative)).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(err)?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// Keys (relative to the root) under a folder, sorted.
+    pub async fn list(&self, folder: &str) -> Result<Vec<String>> {
+        let prefix = self.path(folder);
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|source| Error::Store {
+                op: "list",
+                key: folder.into(),
+                source,
+            })?;
+        let mut keys: Vec<String> = metas.iter().map(|m| self.relative(&m.location)).collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Deletes one object; a missing object is fine (clean-up is idempotent).
+    pub async fn delete(&self, relative: &str) -> Result<()> {
+        match self.store.delete(&self.path(relative)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(Error::Store {
+                op: "delete",
+                key: relative.into(),
+                source,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_warehouse_urls() {
+        assert_eq!(
+            "./warehouse".parse::<WarehouseUrl>().unwrap(),
+            WarehouseUrl::Local("./warehouse".into())
+        );
+        assert_eq!(
+            "file:///tmp/w".parse::<WarehouseUrl>().unwrap(),
+            WarehouseUrl::Local("/tmp/w".into())
+        );
+        assert!(matches!("s3://b/p".parse::<WarehouseUrl>(), Ok(WarehouseUrl::Cloud(_))));
+        assert!(matches!("gs://b".parse::<WarehouseUrl>(), Ok(WarehouseUrl::Cloud(_))));
+        assert!(matches!("az://c/p".parse::<WarehouseUrl>(), Ok(WarehouseUrl::Cloud(_))));
+        assert!(matches!(
+            "ftp://x/y".parse::<WarehouseUrl>(),
+            Err(Error::UnsupportedScheme(_))
+        ));
+        assert!("s3://".parse::<WarehouseUrl>().is_err());
+        assert!("file://relative".parse::<WarehouseUrl>().is_err());
+    }
+}

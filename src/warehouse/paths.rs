@@ -1,0 +1,278 @@
+//! Object keys, built only from types and parsed back with a typed error.
+//!
+//! Layout under the warehouse root:
+//!
+//! ```text
+//! <table>/dt=YYYY-MM-DD/part-s<i>of<n>-<run_id>.parquet   data files (Hive-style partitions)
+//! _manifests/dt=YYYY-MM-DD/s<i>of<n>.json                 publishes one shard of one day
+//! _runs/<run_id>.json                                     one per finished run
+//! _state/s<i>of<n>.json                                   source watermark of the last run
+//! ```
+//!
+//! Data file names carry the run id, so a rerun never overwrites a file that
+//! a reader holding the previous manifest may still be reading.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::NaiveDate;
+use object_store::path::Path;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("not a warehouse key: {0}")]
+pub struct KeyError(pub String);
+
+/// The tables the job writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    ContactActivity,
+    AgentActivity,
+    ResolvedConversations,
+    ProactiveMessages,
+    Accounts,
+    Channels,
+    Rejects,
+}
+
+impl Table {
+    pub const ALL: [Table; 7] = [
+        Table::ContactActivity,
+        Table::AgentActivity,
+        Table::ResolvedConversations,
+        Table::ProactiveMessages,
+        Table::Accounts,
+        Table::Channels,
+        Table::Rejects,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::ContactActivity => "contact_activity",
+            Table::AgentActivity => "agent_activity",
+            Table::ResolvedConversations => "resolved_conversations",
+            Table::ProactiveMessages => "proactive_messages",
+            Table::Accounts => "accounts",
+            Table::Channels => "channels",
+            Table::Rejects => "rejects",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// Shard `index` of `count` (a Kubernetes Indexed Job completion index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardSpec {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl ShardSpec {
+    pub const WHOLE: ShardSpec = ShardSpec { index: 0, count: 1 };
+}
+
+impl fmt::Display for ShardSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}of{}", self.index, self.count)
+    }
+}
+
+impl FromStr for ShardSpec {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, KeyError> {
+        let err = || KeyError(s.to_string());
+        let (index, count) = s.strip_prefix('s').and_then(|r| r.split_once("of")).ok_or_else(err)?;
+        let spec = ShardSpec {
+            index: index.parse().map_err(|_| err())?,
+            count: count.parse().map_err(|_| err())?,
+        };
+        if spec.count == 0 || spec.index >= spec.count {
+            return Err(err());
+        }
+        Ok(spec)
+    }
+}
+
+/// A run id: UTC start time to the millisecond plus a random suffix, so ids
+/// sort by start time and never collide.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct RunId(String);
+
+impl RunId {
+    pub fn new(now: chrono::DateTime<chrono::Utc>, random: u32) -> Self {
+        RunId(format!("{}-{random:08x}", now.format("%Y%m%dT%H%M%S%3fZ")))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for RunId {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, KeyError> {
+        let ok = s.len() == 28 && s.as_bytes()[8] == b'T' && s.as_bytes()[18] == b'Z' && s.as_bytes()[19] == b'-';
+        if ok && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            Ok(RunId(s.to_string()))
+        } else {
+            Err(KeyError(s.to_string()))
+        }
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn day_dir(day: NaiveDate) -> String {
+    format!("dt={}", day.format("%Y-%m-%d"))
+}
+
+/// `<table>/dt=<day>/part-<shard>-<run>.parquet`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataFileKey {
+    pub table: Table,
+    pub day: NaiveDate,
+    pub shard: ShardSpec,
+    pub run_id: RunId,
+}
+
+impl DataFileKey {
+    /// The folder holding every data file of a table and day.
+    pub fn partition(table: Table, day: NaiveDate) -> String {
+        format!("{}/{}", table.name(), day_dir(day))
+    }
+
+    pub fn relative(&self) -> String {
+        format!(
+            "{}/part-{}-{}.parquet",
+            Self::partition(self.table, self.day),
+            self.shard,
+            self.run_id
+        )
+    }
+
+    pub fn parse(relative: &str) -> Result<Self, KeyError> {
+        let err = || KeyError(relative.to_string());
+        let mut parts = relative.split('/');
+        let (Some(table), Some(dt), Some(file), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(err());
+        };
+        let table = Table::from_name(table).ok_or_else(err)?;
+        let day = NaiveDate::parse_from_str(dt.strip_prefix("dt=").ok_or_else(err)?, "%Y-%m-%d").map_err(|_| err())?;
+        let stem = file
+            .strip_prefix("part-")
+            .and_then(|f| f.strip_suffix(".parquet"))
+            .ok_or_else(err)?;
+        let (shard, run) = stem.split_once('-').ok_or_else(err)?;
+        Ok(DataFileKey {
+            table,
+            day,
+            shard: shard.parse()?,
+            run_id: run.parse()?,
+        })
+    }
+}
+
+/// `_manifests/dt=<day>/<shard>.json`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayManifestKey {
+    pub day: NaiveDate,
+    pub shard: ShardSpec,
+}
+
+impl DayManifestKey {
+    pub fn folder(day: NaiveDate) -> String {
+        format!("_manifests/{}", day_dir(day))
+    }
+    pub fn relative(&self) -> String {
+        format!("{}/{}.json", Self::folder(self.day), self.shard)
+    }
+    pub fn parse(relative: &str) -> Result<Self, KeyError> {
+        let err = || KeyError(relative.to_string());
+        let rest = relative.strip_prefix("_manifests/dt=").ok_or_else(err)?;
+        let (day, file) = rest.split_once('/').ok_or_else(err)?;
+        Ok(DayManifestKey {
+            day: NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| err())?,
+            shard: file.strip_suffix(".json").ok_or_else(err)?.parse()?,
+        })
+    }
+}
+
+/// `_runs/<run_id>.json`
+pub fn run_manifest_key(run: &RunId) -> String {
+    format!("_runs/{run}.json")
+}
+
+/// `_state/<shard>.json`
+pub fn state_key(shard: ShardSpec) -> String {
+    format!("_state/{shard}.json")
+}
+
+/// Joins a relative key onto the warehouse root.
+pub fn join(root: &Path, relative: &str) -> Path {
+    if root.as_ref().is_empty() {
+        Path::from(relative)
+    } else {
+        Path::from(format!("{}/{relative}", root.as_ref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run() -> RunId {
+        RunId::new(
+            chrono::DateTime::parse_from_rfc3339("2026-03-01T02:03:04.005Z")
+                .unwrap()
+                .to_utc(),
+            0xabc,
+        )
+    }
+
+    #[test]
+    fn data_file_keys_round_trip() {
+        let key = DataFileKey {
+            table: Table::ContactActivity,
+            day: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            shard: ShardSpec { index: 1, count: 3 },
+            run_id: run(),
+        };
+        let rel = key.relative();
+        assert_eq!(
+            rel,
+            "contact_activity/dt=2026-03-01/part-s1of3-20260301T020304005Z-00000abc.parquet"
+        );
+        assert_eq!(DataFileKey::parse(&rel), Ok(key));
+    }
+
+    #[test]
+    fn manifest_keys_round_trip_and_bad_keys_are_refused() {
+        let key = DayManifestKey {
+            day: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            shard: ShardSpec { index: 0, count: 2 },
+        };
+        assert_eq!(DayManifestKey::parse(&key.relative()), Ok(key));
+        for bad in [
+            "contact_activity/dt=2026-03-01/part-s3of3-20260301T020304005Z-00000abc.parquet",
+            "contact_activity/dt=2026-02-30/part-s0of1-20260301T020304005Z-00000abc.parquet",
+            "nope/dt=2026-03-01/part-s0of1-20260301T020304005Z-00000abc.parquet",
+            "contact_activity/dt=2026-03-01/part-s0of1-x.parquet",
+        ] {
+            assert!(DataFileKey::parse(bad).is_err(), "{bad}");
+        }
+        assert!(DayManifestKey::parse("_manifests/dt=2026-03-01/s0of0.json").is_err());
+    }
+
+    #[test]
+    fn run_ids_sort_by_time() {
+        let a = RunId::new(chrono::DateTime::from_timestamp(1, 0).unwrap(), 0xffff_ffff);
+        let b = RunId::new(chrono::DateTime::from_timestamp(2, 0).unwrap(), 0);
+        assert!(a < b);
+        assert_eq!(a.as_str().parse::<RunId>(), Ok(a));
+    }
+}
