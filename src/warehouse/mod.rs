@@ -125,7 +125,19 @@ impl fmt::Debug for Warehouse {
 }
 
 impl Warehouse {
+    /// Opens the warehouse; cloud stores take their configuration from the
+    /// standard environment variables.
     pub fn open(url: &WarehouseUrl) -> Result<Self> {
+        Self::open_with_options(url, &[])
+    }
+
+    /// Like [`open`](Self::open), with store options (e.g. `aws_endpoint`)
+    /// applied over the environment's.
+    pub fn open_with_options(url: &WarehouseUrl, options: &[(&str, &str)]) -> Result<Self> {
+        let bad_option = |key: &str| Error::InvalidUrl {
+            url: url.to_string(),
+            reason: format!("unknown store option {key:?}"),
+        };
         let open_err = |source| Error::Open {
             url: url.to_string(),
             source,
@@ -146,24 +158,27 @@ impl Warehouse {
                 })?;
                 let root = Path::from(parsed.path().trim_matches('/'));
                 let store: Arc<dyn ObjectStore> = match parsed.scheme() {
-                    "s3" => Arc::new(
-                        object_store::aws::AmazonS3Builder::from_env()
-                            .with_url(raw.as_str())
-                            .build()
-                            .map_err(open_err)?,
-                    ),
-                    "gs" => Arc::new(
-                        object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                            .with_url(raw.as_str())
-                            .build()
-                            .map_err(open_err)?,
-                    ),
-                    _ => Arc::new(
-                        object_store::azure::MicrosoftAzureBuilder::from_env()
-                            .with_url(raw.as_str())
-                            .build()
-                            .map_err(open_err)?,
-                    ),
+                    "s3" => {
+                        let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(raw.as_str());
+                        for (k, v) in options {
+                            b = b.with_config(k.parse().map_err(|_| bad_option(k))?, *v);
+                        }
+                        Arc::new(b.build().map_err(open_err)?)
+                    }
+                    "gs" => {
+                        let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(raw.as_str());
+                        for (k, v) in options {
+                            b = b.with_config(k.parse().map_err(|_| bad_option(k))?, *v);
+                        }
+                        Arc::new(b.build().map_err(open_err)?)
+                    }
+                    _ => {
+                        let mut b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(raw.as_str());
+                        for (k, v) in options {
+                            b = b.with_config(k.parse().map_err(|_| bad_option(k))?, *v);
+                        }
+                        Arc::new(b.build().map_err(open_err)?)
+                    }
                 };
                 (store, root)
             }

@@ -264,3 +264,104 @@ fn with_database_replaces_only_the_name() {
     );
     assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
 }
+
+/// A moto S3 server on a free loopback port, with one bucket; stopped on drop.
+pub struct Moto {
+    pub endpoint: String,
+    child: std::process::Child,
+}
+
+impl Moto {
+    pub fn start(bucket: &str) -> Moto {
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start moto_server ({e}); install it with: pip install 'moto[server]'")
+            });
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "moto_server did not start on port {port}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let moto = Moto { endpoint, child };
+        let script = format!(
+            "import boto3; boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', \
+             aws_secret_access_key='test', region_name='us-east-1').create_bucket(Bucket='{bucket}')",
+            moto.endpoint
+        );
+        let out = Command::new(python()).args(["-c", &script]).output().expect("run python3");
+        assert!(out.status.success(), "create bucket: {}", String::from_utf8_lossy(&out.stderr));
+        moto
+    }
+
+    /// Environment for the binary: the standard AWS variables.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false".into()),
+        ]
+    }
+
+    /// The same settings as store options, for opening the warehouse in-process.
+    pub fn options(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("aws_endpoint", self.endpoint.clone()),
+            ("aws_allow_http", "true".into()),
+            ("aws_access_key_id", "test".into()),
+            ("aws_secret_access_key", "test".into()),
+            ("aws_region", "us-east-1".into()),
+            ("aws_virtual_hosted_style_request", "false".into()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Python that has duckdb: `ACCOUNT_USAGE_PYTHON`, else `.venv/bin/python`
+/// in the repository (what `.ci/run` makes), else `python3`.
+pub fn python() -> String {
+    if let Ok(p) = std::env::var("ACCOUNT_USAGE_PYTHON") {
+        return p;
+    }
+    let venv = format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR"));
+    if Path::new(&venv).exists() {
+        return venv;
+    }
+    "python3".into()
+}
+
+/// Runs the binary with extra environment variables.
+pub fn run_bin_env(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run account-usage")
+}
+
+pub fn run_ok_env(args: &[&str], env: &[(&str, String)]) -> String {
+    let out = run_bin_env(args, env);
+    assert!(
+        out.status.success(),
+        "account-usage {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}

@@ -4,4 +4,6 @@
 #[allow(dead_code)]
 mod common;
 mod schema;
+mod run;
 mod seed;
+mod wh;

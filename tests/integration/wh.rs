@@ -1,0 +1,107 @@
+//! Reading what the job published, through the library's manifest-aware
+//! reader, into plain values that tests can compare.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use account_usage::warehouse::manifest::{self, DayManifest};
+use account_usage::warehouse::paths::Table;
+use account_usage::warehouse::{Warehouse, WarehouseUrl};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Int64Type};
+use arrow::util::display::array_value_to_string;
+use chrono::NaiveDate;
+
+pub fn open(url: &str, options: &[(&'static str, String)]) -> Warehouse {
+    let url: WarehouseUrl = url.parse().unwrap();
+    let opts: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Warehouse::open_with_options(&url, &opts).unwrap()
+}
+
+pub fn day(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+pub fn days(from: &str, to: &str) -> Vec<NaiveDate> {
+    day(from).iter_days().take_while(|d| *d <= day(to)).collect()
+}
+
+pub async fn batches(wh: &Warehouse, d: NaiveDate, table: Table) -> Vec<RecordBatch> {
+    manifest::read_day_table(wh, d, table)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("day {d} is not published"))
+}
+
+pub async fn manifests(wh: &Warehouse, d: NaiveDate) -> Option<Vec<DayManifest>> {
+    manifest::published_day(wh, d).await.unwrap()
+}
+
+/// One integer (or timestamp, as Unix microseconds) column of every batch.
+pub fn ints(batches: &[RecordBatch], column: &str) -> Vec<Option<i64>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let col = b.column_by_name(column).unwrap_or_else(|| panic!("no column {column}"));
+        let col = arrow::compute::cast(col, &DataType::Int64).unwrap();
+        let col = col.as_primitive::<Int64Type>();
+        out.extend((0..col.len()).map(|i| col.is_valid(i).then(|| col.value(i))));
+    }
+    out
+}
+
+pub fn strings(batches: &[RecordBatch], column: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let col = b.column_by_name(column).unwrap_or_else(|| panic!("no column {column}"));
+        out.extend((0..col.len()).map(|i| col.is_valid(i).then(|| array_value_to_string(col, i).unwrap())));
+    }
+    out
+}
+
+/// Every row of a table of a day, rendered and sorted: equal tables give equal vectors.
+pub async fn table_rows(wh: &Warehouse, d: NaiveDate, table: Table) -> Vec<String> {
+    let mut rows = Vec::new();
+    for b in batches(wh, d, table).await {
+        for i in 0..b.num_rows() {
+            let cells: Vec<String> = b
+                .columns()
+                .iter()
+                .map(|c| array_value_to_string(c, i).unwrap())
+                .collect();
+            rows.push(cells.join("|"));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Every table of every day, for comparing whole warehouses.
+pub async fn snapshot(wh: &Warehouse, ds: &[NaiveDate]) -> BTreeMap<(NaiveDate, &'static str), Vec<String>> {
+    let mut out = BTreeMap::new();
+    for d in ds {
+        for t in Table::ALL {
+            out.insert((*d, t.name()), table_rows(wh, *d, t).await);
+        }
+    }
+    out
+}
+
+/// Counts per (a, b) key over two integer columns, dividing the first by `div`.
+pub fn count_by(batches: &[RecordBatch], a: &str, div: i64, b: &str, value: Option<&str>) -> BTreeMap<(i64, i64), i64> {
+    let (xs, ys) = (ints(batches, a), ints(batches, b));
+    let vs = value.map(|v| ints(batches, v));
+    let mut out = BTreeMap::new();
+    for i in 0..xs.len() {
+        let add = vs.as_ref().map(|v| v[i].unwrap()).unwrap_or(1);
+        *out.entry((xs[i].unwrap() / div, ys[i].unwrap())).or_insert(0) += add;
+    }
+    out
+}
+
+/// Distinct values of `entity` per `key / div`.
+pub fn distinct_by(batches: &[RecordBatch], key: &str, div: i64, entity: &str) -> BTreeMap<i64, i64> {
+    let mut sets: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+    for (k, e) in ints(batches, key).into_iter().zip(ints(batches, entity)) {
+        sets.entry(k.unwrap() / div).or_default().insert(e.unwrap());
+    }
+    sets.into_iter().map(|(k, s)| (k, s.len() as i64)).collect()
+}
