@@ -147,7 +147,11 @@ fn rfc3339(m: UnixMicros) -> String {
 pub async fn run(config: &RunConfig) -> Result<RunReport> {
     let started = Instant::now();
     let started_at = Utc::now();
-    let warehouse = Warehouse::open(&config.warehouse)?;
+    let warehouse = if config.dry_run {
+        Warehouse::open_read_only(&config.warehouse)?
+    } else {
+        Warehouse::open(&config.warehouse)?
+    };
     let db = SourceDb::connect(&config.source, config.parallel as u32 + 2).await?;
     let mut snapshot = Snapshot::open(&db).await?;
     let dims = Arc::new(snapshot.dimensions().await?);
@@ -482,13 +486,11 @@ async fn process_day(
         if let Some(e) = error.lock().expect("spill error slot").take() {
             return Err(spill_err(e));
         }
-        if let Some(rows) = rows {
-            files.push(FileEntry {
-                table: table.name().into(),
-                key,
-                rows,
-            });
-        }
+        files.push(FileEntry {
+            table: table.name().into(),
+            key,
+            rows,
+        });
     }
     drop(spills);
 
@@ -511,9 +513,6 @@ async fn process_day(
             table: table.name(),
             source,
         })?;
-        if batch.num_rows() == 0 {
-            continue;
-        }
         let key = key_of(table);
         let mut file = ParquetFile::create(warehouse, &key, batch.schema(), 1)?;
         file.write(&batch).await?;
@@ -552,33 +551,32 @@ fn reject_summary(rejects: &Rejects) -> BTreeMap<&'static str, u64> {
     rejects.by_reason()
 }
 
-/// Writes a sorted entry stream as one Parquet file; `None` when empty (no
-/// file is written).
+/// Writes a sorted entry stream as one Parquet file. An empty stream still
+/// gets a (zero-row) file, so that every table has a file for every
+/// published day and BI tools' globs never come up empty.
 async fn write_entries(
     warehouse: &Warehouse,
     key: &str,
     table: Table,
     mut entries: impl Iterator<Item = Entry>,
-) -> Result<Option<u64>> {
-    let mut chunk: Vec<Entry> = entries.by_ref().take(ROW_GROUP_ROWS).collect();
-    if chunk.is_empty() {
-        return Ok(None);
-    }
+) -> Result<u64> {
     let sorted_by = match table {
         Table::ProactiveMessages => 3,
         _ => 4,
     };
     let mut file = ParquetFile::create(warehouse, key, tables::schema(table), sorted_by)?;
-    while !chunk.is_empty() {
+    loop {
+        let chunk: Vec<Entry> = entries.by_ref().take(ROW_GROUP_ROWS).collect();
+        if chunk.is_empty() {
+            break;
+        }
         let batch = tables::entries_batch(table, &chunk).map_err(|source| Error::Arrow {
             table: table.name(),
             source,
         })?;
         file.write(&batch).await?;
-        chunk.clear();
-        chunk.extend(entries.by_ref().take(ROW_GROUP_ROWS));
     }
-    Ok(Some(file.finish().await?))
+    Ok(file.finish().await?)
 }
 
 impl RunReport {

@@ -427,13 +427,22 @@ fn conversation(
         account.channels[channel_index].platform,
     );
     let contact_id = pick_contact(account, platform, ids, rng, out);
+    // Nobody on shift: the conversation waits for the next shift to start.
+    let waited_hours = (0..168)
+        .find(|h| !account.on_shift[(local_hour_of_week + h) % 168].is_empty())
+        .unwrap_or(0);
     let agent_id = {
-        let shift = &account.on_shift[local_hour_of_week];
+        let shift = &account.on_shift[(local_hour_of_week + waited_hours) % 168];
         if shift.is_empty() {
             account.agent_ids[rng.range(0, account.agent_ids.len() as i64) as usize]
         } else {
             shift[rng.range(0, shift.len() as i64) as usize]
         }
+    };
+    let wait = if waited_hours == 0 {
+        0
+    } else {
+        waited_hours as i64 * MICROS_PER_HOUR - (start - hour_start) + rng.range(0, 20 * MICROS_PER_MINUTE)
     };
     let conversation_id = next(&mut ids.conversation);
     out.conversations.push(Conversation {
@@ -464,6 +473,8 @@ fn conversation(
         out,
     };
     let reply_gap = |rng: &mut Rng| rng.log_uniform(20 * MICROS_PER_SECOND, 30 * MICROS_PER_MINUTE);
+    // The first agent reply also waits for a shift to start.
+    let first_reply_gap = |rng: &mut Rng| wait + reply_gap(rng);
     let answer_gap = |rng: &mut Rng| rng.log_uniform(10 * MICROS_PER_SECOND, 2 * MICROS_PER_HOUR);
     match kind {
         Kind::Answered => {
@@ -473,8 +484,12 @@ fn conversation(
                 convo.message(Outbound, S::Automation, None, gap);
             }
             let exchanges = 1 + geometric(convo.rng, 0.35);
-            for _ in 0..exchanges {
-                let gap = reply_gap(convo.rng);
+            for exchange in 0..exchanges {
+                let gap = if exchange == 0 {
+                    first_reply_gap(convo.rng)
+                } else {
+                    reply_gap(convo.rng)
+                };
                 convo.message(Outbound, S::Agent, Some(agent_id), gap);
                 let gap = answer_gap(convo.rng);
                 if convo.rng.chance(0.6) {
@@ -505,7 +520,7 @@ fn conversation(
                 let gap = answer_gap(convo.rng);
                 convo.message(Inbound, S::Contact, None, gap);
                 if convo.rng.chance(0.5) {
-                    let gap = reply_gap(convo.rng);
+                    let gap = first_reply_gap(convo.rng);
                     convo.message(Outbound, S::Agent, Some(agent_id), gap);
                 }
             }
@@ -520,7 +535,7 @@ fn conversation(
         Kind::ResolvedBeforeReply => {
             convo.message(Inbound, S::Contact, None, 0);
             convo.resolve_maybe_later(Some(agent_id), 1.0);
-            let gap = reply_gap(convo.rng);
+            let gap = first_reply_gap(convo.rng);
             convo.message(Outbound, S::Agent, Some(agent_id), gap);
             convo.resolve_maybe_later(Some(agent_id), 1.0);
         }

@@ -131,6 +131,19 @@ impl Warehouse {
         Self::open_with_options(url, &[])
     }
 
+    /// Opens the warehouse for reading only: a local folder that does not
+    /// exist reads as empty and is not created.
+    pub fn open_read_only(url: &WarehouseUrl) -> Result<Self> {
+        match url {
+            WarehouseUrl::Local(path) if !path.exists() => Ok(Warehouse {
+                store: Arc::new(object_store::memory::InMemory::new()),
+                root: Path::default(),
+                url: url.clone(),
+            }),
+            _ => Self::open(url),
+        }
+    }
+
     /// Like [`open`](Self::open), with store options (e.g. `aws_endpoint`)
     /// applied over the environment's.
     pub fn open_with_options(url: &WarehouseUrl, options: &[(&str, &str)]) -> Result<Self> {

@@ -280,13 +280,14 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start moto_server ({e}); install it with: pip install 'moto[server]'")
-            });
+            .unwrap_or_else(|e| panic!("cannot start moto_server ({e}); install it with: pip install 'moto[server]'"));
         let endpoint = format!("http://127.0.0.1:{port}");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "moto_server did not start on port {port}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not start on port {port}"
+            );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         let moto = Moto { endpoint, child };
@@ -295,8 +296,15 @@ impl Moto {
              aws_secret_access_key='test', region_name='us-east-1').create_bucket(Bucket='{bucket}')",
             moto.endpoint
         );
-        let out = Command::new(python()).args(["-c", &script]).output().expect("run python3");
-        assert!(out.status.success(), "create bucket: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(python())
+            .args(["-c", &script])
+            .output()
+            .expect("run python3");
+        assert!(
+            out.status.success(),
+            "create bucket: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         moto
     }
 

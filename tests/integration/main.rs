@@ -3,7 +3,7 @@
 
 #[allow(dead_code)]
 mod common;
-mod schema;
 mod run;
+mod schema;
 mod seed;
 mod wh;

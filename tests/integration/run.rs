@@ -66,11 +66,17 @@ impl Src {
         match self {
             Src::Pg(u) => {
                 let mut c = PgConnection::connect(u).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut c).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
             }
             Src::Lite(u) => {
                 let mut c = SqliteConnection::connect(u).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut c).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
             }
         }
     }
@@ -79,11 +85,17 @@ impl Src {
         let rows: Vec<(i64, i64, i64)> = match self {
             Src::Pg(u) => {
                 let mut c = PgConnection::connect(u).await.unwrap();
-                sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut c).await.unwrap()
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
             }
             Src::Lite(u) => {
                 let mut c = SqliteConnection::connect(u).await.unwrap();
-                sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut c).await.unwrap()
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
             }
         };
         rows.into_iter().map(|(a, b, n)| ((a, b), n)).collect()
@@ -93,11 +105,17 @@ impl Src {
         let rows: Vec<(i64, i64)> = match self {
             Src::Pg(u) => {
                 let mut c = PgConnection::connect(u).await.unwrap();
-                sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut c).await.unwrap()
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
             }
             Src::Lite(u) => {
                 let mut c = SqliteConnection::connect(u).await.unwrap();
-                sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut c).await.unwrap()
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
             }
         };
         rows.into_iter().collect()
@@ -110,7 +128,11 @@ async fn assert_tables_match_source(src: &Src, warehouse: &str) {
     let days = wh::days(FROM, TO);
     let (lo, hi) = (
         wh::day(FROM).and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros(),
-        (wh::day(TO) + chrono::Days::new(1)).and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros(),
+        (wh::day(TO) + chrono::Days::new(1))
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_micros(),
     );
     let sent = src.us("sent_at");
     let in_range = format!("{sent} >= {lo} AND {sent} < {hi}");
@@ -134,7 +156,10 @@ async fn assert_tables_match_source(src: &Src, warehouse: &str) {
         ))
         .await;
     assert!(!expected.is_empty());
-    assert_eq!(wh::count_by(&proactive, "slot_start", DAY, "channel_id", Some("messages")), expected);
+    assert_eq!(
+        wh::count_by(&proactive, "slot_start", DAY, "channel_id", Some("messages")),
+        expected
+    );
 
     // Per day and channel: resolved conversations, by DESIGN.md's definition.
     let occurred = src.us("c.occurred_at");
@@ -161,7 +186,10 @@ async fn assert_tables_match_source(src: &Src, warehouse: &str) {
         ))
         .await;
     assert!(!expected.is_empty());
-    assert_eq!(wh::count_by(&resolved, "resolved_at", DAY, "channel_id", None), expected);
+    assert_eq!(
+        wh::count_by(&resolved, "resolved_at", DAY, "channel_id", None),
+        expected
+    );
 
     // Per UTC hour (and channel): distinct contacts and distinct agents.
     let expected = src
@@ -205,7 +233,17 @@ async fn assert_tables_match_source(src: &Src, warehouse: &str) {
 }
 
 fn run_range(src: &Src, warehouse: &str, extra: &[&str]) -> String {
-    let mut args = vec!["run", "--source", src.url(), "--warehouse", warehouse, "--from", FROM, "--to", TO];
+    let mut args = vec![
+        "run",
+        "--source",
+        src.url(),
+        "--warehouse",
+        warehouse,
+        "--from",
+        FROM,
+        "--to",
+        TO,
+    ];
     args.extend_from_slice(extra);
     common::run_ok(&args)
 }
@@ -252,7 +290,17 @@ async fn publish_is_idempotent_and_survives_shard_changes(
     let wh = wh::open(warehouse, options);
     let days = wh::days(FROM, TO);
     let run = |extra: &[&str]| {
-        let mut args = vec!["run", "--source", src.url(), "--warehouse", warehouse, "--from", FROM, "--to", TO];
+        let mut args = vec![
+            "run",
+            "--source",
+            src.url(),
+            "--warehouse",
+            warehouse,
+            "--from",
+            FROM,
+            "--to",
+            TO,
+        ];
         args.extend_from_slice(extra);
         common::run_ok_env(&args, env)
     };
@@ -265,7 +313,11 @@ async fn publish_is_idempotent_and_survives_shard_changes(
         let files = data_files(&wh, *d).await;
         let mut tables: Vec<_> = files.iter().map(|f| f.table).collect();
         tables.dedup();
-        assert_eq!(tables.len(), files.len(), "{d}: more than one file per table after a rerun");
+        assert_eq!(
+            tables.len(),
+            files.len(),
+            "{d}: more than one file per table after a rerun"
+        );
     }
 
     for i in ["0", "1", "2"] {
@@ -279,7 +331,10 @@ async fn publish_is_idempotent_and_survives_shard_changes(
     for d in &days {
         let files = data_files(&wh, *d).await;
         assert!(!files.is_empty());
-        assert!(files.iter().all(|f| f.shard.count == 2), "{d}: files of other shard counts left: {files:?}");
+        assert!(
+            files.iter().all(|f| f.shard.count == 2),
+            "{d}: files of other shard counts left: {files:?}"
+        );
         let manifests = wh.list(&format!("_manifests/dt={d}")).await.unwrap();
         assert_eq!(manifests.len(), 2, "{d}: {manifests:?}");
     }
@@ -311,4 +366,475 @@ async fn s3_publish_is_idempotent_and_survives_shard_changes() {
         wh::snapshot(&s3, &days).await,
         wh::snapshot(&wh::open(&local, &[]), &days).await
     );
+}
+
+#[tokio::test]
+async fn a_killed_run_never_shows_a_partial_day_and_the_rerun_repairs_it() {
+    let dir = TempDir::new("wh-kill");
+    let src = Src::sqlite(&dir);
+    src.seed("6", "6000");
+    let warehouse = dir.path().join("wh").display().to_string();
+    run_range(&src, &warehouse, &[]);
+    let wh = wh::open(&warehouse, &[]);
+    let days = wh::days(FROM, TO);
+    let reference = wh::snapshot(&wh, &days).await;
+
+    // A reader polls every published day while runs are killed at random points.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (stop, days, reference, warehouse) = (stop.clone(), days.clone(), reference.clone(), warehouse.clone());
+        tokio::spawn(async move {
+            let wh = wh::open(&warehouse, &[]);
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for d in &days {
+                    for t in Table::ALL {
+                        let rows = wh::table_rows(&wh, *d, t).await;
+                        assert_eq!(
+                            &rows,
+                            &reference[&(*d, t.name())],
+                            "a reader saw a partial {d} {}",
+                            t.name()
+                        );
+                        reads += 1;
+                    }
+                }
+            }
+            reads
+        })
+    };
+    let mut rng = account_usage::seed::rng::Rng::new(99);
+    for _ in 0..8 {
+        let mut child = std::process::Command::new(common::BIN)
+            .args([
+                "run",
+                "--source",
+                src.url(),
+                "--warehouse",
+                &warehouse,
+                "--from",
+                FROM,
+                "--to",
+                TO,
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(rng.range(20, 900) as u64)).await;
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.await.expect("the reader never saw a partial day");
+    assert!(reads > 0);
+
+    run_range(&src, &warehouse, &[]);
+    assert_eq!(wh::snapshot(&wh, &days).await, reference);
+    for d in &days {
+        let files = data_files(&wh, *d).await;
+        let mut runs: Vec<_> = files.iter().map(|f| f.run_id.clone()).collect();
+        runs.dedup();
+        assert_eq!(runs.len(), 1, "{d}: files of killed runs left behind: {files:?}");
+    }
+}
+
+/// Run manifests in the warehouse, oldest first.
+async fn run_manifests(wh: &account_usage::warehouse::Warehouse) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for key in wh.list("_runs").await.unwrap() {
+        let bytes = wh.get(&key).await.unwrap().unwrap();
+        out.push(serde_json::from_slice(&bytes).unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn late_rows_reprocess_only_their_day_and_too_old_rows_are_rejected() {
+    let src = Src::postgres("late").await;
+    src.seed("4", "3000");
+    let dir = TempDir::new("wh-late");
+    let warehouse = dir.path().join("wh").display().to_string();
+    let wh = wh::open(&warehouse, &[]);
+    let run = |date: &str| common::run_ok(&["run", "--source", src.url(), "--warehouse", &warehouse, "--date", date]);
+    run("2026-03-07");
+    let out = run("2026-03-08");
+    assert!(out.contains("1 day(s) published (0 with late data)"), "{out}");
+    let before_08 = wh::manifests(&wh, wh::day("2026-03-08")).await.unwrap()[0]
+        .run_id
+        .clone();
+
+    // A late message for 03-07, in a conversation with no resolves, by a new contact.
+    src.exec(
+        "INSERT INTO messages
+         SELECT 900000001, m.account_id, m.conversation_id, m.channel_id, 999999, 'inbound', 'contact', NULL,
+                m.sent_at + interval '1 second', (SELECT max(created_at) FROM messages) + interval '1 hour'
+         FROM messages m
+         WHERE m.sent_at >= '2026-03-07Z' AND m.sent_at < '2026-03-08Z'
+           AND NOT EXISTS (SELECT 1 FROM conversation_events e WHERE e.conversation_id = m.conversation_id)
+         ORDER BY m.id LIMIT 1",
+    )
+    .await;
+    // A message sent 17 days before it arrived on 03-09: too late to reprocess.
+    src.exec(
+        "INSERT INTO messages
+         SELECT 900000002, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id,
+                '2026-02-20T10:00:00Z', '2026-03-09T12:00:00Z'
+         FROM messages ORDER BY id LIMIT 1",
+    )
+    .await;
+
+    let out = run("2026-03-09");
+    assert!(out.contains("2 day(s) published (1 with late data)"), "{out}");
+    let last = run_manifests(&wh).await.pop().unwrap();
+    assert_eq!(last["days"], serde_json::json!(["2026-03-07", "2026-03-09"]));
+    assert_eq!(last["late_days"], serde_json::json!(["2026-03-07"]));
+    // 03-07 now has the late contact; 03-08 was not touched.
+    let contacts = wh::ints(
+        &wh::batches(&wh, wh::day("2026-03-07"), Table::ContactActivity).await,
+        "contact_id",
+    );
+    assert!(contacts.contains(&Some(999999)));
+    assert_eq!(
+        wh::manifests(&wh, wh::day("2026-03-08")).await.unwrap()[0].run_id,
+        before_08
+    );
+    // The too-old row is a counted reject on the day it arrived.
+    let rejects = wh::batches(&wh, wh::day("2026-03-09"), Table::Rejects).await;
+    let reasons = wh::strings(&rejects, "reason");
+    let rows = wh::ints(&rejects, "rows");
+    let too_late: i64 = reasons
+        .iter()
+        .zip(&rows)
+        .filter(|(r, _)| r.as_deref() == Some("too_late"))
+        .map(|(_, n)| n.unwrap())
+        .sum();
+    assert_eq!(too_late, 1);
+
+    // Nothing new: the next run reprocesses nothing.
+    let out = run("2026-03-09");
+    assert!(out.contains("1 day(s) published (0 with late data)"), "{out}");
+}
+
+#[tokio::test]
+async fn duckdb_reads_every_table_as_published() {
+    let dir = TempDir::new("wh-duck");
+    let src = Src::sqlite(&dir);
+    src.seed("4", "3000");
+    let warehouse = dir.path().join("wh").display().to_string();
+    run_range(&src, &warehouse, &[]);
+    let wh = wh::open(&warehouse, &[]);
+    let mut expected = BTreeMap::new();
+    for d in wh::days(FROM, TO) {
+        for (table, rows) in account_usage::warehouse::manifest::rows_per_table(&wh::manifests(&wh, d).await.unwrap()) {
+            *expected.entry(table).or_insert(0u64) += rows;
+        }
+    }
+    let tables: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+    let script = format!(
+        "import duckdb, json\n\
+         con = duckdb.connect()\n\
+         out = {{}}\n\
+         for t in {tables:?}:\n    \
+             out[t] = con.execute(\"SELECT count(*), count(DISTINCT dt) FROM read_parquet('{warehouse}/\" + t + \"/*/*.parquet', hive_partitioning = true)\").fetchone()\n\
+         out['typed'] = con.execute(\"SELECT typeof(hour), typeof(account_id) FROM read_parquet('{warehouse}/contact_activity/*/*.parquet', hive_partitioning = true) LIMIT 1\").fetchone()\n\
+         print(json.dumps(out))\n"
+    );
+    let out = std::process::Command::new(common::python())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "DuckDB (Python package) failed; .ci/run installs it in .venv: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for t in tables {
+        let n = expected[t];
+        assert_eq!(got[t][0].as_u64(), Some(n), "{t}: {got}");
+        assert_eq!(got[t][1].as_u64(), Some(if n == 0 { 0 } else { 3 }), "{t}: {got}");
+    }
+    assert_eq!(got["typed"], serde_json::json!(["TIMESTAMP WITH TIME ZONE", "BIGINT"]));
+}
+
+/// Bad rows of every kind for 2026-03-07, inserted after seeding.
+fn bad_rows_sql(pg: bool) -> String {
+    let ts = |s: &str| {
+        if pg {
+            format!("'{s}'::timestamptz")
+        } else {
+            let t = chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
+            t.to_string()
+        }
+    };
+    let (noon, noon1, early) = (
+        ts("2026-03-07T12:00:00Z"),
+        ts("2026-03-07T12:00:01Z"),
+        ts("2026-03-05T00:00:00Z"),
+    );
+    let old = ts("2026-02-01T00:00:00Z");
+    let other_channel = "(SELECT min(id) FROM channels WHERE account_id = 2)";
+    let channel = "(SELECT min(id) FROM channels WHERE account_id = 1)";
+    let mut sql = String::new();
+    let mut msg = |id: i64,
+                   account: &str,
+                   channel: &str,
+                   contact: &str,
+                   direction: &str,
+                   sender: &str,
+                   agent: &str,
+                   sent: &str,
+                   created: &str| {
+        sql.push_str(&format!(
+            "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+             VALUES ({id}, {account}, 1, {channel}, {contact}, {direction}, {sender}, {agent}, {sent}, {created});\n"
+        ));
+    };
+    msg(
+        800000001,
+        "1",
+        channel,
+        "5",
+        "'sideways'",
+        "'contact'",
+        "NULL",
+        &noon,
+        &noon1,
+    );
+    msg(
+        800000002,
+        "1",
+        channel,
+        "5",
+        "'outbound'",
+        "'robot'",
+        "NULL",
+        &noon,
+        &noon1,
+    );
+    msg(
+        800000003,
+        "1",
+        "987654321",
+        "5",
+        "'inbound'",
+        "'contact'",
+        "NULL",
+        &noon,
+        &noon1,
+    );
+    msg(
+        800000004,
+        "1",
+        other_channel,
+        "5",
+        "'inbound'",
+        "'contact'",
+        "NULL",
+        &noon,
+        &noon1,
+    );
+    msg(
+        800000005,
+        "1",
+        channel,
+        "NULL",
+        "'inbound'",
+        "'contact'",
+        "NULL",
+        &noon,
+        &noon1,
+    );
+    msg(
+        800000006,
+        "NULL",
+        channel,
+        "5",
+        "'inbound'",
+        "'contact'",
+        "NULL",
+        &noon,
+        &noon1,
+    );
+    msg(
+        800000007,
+        "424242",
+        channel,
+        "5",
+        "'inbound'",
+        "'contact'",
+        "NULL",
+        &noon,
+        &noon1,
+    );
+    msg(
+        800000008,
+        "1",
+        channel,
+        "5",
+        "'inbound'",
+        "'contact'",
+        "NULL",
+        &noon,
+        &early,
+    );
+    msg(800000009, "1", channel, "5", "NULL", "'contact'", "NULL", &noon, &noon1);
+    // Reached the database on 03-07, placed 34 days earlier.
+    msg(
+        800000010,
+        "1",
+        channel,
+        "5",
+        "'inbound'",
+        "'contact'",
+        "NULL",
+        &old,
+        &noon1,
+    );
+    if !pg {
+        // SQLite is dynamically typed: text where an integer belongs.
+        msg(
+            800000011,
+            "1",
+            channel,
+            "5",
+            "'outbound'",
+            "'agent'",
+            "'abc'",
+            &noon,
+            &noon1,
+        );
+    }
+    sql.push_str(&format!(
+        "INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at)
+         VALUES (800000001, 1, 'archived', NULL, {noon}, {noon1});
+         INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at)
+         VALUES (800000002, 987654321, 'resolved', NULL, {noon}, {noon1});\n"
+    ));
+    if pg {
+        // Real sources lack the constraints the reference schema has: a duplicate id.
+        sql.push_str(&format!(
+            "ALTER TABLE messages DROP CONSTRAINT messages_pkey;
+             INSERT INTO messages SELECT * FROM messages WHERE sent_at >= {noon} AND id < 800000000 ORDER BY sent_at LIMIT 1;\n"
+        ));
+    }
+    sql
+}
+
+async fn bad_rows_are_counted_by_reason(src: Src, dir: &TempDir) {
+    src.seed("3", "2000");
+    let pg = matches!(src, Src::Pg(_));
+    src.exec(&bad_rows_sql(pg)).await;
+    let warehouse = dir.path().join("wh").display().to_string();
+    let out = common::run_ok(&[
+        "run",
+        "--source",
+        src.url(),
+        "--warehouse",
+        &warehouse,
+        "--date",
+        "2026-03-07",
+    ]);
+    assert!(out.contains("rejects:"), "{out}");
+    let wh = wh::open(&warehouse, &[]);
+    let rejects = wh::batches(&wh, wh::day("2026-03-07"), Table::Rejects).await;
+    let mut by_reason: BTreeMap<String, i64> = BTreeMap::new();
+    for (reason, n) in wh::strings(&rejects, "reason")
+        .into_iter()
+        .zip(wh::ints(&rejects, "rows"))
+    {
+        *by_reason.entry(reason.unwrap()).or_insert(0) += n.unwrap();
+    }
+    let mut expected: BTreeMap<String, i64> = [
+        ("unknown_direction", 1),
+        ("unknown_sender_type", 1),
+        ("unknown_channel", 1),
+        ("channel_account_mismatch", 1),
+        ("null_contact", 1),
+        ("null_field", 2),
+        ("unknown_account", 1),
+        ("future_timestamp", 1),
+        ("too_late", 1),
+        ("unknown_event_kind", 1),
+        ("orphan_event", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if pg {
+        expected.insert("duplicate_id".into(), 1);
+    } else {
+        expected.insert("bad_value".into(), 1);
+    }
+    assert_eq!(by_reason, expected);
+}
+
+#[tokio::test]
+async fn postgres_bad_rows_are_counted_by_reason() {
+    let dir = TempDir::new("bad-pg");
+    bad_rows_are_counted_by_reason(Src::postgres("bad").await, &dir).await;
+}
+
+#[tokio::test]
+async fn sqlite_bad_rows_are_counted_by_reason() {
+    let dir = TempDir::new("bad-lite");
+    let src = Src::sqlite(&dir);
+    bad_rows_are_counted_by_reason(src, &dir).await;
+}
+
+#[test]
+fn bad_run_flags_exit_2_with_one_line() {
+    for args in [
+        vec!["run", "--source", "sqlite://x.db", "--warehouse", "ftp://h/p"],
+        vec!["run", "--source", "oracle://u:pw@h/db"],
+        vec![
+            "run",
+            "--source",
+            "sqlite://x.db",
+            "--from",
+            "2026-03-02",
+            "--to",
+            "2026-03-01",
+        ],
+        vec!["run", "--source", "sqlite://x.db", "--date", "2026-13-01"],
+        vec!["run", "--source", "sqlite://x.db", "--from", "2026-03-01"],
+        vec![
+            "run",
+            "--source",
+            "sqlite://x.db",
+            "--shard-index",
+            "2",
+            "--shard-count",
+            "2",
+        ],
+    ] {
+        let out = common::run_bin(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?} printed: {stderr}");
+        assert!(!stderr.contains("pw@"), "password leaked: {stderr}");
+    }
+}
+
+#[test]
+fn dry_run_lists_objects_and_writes_nothing() {
+    let dir = TempDir::new("dry");
+    let src = Src::sqlite(&dir);
+    src.seed("2", "500");
+    let warehouse = dir.path().join("wh");
+    let out = common::run_ok(&[
+        "run",
+        "--source",
+        src.url(),
+        "--warehouse",
+        &warehouse.display().to_string(),
+        "--date",
+        "2026-03-07",
+        "--dry-run",
+    ]);
+    assert!(out.contains("contact_activity/dt=2026-03-07/part-s0of1-"), "{out}");
+    assert!(out.contains("_manifests/dt=2026-03-07/s0of1.json"), "{out}");
+    assert!(!warehouse.exists(), "dry run created {}", warehouse.display());
 }
