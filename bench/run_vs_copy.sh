@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Benchmark: `account-usage run` for one UTC day against two baselines in the
+# same script, on the same throwaway PostgreSQL cluster and data:
+#   (a) psql COPY (SELECT <message columns the job reads> FROM messages
+#       WHERE sent_at in the day) TO STDOUT (FORMAT binary) > /dev/null
+#       — the floor for reading a day's messages;
+#   (b) the same per-day aggregates computed inside PostgreSQL with
+#       INSERT … SELECT … GROUP BY (bench/dbt_day.sql), what a dbt model does;
+#   (c) account-usage run --date <day> into a local warehouse, with its peak RSS.
+#
+#   bench/run_vs_copy.sh [MESSAGES_PER_DAY ...]     (default: 2000000 8000000)
+#
+# Targets: c/a <= 1.5, c/b < 1, peak RSS of (c) <= 512 MiB at 8M and at most
+# 1.2x its figure at 2M.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib/pg.sh
+SIZES=${*:-2000000 8000000}
+WORK=${BENCH_DIR:-/tmp/account-usage-bench-run}
+DAY=2026-03-02
+
+cargo build --release --quiet
+BIN=$PWD/target/release/account-usage
+pg_start "$WORK/pg"
+PSQL=$(pg_bin psql)
+q() { "$PSQL" -X -q -v ON_ERROR_STOP=1 "$@"; }
+now() { date +%s.%N; }
+secs() { awk "BEGIN{printf \"%.2f\", $2 - $1}"; }
+
+printf '%-10s %8s %8s %8s %7s %7s %9s\n' messages a_s b_s c_s c/a c/b rss_MiB
+for n in $SIZES; do
+  db="m$n"
+  q -d "$PG_URL_BASE/postgres" -c "CREATE DATABASE $db"
+  # One day of n messages (seed spreads conversations a little into the next day).
+  "$BIN" seed --source "$PG_URL_BASE/$db" --accounts 50 --days 1 --start $DAY \
+    --messages-per-day "$n" --seed 1 >/dev/null 2>&1
+  q -d "$PG_URL_BASE/$db" -c "VACUUM ANALYZE"
+  copy="COPY (SELECT id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at FROM messages WHERE sent_at >= '${DAY}T00:00:00Z' AND sent_at < '${DAY}T00:00:00Z'::timestamptz + interval '1 day') TO STDOUT (FORMAT binary)"
+  q -d "$PG_URL_BASE/$db" -c "$copy" > /dev/null   # warm the cache for everyone
+
+  t0=$(now); q -d "$PG_URL_BASE/$db" -c "$copy" > /dev/null; t1=$(now)
+  a=$(secs "$t0" "$t1")
+
+  t0=$(now)
+  q -d "$PG_URL_BASE/$db" -v day_start="'${DAY}T00:00:00Z'" -v day_end="'${DAY}T00:00:00Z'::timestamptz + interval '1 day'" -f bench/dbt_day.sql
+  t1=$(now)
+  b=$(secs "$t0" "$t1")
+
+  rm -rf "$WORK/wh-$n"
+  t0=$(now)
+  /usr/bin/time -f '%M' -o "$WORK/rss-$n" "$BIN" run --source "$PG_URL_BASE/$db" --warehouse "$WORK/wh-$n" --date $DAY >/dev/null 2>&1
+  t1=$(now)
+  c=$(secs "$t0" "$t1")
+  rss=$(awk '{printf "%.0f", $1 / 1024}' "$WORK/rss-$n")
+
+  printf '%-10s %8s %8s %8s %7s %7s %9s\n' "$n" "$a" "$b" "$c" \
+    "$(awk "BEGIN{printf \"%.2f\", $c / $a}")" "$(awk "BEGIN{printf \"%.2f\", $c / $b}")" "$rss"
+  q -d "$PG_URL_BASE/postgres" -c "DROP DATABASE $db"
+done
