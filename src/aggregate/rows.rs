@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use super::keyed::IdBuildHasher;
 use crate::model::*;
 
 /// A text column that should hold one of a closed set of values.
@@ -110,6 +111,6 @@ pub struct ChannelDim {
 /// The accounts and channels of a run, by id.
 #[derive(Debug, Default, Clone)]
 pub struct Dimensions {
-    pub accounts: HashMap<i64, AccountDim>,
-    pub channels: HashMap<i64, ChannelDim>,
+    pub accounts: HashMap<i64, AccountDim, IdBuildHasher>,
+    pub channels: HashMap<i64, ChannelDim, IdBuildHasher>,
 }

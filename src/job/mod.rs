@@ -27,7 +27,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{
-    Aggregate, DayAggregator, Dimensions, Entry, RejectReason, Rejects, SourceTable, merge_sorted_runs, shard_of,
+    Aggregate, DayAggregator, Dimensions, Entry, RejectReason, SourceTable, merge_sorted_runs, shard_of,
 };
 use crate::extract::{AccountFilter, DayRange, Snapshot};
 use crate::model::{MICROS_PER_DAY, UnixMicros, to_datetime};
@@ -152,7 +152,8 @@ pub async fn run(config: &RunConfig) -> Result<RunReport> {
     } else {
         Warehouse::open(&config.warehouse)?
     };
-    let db = SourceDb::connect(&config.source, config.parallel as u32 + 2).await?;
+    // Per day: a messages and an events reader; plus the snapshot holder.
+    let db = SourceDb::connect(&config.source, config.parallel as u32 * 2 + 2).await?;
     let mut snapshot = Snapshot::open(&db).await?;
     let dims = Arc::new(snapshot.dimensions().await?);
     let run_id = RunId::new(started_at, rand_u32());
@@ -390,69 +391,59 @@ async fn process_day(
     let spill_root = config
         .spill_dir
         .join(format!("account-usage-spill-{}-{}", plan.run_id, day.format("%Y%m%d")));
-    let mut spills: Vec<SpillRuns> = Aggregate::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, _)| SpillRuns::new(spill_root.join(i.to_string())))
-        .collect();
     let spill_err = |source| Error::Spill {
         dir: spill_root.display().to_string(),
         source,
     };
 
-    let mut agg = DayAggregator::new(dims, range.start);
-    let mut reader = snapshot.day_reader().await?;
-    let mut spill_failure: Option<std::io::Error> = None;
-    let budget = config.max_entries_in_memory.max(1);
-    {
-        let mut spill_if_full = |agg: &mut DayAggregator| {
-            if agg.entries() < budget || spill_failure.is_some() {
-                return;
-            }
-            for (which, runs) in Aggregate::ALL.iter().zip(spills.iter_mut()) {
-                let keyed = agg.keyed_mut(*which);
-                if keyed.is_empty() {
-                    continue;
-                }
-                let run = keyed.drain_sorted();
-                if let Err(e) = runs.spill(&run) {
-                    spill_failure = Some(e);
-                    return;
-                }
-            }
-        };
-        reader
-            .messages(range, &plan.filter, |m| {
-                agg.push_message(m);
-                spill_if_full(&mut agg);
-            })
-            .await?;
-        reader
-            .events(range, &plan.filter, |e| {
-                agg.push_event(e);
-                spill_if_full(&mut agg);
-            })
-            .await?;
+    // Messages and events stream at once, each over its own connection in the
+    // run's snapshot, into aggregators of their own: the source works on both
+    // queries while this process parses.
+    let budget = (config.max_entries_in_memory / 2).max(1);
+    let mut messages = Stream::new(dims, range.start, spill_root.join("messages"), budget);
+    let mut events = Stream::new(dims, range.start, spill_root.join("events"), budget);
+    let mut message_reader = snapshot.day_reader().await?;
+    let mut event_reader = snapshot.day_reader().await?;
+    let (read_messages, read_events) = tokio::join!(
+        message_reader.messages(range, &plan.filter, |m| {
+            messages.agg.push_message(m);
+            messages.spill_if_full();
+        }),
+        event_reader.events(range, &plan.filter, |e| {
+            events.agg.push_event(e);
+            events.spill_if_full();
+        }),
+    );
+    read_messages?;
+    read_events?;
+    for stream in [&mut messages, &mut events] {
+        if let Some(e) = stream.failure.take() {
+            return Err(spill_err(e));
+        }
     }
-    if let Some(e) = spill_failure {
-        return Err(spill_err(e));
-    }
+    tracing::debug!(
+        %day,
+        messages = messages.agg.messages_read,
+        events = events.agg.events_read,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "Extracted."
+    );
     let horizon = range.start - i64::from(config.max_late_days) * MICROS_PER_DAY;
-    for row in reader.too_late(range, horizon, &plan.filter).await? {
+    let mut rejects = std::mem::take(&mut messages.agg.rejects);
+    for (key, (rows, example)) in std::mem::take(&mut events.agg.rejects).counts {
+        rejects.add(key.0, key.1, key.2, rows, example);
+    }
+    for row in message_reader.too_late(range, horizon, &plan.filter).await? {
         let table = if row.table == "messages" {
             SourceTable::Messages
         } else {
             SourceTable::ConversationEvents
         };
-        agg.rejects.add(
-            table,
-            RejectReason::TooLate,
-            row.account_id,
-            row.rows.max(0) as u64,
-            row.example_id,
-        );
+        rejects.add(table, RejectReason::TooLate, row.account_id, row.rows.max(0) as u64, row.example_id);
     }
-    reader.finish().await?;
+    message_reader.finish().await?;
+    event_reader.finish().await?;
+    let (messages_read, events_read) = (messages.agg.messages_read, events.agg.events_read);
 
     let shard = config.shard;
     let key_of = |table: Table| {
@@ -465,22 +456,21 @@ async fn process_day(
         .relative()
     };
     let mut files = Vec::new();
-    for (which, runs) in Aggregate::ALL.iter().zip(spills.iter()) {
+    for (i, which) in Aggregate::ALL.iter().enumerate() {
         let table = match which {
             Aggregate::ContactActivity => Table::ContactActivity,
             Aggregate::AgentActivity => Table::AgentActivity,
             Aggregate::ResolvedConversations => Table::ResolvedConversations,
             Aggregate::ProactiveMessages => Table::ProactiveMessages,
         };
-        let last = agg.keyed_mut(*which).drain_sorted();
         let error = Arc::new(Mutex::new(None));
-        let mut sources: Vec<Box<dyn Iterator<Item = Entry> + Send>> = runs
-            .readers(&error)
-            .map_err(spill_err)?
-            .into_iter()
-            .map(|r| Box::new(r) as Box<dyn Iterator<Item = Entry> + Send>)
-            .collect();
-        sources.push(Box::new(last.into_iter()));
+        let mut sources: Vec<Box<dyn Iterator<Item = Entry> + Send>> = Vec::new();
+        for stream in [&mut messages, &mut events] {
+            for reader in stream.spills[i].readers(&error).map_err(spill_err)? {
+                sources.push(Box::new(reader));
+            }
+            sources.push(Box::new(stream.agg.keyed_mut(*which).drain_sorted().into_iter()));
+        }
         let key = key_of(table);
         let rows = write_entries(warehouse, &key, table, merge_sorted_runs(sources, which.merge())).await?;
         if let Some(e) = error.lock().expect("spill error slot").take() {
@@ -492,7 +482,8 @@ async fn process_day(
             rows,
         });
     }
-    drop(spills);
+    drop((messages, events));
+    tracing::debug!(%day, elapsed_ms = started.elapsed().as_millis() as u64, "Aggregates written.");
 
     // Dimension snapshots of this run's accounts.
     let mine: BTreeSet<i64> = plan.accounts.iter().copied().collect();
@@ -507,7 +498,7 @@ async fn process_day(
     for (table, batch) in [
         (Table::Accounts, tables::accounts_batch(&accounts)),
         (Table::Channels, tables::channels_batch(&channels)),
-        (Table::Rejects, tables::rejects_batch(&agg.rejects)),
+        (Table::Rejects, tables::rejects_batch(&rejects)),
     ] {
         let batch = batch.map_err(|source| Error::Arrow {
             table: table.name(),
@@ -531,24 +522,60 @@ async fn process_day(
         run_id: plan.run_id.clone(),
         published_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         files,
-        messages_read: agg.messages_read,
-        events_read: agg.events_read,
-        rejects: agg.rejects.total(),
+        messages_read,
+        events_read,
+        rejects: rejects.total(),
     };
     manifest::publish_day(warehouse, &manifest).await?;
     Ok(DayReport {
         day,
         late,
-        messages_read: agg.messages_read,
-        events_read: agg.events_read,
+        messages_read,
+        events_read,
         rows: manifest::rows_per_table(std::slice::from_ref(&manifest)),
-        rejects: reject_summary(&agg.rejects),
+        rejects: rejects.by_reason(),
         elapsed: started.elapsed(),
     })
 }
 
-fn reject_summary(rejects: &Rejects) -> BTreeMap<&'static str, u64> {
-    rejects.by_reason()
+/// One input stream of a day: its aggregator, and the sorted runs it
+/// spilled whenever its maps outgrew the budget.
+struct Stream<'d> {
+    agg: DayAggregator<'d>,
+    spills: Vec<SpillRuns>,
+    failure: Option<std::io::Error>,
+    budget: usize,
+}
+
+impl<'d> Stream<'d> {
+    fn new(dims: &'d Dimensions, day_start: UnixMicros, dir: PathBuf, budget: usize) -> Self {
+        Stream {
+            agg: DayAggregator::new(dims, day_start),
+            spills: (0..Aggregate::ALL.len())
+                .map(|i| SpillRuns::new(dir.join(i.to_string())))
+                .collect(),
+            failure: None,
+            budget,
+        }
+    }
+
+    /// Spills every non-empty map as a sorted run once the budget is reached.
+    /// A failure is kept (the callback cannot return it) and stops spilling.
+    fn spill_if_full(&mut self) {
+        if self.agg.entries() < self.budget || self.failure.is_some() {
+            return;
+        }
+        for (which, runs) in Aggregate::ALL.iter().zip(self.spills.iter_mut()) {
+            let keyed = self.agg.keyed_mut(*which);
+            if keyed.is_empty() {
+                continue;
+            }
+            if let Err(e) = runs.spill(&keyed.drain_sorted()) {
+                self.failure = Some(e);
+                return;
+            }
+        }
+    }
 }
 
 /// Writes a sorted entry stream as one Parquet file. An empty stream still

