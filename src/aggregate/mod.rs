@@ -12,7 +12,10 @@
 //!     and last instant decide exactly which side(s) of the cut the entity is
 //!     on;
 //!   - resolved conversations: one entry per conversation, at the instant of
-//!     its counting resolve (exact for any bucket);
+//!     its counting resolve (exact for any bucket). Which resolve counts is
+//!     decided here too ([`decide_resolved`]), from the day's messages (first
+//!     message, earliest outbound), the day's resolves, and what happened
+//!     before the day ([`RawHistory`]);
 //!   - proactive messages: counts per 15-minute UTC slot, a grain every
 //!     zone's bucket edges fall on.
 //! - **Bounded memory.** Entries accumulate in [`KeyedAgg`] maps that the
@@ -24,7 +27,7 @@ mod keyed;
 mod rows;
 
 pub use keyed::{Entry, IdBuildHasher, Key, KeyedAgg, Merge, Value, merge_sorted_runs};
-pub use rows::{AccountDim, ChannelDim, Dimensions, RawEvent, RawMessage, Text};
+pub use rows::{AccountDim, ChannelDim, Dimensions, RawEvent, RawHistory, RawMessage, Text};
 
 use std::collections::BTreeMap;
 
@@ -151,28 +154,57 @@ impl Rejects {
     }
 }
 
-/// The four keyed aggregates of a day.
+/// The keyed aggregates of a day: four that are written out, and four
+/// intermediate ones from which [`decide_resolved`] finds the counting resolves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Aggregate {
     ContactActivity,
     AgentActivity,
     ResolvedConversations,
     ProactiveMessages,
+    /// `[conversation, 0, 0, 0] -> [sent_at, id * 2 + (0 if inbound else 1)]`
+    FirstMessage,
+    /// `[conversation, 0, 0, 0] -> [sent_at, 0]` of outbound messages
+    FirstOutbound,
+    /// `[conversation, occurred_at, id, 0] -> [account, channel]` of valid resolves
+    ResolveCandidates,
+    /// `[conversation, 0, 0, 0] -> [1, 0]`: counted by a resolve before the day
+    Settled,
 }
 
 impl Aggregate {
-    pub const ALL: [Aggregate; 4] = [
+    pub const ALL: [Aggregate; 8] = [
+        Aggregate::ContactActivity,
+        Aggregate::AgentActivity,
+        Aggregate::ResolvedConversations,
+        Aggregate::ProactiveMessages,
+        Aggregate::FirstMessage,
+        Aggregate::FirstOutbound,
+        Aggregate::ResolveCandidates,
+        Aggregate::Settled,
+    ];
+
+    /// The aggregates written as tables.
+    pub const OUTPUTS: [Aggregate; 4] = [
         Aggregate::ContactActivity,
         Aggregate::AgentActivity,
         Aggregate::ResolvedConversations,
         Aggregate::ProactiveMessages,
     ];
 
+    pub fn index(self) -> usize {
+        Aggregate::ALL.iter().position(|a| *a == self).expect("listed")
+    }
+
     pub fn merge(self) -> Merge {
         match self {
             Aggregate::ContactActivity | Aggregate::AgentActivity => Merge::FirstLast,
-            Aggregate::ResolvedConversations => Merge::Earliest,
             Aggregate::ProactiveMessages => Merge::Sum,
+            Aggregate::ResolvedConversations
+            | Aggregate::FirstMessage
+            | Aggregate::FirstOutbound
+            | Aggregate::ResolveCandidates
+            | Aggregate::Settled => Merge::Earliest,
         }
     }
 }
@@ -181,10 +213,8 @@ impl Aggregate {
 pub struct DayAggregator<'d> {
     dims: &'d Dimensions,
     day_start: UnixMicros,
-    pub contacts: KeyedAgg,
-    pub agents: KeyedAgg,
-    pub resolved: KeyedAgg,
-    pub proactive: KeyedAgg,
+    /// One map per [`Aggregate`], in the order of [`Aggregate::ALL`].
+    maps: Vec<KeyedAgg>,
     seen_messages: IdSet,
     seen_events: IdSet,
     pub rejects: Rejects,
@@ -216,10 +246,7 @@ impl<'d> DayAggregator<'d> {
         DayAggregator {
             dims,
             day_start,
-            contacts: KeyedAgg::new(Merge::FirstLast),
-            agents: KeyedAgg::new(Merge::FirstLast),
-            resolved: KeyedAgg::new(Merge::Earliest),
-            proactive: KeyedAgg::new(Merge::Sum),
+            maps: Aggregate::ALL.iter().map(|a| KeyedAgg::new(a.merge())).collect(),
             seen_messages: IdSet::default(),
             seen_events: IdSet::default(),
             rejects: Rejects::default(),
@@ -233,17 +260,16 @@ impl<'d> DayAggregator<'d> {
     }
 
     pub fn keyed_mut(&mut self, which: Aggregate) -> &mut KeyedAgg {
-        match which {
-            Aggregate::ContactActivity => &mut self.contacts,
-            Aggregate::AgentActivity => &mut self.agents,
-            Aggregate::ResolvedConversations => &mut self.resolved,
-            Aggregate::ProactiveMessages => &mut self.proactive,
-        }
+        &mut self.maps[which.index()]
     }
 
-    /// Entries held in memory across the four aggregates.
+    fn add(&mut self, which: Aggregate, key: Key, value: Value) {
+        self.maps[which.index()].add(key, value);
+    }
+
+    /// Entries held in memory across all aggregates.
     pub fn entries(&self) -> usize {
-        self.contacts.len() + self.agents.len() + self.resolved.len() + self.proactive.len()
+        self.maps.iter().map(KeyedAgg::len).sum()
     }
 
     fn reject_message(&mut self, reason: RejectReason, m: &RawMessage) {
@@ -254,6 +280,16 @@ impl<'d> DayAggregator<'d> {
     pub fn push_message(&mut self, m: &RawMessage) {
         use RejectReason::*;
         self.messages_read += 1;
+        // Which message of a conversation comes first is a fact about the
+        // source, judged over every row that has an id and a conversation.
+        if let (Some(id), Some(conversation)) = (m.id, m.conversation_id) {
+            let inbound = matches!(m.direction, Text::Known(Direction::Inbound));
+            let order = id.wrapping_mul(2) + i64::from(!inbound);
+            self.add(Aggregate::FirstMessage, [conversation, 0, 0, 0], [m.sent_at, order]);
+            if matches!(m.direction, Text::Known(Direction::Outbound)) {
+                self.add(Aggregate::FirstOutbound, [conversation, 0, 0, 0], [m.sent_at, 0]);
+            }
+        }
         let (Some(id), Some(account), Some(_conversation), Some(channel), Some(created_at)) =
             (m.id, m.account_id, m.conversation_id, m.channel_id, m.created_at)
         else {
@@ -291,18 +327,25 @@ impl<'d> DayAggregator<'d> {
         }
 
         let hour = m.sent_at.div_euclid(MICROS_PER_HOUR) * MICROS_PER_HOUR;
-        self.contacts
-            .add([account, channel, contact, hour], [m.sent_at, m.sent_at]);
+        self.add(
+            Aggregate::ContactActivity,
+            [account, channel, contact, hour],
+            [m.sent_at, m.sent_at],
+        );
         if direction == Direction::Outbound {
             match sender {
                 SenderType::Agent => {
                     if let Some(agent) = m.agent_id {
-                        self.agents.add([account, channel, agent, hour], [m.sent_at, m.sent_at]);
+                        self.add(
+                            Aggregate::AgentActivity,
+                            [account, channel, agent, hour],
+                            [m.sent_at, m.sent_at],
+                        );
                     }
                 }
                 SenderType::ProactiveApi => {
                     let slot = m.sent_at.div_euclid(SLOT_MICROS) * SLOT_MICROS;
-                    self.proactive.add([account, channel, slot, 0], [1, 0]);
+                    self.add(Aggregate::ProactiveMessages, [account, channel, slot, 0], [1, 0]);
                 }
                 SenderType::Contact | SenderType::Automation => {}
             }
@@ -314,8 +357,8 @@ impl<'d> DayAggregator<'d> {
             .add(SourceTable::ConversationEvents, reason, e.account_id, 1, e.id);
     }
 
-    /// Validates one conversation event of the day; a resolve that is its
-    /// conversation's counting resolve adds the conversation.
+    /// Validates one conversation event of the day; a valid resolve becomes a
+    /// candidate for [`decide_resolved`].
     pub fn push_event(&mut self, e: &RawEvent) {
         use RejectReason::*;
         self.events_read += 1;
@@ -347,13 +390,79 @@ impl<'d> DayAggregator<'d> {
         if !self.seen_events.insert(id) {
             return self.reject_event(DuplicateId, e);
         }
-        let counts = kind == EventKind::Resolved
-            && matches!(e.first_direction, Some(Text::Known(Direction::Inbound)))
-            && e.counting_event_id == Some(id);
-        if counts {
+        if kind == EventKind::Resolved {
             let conversation = e.conversation_id.expect("checked above");
-            self.resolved
-                .add([account, channel, conversation, 0], [e.occurred_at, id]);
+            self.add(
+                Aggregate::ResolveCandidates,
+                [conversation, e.occurred_at, id, 0],
+                [account, channel],
+            );
+        }
+    }
+
+    /// Adds what happened before the day to a conversation resolved in it.
+    pub fn push_history(&mut self, h: &RawHistory) {
+        let key = [h.conversation_id, 0, 0, 0];
+        let inbound = matches!(h.first_direction, Text::Known(Direction::Inbound));
+        let order = h.first_id.wrapping_mul(2) + i64::from(!inbound);
+        self.add(Aggregate::FirstMessage, key, [h.first_at, order]);
+        if let Some(at) = h.first_outbound {
+            self.add(Aggregate::FirstOutbound, key, [at, 0]);
+        }
+        if h.settled {
+            self.add(Aggregate::Settled, key, [1, 0]);
+        }
+    }
+}
+
+/// Decides which resolves of the day count (DESIGN.md §2): a conversation
+/// whose first message (earliest `sent_at`, ties by lowest id) is inbound
+/// counts once, at its first resolve at or after its earliest outbound
+/// message. Takes the four intermediate aggregates as streams sorted by key
+/// and emits `[account, channel, conversation, 0] -> [resolved_at, event_id]`
+/// in conversation order.
+pub fn decide_resolved(
+    candidates: impl Iterator<Item = Entry>,
+    first_message: impl Iterator<Item = Entry>,
+    first_outbound: impl Iterator<Item = Entry>,
+    settled: impl Iterator<Item = Entry>,
+    mut emit: impl FnMut(Entry),
+) {
+    fn lookup(it: &mut std::iter::Peekable<impl Iterator<Item = Entry>>, conversation: i64) -> Option<Value> {
+        while let Some((k, _)) = it.peek() {
+            if k[0] >= conversation {
+                break;
+            }
+            it.next();
+        }
+        match it.peek() {
+            Some((k, v)) if k[0] == conversation => Some(*v),
+            _ => None,
+        }
+    }
+    let (mut first_message, mut first_outbound, mut settled) =
+        (first_message.peekable(), first_outbound.peekable(), settled.peekable());
+    let mut current: Option<i64> = None;
+    let mut done = false;
+    let mut earliest_outbound = 0;
+    for (key, value) in candidates {
+        let [conversation, at, id, _] = key;
+        if current != Some(conversation) {
+            current = Some(conversation);
+            let inbound_first = lookup(&mut first_message, conversation).is_some_and(|v| v[1] & 1 == 0);
+            let outbound = lookup(&mut first_outbound, conversation);
+            let already_counted = lookup(&mut settled, conversation).is_some();
+            done = !inbound_first || already_counted || outbound.is_none();
+            earliest_outbound = outbound.map_or(0, |v| v[0]);
+        }
+        if done {
+            continue;
+        }
+        // Candidates come in (occurred_at, id) order: the first one at or
+        // after the earliest outbound message is the counting resolve.
+        if at >= earliest_outbound {
+            emit(([value[0], value[1], conversation, 0], [at, id]));
+            done = true;
         }
     }
 }

@@ -69,7 +69,7 @@ pub struct RawMessage {
 }
 
 /// One `conversation_events` row of the day, with its conversation's account
-/// and channel and, for resolves, what decides whether it counts.
+/// and channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawEvent {
     pub id: Option<i64>,
@@ -80,13 +80,21 @@ pub struct RawEvent {
     /// From `conversations`; NULL when the conversation is missing.
     pub account_id: Option<i64>,
     pub channel_id: Option<i64>,
-    /// Direction of the conversation's first message (earliest `sent_at`,
-    /// ties by lowest id); `None` when not looked up or no message.
-    pub first_direction: Option<Text<Direction>>,
-    /// Id of the conversation's first resolve at or after its earliest
-    /// outbound message; `None` when there is none.
-    pub counting_event_id: Option<i64>,
     pub bad_value: bool,
+}
+
+/// What happened before the day to a conversation resolved in the day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawHistory {
+    pub conversation_id: i64,
+    /// The conversation's first message before the day.
+    pub first_at: UnixMicros,
+    pub first_id: i64,
+    pub first_direction: Text<Direction>,
+    /// Its earliest outbound message before the day.
+    pub first_outbound: Option<UnixMicros>,
+    /// A resolve before the day, at or after that outbound message, already counted it.
+    pub settled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

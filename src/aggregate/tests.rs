@@ -55,8 +55,6 @@ fn event(id: i64) -> RawEvent {
         created_at: Some(5 * MICROS_PER_HOUR),
         account_id: Some(1),
         channel_id: Some(10),
-        first_direction: Some(Text::Known(Direction::Inbound)),
-        counting_event_id: Some(id),
         bad_value: false,
     }
 }
@@ -150,7 +148,7 @@ fn every_bad_message_is_counted_with_its_reason() {
     assert_eq!(by_reason["null_field"], 2);
     assert_eq!(agg.rejects.total(), cases.len() as u64 + 1);
     // Only the one good message (11) reached the aggregates.
-    assert_eq!(agg.contacts.len(), 1);
+    assert_eq!(agg.keyed_mut(Aggregate::ContactActivity).len(), 1);
     assert_eq!(agg.messages_read, cases.len() as u64 + 2);
 }
 
@@ -180,7 +178,7 @@ fn messages_feed_the_right_aggregates() {
         agent_id: Some(8),
         ..msg(8)
     });
-    let contacts = agg.contacts.drain_sorted();
+    let contacts = agg.keyed_mut(Aggregate::ContactActivity).drain_sorted();
     assert_eq!(
         contacts,
         vec![(
@@ -190,42 +188,23 @@ fn messages_feed_the_right_aggregates() {
     );
     // Only outbound agent messages with an agent id make an active agent.
     assert_eq!(
-        agg.agents.drain_sorted(),
+        agg.keyed_mut(Aggregate::AgentActivity).drain_sorted(),
         vec![([1, 10, 7, 3 * MICROS_PER_HOUR], [3 * MICROS_PER_HOUR + 5; 2])]
     );
     assert_eq!(
-        agg.proactive.drain_sorted(),
+        agg.keyed_mut(Aggregate::ProactiveMessages).drain_sorted(),
         vec![([1, 10, 3 * MICROS_PER_HOUR, 0], [2, 0])]
     );
     assert!(agg.rejects.counts.is_empty());
 }
 
 #[test]
-fn only_the_counting_resolve_of_an_inbound_first_conversation_counts() {
+fn bad_events_are_counted_and_valid_resolves_become_candidates() {
     let d = dims();
     let mut agg = DayAggregator::new(&d, 0);
     agg.push_event(&event(1));
-    // Not the counting resolve (an earlier one at or after the first outbound is).
-    agg.push_event(&RawEvent {
-        counting_event_id: Some(1),
-        conversation_id: Some(101),
-        ..event(2)
-    });
-    // First message outbound: never counts.
-    agg.push_event(&RawEvent {
-        first_direction: Some(Text::Known(Direction::Outbound)),
-        conversation_id: Some(102),
-        ..event(3)
-    });
-    // Never answered: no counting resolve.
-    agg.push_event(&RawEvent {
-        counting_event_id: None,
-        conversation_id: Some(103),
-        ..event(4)
-    });
     agg.push_event(&RawEvent {
         kind: Text::Known(EventKind::Reopened),
-        conversation_id: Some(104),
         ..event(5)
     });
     agg.push_event(&RawEvent {
@@ -239,13 +218,133 @@ fn only_the_counting_resolve_of_an_inbound_first_conversation_counts() {
     });
     agg.push_event(&event(1));
     assert_eq!(
-        agg.resolved.drain_sorted(),
-        vec![([1, 10, 100, 0], [5 * MICROS_PER_HOUR, 1])]
+        agg.keyed_mut(Aggregate::ResolveCandidates).drain_sorted(),
+        vec![([100, 5 * MICROS_PER_HOUR, 1, 0], [1, 10])]
     );
     let by_reason = agg.rejects.by_reason();
     assert_eq!(by_reason["unknown_event_kind"], 1);
     assert_eq!(by_reason["orphan_event"], 1);
     assert_eq!(by_reason["duplicate_id"], 1);
+}
+
+/// A conversation's rows for the property test: messages (id, at, inbound)
+/// and resolves (id, at), anywhere in three days; the middle day is "today".
+struct Convo {
+    id: i64,
+    messages: Vec<(i64, i64, bool)>,
+    resolves: Vec<(i64, i64)>,
+}
+
+/// DESIGN.md §2 straight from all rows: the counting resolve, if any.
+fn naive_counting_resolve(c: &Convo) -> Option<(i64, i64)> {
+    let first = c.messages.iter().min_by_key(|(id, at, _)| (*at, *id))?;
+    if !first.2 {
+        return None;
+    }
+    let outbound = c.messages.iter().filter(|m| !m.2).map(|m| m.1).min()?;
+    c.resolves
+        .iter()
+        .filter(|(_, at)| *at >= outbound)
+        .min_by_key(|(id, at)| (*at, *id))
+        .map(|(id, at)| (*at, *id))
+}
+
+/// Property: feeding the day's messages and resolves, plus the history that
+/// resolve_history.sql returns, through the aggregator and decide_resolved
+/// counts exactly the conversations whose counting resolve is in the day.
+#[test]
+fn decide_resolved_matches_the_definition_on_random_conversations() {
+    let d = dims();
+    let (day_start, day_end) = (MICROS_PER_DAY, 2 * MICROS_PER_DAY);
+    for seed in 0..200 {
+        let mut rng = crate::seed::rng::Rng::new(seed);
+        let mut next_id = 1;
+        let convos: Vec<Convo> = (0..rng.range(1, 30))
+            .map(|i| {
+                let mut msgs = Vec::new();
+                for _ in 0..rng.range(0, 6) {
+                    // Coarse instants make ties of sent_at (and of resolves) common.
+                    msgs.push((next_id, rng.range(0, 3 * 24) * MICROS_PER_HOUR, rng.chance(0.6)));
+                    next_id += 1;
+                }
+                let mut resolves = Vec::new();
+                for _ in 0..rng.range(0, 4) {
+                    resolves.push((next_id, rng.range(0, 3 * 24) * MICROS_PER_HOUR));
+                    next_id += 1;
+                }
+                Convo {
+                    id: 1000 + i,
+                    messages: msgs,
+                    resolves,
+                }
+            })
+            .collect();
+
+        let mut agg = DayAggregator::new(&d, day_start);
+        for c in &convos {
+            let today = |at: i64| (day_start..day_end).contains(&at);
+            for (id, at, inbound) in c.messages.iter().filter(|m| today(m.1)) {
+                agg.push_message(&RawMessage {
+                    id: Some(*id),
+                    conversation_id: Some(c.id),
+                    direction: Text::Known(if *inbound {
+                        Direction::Inbound
+                    } else {
+                        Direction::Outbound
+                    }),
+                    sent_at: *at,
+                    created_at: Some(*at),
+                    ..msg(*id)
+                });
+            }
+            for (id, at) in c.resolves.iter().filter(|r| today(r.1)) {
+                agg.push_event(&RawEvent {
+                    id: Some(*id),
+                    conversation_id: Some(c.id),
+                    occurred_at: *at,
+                    created_at: Some(*at),
+                    ..event(*id)
+                });
+            }
+            // What resolve_history.sql returns for this conversation.
+            let resolved_today = c.resolves.iter().any(|r| today(r.1));
+            let before: Vec<_> = c.messages.iter().filter(|m| m.1 < day_start).collect();
+            if resolved_today && let Some(first) = before.iter().min_by_key(|m| (m.1, m.0)) {
+                let first_outbound = before.iter().filter(|m| !m.2).map(|m| m.1).min();
+                agg.push_history(&RawHistory {
+                    conversation_id: c.id,
+                    first_at: first.1,
+                    first_id: first.0,
+                    first_direction: Text::Known(if first.2 {
+                        Direction::Inbound
+                    } else {
+                        Direction::Outbound
+                    }),
+                    first_outbound,
+                    settled: first_outbound.is_some_and(|o| c.resolves.iter().any(|r| r.1 >= o && r.1 < day_start)),
+                });
+            }
+        }
+        let mut take = |a| agg.keyed_mut(a).drain_sorted().into_iter();
+        let (candidates, first, outbound, settled) = (
+            take(Aggregate::ResolveCandidates),
+            take(Aggregate::FirstMessage),
+            take(Aggregate::FirstOutbound),
+            take(Aggregate::Settled),
+        );
+        let mut got = Vec::new();
+        decide_resolved(candidates, first, outbound, settled, |e| got.push(e));
+        let expected: Vec<Entry> = convos
+            .iter()
+            .filter_map(|c| {
+                let (at, id) = naive_counting_resolve(c)?;
+                (day_start..day_end)
+                    .contains(&at)
+                    .then_some(([1, 10, c.id, 0], [at, id]))
+            })
+            .collect();
+        assert_eq!(got, expected, "seed {seed}");
+    }
 }
 
 #[test]

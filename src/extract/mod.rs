@@ -15,7 +15,7 @@ mod sqlite;
 
 use chrono::NaiveDate;
 
-use crate::aggregate::{AccountDim, ChannelDim, Dimensions, RawEvent, RawMessage};
+use crate::aggregate::{AccountDim, ChannelDim, Dimensions, RawEvent, RawHistory, RawMessage};
 use crate::model::UnixMicros;
 use crate::source::SourceDb;
 
@@ -152,6 +152,19 @@ impl DayReader {
         match self {
             DayReader::Postgres(r) => r.events(day, filter, on_row).await,
             DayReader::Sqlite(r) => r.events(day, filter, on_row).await,
+        }
+    }
+
+    /// For conversations resolved in the day: what happened before it.
+    pub async fn resolve_history(
+        &mut self,
+        day: DayRange,
+        filter: &AccountFilter,
+        on_row: impl FnMut(&RawHistory),
+    ) -> Result<()> {
+        match self {
+            DayReader::Postgres(r) => r.resolve_history(day, filter, on_row).await,
+            DayReader::Sqlite(r) => r.resolve_history(day, filter, on_row).await,
         }
     }
 

@@ -11,7 +11,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use super::{AccountFilter, DayRange, Result, TooLate, qerr};
-use crate::aggregate::{AccountDim, ChannelDim, RawEvent, RawMessage, Text};
+use crate::aggregate::{AccountDim, ChannelDim, RawEvent, RawHistory, RawMessage, Text};
 use crate::model::*;
 
 const BEGIN: &str = include_str!("../../sql/extract/postgres/begin.sql");
@@ -19,6 +19,7 @@ const EXPORT_SNAPSHOT: &str = include_str!("../../sql/extract/postgres/export_sn
 const JOIN_SNAPSHOT: &str = include_str!("../../sql/extract/postgres/join_snapshot.sql");
 const MESSAGES: &str = include_str!("../../sql/extract/postgres/messages.sql");
 const EVENTS: &str = include_str!("../../sql/extract/postgres/events.sql");
+const RESOLVE_HISTORY: &str = include_str!("../../sql/extract/postgres/resolve_history.sql");
 const TOO_LATE: &str = include_str!("../../sql/extract/postgres/too_late.sql");
 const LATE_DAYS: &str = include_str!("../../sql/extract/postgres/late_days.sql");
 const WATERMARK: &str = include_str!("../../sql/extract/postgres/watermark.sql");
@@ -205,6 +206,33 @@ impl PgDayReader {
         Ok(())
     }
 
+    pub async fn resolve_history(
+        &mut self,
+        day: DayRange,
+        filter: &AccountFilter,
+        mut on_row: impl FnMut(&RawHistory),
+    ) -> Result<()> {
+        let mut rows = sqlx::query(RESOLVE_HISTORY)
+            .bind(dt(day.start))
+            .bind(dt(day.end))
+            .bind(filter.accounts.clone())
+            .bind(filter.strays_outside.clone())
+            .fetch(&mut *self.tx);
+        while let Some(r) = rows.try_next().await.map_err(qerr("resolve_history.sql"))? {
+            let direction: Option<String> = r.try_get(3).map_err(qerr("resolve_history.sql"))?;
+            let first_outbound: Option<DateTime<Utc>> = r.try_get(4).map_err(qerr("resolve_history.sql"))?;
+            on_row(&RawHistory {
+                conversation_id: r.try_get(0).map_err(qerr("resolve_history.sql"))?,
+                first_at: micros(r.try_get(1).map_err(qerr("resolve_history.sql"))?),
+                first_id: r.try_get(2).map_err(qerr("resolve_history.sql"))?,
+                first_direction: Text::<Direction>::parse(direction.as_deref().map(str::as_bytes)),
+                first_outbound: first_outbound.map(micros),
+                settled: r.try_get(5).map_err(qerr("resolve_history.sql"))?,
+            });
+        }
+        Ok(())
+    }
+
     pub async fn too_late(
         &mut self,
         arrival: DayRange,
@@ -250,10 +278,7 @@ fn event_from_row(r: &PgRow) -> RawEvent {
     let conversation_id = get_i64(1);
     let account_id = get_i64(5);
     let channel_id = get_i64(6);
-    let counting_event_id = get_i64(8);
-    let text = |i: usize| r.try_get::<Option<String>, _>(i).ok().flatten();
-    let kind = text(2);
-    let first = text(7);
+    let kind: Option<String> = r.try_get::<Option<String>, _>(2).ok().flatten();
     let occurred_at: Option<DateTime<Utc>> = r.try_get(3).ok();
     let created_at: Option<DateTime<Utc>> = r.try_get::<Option<DateTime<Utc>>, _>(4).ok().flatten();
     RawEvent {
@@ -264,8 +289,6 @@ fn event_from_row(r: &PgRow) -> RawEvent {
         created_at: created_at.map(micros),
         account_id,
         channel_id,
-        first_direction: first.map(|d| Text::<Direction>::parse(Some(d.as_bytes()))),
-        counting_event_id,
         bad_value: bad || occurred_at.is_none(),
     }
 }

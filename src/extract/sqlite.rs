@@ -9,11 +9,12 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::{AccountFilter, DayRange, Result, TooLate, qerr};
-use crate::aggregate::{AccountDim, ChannelDim, RawEvent, RawMessage, Text};
+use crate::aggregate::{AccountDim, ChannelDim, RawEvent, RawHistory, RawMessage, Text};
 use crate::model::*;
 
 const MESSAGES: &str = include_str!("../../sql/extract/sqlite/messages.sql");
 const EVENTS: &str = include_str!("../../sql/extract/sqlite/events.sql");
+const RESOLVE_HISTORY: &str = include_str!("../../sql/extract/sqlite/resolve_history.sql");
 const TOO_LATE: &str = include_str!("../../sql/extract/sqlite/too_late.sql");
 const LATE_DAYS: &str = include_str!("../../sql/extract/sqlite/late_days.sql");
 const WATERMARK: &str = include_str!("../../sql/extract/sqlite/watermark.sql");
@@ -173,7 +174,6 @@ impl SqliteDayReader {
             let mut bad = false;
             let kind: Option<String> = get(&r, 2, &mut bad);
             let occurred_at: Option<i64> = get(&r, 3, &mut bad);
-            let first: Option<String> = get(&r, 7, &mut bad);
             let event = RawEvent {
                 id: get(&r, 0, &mut bad),
                 conversation_id: get(&r, 1, &mut bad),
@@ -182,11 +182,43 @@ impl SqliteDayReader {
                 created_at: get(&r, 4, &mut bad),
                 account_id: get(&r, 5, &mut bad),
                 channel_id: get(&r, 6, &mut bad),
-                first_direction: first.map(|d| Text::<Direction>::parse(Some(d.as_bytes()))),
-                counting_event_id: get(&r, 8, &mut bad),
                 bad_value: bad || occurred_at.is_none(),
             };
             on_row(&event);
+        }
+        Ok(())
+    }
+
+    pub async fn resolve_history(
+        &mut self,
+        day: DayRange,
+        filter: &AccountFilter,
+        mut on_row: impl FnMut(&RawHistory),
+    ) -> Result<()> {
+        let mut rows = sqlx::query(RESOLVE_HISTORY)
+            .bind(day.start)
+            .bind(day.end)
+            .bind(json_ids(&filter.accounts))
+            .bind(json_ids(&filter.strays_outside))
+            .fetch(&mut *self.tx);
+        while let Some(r) = rows.try_next().await.map_err(qerr("resolve_history.sql"))? {
+            // Values of the wrong type here belong to rows the day's own
+            // validation rejects; such a conversation is left out.
+            let mut bad = false;
+            let (Some(conversation_id), Some(first_at), Some(first_id)) =
+                (get(&r, 0, &mut bad), get(&r, 1, &mut bad), get(&r, 2, &mut bad))
+            else {
+                continue;
+            };
+            let direction: Option<String> = get(&r, 3, &mut bad);
+            on_row(&RawHistory {
+                conversation_id,
+                first_at,
+                first_id,
+                first_direction: Text::<Direction>::parse(direction.as_deref().map(str::as_bytes)),
+                first_outbound: get(&r, 4, &mut bad),
+                settled: get::<i64>(&r, 5, &mut bad).unwrap_or(0) != 0,
+            });
         }
         Ok(())
     }

@@ -27,7 +27,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{
-    Aggregate, DayAggregator, Dimensions, Entry, RejectReason, SourceTable, merge_sorted_runs, shard_of,
+    Aggregate, DayAggregator, Dimensions, Entry, RejectReason, SourceTable, decide_resolved, merge_sorted_runs,
+    shard_of,
 };
 use crate::extract::{AccountFilter, DayRange, Snapshot};
 use crate::model::{MICROS_PER_DAY, UnixMicros, to_datetime};
@@ -409,10 +410,20 @@ async fn process_day(
             messages.agg.push_message(m);
             messages.spill_if_full();
         }),
-        event_reader.events(range, &plan.filter, |e| {
-            events.agg.push_event(e);
-            events.spill_if_full();
-        }),
+        async {
+            event_reader
+                .events(range, &plan.filter, |e| {
+                    events.agg.push_event(e);
+                    events.spill_if_full();
+                })
+                .await?;
+            event_reader
+                .resolve_history(range, &plan.filter, |h| {
+                    events.agg.push_history(h);
+                    events.spill_if_full();
+                })
+                .await
+        },
     );
     read_messages?;
     read_events?;
@@ -439,7 +450,13 @@ async fn process_day(
         } else {
             SourceTable::ConversationEvents
         };
-        rejects.add(table, RejectReason::TooLate, row.account_id, row.rows.max(0) as u64, row.example_id);
+        rejects.add(
+            table,
+            RejectReason::TooLate,
+            row.account_id,
+            row.rows.max(0) as u64,
+            row.example_id,
+        );
     }
     message_reader.finish().await?;
     event_reader.finish().await?;
@@ -455,22 +472,48 @@ async fn process_day(
         }
         .relative()
     };
+    // Which resolves count needs the whole day's facts: merge them and decide.
+    let mut decided = Stream::new(dims, range.start, spill_root.join("decided"), budget);
+    {
+        let error = Arc::new(Mutex::new(None));
+        let mut merged = Vec::new();
+        for which in [
+            Aggregate::ResolveCandidates,
+            Aggregate::FirstMessage,
+            Aggregate::FirstOutbound,
+            Aggregate::Settled,
+        ] {
+            merged.push(merge_sorted_runs(
+                runs_of(&mut [&mut messages, &mut events], which, &error).map_err(spill_err)?,
+                which.merge(),
+            ));
+        }
+        let [candidates, first_message, first_outbound, settled]: [_; 4] =
+            merged.try_into().unwrap_or_else(|_| unreachable!("four aggregates"));
+        decide_resolved(candidates, first_message, first_outbound, settled, |(key, value)| {
+            decided.agg.keyed_mut(Aggregate::ResolvedConversations).add(key, value);
+            decided.spill_if_full();
+        });
+        if let Some(e) = error
+            .lock()
+            .expect("spill error slot")
+            .take()
+            .or(decided.failure.take())
+        {
+            return Err(spill_err(e));
+        }
+    }
+
     let mut files = Vec::new();
-    for (i, which) in Aggregate::ALL.iter().enumerate() {
+    for which in Aggregate::OUTPUTS {
         let table = match which {
             Aggregate::ContactActivity => Table::ContactActivity,
             Aggregate::AgentActivity => Table::AgentActivity,
             Aggregate::ResolvedConversations => Table::ResolvedConversations,
-            Aggregate::ProactiveMessages => Table::ProactiveMessages,
+            _ => Table::ProactiveMessages,
         };
         let error = Arc::new(Mutex::new(None));
-        let mut sources: Vec<Box<dyn Iterator<Item = Entry> + Send>> = Vec::new();
-        for stream in [&mut messages, &mut events] {
-            for reader in stream.spills[i].readers(&error).map_err(spill_err)? {
-                sources.push(Box::new(reader));
-            }
-            sources.push(Box::new(stream.agg.keyed_mut(*which).drain_sorted().into_iter()));
-        }
+        let sources = runs_of(&mut [&mut messages, &mut events, &mut decided], which, &error).map_err(spill_err)?;
         let key = key_of(table);
         let rows = write_entries(warehouse, &key, table, merge_sorted_runs(sources, which.merge())).await?;
         if let Some(e) = error.lock().expect("spill error slot").take() {
@@ -482,7 +525,7 @@ async fn process_day(
             rows,
         });
     }
-    drop((messages, events));
+    drop((messages, events, decided));
     tracing::debug!(%day, elapsed_ms = started.elapsed().as_millis() as u64, "Aggregates written.");
 
     // Dimension snapshots of this run's accounts.
@@ -536,6 +579,25 @@ async fn process_day(
         rejects: rejects.by_reason(),
         elapsed: started.elapsed(),
     })
+}
+
+type EntryRun = Box<dyn Iterator<Item = Entry> + Send>;
+
+/// Every sorted run of one aggregate across streams: the spilled ones, then
+/// what is still in memory (drained).
+fn runs_of(
+    streams: &mut [&mut Stream<'_>],
+    which: Aggregate,
+    error: &Arc<Mutex<Option<std::io::Error>>>,
+) -> std::io::Result<Vec<EntryRun>> {
+    let mut runs: Vec<EntryRun> = Vec::new();
+    for stream in streams.iter_mut() {
+        for reader in stream.spills[which.index()].readers(error)? {
+            runs.push(Box::new(reader));
+        }
+        runs.push(Box::new(stream.agg.keyed_mut(which).drain_sorted().into_iter()));
+    }
+    Ok(runs)
 }
 
 /// One input stream of a day: its aggregator, and the sorted runs it
