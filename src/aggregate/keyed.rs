@@ -51,8 +51,15 @@ impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
         self.0
     }
+    /// Integer arrays arrive here as one byte slice (`hash_slice`): mix them
+    /// a word at a time.
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
+        let mut words = bytes.chunks_exact(8);
+        for w in words.by_ref() {
+            self.write_u64(u64::from_le_bytes(w.try_into().expect("8 bytes")));
+        }
+        for b in words.remainder() {
             self.write_u64(u64::from(*b));
         }
     }

@@ -56,6 +56,8 @@ pub enum Error {
         table: &'static str,
         source: arrow::error::ArrowError,
     },
+    #[error("a writer task failed: {0}")]
+    Task(String),
     #[error("day {day} failed: {source}")]
     Day { day: NaiveDate, source: Box<Error> },
 }
@@ -472,59 +474,76 @@ async fn process_day(
         }
         .relative()
     };
-    // Which resolves count needs the whole day's facts: merge them and decide.
-    let mut decided = Stream::new(dims, range.start, spill_root.join("decided"), budget);
-    {
-        let error = Arc::new(Mutex::new(None));
-        let mut merged = Vec::new();
-        for which in [
-            Aggregate::ResolveCandidates,
-            Aggregate::FirstMessage,
-            Aggregate::FirstOutbound,
-            Aggregate::Settled,
-        ] {
-            merged.push(merge_sorted_runs(
-                runs_of(&mut [&mut messages, &mut events], which, &error).map_err(spill_err)?,
-                which.merge(),
-            ));
-        }
-        let [candidates, first_message, first_outbound, settled]: [_; 4] =
-            merged.try_into().unwrap_or_else(|_| unreachable!("four aggregates"));
-        decide_resolved(candidates, first_message, first_outbound, settled, |(key, value)| {
-            decided.agg.keyed_mut(Aggregate::ResolvedConversations).add(key, value);
-            decided.spill_if_full();
-        });
-        if let Some(e) = error
-            .lock()
-            .expect("spill error slot")
-            .take()
-            .or(decided.failure.take())
-        {
-            return Err(spill_err(e));
-        }
+    let table_of = |which: Aggregate| match which {
+        Aggregate::ContactActivity => Table::ContactActivity,
+        Aggregate::AgentActivity => Table::AgentActivity,
+        Aggregate::ResolvedConversations => Table::ResolvedConversations,
+        _ => Table::ProactiveMessages,
+    };
+    let error = Arc::new(Mutex::new(None));
+    // The tables that need nothing more are merged and written on other
+    // workers while this one decides the resolves.
+    let mut writes = Vec::new();
+    for which in [
+        Aggregate::ContactActivity,
+        Aggregate::AgentActivity,
+        Aggregate::ProactiveMessages,
+    ] {
+        let sources = runs_of(&mut [&mut messages, &mut events], which, &error).map_err(spill_err)?;
+        let (warehouse, table, key) = (warehouse.clone(), table_of(which), key_of(table_of(which)));
+        writes.push(tokio::spawn(async move {
+            let rows = write_entries(&warehouse, &key, table, merge_sorted_runs(sources, which.merge())).await?;
+            Ok::<_, Error>((table, key, rows))
+        }));
     }
 
-    let mut files = Vec::new();
-    for which in Aggregate::OUTPUTS {
-        let table = match which {
-            Aggregate::ContactActivity => Table::ContactActivity,
-            Aggregate::AgentActivity => Table::AgentActivity,
-            Aggregate::ResolvedConversations => Table::ResolvedConversations,
-            _ => Table::ProactiveMessages,
-        };
-        let error = Arc::new(Mutex::new(None));
-        let sources = runs_of(&mut [&mut messages, &mut events, &mut decided], which, &error).map_err(spill_err)?;
-        let key = key_of(table);
-        let rows = write_entries(warehouse, &key, table, merge_sorted_runs(sources, which.merge())).await?;
-        if let Some(e) = error.lock().expect("spill error slot").take() {
-            return Err(spill_err(e));
-        }
-        files.push(FileEntry {
+    // Which resolves count needs the whole day's facts: merge them and decide.
+    let mut decided = Stream::new(dims, range.start, spill_root.join("decided"), budget);
+    let mut merged = Vec::new();
+    for which in [
+        Aggregate::ResolveCandidates,
+        Aggregate::FirstMessage,
+        Aggregate::FirstOutbound,
+        Aggregate::Settled,
+    ] {
+        let runs = runs_of(&mut [&mut messages, &mut events], which, &error).map_err(spill_err)?;
+        merged.push(merge_sorted_runs(runs, which.merge()));
+    }
+    let [candidates, first_message, first_outbound, settled]: [_; 4] =
+        merged.try_into().unwrap_or_else(|_| unreachable!("four aggregates"));
+    decide_resolved(candidates, first_message, first_outbound, settled, |(key, value)| {
+        decided.agg.keyed_mut(Aggregate::ResolvedConversations).add(key, value);
+        decided.spill_if_full();
+    });
+    if let Some(e) = decided.failure.take() {
+        return Err(spill_err(e));
+    }
+    let which = Aggregate::ResolvedConversations;
+    let sources = runs_of(&mut [&mut decided], which, &error).map_err(spill_err)?;
+    let key = key_of(Table::ResolvedConversations);
+    let rows = write_entries(
+        warehouse,
+        &key,
+        Table::ResolvedConversations,
+        merge_sorted_runs(sources, which.merge()),
+    )
+    .await?;
+    let mut written = vec![(Table::ResolvedConversations, key, rows)];
+    for write in writes {
+        written.push(write.await.map_err(|e| Error::Task(e.to_string()))??);
+    }
+    if let Some(e) = error.lock().expect("spill error slot").take() {
+        return Err(spill_err(e));
+    }
+    written.sort_by_key(|(table, _, _)| *table);
+    let mut files: Vec<FileEntry> = written
+        .into_iter()
+        .map(|(table, key, rows)| FileEntry {
             table: table.name().into(),
             key,
             rows,
-        });
-    }
+        })
+        .collect();
     drop((messages, events, decided));
     tracing::debug!(%day, elapsed_ms = started.elapsed().as_millis() as u64, "Aggregates written.");
 
