@@ -13,6 +13,7 @@ pub mod demo;
 pub mod extract;
 pub mod job;
 pub mod model;
+pub mod report;
 pub mod seed;
 pub mod source;
 pub mod warehouse;

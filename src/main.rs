@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::Parser;
 use clap::error::ErrorKind;
 
-use account_usage::cli::{Cli, Command, LogFormat, UsageError};
-use account_usage::{demo, job, seed};
+use account_usage::cli::{Cli, Command, LogFormat, ReportFormat, UsageError};
+use account_usage::{demo, job, report, seed};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -50,6 +50,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             if !dry_run {
                 print!("{}", report.summary());
             }
+        }
+        Command::Report(args) => {
+            let (request, format) = args.validate()?;
+            let report = match report::report(&request).await {
+                Ok(r) => r,
+                Err(e) if e.is_input() => return Err(UsageError(e.to_string()).into()),
+                Err(e) => return Err(anyhow::Error::new(e).context("report failed")),
+            };
+            print!(
+                "{}",
+                match format {
+                    ReportFormat::Table => report::format::table(&report),
+                    ReportFormat::Json => report::format::json(&report),
+                    ReportFormat::Csv => report::format::csv(&report),
+                }
+            );
         }
         Command::Demo(args) => {
             let config = demo::DemoConfig {

@@ -43,7 +43,8 @@ impl SpillRuns {
             .iter()
             .map(|p| {
                 Ok(RunReader {
-                    reader: BufReader::with_capacity(256 * 1024, File::open(p)?),
+                    // Small buffers: a big day merges dozens of runs at once.
+                    reader: BufReader::with_capacity(32 * 1024, File::open(p)?),
                     error: error.clone(),
                 })
             })

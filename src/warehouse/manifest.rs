@@ -220,3 +220,19 @@ pub fn rows_per_table(manifests: &[DayManifest]) -> BTreeMap<String, u64> {
     }
     out
 }
+
+/// Days with a complete set of manifests for some shard count, from one
+/// listing of `_manifests/`.
+pub async fn published_days(warehouse: &Warehouse) -> Result<BTreeSet<NaiveDate>> {
+    let mut shards: BTreeMap<NaiveDate, BTreeSet<ShardSpec>> = BTreeMap::new();
+    for key in warehouse.list("_manifests").await? {
+        if let Ok(parsed) = DayManifestKey::parse(&key) {
+            shards.entry(parsed.day).or_default().insert(parsed.shard);
+        }
+    }
+    Ok(shards
+        .into_iter()
+        .filter(|(_, set)| set.iter().any(|s| is_complete(set, s.count)))
+        .map(|(day, _)| day)
+        .collect())
+}

@@ -3,6 +3,8 @@
 
 #[allow(dead_code)]
 mod common;
+mod reference;
+mod report;
 mod run;
 mod schema;
 mod seed;

@@ -1,0 +1,312 @@
+//! Time buckets of a report, in a zone (pure; DESIGN.md §3).
+//!
+//! - The range `from..=to` (local dates) is `[first instant of from, first
+//!   instant of the day after to)`; where midnight is skipped, a day starts at
+//!   its first instant that exists.
+//! - Buckets are calendar-aligned in the zone and clipped to the range.
+//!   Hourly buckets follow the wall clock: a new bucket starts whenever the
+//!   clock reads a full hour or the hour changes, so a repeated hour is two
+//!   buckets (told apart by offset) and a 30-minute shift makes one bucket of
+//!   30 or 90 minutes.
+//! - Unique monthly contacts always use whole months touched by the range,
+//!   unclipped.
+//!
+//! Every zone in use today has offsets in whole quarter hours, so every
+//! bucket edge falls on a UTC quarter hour; hourly edges are found by walking
+//! those quarter hours.
+
+use chrono::{Datelike, Days, Months, NaiveDate, NaiveTime, Offset, SecondsFormat, TimeZone, Timelike};
+use chrono_tz::Tz;
+
+use crate::model::{MICROS_PER_MINUTE, UnixMicros, to_datetime};
+
+const QUARTER: i64 = 15 * MICROS_PER_MINUTE;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interval {
+    Hourly,
+    Daily,
+    Weekly,
+    Monthly,
+    Quarterly,
+    Yearly,
+}
+
+impl Interval {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interval::Hourly => "hourly",
+            Interval::Daily => "daily",
+            Interval::Weekly => "weekly",
+            Interval::Monthly => "monthly",
+            Interval::Quarterly => "quarterly",
+            Interval::Yearly => "yearly",
+        }
+    }
+}
+
+/// Contiguous buckets covering `[start, end)`: `edges[i]..edges[i + 1]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Buckets {
+    pub tz: Tz,
+    pub edges: Vec<UnixMicros>,
+}
+
+impl Buckets {
+    pub fn len(&self) -> usize {
+        self.edges.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn start(&self) -> UnixMicros {
+        self.edges[0]
+    }
+
+    pub fn end(&self) -> UnixMicros {
+        *self.edges.last().expect("at least one edge")
+    }
+
+    /// The bucket holding instant `t`, if it is inside.
+    pub fn index_of(&self, t: UnixMicros) -> Option<usize> {
+        if t < self.start() || t >= self.end() {
+            return None;
+        }
+        Some(self.edges.partition_point(|e| *e <= t) - 1)
+    }
+
+    /// `[start, end)` of bucket `i`.
+    pub fn bounds(&self, i: usize) -> (UnixMicros, UnixMicros) {
+        (self.edges[i], self.edges[i + 1])
+    }
+
+    /// RFC 3339 with the zone's offset at the bucket's first instant.
+    pub fn label(&self, i: usize) -> String {
+        rfc3339_in(&self.tz, self.edges[i])
+    }
+}
+
+pub fn rfc3339_in(tz: &Tz, t: UnixMicros) -> String {
+    to_datetime(t)
+        .expect("instant in range")
+        .with_timezone(tz)
+        .to_rfc3339_opts(SecondsFormat::Secs, false)
+}
+
+/// The first instant of a local date (the first that exists, where midnight
+/// is skipped).
+pub fn day_start(tz: &Tz, date: NaiveDate) -> UnixMicros {
+    let midnight = date.and_time(NaiveTime::MIN);
+    if let Some(t) = tz.from_local_datetime(&midnight).earliest() {
+        return t.timestamp_micros();
+    }
+    // Midnight falls in a gap: the day starts at the transition, the first
+    // minute after midnight that exists.
+    (1..=24 * 60)
+        .find_map(|m| {
+            tz.from_local_datetime(&(midnight + chrono::Duration::minutes(m)))
+                .earliest()
+        })
+        .expect("a day has an instant")
+        .timestamp_micros()
+}
+
+/// The instants of a report range: `[start of from, start of to + 1 day)`.
+pub fn range(tz: &Tz, from: NaiveDate, to: NaiveDate) -> (UnixMicros, UnixMicros) {
+    (day_start(tz, from), day_start(tz, to + Days::new(1)))
+}
+
+fn first_of_month(d: NaiveDate) -> NaiveDate {
+    d.with_day(1).expect("day 1 exists")
+}
+
+/// Calendar buckets of an interval over `from..=to`, clipped to the range.
+pub fn buckets(tz: Tz, from: NaiveDate, to: NaiveDate, interval: Interval) -> Buckets {
+    let (start, end) = range(&tz, from, to);
+    let mut edges = vec![start];
+    match interval {
+        Interval::Hourly => {
+            let mut previous = local_hour(&tz, start);
+            let mut t = start + QUARTER;
+            while t < end {
+                let (hour, on_the_hour) = (local_hour(&tz, t), is_on_the_hour(&tz, t));
+                if on_the_hour || hour != previous {
+                    edges.push(t);
+                }
+                previous = hour;
+                t += QUARTER;
+            }
+        }
+        _ => {
+            let next = |d: NaiveDate| -> NaiveDate {
+                match interval {
+                    Interval::Daily => d + Days::new(1),
+                    Interval::Weekly => d + Days::new(7 - u64::from(d.weekday().num_days_from_monday())),
+                    Interval::Monthly => first_of_month(d) + Months::new(1),
+                    Interval::Quarterly => {
+                        let m = first_of_month(d);
+                        let q0 = m.with_month0(m.month0() / 3 * 3).expect("valid month");
+                        q0 + Months::new(3)
+                    }
+                    Interval::Yearly => NaiveDate::from_ymd_opt(d.year() + 1, 1, 1).expect("valid date"),
+                    Interval::Hourly => unreachable!("handled above"),
+                }
+            };
+            let mut d = next(from);
+            while d <= to {
+                edges.push(day_start(&tz, d));
+                d = next(d);
+            }
+        }
+    }
+    edges.push(end);
+    edges.dedup();
+    Buckets { tz, edges }
+}
+
+/// Whole months touched by `from..=to` (unclipped): the UMC buckets.
+pub fn umc_months(tz: Tz, from: NaiveDate, to: NaiveDate) -> Buckets {
+    let mut edges = Vec::new();
+    let mut m = first_of_month(from);
+    while m <= to {
+        edges.push(day_start(&tz, m));
+        m = m + Months::new(1);
+    }
+    edges.push(day_start(&tz, m));
+    Buckets { tz, edges }
+}
+
+fn local(tz: &Tz, t: UnixMicros) -> chrono::NaiveDateTime {
+    let utc = to_datetime(t).expect("instant in range").naive_utc();
+    utc + tz.offset_from_utc_datetime(&utc).fix()
+}
+
+fn local_hour(tz: &Tz, t: UnixMicros) -> (NaiveDate, u32) {
+    let l = local(tz, t);
+    (l.date(), l.hour())
+}
+
+fn is_on_the_hour(tz: &Tz, t: UnixMicros) -> bool {
+    let l = local(tz, t);
+    l.minute() == 0 && l.second() == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn labels(b: &Buckets) -> Vec<String> {
+        (0..b.len()).map(|i| b.label(i)).collect()
+    }
+
+    fn minutes(b: &Buckets) -> Vec<i64> {
+        (0..b.len())
+            .map(|i| (b.edges[i + 1] - b.edges[i]) / MICROS_PER_MINUTE)
+            .collect()
+    }
+
+    #[test]
+    fn new_york_has_23_and_25_hourly_buckets_on_its_dst_days() {
+        let tz: Tz = "America/New_York".parse().unwrap();
+        let spring = buckets(tz, d("2026-03-08"), d("2026-03-08"), Interval::Hourly);
+        assert_eq!(spring.len(), 23);
+        assert_eq!(spring.label(2), "2026-03-08T03:00:00-04:00");
+        let fall = buckets(tz, d("2026-11-01"), d("2026-11-01"), Interval::Hourly);
+        assert_eq!(fall.len(), 25);
+        assert_eq!(fall.label(1), "2026-11-01T01:00:00-04:00");
+        assert_eq!(fall.label(2), "2026-11-01T01:00:00-05:00");
+        assert!(minutes(&fall).iter().all(|m| *m == 60));
+    }
+
+    #[test]
+    fn lord_howe_has_one_30_and_one_90_minute_bucket() {
+        let tz: Tz = "Australia/Lord_Howe".parse().unwrap();
+        // DST ends 2026-04-05 02:00 (+11) -> 01:30 (+10:30).
+        let end = buckets(tz, d("2026-04-05"), d("2026-04-05"), Interval::Hourly);
+        assert_eq!(end.len(), 24);
+        assert_eq!(minutes(&end)[1], 90);
+        assert_eq!(end.label(1), "2026-04-05T01:00:00+11:00");
+        assert_eq!(end.label(2), "2026-04-05T02:00:00+10:30");
+        // DST starts 2026-10-04 02:00 (+10:30) -> 02:30 (+11).
+        let start = buckets(tz, d("2026-10-04"), d("2026-10-04"), Interval::Hourly);
+        assert_eq!(start.len(), 24);
+        assert_eq!(minutes(&start)[2], 30);
+        assert_eq!(start.label(2), "2026-10-04T02:30:00+11:00");
+    }
+
+    #[test]
+    fn santiago_days_start_at_the_first_instant_that_exists() {
+        let tz: Tz = "America/Santiago".parse().unwrap();
+        // 2026-09-06: clocks go from 00:00 (-04) to 01:00 (-03).
+        let b = buckets(tz, d("2026-09-05"), d("2026-09-07"), Interval::Daily);
+        assert_eq!(
+            labels(&b),
+            [
+                "2026-09-05T00:00:00-04:00",
+                "2026-09-06T01:00:00-03:00",
+                "2026-09-07T00:00:00-03:00"
+            ]
+        );
+        assert_eq!(minutes(&b)[1], 23 * 60);
+    }
+
+    #[test]
+    fn kathmandu_daily_across_a_month_end() {
+        let tz: Tz = "Asia/Kathmandu".parse().unwrap();
+        let b = buckets(tz, d("2026-03-30"), d("2026-04-01"), Interval::Daily);
+        assert_eq!(
+            labels(&b),
+            [
+                "2026-03-30T00:00:00+05:45",
+                "2026-03-31T00:00:00+05:45",
+                "2026-04-01T00:00:00+05:45"
+            ]
+        );
+        assert_eq!(b.start(), day_start(&tz, d("2026-03-30")));
+        assert_eq!(b.start() % QUARTER, 0);
+    }
+
+    #[test]
+    fn weeks_quarters_and_years_are_calendar_aligned_and_clipped() {
+        let tz: Tz = "UTC".parse().unwrap();
+        let w = buckets(tz, d("2026-03-04"), d("2026-03-17"), Interval::Weekly);
+        assert_eq!(
+            labels(&w),
+            [
+                "2026-03-04T00:00:00+00:00",
+                "2026-03-09T00:00:00+00:00",
+                "2026-03-16T00:00:00+00:00"
+            ]
+        );
+        let q = buckets(tz, d("2026-02-10"), d("2026-07-02"), Interval::Quarterly);
+        assert_eq!(
+            labels(&q),
+            [
+                "2026-02-10T00:00:00+00:00",
+                "2026-04-01T00:00:00+00:00",
+                "2026-07-01T00:00:00+00:00"
+            ]
+        );
+        let y = buckets(tz, d("2025-12-30"), d("2026-01-02"), Interval::Yearly);
+        assert_eq!(y.len(), 2);
+        assert_eq!(y.index_of(y.end()), None);
+        assert_eq!(y.index_of(y.start()), Some(0));
+    }
+
+    #[test]
+    fn umc_uses_whole_months() {
+        let tz: Tz = "Europe/London".parse().unwrap();
+        let nov = umc_months(tz, d("2026-11-03"), d("2026-11-10"));
+        assert_eq!(labels(&nov), ["2026-11-01T00:00:00+00:00"]);
+        assert_eq!(nov.end(), day_start(&tz, d("2026-12-01")));
+        let two = umc_months(tz, d("2026-10-20"), d("2026-11-05"));
+        assert_eq!(labels(&two), ["2026-10-01T00:00:00+01:00", "2026-11-01T00:00:00+00:00"]);
+    }
+}

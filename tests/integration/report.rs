@@ -1,0 +1,421 @@
+//! The report against a naive reference computed from raw source rows:
+//! random queries (property test), the rollup-free engine path through the
+//! real binary, and input errors.
+
+use std::collections::BTreeSet;
+
+use account_usage::report::buckets::Interval;
+use account_usage::report::engine::{self, GroupBy, Metric, Query};
+use account_usage::seed::rng::Rng;
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+
+use crate::common::{self, TempDir};
+use crate::reference;
+use crate::wh;
+
+const ZONES: [&str; 9] = [
+    "Asia/Kathmandu",
+    "Asia/Kolkata",
+    "Australia/Lord_Howe",
+    "America/Santiago",
+    "America/St_Johns",
+    "Pacific/Chatham",
+    "Europe/London",
+    "America/New_York",
+    "UTC",
+];
+const INTERVALS: [(Interval, reference::Interval); 6] = [
+    (Interval::Hourly, reference::Interval::Hourly),
+    (Interval::Daily, reference::Interval::Daily),
+    (Interval::Weekly, reference::Interval::Weekly),
+    (Interval::Monthly, reference::Interval::Monthly),
+    (Interval::Quarterly, reference::Interval::Quarterly),
+    (Interval::Yearly, reference::Interval::Yearly),
+];
+// Seeded UTC days; queries stay inside whole published months at the start.
+const SEED_START: &str = "2025-12-20";
+const SEED_DAYS: u64 = 115;
+const DST_DAYS: [&str; 6] = [
+    "2026-03-08",
+    "2026-03-29",
+    "2026-04-05",
+    "2026-01-01",
+    "2026-03-31",
+    "2026-04-01",
+];
+
+/// A seeded SQLite source and its published warehouse, shared by the tests
+/// of this module (built once: seeding and running 115 days takes a while).
+struct World {
+    _dir: TempDir,
+    source: String,
+    warehouse: String,
+}
+
+static WORLD: tokio::sync::OnceCell<World> = tokio::sync::OnceCell::const_new();
+
+async fn world() -> &'static World {
+    WORLD
+        .get_or_init(|| async {
+            let dir = TempDir::new("report-world");
+            let source = format!("sqlite://{}/source.db", dir.path().display());
+            let warehouse = dir.path().join("wh").display().to_string();
+            let days = SEED_DAYS.to_string();
+            common::run_ok(&[
+                "seed",
+                "--source",
+                &source,
+                "--accounts",
+                "5",
+                "--days",
+                &days,
+                "--start",
+                SEED_START,
+                "--messages-per-day",
+                "1500",
+                "--seed",
+                "5",
+            ]);
+            let to = (wh::day(SEED_START) + chrono::Days::new(SEED_DAYS - 1)).to_string();
+            common::run_ok(&[
+                "run",
+                "--source",
+                &source,
+                "--warehouse",
+                &warehouse,
+                "--from",
+                SEED_START,
+                "--to",
+                &to,
+                "--parallel",
+                "2",
+            ]);
+            World {
+                _dir: dir,
+                source,
+                warehouse,
+            }
+        })
+        .await
+}
+
+fn published_bounds() -> (i64, i64) {
+    let start = wh::day(SEED_START)
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_micros();
+    (start, start + SEED_DAYS as i64 * 86_400_000_000)
+}
+
+#[tokio::test]
+async fn engine_equals_the_naive_reference_on_500_random_queries() {
+    let world = world().await;
+    let (lo, hi) = published_bounds();
+    let source = reference::Source::load(&world.source, lo, hi).await;
+    let warehouse = wh::open(&world.warehouse, &[]);
+    let days: BTreeSet<NaiveDate> = wh::days(SEED_START, "2026-04-13").into_iter().collect();
+    let latest = *days.iter().next_back().unwrap();
+    let all: BTreeSet<Metric> = Metric::ALL.into_iter().collect();
+    let mut grains = Vec::new();
+    for account in 1..=5 {
+        let channels = account_usage::report::channels_of(&warehouse, latest, account)
+            .await
+            .unwrap();
+        grains.push(
+            account_usage::report::load_account(&warehouse, account, &days, &all, channels)
+                .await
+                .unwrap(),
+        );
+    }
+
+    let mut rng = Rng::new(2026);
+    let first = wh::day("2026-01-01");
+    for case in 0..500 {
+        let account = rng.range(1, 6);
+        let tz: Tz = ZONES[rng.range(0, ZONES.len() as i64) as usize].parse().unwrap();
+        let (interval, ref_interval) = INTERVALS[rng.range(0, 6) as usize];
+        // Hourly ranges are short and often sit on a DST change; the others
+        // span up to the whole window (months, quarters, the new year).
+        let (from, to) = if interval == Interval::Hourly {
+            let around = wh::day(DST_DAYS[rng.range(0, DST_DAYS.len() as i64) as usize]);
+            let from = around - chrono::Days::new(rng.range(0, 3) as u64);
+            (from, from + chrono::Days::new(rng.range(0, 4) as u64))
+        } else {
+            let from = first + chrono::Days::new(rng.range(0, 90) as u64);
+            let to = (from + chrono::Days::new(rng.range(0, 100) as u64)).min(wh::day("2026-04-10"));
+            (from, to)
+        };
+        let grain = &grains[(account - 1) as usize];
+        let channels: Option<BTreeSet<i64>> = rng.chance(0.3).then(|| {
+            grain
+                .channels
+                .iter()
+                .map(|c| c.id)
+                .filter(|_| rng.chance(0.5))
+                .collect()
+        });
+        let by_channel = rng.chance(0.5);
+        let query = Query {
+            account_id: account,
+            tz,
+            from,
+            to,
+            interval,
+            group_by: if by_channel {
+                GroupBy::Channel
+            } else {
+                GroupBy::Platform
+            },
+            channels: channels.clone(),
+            metrics: Metric::ALL.into_iter().collect(),
+        };
+        let got = engine::compute(&query, grain);
+        let (rows, totals) = reference::report(
+            &source,
+            &reference::Query {
+                account,
+                tz,
+                from,
+                to,
+                interval: ref_interval,
+                by_channel,
+                channels,
+            },
+            (lo, hi),
+        );
+        let got_rows: Vec<_> = got
+            .rows
+            .iter()
+            .map(|r| (r.metric.to_string(), r.bucket_start.clone(), r.group.clone(), r.value))
+            .collect();
+        let got_totals: Vec<_> = got
+            .totals
+            .iter()
+            .map(|t| (t.metric.to_string(), t.group.clone(), t.value))
+            .collect();
+        let what = format!("case {case}: account {account} {tz} {from}..{to} {interval:?} by_channel={by_channel}");
+        assert_eq!(got_rows.len(), rows.len(), "{what}: row count");
+        for (g, r) in got_rows.iter().zip(&rows) {
+            assert_eq!(g, r, "{what}");
+        }
+        assert_eq!(got_totals, totals, "{what}");
+    }
+}
+
+fn report_json(args: &[&str]) -> serde_json::Value {
+    let out = common::run_ok(args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+#[tokio::test]
+async fn the_binary_reports_what_the_reference_computes() {
+    let world = world().await;
+    let (lo, hi) = published_bounds();
+    let source = reference::Source::load(&world.source, lo, hi).await;
+    for (account, zone, from, to, interval, ref_interval, group) in [
+        (
+            1,
+            "Asia/Kathmandu",
+            "2026-01-28",
+            "2026-02-03",
+            "daily",
+            reference::Interval::Daily,
+            "platform",
+        ),
+        (
+            2,
+            "America/New_York",
+            "2026-03-08",
+            "2026-03-08",
+            "hourly",
+            reference::Interval::Hourly,
+            "channel",
+        ),
+        (
+            3,
+            "Australia/Lord_Howe",
+            "2026-04-05",
+            "2026-04-05",
+            "hourly",
+            reference::Interval::Hourly,
+            "platform",
+        ),
+        (
+            4,
+            "UTC",
+            "2026-01-01",
+            "2026-03-31",
+            "monthly",
+            reference::Interval::Monthly,
+            "channel",
+        ),
+    ] {
+        let json = report_json(&[
+            "report",
+            "--warehouse",
+            &world.warehouse,
+            "--account",
+            &account.to_string(),
+            "--from",
+            from,
+            "--to",
+            to,
+            "--time-zone",
+            zone,
+            "--interval",
+            interval,
+            "--group-by",
+            group,
+            "--format",
+            "json",
+        ]);
+        let (rows, totals) = reference::report(
+            &source,
+            &reference::Query {
+                account,
+                tz: zone.parse().unwrap(),
+                from: wh::day(from),
+                to: wh::day(to),
+                interval: ref_interval,
+                by_channel: group == "channel",
+                channels: None,
+            },
+            (lo, hi),
+        );
+        let got_rows: Vec<(String, String, String, u64)> = json["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["metric"].as_str().unwrap().to_string(),
+                    r["bucket_start"].as_str().unwrap().to_string(),
+                    r["group"].as_str().unwrap().to_string(),
+                    r["value"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got_rows, rows, "account {account} {zone} {interval}");
+        let got_totals: Vec<(String, Option<String>, u64)> = json["totals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["metric"].as_str().unwrap().to_string(),
+                    t["group"].as_str().map(str::to_string),
+                    t["value"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got_totals, totals);
+        assert_eq!(json["account_id"], account);
+        assert_eq!(json["time_zone"], zone);
+        assert_eq!(json["interval"], interval);
+        assert_eq!(json["group_by"], group);
+        assert!(json["channels"].is_null());
+    }
+}
+
+#[tokio::test]
+async fn report_input_errors_exit_2_with_one_line() {
+    let world = world().await;
+    let base = ["report", "--warehouse", world.warehouse.as_str(), "--account"];
+    for (args, expect) in [
+        (
+            vec![
+                "1",
+                "--from",
+                "2026-02-01",
+                "--to",
+                "2026-02-02",
+                "--time-zone",
+                "Mars/Olympus",
+            ],
+            "unknown time zone",
+        ),
+        (vec!["1", "--from", "2026-02-03", "--to", "2026-02-02"], "after"),
+        (
+            vec!["99", "--from", "2026-02-01", "--to", "2026-02-02"],
+            "unknown account 99",
+        ),
+        (
+            vec!["1", "--from", "2026-02-01", "--to", "2026-02-02", "--channel", "999999"],
+            "unknown channel 999999",
+        ),
+        (
+            vec![
+                "1",
+                "--from",
+                "2026-04-10",
+                "--to",
+                "2026-04-20",
+                "--metric",
+                "active_agents",
+            ],
+            "2026-04-14..2026-04-20",
+        ),
+        (vec!["1", "--from", "2026-02-01", "--to", "2026-02-31"], "invalid value"),
+    ] {
+        let mut argv: Vec<&str> = base.to_vec();
+        argv.extend(args.iter());
+        let out = common::run_bin(&argv);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn csv_and_table_formats_carry_the_same_numbers() {
+    let world = world().await;
+    let args = |format: &'static str| {
+        vec![
+            "report",
+            "--warehouse",
+            world.warehouse.as_str(),
+            "--account",
+            "2",
+            "--from",
+            "2026-02-02",
+            "--to",
+            "2026-02-08",
+            "--format",
+            format,
+        ]
+    };
+    let json = report_json(&args("json"));
+    let csv = common::run_ok(&args("csv"));
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("metric,bucket_start,group,value"));
+    let data: Vec<&str> = lines.collect();
+    assert_eq!(
+        data.len(),
+        json["rows"].as_array().unwrap().len() + json["totals"].as_array().unwrap().len()
+    );
+    let first = &json["rows"][0];
+    assert_eq!(
+        data[0],
+        format!(
+            "{},{},{},{}",
+            first["metric"].as_str().unwrap(),
+            first["bucket_start"].as_str().unwrap(),
+            first["group"].as_str().unwrap(),
+            first["value"]
+        )
+    );
+    let table = common::run_ok(&args("table"));
+    for metric in [
+        "active_agents",
+        "channels",
+        "proactive_messages",
+        "resolved_conversations",
+        "unique_monthly_contacts",
+    ] {
+        assert!(table.contains(metric), "{table}");
+    }
+    assert!(table.contains("total"), "{table}");
+}
