@@ -1,6 +1,7 @@
 //! `account-usage demo`: the whole pipeline on one machine with no server.
 //! Seeds a SQLite source, runs the job for every day into a local warehouse,
-//! and prints what it did.
+//! prints what it did, and ends with the report of account 1 for the last 30
+//! days (daily, in its own time zone).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -21,6 +22,8 @@ pub enum Error {
     Seed(#[from] seed::Error),
     #[error(transparent)]
     Run(#[from] job::Error),
+    #[error(transparent)]
+    Report(#[from] crate::report::Error),
 }
 
 #[derive(Debug, Clone)]
@@ -102,10 +105,28 @@ pub async fn demo(config: &DemoConfig) -> Result<String, Error> {
     out.push_str(&seeded.summary());
     out.push('\n');
     out.push_str(&run.summary());
+
+    // The report of the first (largest) account: the last 30 days, daily.
+    let report = crate::report::report(&crate::report::ReportRequest {
+        warehouse: WarehouseUrl::Local(warehouse_dir.clone()),
+        account: 1,
+        from: today - chrono::Days::new(30),
+        to: today - chrono::Days::new(1),
+        time_zone: None,
+        interval: crate::report::buckets::Interval::Daily,
+        group_by: crate::report::engine::GroupBy::Platform,
+        channels: Vec::new(),
+        metrics: Vec::new(),
+    })
+    .await?;
+    out.push('\n');
+    out.push_str(&crate::report::format::table(&report));
     out.push_str(&format!(
-        "\ndone in {:.1}s. Try: duckdb -c \"SELECT * FROM read_parquet('{}/contact_activity/*/*.parquet', hive_partitioning = true) LIMIT 5\"\n",
+        "\ndone in {:.1}s. Next:\n  account-usage report --warehouse {wh} --account 2 --from {from} --to {to} --interval weekly --format json\n  duckdb -c \"SELECT * FROM read_parquet('{wh}/contact_activity/*/*.parquet', hive_partitioning = true) LIMIT 5\"\n",
         started.elapsed().as_secs_f64(),
-        warehouse_dir.display()
+        wh = warehouse_dir.display(),
+        from = today - chrono::Days::new(30),
+        to = today - chrono::Days::new(1),
     ));
     Ok(out)
 }

@@ -207,6 +207,16 @@ impl Warehouse {
         &self.url
     }
 
+    /// Bytes a streaming upload buffers before it sends a part. Cloud stores
+    /// need parts of at least 5 MiB; a local folder takes any size, so memory
+    /// stays small there.
+    pub fn upload_part_bytes(&self) -> usize {
+        match self.url {
+            WarehouseUrl::Local(_) => 1024 * 1024,
+            WarehouseUrl::Cloud(_) => 6 * 1024 * 1024,
+        }
+    }
+
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }

@@ -46,7 +46,12 @@ impl ParquetFile {
     /// `sorted_by_leading`: how many leading columns the rows are sorted by
     /// (recorded in the file metadata for readers).
     pub fn create(warehouse: &Warehouse, key: &str, schema: SchemaRef, sorted_by_leading: usize) -> Result<Self> {
-        let sink = BufWriter::with_capacity(warehouse.store().clone(), warehouse.path(key), 8 * 1024 * 1024);
+        let sink = BufWriter::with_capacity(
+            warehouse.store().clone(),
+            warehouse.path(key),
+            warehouse.upload_part_bytes(),
+        )
+        .with_max_concurrency(2);
         let writer =
             AsyncArrowWriter::try_new(sink, schema, Some(properties(sorted_by_leading))).map_err(|source| {
                 Error::Parquet {

@@ -3,6 +3,7 @@
 
 #[allow(dead_code)]
 mod common;
+mod named;
 mod reference;
 mod report;
 mod run;

@@ -72,7 +72,11 @@ impl Src {
                     .unwrap();
             }
             Src::Lite(u) => {
-                let mut c = SqliteConnection::connect(u).await.unwrap();
+                use std::str::FromStr;
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(u)
+                    .unwrap()
+                    .create_if_missing(true);
+                let mut c = SqliteConnection::connect_with(&options).await.unwrap();
                 sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
                     .execute(&mut c)
                     .await
