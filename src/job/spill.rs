@@ -44,7 +44,7 @@ impl SpillRuns {
             .map(|p| {
                 Ok(RunReader {
                     // Small buffers: a big day merges dozens of runs at once.
-                    reader: BufReader::with_capacity(32 * 1024, File::open(p)?),
+                    reader: BufReader::with_capacity(8 * 1024, File::open(p)?),
                     error: error.clone(),
                 })
             })

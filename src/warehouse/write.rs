@@ -25,7 +25,7 @@ fn properties(sorted_by_leading: usize) -> WriterProperties {
         })
         .collect();
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         // Sorted integer columns compress well with zstd alone; dictionaries
         // of high-cardinality ids cost time and save nothing.
