@@ -308,19 +308,7 @@ impl Moto {
         moto
     }
 
-    /// Environment for the binary: the standard AWS variables.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT", self.endpoint.clone()),
-            ("AWS_ALLOW_HTTP", "true".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false".into()),
-        ]
-    }
-
-    /// The same settings as store options, for opening the warehouse in-process.
+    /// Store options (lower case) for opening the warehouse in-process.
     pub fn options(&self) -> Vec<(&'static str, String)> {
         vec![
             ("aws_endpoint", self.endpoint.clone()),
@@ -330,6 +318,11 @@ impl Moto {
             ("aws_region", "us-east-1".into()),
             ("aws_virtual_hosted_style_request", "false".into()),
         ]
+    }
+
+    /// The same settings as the standard AWS environment variables, for the binary.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.options().into_iter().map(|(k, v)| (k.to_uppercase(), v)).collect()
     }
 }
 
@@ -354,7 +347,7 @@ pub fn python() -> String {
 }
 
 /// Runs the binary with extra environment variables.
-pub fn run_bin_env(args: &[&str], env: &[(&str, String)]) -> Output {
+pub fn run_bin_env(args: &[&str], env: &[(String, String)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args).env("RUST_LOG", "warn");
     for (k, v) in env {
@@ -363,7 +356,7 @@ pub fn run_bin_env(args: &[&str], env: &[(&str, String)]) -> Output {
     cmd.output().expect("run account-usage")
 }
 
-pub fn run_ok_env(args: &[&str], env: &[(&str, String)]) -> String {
+pub fn run_ok_env(args: &[&str], env: &[(String, String)]) -> String {
     let out = run_bin_env(args, env);
     assert!(
         out.status.success(),
@@ -372,4 +365,15 @@ pub fn run_ok_env(args: &[&str], env: &[(&str, String)]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Runs the binary and checks the bad-input contract: exit code 2, one line
+/// on stderr, no password; returns that line.
+pub fn assert_usage_error(args: &[&str]) -> String {
+    let out = run_bin(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?} printed: {stderr}");
+    assert!(!stderr.contains("pw@"), "password leaked: {stderr}");
+    stderr
 }

@@ -62,124 +62,41 @@ fn source_sql() -> String {
             msg(1, conversation, 11, 1, "outbound", "proactive_api", "NULL", &at);
         }
     }
-    // 2: Lord Howe: the 90-minute hour of 2026-04-05 and the 30-minute one of 2026-10-04.
-    msg(
-        2,
-        200,
-        21,
-        2,
-        "outbound",
-        "proactive_api",
-        "NULL",
-        "2026-04-05T00:30:00+11:00",
-    );
-    msg(
-        2,
-        200,
-        21,
-        2,
-        "outbound",
-        "proactive_api",
-        "NULL",
-        "2026-04-05T01:15:00+11:00",
-    );
-    msg(
-        2,
-        200,
-        21,
-        2,
-        "outbound",
-        "proactive_api",
-        "NULL",
-        "2026-04-05T01:45:00+10:30",
-    );
-    msg(
-        2,
-        201,
-        21,
-        2,
-        "outbound",
-        "proactive_api",
-        "NULL",
-        "2026-10-04T01:50:00+10:30",
-    );
-    msg(
-        2,
-        201,
-        21,
-        2,
-        "outbound",
-        "proactive_api",
-        "NULL",
-        "2026-10-04T02:40:00+11:00",
-    );
-    // 3: Kathmandu's month end cuts the UTC hour 18:00Z at 18:15Z.
-    msg(3, 300, 31, 9, "outbound", "agent", "301", "2026-03-31T23:50:00+05:45");
-    msg(3, 300, 31, 9, "outbound", "agent", "302", "2026-04-01T00:10:00+05:45");
-    msg(3, 300, 31, 9, "outbound", "agent", "303", "2026-03-31T23:50:00+05:45");
-    msg(3, 300, 31, 9, "outbound", "agent", "303", "2026-04-01T00:10:00+05:45");
-    // UMC: 501 late in November, 502 in October, 503 on two platforms.
-    msg(
-        3,
-        310,
-        31,
-        501,
-        "inbound",
-        "contact",
-        "NULL",
-        "2026-11-20T10:00:00+05:45",
-    );
-    msg(
-        3,
-        311,
-        31,
-        502,
-        "inbound",
-        "contact",
-        "NULL",
-        "2026-10-05T10:00:00+05:45",
-    );
-    msg(
-        3,
-        312,
-        31,
-        503,
-        "inbound",
-        "contact",
-        "NULL",
-        "2026-11-04T10:00:00+05:45",
-    );
-    msg(
-        3,
-        313,
-        32,
-        503,
-        "inbound",
-        "contact",
-        "NULL",
-        "2026-11-06T10:00:00+05:45",
-    );
-    // 4: resolved, reopened and resolved again (counts once, at the first);
-    // first message outbound (never counts); resolved before any reply, then
-    // answered and resolved the next day (counts then).
-    msg(4, 4001, 41, 41, "inbound", "contact", "NULL", "2026-03-31T10:00:00Z");
-    msg(4, 4001, 41, 41, "outbound", "agent", "401", "2026-03-31T10:05:00Z");
-    msg(4, 4001, 41, 41, "inbound", "contact", "NULL", "2026-03-31T11:05:00Z");
-    msg(4, 4001, 41, 41, "outbound", "agent", "401", "2026-03-31T11:10:00Z");
-    msg(
-        4,
-        4002,
-        41,
-        42,
-        "outbound",
-        "proactive_api",
-        "NULL",
-        "2026-03-31T12:00:00Z",
-    );
-    msg(4, 4002, 41, 42, "inbound", "contact", "NULL", "2026-03-31T12:10:00Z");
-    msg(4, 4002, 41, 42, "outbound", "agent", "401", "2026-03-31T12:20:00Z");
-    msg(4, 4003, 41, 43, "inbound", "contact", "NULL", "2026-03-31T13:00:00Z");
-    msg(4, 4003, 41, 43, "outbound", "agent", "401", "2026-04-01T09:00:00Z");
+    // (account, conversation, channel, contact, direction, sender_type, agent_id, sent_at)
+    #[rustfmt::skip]
+    let messages = [
+        // 2: Lord Howe: the 90-minute hour of 2026-04-05 and the 30-minute one of 2026-10-04.
+        (2, 200, 21, 2, "outbound", "proactive_api", "NULL", "2026-04-05T00:30:00+11:00"),
+        (2, 200, 21, 2, "outbound", "proactive_api", "NULL", "2026-04-05T01:15:00+11:00"),
+        (2, 200, 21, 2, "outbound", "proactive_api", "NULL", "2026-04-05T01:45:00+10:30"),
+        (2, 201, 21, 2, "outbound", "proactive_api", "NULL", "2026-10-04T01:50:00+10:30"),
+        (2, 201, 21, 2, "outbound", "proactive_api", "NULL", "2026-10-04T02:40:00+11:00"),
+        // 3: Kathmandu's month end cuts the UTC hour 18:00Z at 18:15Z.
+        (3, 300, 31, 9, "outbound", "agent", "301", "2026-03-31T23:50:00+05:45"),
+        (3, 300, 31, 9, "outbound", "agent", "302", "2026-04-01T00:10:00+05:45"),
+        (3, 300, 31, 9, "outbound", "agent", "303", "2026-03-31T23:50:00+05:45"),
+        (3, 300, 31, 9, "outbound", "agent", "303", "2026-04-01T00:10:00+05:45"),
+        // UMC: 501 late in November, 502 in October, 503 on two platforms.
+        (3, 310, 31, 501, "inbound", "contact", "NULL", "2026-11-20T10:00:00+05:45"),
+        (3, 311, 31, 502, "inbound", "contact", "NULL", "2026-10-05T10:00:00+05:45"),
+        (3, 312, 31, 503, "inbound", "contact", "NULL", "2026-11-04T10:00:00+05:45"),
+        (3, 313, 32, 503, "inbound", "contact", "NULL", "2026-11-06T10:00:00+05:45"),
+        // 4: resolved, reopened and resolved again (counts once, at the first);
+        // first message outbound (never counts); resolved before any reply,
+        // then answered and resolved the next day (counts then).
+        (4, 4001, 41, 41, "inbound", "contact", "NULL", "2026-03-31T10:00:00Z"),
+        (4, 4001, 41, 41, "outbound", "agent", "401", "2026-03-31T10:05:00Z"),
+        (4, 4001, 41, 41, "inbound", "contact", "NULL", "2026-03-31T11:05:00Z"),
+        (4, 4001, 41, 41, "outbound", "agent", "401", "2026-03-31T11:10:00Z"),
+        (4, 4002, 41, 42, "outbound", "proactive_api", "NULL", "2026-03-31T12:00:00Z"),
+        (4, 4002, 41, 42, "inbound", "contact", "NULL", "2026-03-31T12:10:00Z"),
+        (4, 4002, 41, 42, "outbound", "agent", "401", "2026-03-31T12:20:00Z"),
+        (4, 4003, 41, 43, "inbound", "contact", "NULL", "2026-03-31T13:00:00Z"),
+        (4, 4003, 41, 43, "outbound", "agent", "401", "2026-04-01T09:00:00Z"),
+    ];
+    for (account, conversation, channel, contact, dir, sender, agent, at) in messages {
+        msg(account, conversation, channel, contact, dir, sender, agent, at);
+    }
     for (conv, channel, contact) in [(4001, 41, 41), (4002, 41, 42), (4003, 41, 43)] {
         sql.push_str(&format!(
             "INSERT INTO conversations VALUES ({conv}, 4, {channel}, {contact}, {jan});\n"

@@ -361,10 +361,7 @@ async fn report_input_errors_exit_2_with_one_line() {
     ] {
         let mut argv: Vec<&str> = base.to_vec();
         argv.extend(args.iter());
-        let out = common::run_bin(&argv);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        let stderr = common::assert_usage_error(&argv);
         assert!(stderr.contains(expect), "{args:?}: {stderr}");
     }
 }
