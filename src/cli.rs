@@ -278,9 +278,9 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub accounts: u32,
 
-    /// Number of days of data, ending yesterday (UTC); at least 60, so that
-    /// the closing report's whole months are covered.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(60..=3660))]
+    /// Number of days of data, ending yesterday (UTC); extended back when the
+    /// closing report's whole months need more.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3660))]
     pub days: u32,
 
     /// Messages per day, all accounts together.

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{Datelike, Utc};
 
 use crate::job::{self, RunConfig};
 use crate::seed::{self, SeedConfig, SeedParams};
@@ -59,16 +59,22 @@ pub async fn demo(config: &DemoConfig) -> Result<String, Error> {
     }
 
     let today = Utc::now().date_naive();
-    let start = today - chrono::Days::new(config.days.into());
+    // The closing report (the last 30 days) counts unique contacts over whole
+    // months, and a zone ahead of UTC starts its month on the UTC day before:
+    // the data must reach back that far.
+    let report_from = today - chrono::Days::new(30);
+    let month_start = report_from.with_day(1).expect("day 1 exists") - chrono::Days::new(1);
+    let start = (today - chrono::Days::new(config.days.into())).min(month_start);
+    let days = (today - start).num_days() as u32;
     let source = format!("sqlite://{}", db_path.display())
         .parse()
         .expect("a sqlite:// URL always parses");
-    tracing::info!(path = %db_path.display(), days = config.days, %start, "Demo: seeding SQLite.");
+    tracing::info!(path = %db_path.display(), days, %start, "Demo: seeding SQLite.");
     let seeded = seed::seed(&SeedConfig {
         source: crate::source::SourceUrl::clone(&source),
         params: SeedParams {
             accounts: config.accounts,
-            days: config.days,
+            days,
             start,
             messages_per_day: config.messages_per_day,
             seed: 1,
@@ -81,7 +87,7 @@ pub async fn demo(config: &DemoConfig) -> Result<String, Error> {
     let run = job::run(&RunConfig {
         source,
         warehouse: WarehouseUrl::Local(warehouse_dir.clone()),
-        days: start.iter_days().take(config.days as usize).collect(),
+        days: start.iter_days().take(days as usize).collect(),
         accounts: None,
         shard: ShardSpec::WHOLE,
         max_late_days: 7,
@@ -96,7 +102,7 @@ pub async fn demo(config: &DemoConfig) -> Result<String, Error> {
     out.push_str(&format!(
         "demo: {} accounts, {} days ({} .. {}), source {}\n\n",
         config.accounts,
-        config.days,
+        days,
         start,
         today - chrono::Days::new(1),
         db_path.display()
@@ -110,7 +116,7 @@ pub async fn demo(config: &DemoConfig) -> Result<String, Error> {
     let report = crate::report::report(&crate::report::ReportRequest {
         warehouse: WarehouseUrl::Local(warehouse_dir.clone()),
         account: 1,
-        from: today - chrono::Days::new(30),
+        from: report_from,
         to: today - chrono::Days::new(1),
         time_zone: None,
         interval: crate::report::buckets::Interval::Daily,

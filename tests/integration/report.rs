@@ -416,3 +416,26 @@ async fn csv_and_table_formats_carry_the_same_numbers() {
     }
     assert!(table.contains("total"), "{table}");
 }
+
+#[test]
+fn demo_runs_without_a_server_and_ends_with_the_report() {
+    let dir = TempDir::new("demo");
+    let out = common::run_ok(&[
+        "demo",
+        "--dir",
+        &dir.path().display().to_string(),
+        "--messages-per-day",
+        "800",
+    ]);
+    for expected in [
+        "day(s) published",
+        "rows written:",
+        "Account usage: account 1",
+        "unique_monthly_contacts",
+        "total",
+    ] {
+        assert!(out.contains(expected), "demo output lacks {expected:?}:\n{out}");
+    }
+    assert!(dir.path().join("source.db").exists());
+    assert!(dir.path().join("warehouse/_manifests").exists());
+}
