@@ -7,7 +7,6 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
-use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use super::{AccountFilter, DayRange, Result, TooLate, qerr};
@@ -146,19 +145,27 @@ fn array_literal(ids: &[i64]) -> String {
     format!("'{{{}}}'::bigint[]", list.join(","))
 }
 
-/// The `:account_filter` of messages.sql, built from integers only.
-fn account_filter_sql(filter: &AccountFilter) -> String {
+/// The `:account_filter` of the COPY queries, over `column`, built from integers only.
+fn account_filter_sql(filter: &AccountFilter, column: &str) -> String {
     let Some(accounts) = &filter.accounts else {
         return "true".into();
     };
-    let mut sql = format!("account_id = ANY({})", array_literal(accounts));
+    let mut sql = format!("{column} = ANY({})", array_literal(accounts));
     if let Some(known) = &filter.strays_outside {
         sql.push_str(&format!(
-            " OR account_id IS NULL OR account_id <> ALL({})",
+            " OR {column} IS NULL OR {column} <> ALL({})",
             array_literal(known)
         ));
     }
     sql
+}
+
+/// A COPY template with its placeholders filled for one day.
+fn copy_statement(template: &str, day: DayRange, filter: &AccountFilter, column: &str) -> String {
+    template
+        .replace(":day_start", &timestamp_literal(day.start))
+        .replace(":day_end", &timestamp_literal(day.end))
+        .replace(":account_filter", &account_filter_sql(filter, column))
 }
 
 impl PgDayReader {
@@ -168,24 +175,11 @@ impl PgDayReader {
         filter: &AccountFilter,
         mut on_row: impl FnMut(&RawMessage),
     ) -> Result<()> {
-        let sql = MESSAGES
-            .replace(":day_start", &timestamp_literal(day.start))
-            .replace(":day_end", &timestamp_literal(day.end))
-            .replace(":account_filter", &account_filter_sql(filter));
-        let mut stream = self.tx.copy_out_raw(&sql).await.map_err(qerr("messages.sql"))?;
-        let mut parser = CopyParser::default();
-        while let Some(chunk) = stream.try_next().await.map_err(qerr("messages.sql"))? {
-            parser
-                .push(&chunk, |fields| on_row(&message_from_fields(fields)))
-                .map_err(|reason| super::Error::Copy {
-                    query: "messages.sql",
-                    reason,
-                })?;
-        }
-        parser.finish().map_err(|reason| super::Error::Copy {
-            query: "messages.sql",
-            reason,
+        let sql = copy_statement(MESSAGES, day, filter, "account_id");
+        self.copy_out("messages.sql", &sql, |fields: &[Option<&[u8]>; MESSAGE_FIELDS]| {
+            on_row(&message_from_fields(fields))
         })
+        .await
     }
 
     pub async fn events(
@@ -194,16 +188,27 @@ impl PgDayReader {
         filter: &AccountFilter,
         mut on_row: impl FnMut(&RawEvent),
     ) -> Result<()> {
-        let mut rows = sqlx::query(EVENTS)
-            .bind(dt(day.start))
-            .bind(dt(day.end))
-            .bind(filter.accounts.clone())
-            .bind(filter.strays_outside.clone())
-            .fetch(&mut *self.tx);
-        while let Some(row) = rows.try_next().await.map_err(qerr("events.sql"))? {
-            on_row(&event_from_row(&row));
+        let sql = copy_statement(EVENTS, day, filter, "c.account_id");
+        self.copy_out("events.sql", &sql, |fields: &[Option<&[u8]>; EVENT_FIELDS]| {
+            on_row(&event_from_fields(fields))
+        })
+        .await
+    }
+
+    /// Streams a binary COPY, handing each tuple's fields to `on_tuple`.
+    async fn copy_out<const N: usize>(
+        &mut self,
+        query: &'static str,
+        sql: &str,
+        mut on_tuple: impl FnMut(&[Option<&[u8]>; N]),
+    ) -> Result<()> {
+        let copy_err = |reason| super::Error::Copy { query, reason };
+        let mut stream = self.tx.copy_out_raw(sql).await.map_err(qerr(query))?;
+        let mut parser = CopyParser::<N>::default();
+        while let Some(chunk) = stream.try_next().await.map_err(qerr(query))? {
+            parser.push(&chunk, &mut on_tuple).map_err(copy_err)?;
         }
-        Ok(())
+        parser.finish().map_err(copy_err)
     }
 
     pub async fn resolve_history(
@@ -265,31 +270,38 @@ impl PgDayReader {
     }
 }
 
-fn event_from_row(r: &PgRow) -> RawEvent {
+const EVENT_FIELDS: usize = 7;
+
+fn event_from_fields(f: &[Option<&[u8]>; EVENT_FIELDS]) -> RawEvent {
     let mut bad = false;
-    let mut get_i64 = |i: usize| match r.try_get::<Option<i64>, _>(i) {
-        Ok(v) => v,
-        Err(_) => {
-            bad = true;
-            None
-        }
-    };
-    let id = get_i64(0);
-    let conversation_id = get_i64(1);
-    let account_id = get_i64(5);
-    let channel_id = get_i64(6);
-    let kind: Option<String> = r.try_get::<Option<String>, _>(2).ok().flatten();
-    let occurred_at: Option<DateTime<Utc>> = r.try_get(3).ok();
-    let created_at: Option<DateTime<Utc>> = r.try_get::<Option<DateTime<Utc>>, _>(4).ok().flatten();
+    let mut int = |v: Option<&[u8]>| int8(v, &mut bad);
+    let id = int(f[0]);
+    let conversation_id = int(f[1]);
+    let occurred_at = int(f[3]).map(|t| t + PG_EPOCH_OFFSET_MICROS);
+    let created_at = int(f[4]).map(|t| t + PG_EPOCH_OFFSET_MICROS);
+    let account_id = int(f[5]);
+    let channel_id = int(f[6]);
     RawEvent {
         id,
         conversation_id,
-        kind: Text::<EventKind>::parse(kind.as_deref().map(str::as_bytes)),
-        occurred_at: occurred_at.map(micros).unwrap_or_default(),
-        created_at: created_at.map(micros),
+        kind: Text::<EventKind>::parse(f[2]),
+        occurred_at: occurred_at.unwrap_or_default(),
+        created_at,
         account_id,
         channel_id,
         bad_value: bad || occurred_at.is_none(),
+    }
+}
+
+/// A binary `int8` or `timestamptz` field; a field of another width marks the row bad.
+fn int8(v: Option<&[u8]>, bad: &mut bool) -> Option<i64> {
+    let b = v?;
+    match <[u8; 8]>::try_from(b) {
+        Ok(bytes) => Some(i64::from_be_bytes(bytes)),
+        Err(_) => {
+            *bad = true;
+            None
+        }
     }
 }
 
@@ -297,16 +309,7 @@ const MESSAGE_FIELDS: usize = 10;
 
 fn message_from_fields(f: &[Option<&[u8]>; MESSAGE_FIELDS]) -> RawMessage {
     let mut bad = false;
-    let mut int = |v: Option<&[u8]>| match v {
-        None => None,
-        Some(b) => match <[u8; 8]>::try_from(b) {
-            Ok(bytes) => Some(i64::from_be_bytes(bytes)),
-            Err(_) => {
-                bad = true;
-                None
-            }
-        },
-    };
+    let mut int = |v: Option<&[u8]>| int8(v, &mut bad);
     let id = int(f[0]);
     let account_id = int(f[1]);
     let conversation_id = int(f[2]);
@@ -330,19 +333,28 @@ fn message_from_fields(f: &[Option<&[u8]>; MESSAGE_FIELDS]) -> RawMessage {
     }
 }
 
-/// Incremental parser of binary COPY output with exactly
-/// [`MESSAGE_FIELDS`] fields per tuple. Tuples may span chunks.
-#[derive(Default)]
-struct CopyParser {
+/// Incremental parser of binary COPY output with exactly `N` fields per
+/// tuple. Tuples may span chunks.
+struct CopyParser<const N: usize> {
     buf: Vec<u8>,
     header_done: bool,
     trailer_seen: bool,
 }
 
+impl<const N: usize> Default for CopyParser<N> {
+    fn default() -> Self {
+        CopyParser {
+            buf: Vec::new(),
+            header_done: false,
+            trailer_seen: false,
+        }
+    }
+}
+
 const HEADER_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
-impl CopyParser {
-    fn push(&mut self, chunk: &[u8], mut on_tuple: impl FnMut(&[Option<&[u8]>; MESSAGE_FIELDS])) -> Result<(), String> {
+impl<const N: usize> CopyParser<N> {
+    fn push(&mut self, chunk: &[u8], mut on_tuple: impl FnMut(&[Option<&[u8]>; N])) -> Result<(), String> {
         self.buf.extend_from_slice(chunk);
         let mut pos = 0;
         if !self.header_done {
@@ -372,10 +384,10 @@ impl CopyParser {
                 pos += 2;
                 break;
             }
-            if count as usize != MESSAGE_FIELDS {
-                return Err(format!("expected {MESSAGE_FIELDS} fields per row, got {count}"));
+            if count < 0 || count as usize != N {
+                return Err(format!("expected {N} fields per row, got {count}"));
             }
-            let mut fields: [Option<&[u8]>; MESSAGE_FIELDS] = [None; MESSAGE_FIELDS];
+            let mut fields: [Option<&[u8]>; N] = [None; N];
             let mut at = 2;
             let mut complete = true;
             for field in fields.iter_mut() {
@@ -460,7 +472,7 @@ mod tests {
     fn parses_rows_split_at_every_byte_boundary() {
         let data = copy_data(&[row(1, "outbound"), row(2, "sideways")]);
         for split in 1..data.len() {
-            let mut parser = CopyParser::default();
+            let mut parser = CopyParser::<MESSAGE_FIELDS>::default();
             let mut got = Vec::new();
             for chunk in [&data[..split], &data[split..]] {
                 parser.push(chunk, |f| got.push(message_from_fields(f))).unwrap();
@@ -478,22 +490,22 @@ mod tests {
     #[test]
     fn truncated_data_is_an_error_not_a_panic() {
         let data = copy_data(&[row(1, "inbound")]);
-        let mut parser = CopyParser::default();
+        let mut parser = CopyParser::<MESSAGE_FIELDS>::default();
         parser.push(&data[..data.len() - 5], |_| {}).unwrap();
         assert!(parser.finish().is_err());
-        let mut parser = CopyParser::default();
+        let mut parser = CopyParser::<MESSAGE_FIELDS>::default();
         assert!(parser.push(b"NOTCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0", |_| {}).is_err());
     }
 
     #[test]
     fn account_filter_is_built_from_integers() {
-        assert_eq!(account_filter_sql(&AccountFilter::default()), "true");
+        assert_eq!(account_filter_sql(&AccountFilter::default(), "account_id"), "true");
         let f = AccountFilter {
             accounts: Some(vec![1, 2]),
             strays_outside: Some(vec![1, 2, 3]),
         };
         assert_eq!(
-            account_filter_sql(&f),
+            account_filter_sql(&f, "account_id"),
             "account_id = ANY('{1,2}'::bigint[]) OR account_id IS NULL OR account_id <> ALL('{1,2,3}'::bigint[])"
         );
     }
