@@ -1,9 +1,11 @@
-//! PostgreSQL extract: an exported snapshot shared by every day reader, and
-//! a day's messages through `COPY (…) TO STDOUT (FORMAT binary)`.
+//! PostgreSQL extract: an exported snapshot shared by every day reader, and a
+//! day's messages and events through `COPY (…) TO STDOUT (FORMAT binary)`.
 //!
-//! Binary COPY was measured against a streamed `fetch` of the same query
-//! (see bench/RESULTS.md): it skips the per-row protocol and decoding cost of
-//! the driver, and the parse below is a few comparisons per field.
+//! Binary COPY was measured against a streamed `fetch` for the events (see
+//! bench/RESULTS.md: c/a 1.58–1.68 with fetched events, 1.33–1.35 with
+//! COPY): it skips the driver's per-row decoding, and the parse below is a
+//! few comparisons per field. Messages, four times as many rows, went
+//! through COPY from the start and read at the speed of psql's own COPY.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
