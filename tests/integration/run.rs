@@ -232,7 +232,8 @@ async fn assert_tables_match_source(src: &Src, warehouse: &str) {
     }
 }
 
-fn run_range(src: &Src, warehouse: &str, extra: &[&str]) -> String {
+/// `run` over FROM..TO, with extra flags and environment.
+fn run_range_env(src: &Src, warehouse: &str, extra: &[&str], env: &[(String, String)]) -> String {
     let mut args = vec![
         "run",
         "--source",
@@ -245,7 +246,11 @@ fn run_range(src: &Src, warehouse: &str, extra: &[&str]) -> String {
         TO,
     ];
     args.extend_from_slice(extra);
-    common::run_ok(&args)
+    common::run_ok_env(&args, env)
+}
+
+fn run_range(src: &Src, warehouse: &str, extra: &[&str]) -> String {
+    run_range_env(src, warehouse, extra, &[])
 }
 
 #[tokio::test]
@@ -289,21 +294,7 @@ async fn publish_is_idempotent_and_survives_shard_changes(
 ) {
     let wh = wh::open(warehouse, options);
     let days = wh::days(FROM, TO);
-    let run = |extra: &[&str]| {
-        let mut args = vec![
-            "run",
-            "--source",
-            src.url(),
-            "--warehouse",
-            warehouse,
-            "--from",
-            FROM,
-            "--to",
-            TO,
-        ];
-        args.extend_from_slice(extra);
-        common::run_ok_env(&args, env)
-    };
+    let run = |extra: &[&str]| run_range_env(src, warehouse, extra, env);
     run(&[]);
     let first = wh::snapshot(&wh, &days).await;
     assert!(first.values().any(|rows| !rows.is_empty()));
