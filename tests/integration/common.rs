@@ -210,23 +210,12 @@ fn start_cluster() -> PgServer {
 
 /// Runs the real binary with `args`, returning its output.
 pub fn run_bin(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run account-usage")
+    run_bin_env(args, &[])
 }
 
 /// Runs the binary and fails the test with its stderr unless it succeeds.
 pub fn run_ok(args: &[&str]) -> String {
-    let out = run_bin(args);
-    assert!(
-        out.status.success(),
-        "account-usage {args:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
+    run_ok_env(args, &[])
 }
 
 /// A temporary directory removed on drop.

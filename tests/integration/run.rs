@@ -583,107 +583,24 @@ fn bad_rows_sql(pg: bool) -> String {
              VALUES ({id}, {account}, 1, {channel}, {contact}, {direction}, {sender}, {agent}, {sent}, {created});\n"
         ));
     };
-    msg(
-        800000001,
-        "1",
-        channel,
-        "5",
-        "'sideways'",
-        "'contact'",
-        "NULL",
-        &noon,
-        &noon1,
-    );
-    msg(
-        800000002,
-        "1",
-        channel,
-        "5",
-        "'outbound'",
-        "'robot'",
-        "NULL",
-        &noon,
-        &noon1,
-    );
-    msg(
-        800000003,
-        "1",
-        "987654321",
-        "5",
-        "'inbound'",
-        "'contact'",
-        "NULL",
-        &noon,
-        &noon1,
-    );
-    msg(
-        800000004,
-        "1",
-        other_channel,
-        "5",
-        "'inbound'",
-        "'contact'",
-        "NULL",
-        &noon,
-        &noon1,
-    );
-    msg(
-        800000005,
-        "1",
-        channel,
-        "NULL",
-        "'inbound'",
-        "'contact'",
-        "NULL",
-        &noon,
-        &noon1,
-    );
-    msg(
-        800000006,
-        "NULL",
-        channel,
-        "5",
-        "'inbound'",
-        "'contact'",
-        "NULL",
-        &noon,
-        &noon1,
-    );
-    msg(
-        800000007,
-        "424242",
-        channel,
-        "5",
-        "'inbound'",
-        "'contact'",
-        "NULL",
-        &noon,
-        &noon1,
-    );
-    msg(
-        800000008,
-        "1",
-        channel,
-        "5",
-        "'inbound'",
-        "'contact'",
-        "NULL",
-        &noon,
-        &early,
-    );
-    msg(800000009, "1", channel, "5", "NULL", "'contact'", "NULL", &noon, &noon1);
-    // Reached the database on 03-07, placed 34 days earlier.
-    msg(
-        800000010,
-        "1",
-        channel,
-        "5",
-        "'inbound'",
-        "'contact'",
-        "NULL",
-        &old,
-        &noon1,
-    );
+    // One row per reason: id, account, channel, contact, direction, sender_type, agent, sent_at, created_at.
+    #[rustfmt::skip]
+    let rows = [
+        (800000001, "1", channel, "5", "'sideways'", "'contact'", "NULL", &noon, &noon1),
+        (800000002, "1", channel, "5", "'outbound'", "'robot'", "NULL", &noon, &noon1),
+        (800000003, "1", "987654321", "5", "'inbound'", "'contact'", "NULL", &noon, &noon1),
+        (800000004, "1", other_channel, "5", "'inbound'", "'contact'", "NULL", &noon, &noon1),
+        (800000005, "1", channel, "NULL", "'inbound'", "'contact'", "NULL", &noon, &noon1),
+        (800000006, "NULL", channel, "5", "'inbound'", "'contact'", "NULL", &noon, &noon1),
+        (800000007, "424242", channel, "5", "'inbound'", "'contact'", "NULL", &noon, &noon1),
+        (800000008, "1", channel, "5", "'inbound'", "'contact'", "NULL", &noon, &early),
+        (800000009, "1", channel, "5", "NULL", "'contact'", "NULL", &noon, &noon1),
+        // Reached the database on 03-07, placed 34 days earlier.
+        (800000010, "1", channel, "5", "'inbound'", "'contact'", "NULL", &old, &noon1),
+    ];
+    for (id, account, channel, contact, direction, sender, agent, sent, created) in rows {
+        msg(id, account, channel, contact, direction, sender, agent, sent, created);
+    }
     if !pg {
         // SQLite is dynamically typed: text where an integer belongs.
         msg(
