@@ -123,6 +123,7 @@ pub async fn demo(config: &DemoConfig) -> Result<String, Error> {
         group_by: crate::report::engine::GroupBy::Platform,
         channels: Vec::new(),
         metrics: Vec::new(),
+        base_grain_only: false,
     })
     .await?;
     out.push('\n');

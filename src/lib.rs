@@ -14,6 +14,7 @@ pub mod extract;
 pub mod job;
 pub mod model;
 pub mod report;
+pub mod rollup;
 pub mod seed;
 pub mod source;
 pub mod warehouse;

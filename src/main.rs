@@ -52,12 +52,30 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Report(args) => {
-            let (request, format) = args.validate()?;
-            let report = match report::report(&request).await {
-                Ok(r) => r,
-                Err(e) if e.is_input() => return Err(UsageError(e.to_string()).into()),
-                Err(e) => return Err(anyhow::Error::new(e).context("report failed")),
-            };
+            let (request, format, repeat) = args.validate()?;
+            let mut times = Vec::with_capacity(repeat as usize);
+            let mut last = None;
+            for _ in 0..repeat {
+                let started = std::time::Instant::now();
+                last = Some(match report::report(&request).await {
+                    Ok(r) => r,
+                    Err(e) if e.is_input() => return Err(UsageError(e.to_string()).into()),
+                    Err(e) => return Err(anyhow::Error::new(e).context("report failed")),
+                });
+                times.push(started.elapsed().as_secs_f64() * 1e3);
+            }
+            let report = last.expect("repeat is at least 1");
+            if repeat > 1 {
+                let mut sorted = times.clone();
+                sorted.sort_by(f64::total_cmp);
+                let runs: Vec<String> = times.iter().map(|t| format!("{t:.2}")).collect();
+                eprintln!(
+                    "report: {repeat} runs in process, median {:.3} ms, answered from {:?}; runs (ms): {}",
+                    sorted[sorted.len() / 2],
+                    report.answered_from,
+                    runs.join(" ")
+                );
+            }
             print!(
                 "{}",
                 match format {

@@ -3,6 +3,7 @@
 //! ```text
 //!  plan ──► for each day (up to --parallel at once):
 //!           extract (snapshot) ──► aggregate (pure) ──► spill/merge ──► write Parquet ──► publish manifest
+//!       ──► rollups of the local dates those days overlap (per account zone)
 //!       ──► run manifest ──► state (watermark)
 //! ```
 //!
@@ -13,7 +14,10 @@
 //!   readable, and the rerun repairs it;
 //! - the watermark advances only after every day of the run is published, so
 //!   a failed run's late rows are found again by the next run;
-//! - memory is bounded by `max_entries_in_memory`, not by the day's size.
+//! - memory is bounded by `max_entries_in_memory`, not by the day's size;
+//! - a dirty marker names the run's days from before the first publish until
+//!   their rollups are refreshed; a failed run's marker is inherited (and its
+//!   days refreshed) by the next run of the same shard.
 
 mod spill;
 
@@ -32,9 +36,10 @@ use crate::aggregate::{
 };
 use crate::extract::{AccountFilter, DayRange, Snapshot};
 use crate::model::{MICROS_PER_DAY, UnixMicros, to_datetime};
+use crate::rollup;
 use crate::source::{SourceDb, SourceUrl};
 use crate::warehouse::manifest::{self, DayManifest, FileEntry};
-use crate::warehouse::paths::{DataFileKey, RunId, ShardSpec, Table, run_manifest_key, state_key};
+use crate::warehouse::paths::{DataFileKey, DirtyMarkerKey, RunId, ShardSpec, Table, run_manifest_key, state_key};
 use crate::warehouse::tables;
 use crate::warehouse::write::{ParquetFile, ROW_GROUP_ROWS};
 use crate::warehouse::{Warehouse, WarehouseUrl};
@@ -60,6 +65,8 @@ pub enum Error {
     Task(String),
     #[error("day {day} failed: {source}")]
     Day { day: NaiveDate, source: Box<Error> },
+    #[error("refreshing rollups failed: {0}")]
+    Rollup(#[from] crate::rollup::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -118,12 +125,16 @@ pub struct DayReport {
     pub rows: BTreeMap<String, u64>,
     pub rejects: BTreeMap<&'static str, u64>,
     pub elapsed: Duration,
+    /// The manifest this run published for the day.
+    pub manifest: DayManifest,
 }
 
 #[derive(Debug, Clone)]
 pub struct RunReport {
     pub run_id: RunId,
     pub days: Vec<DayReport>,
+    /// Rollup files written, per interval.
+    pub rollups: BTreeMap<&'static str, u64>,
     pub late_days: Vec<NaiveDate>,
     pub elapsed: Duration,
     pub warehouse: String,
@@ -178,11 +189,27 @@ pub async fn run(config: &RunConfig) -> Result<RunReport> {
         return Ok(RunReport {
             run_id: plan.run_id,
             days: Vec::new(),
+            rollups: BTreeMap::new(),
             late_days: plan.late_days,
             elapsed: started.elapsed(),
             warehouse: warehouse.url().to_string(),
         });
     }
+
+    // Name the days whose rollups go stale from the first publish on.
+    let marker = DirtyMarkerKey {
+        shard: config.shard,
+        run_id: plan.run_id.clone(),
+    };
+    let mut inherited = Vec::new();
+    let mut rollup_days: BTreeSet<NaiveDate> = plan.days.iter().copied().collect();
+    for (key, (parsed, days)) in rollup::dirty_markers(&warehouse).await? {
+        if parsed.shard == config.shard {
+            rollup_days.extend(days);
+            inherited.push(key);
+        }
+    }
+    rollup::write_dirty_marker(&warehouse, &marker, &rollup_days).await?;
 
     let late: BTreeSet<NaiveDate> = plan.late_days.iter().copied().collect();
     let total = plan.days.len();
@@ -222,6 +249,41 @@ pub async fn run(config: &RunConfig) -> Result<RunReport> {
         days.push(r?);
     }
     days.sort_by_key(|d| d.day);
+
+    let rollup_started = Instant::now();
+    let own: BTreeMap<NaiveDate, DayManifest> = days.iter().map(|d| (d.day, d.manifest.clone())).collect();
+    let accounts: Vec<rollup::AccountSpec> = plan
+        .accounts
+        .iter()
+        .filter_map(|id| dims.accounts.get(id))
+        .map(|a| rollup::AccountSpec {
+            id: a.id,
+            tz: a
+                .time_zone
+                .as_deref()
+                .and_then(|z| z.parse().ok())
+                .unwrap_or(chrono_tz::Tz::UTC),
+            channels: {
+                let mut c: Vec<_> = dims
+                    .channels
+                    .values()
+                    .filter(|c| c.account_id == a.id)
+                    .cloned()
+                    .collect();
+                c.sort_by_key(|c| c.id);
+                c
+            },
+        })
+        .collect();
+    let rollups = rollup::refresh(&warehouse, &rollup_days, &accounts, &own).await?;
+    for key in inherited.iter().chain(std::iter::once(&marker.relative())) {
+        warehouse.delete(key).await?;
+    }
+    tracing::info!(
+        files = rollups.files.values().sum::<u64>(),
+        elapsed_ms = rollup_started.elapsed().as_millis() as u64,
+        "Rollups refreshed."
+    );
 
     // Every day is published: record the run, then advance the watermark.
     let finished_at = Utc::now();
@@ -266,6 +328,7 @@ pub async fn run(config: &RunConfig) -> Result<RunReport> {
     Ok(RunReport {
         run_id: plan.run_id,
         days,
+        rollups: rollups.files,
         late_days: plan.late_days,
         elapsed: started.elapsed(),
         warehouse: warehouse.url().to_string(),
@@ -597,6 +660,7 @@ async fn process_day(
         rows: manifest::rows_per_table(std::slice::from_ref(&manifest)),
         rejects: rejects.by_reason(),
         elapsed: started.elapsed(),
+        manifest,
     })
 }
 
@@ -725,9 +789,11 @@ impl RunReport {
         for (reason, n) in &rejects {
             out.push_str(&format!("  {reason:<24}{n:>12}\n"));
         }
+        let rollups: Vec<String> = self.rollups.iter().map(|(i, n)| format!("{n} {i}")).collect();
+        out.push_str(&format!("rollups refreshed: {}\n", rollups.join(", ")));
         out.push_str(&format!(
-            "parquet: {}/<table>/dt=YYYY-MM-DD/*.parquet\n",
-            self.warehouse
+            "parquet: {}/<table>/dt=YYYY-MM-DD/*.parquet, {}/rollups/account=*/interval=*/period=*/rollup.parquet\n",
+            self.warehouse, self.warehouse
         ));
         out
     }

@@ -34,6 +34,37 @@ pub enum Interval {
 }
 
 impl Interval {
+    /// The calendar intervals that rollups are materialized for.
+    pub const ROLLED_UP: [Interval; 5] = [
+        Interval::Daily,
+        Interval::Weekly,
+        Interval::Monthly,
+        Interval::Quarterly,
+        Interval::Yearly,
+    ];
+
+    /// First and last local date of the calendar bucket holding `d`
+    /// (`None` for hourly, whose buckets are not whole dates).
+    pub fn period_of(self, d: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
+        let first = match self {
+            Interval::Hourly => return None,
+            Interval::Daily => d,
+            Interval::Weekly => d - Days::new(u64::from(d.weekday().num_days_from_monday())),
+            Interval::Monthly => first_of_month(d),
+            Interval::Quarterly => first_of_month(d).with_month0(d.month0() / 3 * 3).expect("valid month"),
+            Interval::Yearly => NaiveDate::from_ymd_opt(d.year(), 1, 1).expect("valid date"),
+        };
+        let next = match self {
+            Interval::Hourly => unreachable!("returned above"),
+            Interval::Daily => first + Days::new(1),
+            Interval::Weekly => first + Days::new(7),
+            Interval::Monthly => first + Months::new(1),
+            Interval::Quarterly => first + Months::new(3),
+            Interval::Yearly => first + Months::new(12),
+        };
+        Some((first, next - Days::new(1)))
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Interval::Hourly => "hourly",
@@ -142,18 +173,8 @@ pub fn buckets(tz: Tz, from: NaiveDate, to: NaiveDate, interval: Interval) -> Bu
         }
         _ => {
             let next = |d: NaiveDate| -> NaiveDate {
-                match interval {
-                    Interval::Daily => d + Days::new(1),
-                    Interval::Weekly => d + Days::new(7 - u64::from(d.weekday().num_days_from_monday())),
-                    Interval::Monthly => first_of_month(d) + Months::new(1),
-                    Interval::Quarterly => {
-                        let m = first_of_month(d);
-                        let q0 = m.with_month0(m.month0() / 3 * 3).expect("valid month");
-                        q0 + Months::new(3)
-                    }
-                    Interval::Yearly => NaiveDate::from_ymd_opt(d.year() + 1, 1, 1).expect("valid date"),
-                    Interval::Hourly => unreachable!("handled above"),
-                }
+                let (_, last) = interval.period_of(d).expect("not hourly");
+                last + Days::new(1)
             };
             let mut d = next(from);
             while d <= to {
@@ -177,6 +198,11 @@ pub fn umc_months(tz: Tz, from: NaiveDate, to: NaiveDate) -> Buckets {
     }
     edges.push(day_start(&tz, m));
     Buckets { tz, edges }
+}
+
+/// The local date of an instant.
+pub fn local_date(tz: &Tz, t: UnixMicros) -> NaiveDate {
+    local(tz, t).date()
 }
 
 fn local(tz: &Tz, t: UnixMicros) -> chrono::NaiveDateTime {
@@ -298,6 +324,18 @@ mod tests {
         assert_eq!(y.len(), 2);
         assert_eq!(y.index_of(y.end()), None);
         assert_eq!(y.index_of(y.start()), Some(0));
+    }
+
+    #[test]
+    fn periods_are_calendar_aligned() {
+        let p = |i: Interval, s| i.period_of(d(s)).unwrap();
+        assert_eq!(p(Interval::Daily, "2024-02-29"), (d("2024-02-29"), d("2024-02-29")));
+        assert_eq!(p(Interval::Weekly, "2026-03-04"), (d("2026-03-02"), d("2026-03-08")));
+        assert_eq!(p(Interval::Weekly, "2026-03-08"), (d("2026-03-02"), d("2026-03-08")));
+        assert_eq!(p(Interval::Monthly, "2024-02-10"), (d("2024-02-01"), d("2024-02-29")));
+        assert_eq!(p(Interval::Quarterly, "2026-11-30"), (d("2026-10-01"), d("2026-12-31")));
+        assert_eq!(p(Interval::Yearly, "2026-07-01"), (d("2026-01-01"), d("2026-12-31")));
+        assert_eq!(Interval::Hourly.period_of(d("2026-07-01")), None);
     }
 
     #[test]

@@ -105,7 +105,16 @@ pub struct Total {
     pub value: u64,
 }
 
-/// DESIGN.md §4, plus labels of the groups (channel names).
+/// Where a report's numbers came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnsweredFrom {
+    BaseGrain,
+    Rollups,
+}
+
+/// DESIGN.md §4, plus labels of the groups (channel names) and where the
+/// answer came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub account_id: i64,
@@ -118,11 +127,12 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub totals: Vec<Total>,
     pub group_labels: BTreeMap<String, String>,
+    pub answered_from: AnsweredFrom,
 }
 
 /// A group, ordered as rows are: platforms by name, channels by id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Group {
+pub enum Group {
     Platform(String),
     Channel(i64),
 }
@@ -138,33 +148,52 @@ impl Group {
 
 /// Values of one metric: per (bucket, group), per group over the range, and
 /// over all groups.
-struct MetricValues {
-    buckets: Buckets,
-    cells: HashMap<(usize, Group), u64>,
-    totals: HashMap<Group, u64>,
-    grand: u64,
+pub struct MetricValues {
+    pub buckets: Buckets,
+    pub cells: HashMap<(usize, Group), u64>,
+    pub totals: HashMap<Group, u64>,
+    pub grand: u64,
 }
 
-pub fn compute(query: &Query, grain: &AccountGrain) -> Report {
-    let channel_by_id: HashMap<i64, &ChannelDim> = grain.channels.iter().map(|c| (c.id, c)).collect();
-    let group_of = |channel: i64| -> Group {
-        match query.group_by {
+/// Maps a channel id to its group in a query.
+pub struct Grouping {
+    group_by: GroupBy,
+    platforms: HashMap<i64, String>,
+}
+
+impl Grouping {
+    pub fn new(group_by: GroupBy, channels: &[ChannelDim]) -> Self {
+        Grouping {
+            group_by,
+            platforms: channels
+                .iter()
+                .map(|c| (c.id, c.platform.clone().unwrap_or_else(|| "unknown".into())))
+                .collect(),
+        }
+    }
+
+    pub fn of(&self, channel: i64) -> Group {
+        match self.group_by {
             GroupBy::Channel => Group::Channel(channel),
             GroupBy::Platform => Group::Platform(
-                channel_by_id
+                self.platforms
                     .get(&channel)
-                    .and_then(|c| c.platform.clone())
+                    .cloned()
                     .unwrap_or_else(|| "unknown".into()),
             ),
         }
-    };
+    }
+}
+
+pub fn compute(query: &Query, grain: &AccountGrain) -> Report {
+    let grouping = Grouping::new(query.group_by, &grain.channels);
+    let group_of = |channel: i64| grouping.of(channel);
     let wanted = |channel: i64| query.channels.as_ref().is_none_or(|set| set.contains(&channel));
     let interval_buckets = buckets::buckets(query.tz, query.from, query.to, query.interval);
 
-    let mut rows = Vec::new();
-    let mut totals = Vec::new();
+    let mut values = Vec::new();
     for metric in Metric::ALL.into_iter().filter(|m| query.metrics.contains(m)) {
-        let values = match metric {
+        let v = match metric {
             Metric::UniqueMonthlyContacts => distinct(
                 buckets::umc_months(query.tz, query.from, query.to),
                 grain.contacts.iter().filter(|a| wanted(a.0)),
@@ -185,15 +214,32 @@ pub fn compute(query: &Query, grain: &AccountGrain) -> Report {
                 grain.proactive.iter().filter(|p| wanted(p.0)).copied(),
                 &group_of,
             ),
-            Metric::Channels => connected_channels(
-                interval_buckets.clone(),
-                grain
-                    .channels
-                    .iter()
-                    .filter(|c| wanted(c.id) && c.environment.as_deref() == Some("production")),
-                &group_of,
-            ),
+            Metric::Channels => channel_values(query, &grain.channels, &grouping),
         };
+        values.push((metric, v));
+    }
+    assemble(query, &grain.channels, values)
+}
+
+/// The channels metric: a dimension, not an aggregate of the base grain, so
+/// every path computes it from the channels snapshot.
+pub fn channel_values(query: &Query, channels: &[ChannelDim], grouping: &Grouping) -> MetricValues {
+    let wanted = |channel: i64| query.channels.as_ref().is_none_or(|set| set.contains(&channel));
+    connected_channels(
+        buckets::buckets(query.tz, query.from, query.to, query.interval),
+        channels
+            .iter()
+            .filter(|c| wanted(c.id) && c.environment.as_deref() == Some("production")),
+        &|c| grouping.of(c),
+    )
+}
+
+/// The report from each metric's values: zero rows filled in, rows ordered
+/// by metric, bucket and group.
+pub fn assemble(query: &Query, channels: &[ChannelDim], values: Vec<(Metric, MetricValues)>) -> Report {
+    let mut rows = Vec::new();
+    let mut totals = Vec::new();
+    for (metric, values) in values {
         // Every group that is non-zero anywhere gets a row in every bucket.
         let groups: BTreeSet<&Group> = values
             .cells
@@ -227,8 +273,7 @@ pub fn compute(query: &Query, grain: &AccountGrain) -> Report {
     }
 
     let group_labels = match query.group_by {
-        GroupBy::Channel => grain
-            .channels
+        GroupBy::Channel => channels
             .iter()
             .filter_map(|c| Some((c.id.to_string(), c.name.clone()?)))
             .collect(),
@@ -245,6 +290,7 @@ pub fn compute(query: &Query, grain: &AccountGrain) -> Report {
         rows,
         totals,
         group_labels,
+        answered_from: AnsweredFrom::BaseGrain,
     }
 }
 

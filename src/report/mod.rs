@@ -8,6 +8,7 @@
 pub mod buckets;
 pub mod engine;
 pub mod format;
+pub mod rollups;
 
 use std::collections::BTreeSet;
 
@@ -83,6 +84,8 @@ pub struct ReportRequest {
     pub group_by: GroupBy,
     pub channels: Vec<i64>,
     pub metrics: Vec<Metric>,
+    /// Answer from the base grain even where rollups match (to check them).
+    pub base_grain_only: bool,
 }
 
 pub fn parse_time_zone(name: &str) -> Result<Tz, Error> {
@@ -135,6 +138,7 @@ pub async fn report(request: &ReportRequest) -> Result<Report, Error> {
             .or(account_zone.as_deref())
             .unwrap_or("UTC"),
     )?;
+    let account_tz: Tz = account_zone.as_deref().and_then(|z| z.parse().ok()).unwrap_or(Tz::UTC);
     let channels = channels_of(&warehouse, latest, request.account).await?;
     for id in &request.channels {
         if !channels.iter().any(|c| c.id == *id) {
@@ -184,6 +188,13 @@ pub async fn report(request: &ReportRequest) -> Result<Report, Error> {
         return Err(Error::MissingDays(missing));
     }
 
+    if !request.base_grain_only {
+        match rollups::try_answer(&warehouse, &query, account_tz, &channels, &wanted).await {
+            Ok(Some(report)) => return Ok(report),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "Rollups could not be read; answering from the base grain."),
+        }
+    }
     let days: BTreeSet<NaiveDate> = wanted.intersection(&published).copied().collect();
     let grain = load_account(&warehouse, request.account, &days, &query.metrics, channels).await?;
     Ok(engine::compute(&query, &grain))

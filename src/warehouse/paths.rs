@@ -7,6 +7,9 @@
 //! _manifests/dt=YYYY-MM-DD/s<i>of<n>.json                 publishes one shard of one day
 //! _runs/<run_id>.json                                     one per finished run
 //! _state/s<i>of<n>.json                                   source watermark of the last run
+//! rollups/account=<a>/interval=<i>/period=YYYY-MM-DD/rollup.parquet
+//!                                                         one calendar bucket of one account
+//! _rollups/dirty/s<i>of<n>-<run_id>.json                  days whose rollups a run is refreshing
 //! ```
 //!
 //! Data file names carry the run id, so a rerun never overwrites a file that
@@ -212,6 +215,60 @@ pub fn state_key(shard: ShardSpec) -> String {
     format!("_state/{shard}.json")
 }
 
+/// `rollups/account=<a>/interval=<i>/period=<first local date>/rollup.parquet`:
+/// one calendar bucket of one account, replaced whole by a single put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RollupKey {
+    pub account: i64,
+    pub interval: crate::report::buckets::Interval,
+    pub period: NaiveDate,
+}
+
+impl RollupKey {
+    pub const TABLE: &'static str = "rollups";
+
+    pub fn relative(&self) -> String {
+        format!(
+            "{}/account={}/interval={}/period={}/rollup.parquet",
+            Self::TABLE,
+            self.account,
+            self.interval.as_str(),
+            self.period.format("%Y-%m-%d")
+        )
+    }
+}
+
+/// `_rollups/dirty/<shard>-<run>.json`: written before a run publishes its
+/// days and deleted once their rollups are refreshed; while it exists, the
+/// report answers for those days from the base grain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirtyMarkerKey {
+    pub shard: ShardSpec,
+    pub run_id: RunId,
+}
+
+impl DirtyMarkerKey {
+    pub const FOLDER: &'static str = "_rollups/dirty";
+
+    pub fn relative(&self) -> String {
+        format!("{}/{}-{}.json", Self::FOLDER, self.shard, self.run_id)
+    }
+
+    pub fn parse(relative: &str) -> Result<Self, KeyError> {
+        let err = || KeyError(relative.to_string());
+        let stem = relative
+            .strip_prefix(Self::FOLDER)
+            .and_then(|r| r.strip_prefix('/'))
+            .and_then(|r| r.strip_suffix(".json"))
+            .ok_or_else(err)?;
+        let (shard, run) = stem.split_once('-').ok_or_else(err)?;
+        Ok(DirtyMarkerKey {
+            shard: shard.parse()?,
+            run_id: run.parse()?,
+        })
+    }
+}
+
 /// Joins a relative key onto the warehouse root.
 pub fn join(root: &Path, relative: &str) -> Path {
     if root.as_ref().is_empty() {
@@ -266,6 +323,25 @@ mod tests {
             assert!(DataFileKey::parse(bad).is_err(), "{bad}");
         }
         assert!(DayManifestKey::parse("_manifests/dt=2026-03-01/s0of0.json").is_err());
+    }
+
+    #[test]
+    fn rollup_and_marker_keys() {
+        let key = RollupKey {
+            account: 12,
+            interval: crate::report::buckets::Interval::Weekly,
+            period: NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
+        };
+        assert_eq!(
+            key.relative(),
+            "rollups/account=12/interval=weekly/period=2026-03-02/rollup.parquet"
+        );
+        let marker = DirtyMarkerKey {
+            shard: ShardSpec { index: 1, count: 2 },
+            run_id: run(),
+        };
+        assert_eq!(DirtyMarkerKey::parse(&marker.relative()), Ok(marker));
+        assert!(DirtyMarkerKey::parse("_rollups/dirty/x.json").is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::{Error, Result, Warehouse};
 /// pruning by the leading `account_id` column skips most of a big file.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
-fn properties(sorted_by_leading: usize) -> WriterProperties {
+pub fn properties(sorted_by_leading: usize) -> WriterProperties {
     let sorting: Vec<SortingColumn> = (0..sorted_by_leading as i32)
         .map(|column_idx| SortingColumn {
             column_idx,

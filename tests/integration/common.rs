@@ -335,6 +335,20 @@ pub fn python() -> String {
     "python3".into()
 }
 
+/// Runs a Python script (DuckDB lives in the venv) and parses what it prints as JSON.
+pub fn python_json(script: &str) -> serde_json::Value {
+    let out = std::process::Command::new(python())
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "DuckDB (Python package) failed; .ci/run installs it in .venv: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
 /// Runs the binary with extra environment variables.
 pub fn run_bin_env(args: &[&str], env: &[(String, String)]) -> Output {
     let mut cmd = Command::new(BIN);

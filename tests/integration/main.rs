@@ -6,6 +6,7 @@ mod common;
 mod named;
 mod reference;
 mod report;
+mod rollups;
 mod run;
 mod schema;
 mod seed;

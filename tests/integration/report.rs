@@ -34,7 +34,7 @@ const INTERVALS: [(Interval, reference::Interval); 6] = [
     (Interval::Yearly, reference::Interval::Yearly),
 ];
 // Seeded UTC days; queries stay inside whole published months at the start.
-const SEED_START: &str = "2025-12-20";
+pub(crate) const SEED_START: &str = "2025-12-20";
 const SEED_DAYS: u64 = 115;
 const DST_DAYS: [&str; 6] = [
     "2026-03-08",
@@ -47,15 +47,15 @@ const DST_DAYS: [&str; 6] = [
 
 /// A seeded SQLite source and its published warehouse, shared by the tests
 /// of this module (built once: seeding and running 115 days takes a while).
-struct World {
+pub(crate) struct World {
     _dir: TempDir,
-    source: String,
-    warehouse: String,
+    pub(crate) source: String,
+    pub(crate) warehouse: String,
 }
 
 static WORLD: tokio::sync::OnceCell<World> = tokio::sync::OnceCell::const_new();
 
-async fn world() -> &'static World {
+pub(crate) async fn world() -> &'static World {
     WORLD
         .get_or_init(|| async {
             let dir = TempDir::new("report-world");

@@ -532,16 +532,7 @@ async fn duckdb_reads_every_table_as_published() {
          out['typed'] = con.execute(\"SELECT typeof(hour), typeof(account_id) FROM read_parquet('{warehouse}/contact_activity/*/*.parquet', hive_partitioning = true) LIMIT 1\").fetchone()\n\
          print(json.dumps(out))\n"
     );
-    let out = std::process::Command::new(common::python())
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "DuckDB (Python package) failed; .ci/run installs it in .venv: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = common::python_json(&script);
     for t in tables {
         let n = expected[t];
         assert_eq!(got[t][0].as_u64(), Some(n), "{t}: {got}");

@@ -1,0 +1,247 @@
+//! Answering a report from materialized rollups, when they match the query:
+//! the account's own zone, an interval of a day or longer, whole buckets,
+//! no refresh in progress over its days, and every rollup file present.
+//! Otherwise [`try_answer`] returns `None` and the caller uses the base
+//! grain; the answers are the same either way (tested).
+//!
+//! - Bucket rows come from the files of the query's buckets (UMC: of its
+//!   months): stored group values, or unions and sums of channel rows when a
+//!   channel filter applies.
+//! - Totals come from the fewest whole buckets that cover the range: the
+//!   stored values when one bucket covers it, unions of channel id lists
+//!   otherwise; distinct totals are never sums.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+
+use super::buckets::{self, Buckets, Interval};
+use super::engine::{self, AnsweredFrom, Group, GroupBy, Grouping, Metric, MetricValues, Query, Report};
+use crate::aggregate::ChannelDim;
+use crate::rollup::cells::{RollupGroup, cover, rollup_metric_name};
+use crate::rollup::{self, RollupFile};
+use crate::warehouse::Warehouse;
+use crate::warehouse::paths::RollupKey;
+
+/// The rollup files one metric needs.
+struct Plan {
+    buckets: Buckets,
+    rows: Vec<RollupKey>,
+    cover: Vec<RollupKey>,
+}
+
+fn plan(query: &Query, metric: Metric) -> Plan {
+    let key = |interval, period| RollupKey {
+        account: query.account_id,
+        interval,
+        period,
+    };
+    let (buckets, interval, first, last) = if metric == Metric::UniqueMonthlyContacts {
+        let months = buckets::umc_months(query.tz, query.from, query.to);
+        let last_month = buckets::local_date(&query.tz, months.edges[months.len() - 1]);
+        let (_, last) = Interval::Monthly.period_of(last_month).expect("not hourly");
+        let first = buckets::local_date(&query.tz, months.start());
+        (months, Interval::Monthly, first, last)
+    } else {
+        let b = buckets::buckets(query.tz, query.from, query.to, query.interval);
+        (b, query.interval, query.from, query.to)
+    };
+    let rows = (0..buckets.len())
+        .map(|i| key(interval, buckets::local_date(&query.tz, buckets.edges[i])))
+        .collect();
+    let cover = cover(first, last).into_iter().map(|(i, p)| key(i, p)).collect();
+    Plan { buckets, rows, cover }
+}
+
+/// Whether rollups can answer `query` at all, before reading anything.
+pub fn matches(query: &Query, account_zone: Tz) -> bool {
+    let whole = query
+        .interval
+        .period_of(query.from)
+        .is_some_and(|(a, _)| a == query.from)
+        && query.interval.period_of(query.to).is_some_and(|(_, b)| b == query.to);
+    query.tz == account_zone && whole
+}
+
+/// The report from rollups, or `None` when they cannot answer it exactly.
+pub async fn try_answer(
+    warehouse: &Warehouse,
+    query: &Query,
+    account_zone: Tz,
+    channels: &[ChannelDim],
+    utc_days: &BTreeSet<NaiveDate>,
+) -> Result<Option<Report>, rollup::Error> {
+    if !matches(query, account_zone) {
+        return Ok(None);
+    }
+    let refreshing = rollup::dirty_markers(warehouse).await?;
+    if let Some((key, _)) = refreshing
+        .iter()
+        .find(|(_, (_, days))| days.iter().any(|d| utc_days.contains(d)))
+    {
+        tracing::info!(marker = %key, "Rollups are being refreshed for days of the range; answering from the base grain.");
+        return Ok(None);
+    }
+
+    let metrics: Vec<Metric> = Metric::ALL
+        .into_iter()
+        .filter(|m| query.metrics.contains(m) && *m != Metric::Channels)
+        .collect();
+    let plans: Vec<(Metric, Plan)> = metrics.iter().map(|m| (*m, plan(query, *m))).collect();
+    // A file is read with its id lists only when unions need them.
+    let mut wanted: BTreeMap<RollupKey, bool> = BTreeMap::new();
+    for (_, p) in &plans {
+        for k in &p.rows {
+            *wanted.entry(*k).or_default() |= query.channels.is_some();
+        }
+        for k in &p.cover {
+            *wanted.entry(*k).or_default() |= query.channels.is_some() || p.cover.len() > 1;
+        }
+    }
+    let (with_ids, without): (Vec<_>, Vec<_>) = wanted.into_iter().partition(|(_, ids)| *ids);
+    let with_ids: Vec<RollupKey> = with_ids.into_iter().map(|(k, _)| k).collect();
+    let without: Vec<RollupKey> = without.into_iter().map(|(k, _)| k).collect();
+    let (a, b) = futures::try_join!(
+        rollup::read_many(warehouse, &with_ids, true),
+        rollup::read_many(warehouse, &without, false)
+    )?;
+    let mut files: HashMap<RollupKey, RollupFile> = HashMap::new();
+    for (key, file) in with_ids.iter().chain(&without).zip(a.into_iter().chain(b)) {
+        match file {
+            Some(f) if f.time_zone == query.tz.name() => {
+                files.insert(*key, f);
+            }
+            Some(_) | None => {
+                tracing::info!(rollup = %key.relative(), "A rollup is missing or in another zone; answering from the base grain.");
+                return Ok(None);
+            }
+        }
+    }
+
+    let grouping = Grouping::new(query.group_by, channels);
+    let mut values = Vec::new();
+    for metric in Metric::ALL.into_iter().filter(|m| query.metrics.contains(m)) {
+        let v = match plans.iter().find(|(m, _)| *m == metric) {
+            Some((_, plan)) => metric_values(query, metric, plan, &files, &grouping),
+            None => engine::channel_values(query, channels, &grouping),
+        };
+        values.push((metric, v));
+    }
+    let mut report = engine::assemble(query, channels, values);
+    report.answered_from = AnsweredFrom::Rollups;
+    Ok(Some(report))
+}
+
+/// Distinct ids or a sum, per group.
+enum Acc {
+    Distinct(HashSet<i64>),
+    Sum(u64),
+}
+
+impl Acc {
+    fn new(distinct: bool) -> Self {
+        if distinct {
+            Acc::Distinct(HashSet::new())
+        } else {
+            Acc::Sum(0)
+        }
+    }
+    fn add(&mut self, value: u64, ids: Option<&Vec<i64>>) {
+        match self {
+            Acc::Distinct(set) => set.extend(ids.into_iter().flatten()),
+            Acc::Sum(sum) => *sum += value,
+        }
+    }
+    fn value(&self) -> u64 {
+        match self {
+            Acc::Distinct(set) => set.len() as u64,
+            Acc::Sum(sum) => *sum,
+        }
+    }
+}
+
+fn metric_values(
+    query: &Query,
+    metric: Metric,
+    plan: &Plan,
+    files: &HashMap<RollupKey, RollupFile>,
+    grouping: &Grouping,
+) -> MetricValues {
+    let name = rollup_metric_name(metric);
+    let distinct = matches!(metric, Metric::UniqueMonthlyContacts | Metric::ActiveAgents);
+    let stored_group = match query.group_by {
+        GroupBy::Platform => RollupGroup::Platform,
+        GroupBy::Channel => RollupGroup::Channel,
+    };
+    let stored = |file: &RollupFile| -> Vec<(Group, u64)> {
+        file.rows
+            .iter()
+            .filter(|r| r.metric == name && r.group_by == stored_group)
+            .filter_map(|r| {
+                let key = r.group_key.as_deref()?;
+                let group = match query.group_by {
+                    GroupBy::Platform => Group::Platform(key.to_string()),
+                    GroupBy::Channel => Group::Channel(key.parse().ok()?),
+                };
+                Some((group, r.value))
+            })
+            .collect()
+    };
+    // Channel rows (within the filter), grouped, plus all of them together.
+    let unions = |keys: &[RollupKey]| -> (HashMap<Group, Acc>, Acc) {
+        let mut groups: HashMap<Group, Acc> = HashMap::new();
+        let mut all = Acc::new(distinct);
+        for file in keys.iter().map(|k| &files[k]) {
+            for r in file
+                .rows
+                .iter()
+                .filter(|r| r.metric == name && r.group_by == RollupGroup::Channel)
+            {
+                let Some(channel) = r.group_key.as_deref().and_then(|k| k.parse::<i64>().ok()) else {
+                    continue;
+                };
+                if query.channels.as_ref().is_some_and(|set| !set.contains(&channel)) {
+                    continue;
+                }
+                groups
+                    .entry(grouping.of(channel))
+                    .or_insert_with(|| Acc::new(distinct))
+                    .add(r.value, r.ids.as_ref());
+                all.add(r.value, r.ids.as_ref());
+            }
+        }
+        (groups, all)
+    };
+
+    let mut cells = HashMap::new();
+    for (i, key) in plan.rows.iter().enumerate() {
+        if query.channels.is_none() {
+            for (g, v) in stored(&files[key]) {
+                cells.insert((i, g), v);
+            }
+        } else {
+            for (g, acc) in unions(std::slice::from_ref(key)).0 {
+                cells.insert((i, g), acc.value());
+            }
+        }
+    }
+    let (totals, grand) = if query.channels.is_none() && plan.cover.len() == 1 {
+        let file = &files[&plan.cover[0]];
+        let grand = file
+            .rows
+            .iter()
+            .find(|r| r.metric == name && r.group_by == RollupGroup::All)
+            .map_or(0, |r| r.value);
+        (stored(file).into_iter().collect(), grand)
+    } else {
+        let (groups, all) = unions(&plan.cover);
+        (groups.into_iter().map(|(g, a)| (g, a.value())).collect(), all.value())
+    };
+    MetricValues {
+        buckets: plan.buckets.clone(),
+        cells,
+        totals,
+        grand,
+    }
+}

@@ -1,0 +1,468 @@
+//! Rollup cells (pure): what each channel of an account did in one calendar
+//! bucket of the account's zone, and the rows a rollup file holds.
+//!
+//! What must always hold:
+//! - a daily cell is computed from the base grain exactly as the report
+//!   engine counts it (first and last instant of an entity's UTC hour decide
+//!   its local dates), so any whole-bucket query answers the same from cells;
+//! - a coarser cell is the channel-wise union (distinct) or sum (additive) of
+//!   the cells of the dates it covers, never a sum of distinct counts;
+//! - platform and all-channel values are unions over channel id lists.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{Days, NaiveDate};
+use chrono_tz::Tz;
+
+use crate::aggregate::ChannelDim;
+use crate::model::{MICROS_PER_DAY, UnixMicros};
+use crate::report::buckets::{self, Buckets, Interval};
+use crate::report::engine::Metric;
+
+/// What one channel did in one bucket. Id lists are sorted and distinct.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cell {
+    pub contacts: Vec<i64>,
+    pub agents: Vec<i64>,
+    pub resolved: u64,
+    pub proactive: u64,
+}
+
+impl Cell {
+    fn is_empty(&self) -> bool {
+        self.contacts.is_empty() && self.agents.is_empty() && self.resolved == 0 && self.proactive == 0
+    }
+}
+
+/// Cells of one bucket, by channel id.
+pub type Cells = BTreeMap<i64, Cell>;
+
+/// Accumulates base-grain rows of one account into the cells of consecutive
+/// local dates `first..=last`.
+#[derive(Debug)]
+pub struct DailyBuilder {
+    first: NaiveDate,
+    buckets: Buckets,
+    cells: Vec<HashMap<i64, Cell>>,
+}
+
+impl DailyBuilder {
+    pub fn new(tz: Tz, first: NaiveDate, last: NaiveDate) -> Self {
+        let buckets = buckets::buckets(tz, first, last, Interval::Daily);
+        let cells = vec![HashMap::new(); buckets.len()];
+        DailyBuilder { first, buckets, cells }
+    }
+
+    /// `[start, end)` of the dates being built.
+    pub fn span(&self) -> (UnixMicros, UnixMicros) {
+        (self.buckets.start(), self.buckets.end())
+    }
+
+    fn cell(&mut self, i: usize, channel: i64) -> &mut Cell {
+        self.cells[i].entry(channel).or_default()
+    }
+
+    /// One row of contact_activity: an entity's first and last instant in a UTC hour.
+    pub fn contact(&mut self, channel: i64, contact: i64, first_at: UnixMicros, last_at: UnixMicros) {
+        for i in self.indices(first_at, last_at).into_iter().flatten() {
+            self.cell(i, channel).contacts.push(contact);
+        }
+    }
+
+    pub fn agent(&mut self, channel: i64, agent: i64, first_at: UnixMicros, last_at: UnixMicros) {
+        for i in self.indices(first_at, last_at).into_iter().flatten() {
+            self.cell(i, channel).agents.push(agent);
+        }
+    }
+
+    pub fn resolved(&mut self, channel: i64, at: UnixMicros) {
+        if let Some(i) = self.buckets.index_of(at) {
+            self.cell(i, channel).resolved += 1;
+        }
+    }
+
+    pub fn proactive(&mut self, channel: i64, slot_start: UnixMicros, messages: u64) {
+        if let Some(i) = self.buckets.index_of(slot_start) {
+            self.cell(i, channel).proactive += messages;
+        }
+    }
+
+    fn indices(&self, first_at: UnixMicros, last_at: UnixMicros) -> [Option<usize>; 2] {
+        let a = self.buckets.index_of(first_at);
+        let b = self.buckets.index_of(last_at).filter(|b| Some(*b) != a);
+        [a, b]
+    }
+
+    /// The cells of every date, id lists sorted and distinct.
+    pub fn finish(self) -> Vec<(NaiveDate, Cells)> {
+        let first = self.first;
+        self.cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, cells)| {
+                let cells = cells
+                    .into_iter()
+                    .map(|(channel, mut cell)| {
+                        sort_distinct(&mut cell.contacts);
+                        sort_distinct(&mut cell.agents);
+                        (channel, cell)
+                    })
+                    .collect();
+                (first + Days::new(i as u64), cells)
+            })
+            .collect()
+    }
+}
+
+fn sort_distinct(ids: &mut Vec<i64>) {
+    ids.sort_unstable();
+    ids.dedup();
+}
+
+/// The channel-wise union of cells of several buckets.
+pub fn merge(children: impl IntoIterator<Item = Cells>) -> Cells {
+    let mut out = Cells::new();
+    for cells in children {
+        for (channel, cell) in cells {
+            let into = out.entry(channel).or_default();
+            into.contacts.extend(cell.contacts);
+            into.agents.extend(cell.agents);
+            into.resolved += cell.resolved;
+            into.proactive += cell.proactive;
+        }
+    }
+    for cell in out.values_mut() {
+        sort_distinct(&mut cell.contacts);
+        sort_distinct(&mut cell.agents);
+    }
+    out.retain(|_, c| !c.is_empty());
+    out
+}
+
+/// How a rollup row is grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RollupGroup {
+    All,
+    Channel,
+    Platform,
+}
+
+impl RollupGroup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollupGroup::All => "all",
+            RollupGroup::Channel => "channel",
+            RollupGroup::Platform => "platform",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [RollupGroup::All, RollupGroup::Channel, RollupGroup::Platform]
+            .into_iter()
+            .find(|g| g.as_str() == s)
+    }
+}
+
+/// The metric names of rollup rows. Contacts are `unique_contacts` at every
+/// interval; the report's unique monthly contacts are its monthly rows.
+pub const UNIQUE_CONTACTS: &str = "unique_contacts";
+
+pub fn rollup_metric_name(metric: Metric) -> &'static str {
+    match metric {
+        Metric::UniqueMonthlyContacts => UNIQUE_CONTACTS,
+        other => other.as_str(),
+    }
+}
+
+/// One row of a rollup file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollupRow {
+    pub metric: &'static str,
+    pub group_by: RollupGroup,
+    /// Platform name, or channel id in decimal; `None` for all channels.
+    pub group_key: Option<String>,
+    pub value: u64,
+    /// Channel rows of distinct metrics: the ids counted.
+    pub ids: Option<Vec<i64>>,
+}
+
+/// The platform a channel is grouped under (as the report engine does).
+pub fn platform_of(channel: Option<&ChannelDim>) -> String {
+    channel
+        .and_then(|c| c.platform.clone())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Whether a production channel counts in `[start, end)` (DESIGN.md §2).
+pub fn counts_as_connected(c: &ChannelDim, start: UnixMicros, end: UnixMicros) -> bool {
+    c.environment.as_deref() == Some("production")
+        && c.connected_at.is_some_and(|at| at < end)
+        && c.disconnected_at.is_none_or(|d| d > start)
+}
+
+/// The rows of one bucket: every metric by channel (with id lists for the
+/// distinct ones), by platform and over all channels. Zero values are left
+/// out.
+pub fn rows(cells: &Cells, channels: &[ChannelDim], start: UnixMicros, end: UnixMicros) -> Vec<RollupRow> {
+    let by_id: HashMap<i64, &ChannelDim> = channels.iter().map(|c| (c.id, c)).collect();
+    let mut out = Vec::new();
+    let mut emit = |metric: &'static str, per_channel: BTreeMap<i64, (u64, Option<Vec<i64>>)>, distinct: bool| {
+        let mut platforms: BTreeMap<String, (u64, BTreeSet<i64>)> = BTreeMap::new();
+        let mut all = (0u64, BTreeSet::new());
+        for (channel, (value, ids)) in &per_channel {
+            let platform = platforms.entry(platform_of(by_id.get(channel).copied())).or_default();
+            platform.0 += value;
+            all.0 += value;
+            if let Some(ids) = ids {
+                platform.1.extend(ids);
+                all.1.extend(ids);
+            }
+        }
+        let value_of = |(sum, set): &(u64, BTreeSet<i64>)| if distinct { set.len() as u64 } else { *sum };
+        if value_of(&all) > 0 {
+            out.push(RollupRow {
+                metric,
+                group_by: RollupGroup::All,
+                group_key: None,
+                value: value_of(&all),
+                ids: None,
+            });
+        }
+        for (channel, (value, ids)) in per_channel.into_iter().filter(|(_, (v, _))| *v > 0) {
+            out.push(RollupRow {
+                metric,
+                group_by: RollupGroup::Channel,
+                group_key: Some(channel.to_string()),
+                value,
+                ids,
+            });
+        }
+        for (platform, acc) in platforms {
+            if value_of(&acc) > 0 {
+                out.push(RollupRow {
+                    metric,
+                    group_by: RollupGroup::Platform,
+                    group_key: Some(platform),
+                    value: value_of(&acc),
+                    ids: None,
+                });
+            }
+        }
+    };
+    let ids = |f: fn(&Cell) -> &Vec<i64>| -> BTreeMap<i64, (u64, Option<Vec<i64>>)> {
+        cells
+            .iter()
+            .map(|(ch, c)| (*ch, (f(c).len() as u64, Some(f(c).clone()))))
+            .collect()
+    };
+    let sums = |f: fn(&Cell) -> u64| -> BTreeMap<i64, (u64, Option<Vec<i64>>)> {
+        cells.iter().map(|(ch, c)| (*ch, (f(c), None))).collect()
+    };
+    emit(Metric::ActiveAgents.as_str(), ids(|c| &c.agents), true);
+    let connected = channels
+        .iter()
+        .filter(|c| counts_as_connected(c, start, end))
+        .map(|c| (c.id, (1, None)))
+        .collect();
+    emit(Metric::Channels.as_str(), connected, false);
+    emit(Metric::ProactiveMessages.as_str(), sums(|c| c.proactive), false);
+    emit(Metric::ResolvedConversations.as_str(), sums(|c| c.resolved), false);
+    emit(UNIQUE_CONTACTS, ids(|c| &c.contacts), true);
+    out
+}
+
+/// Cells back from the channel rows of a rollup file.
+pub fn cells_from_rows(rows: &[RollupRow]) -> Cells {
+    let mut out = Cells::new();
+    for row in rows.iter().filter(|r| r.group_by == RollupGroup::Channel) {
+        let Some(channel) = row.group_key.as_deref().and_then(|k| k.parse::<i64>().ok()) else {
+            continue;
+        };
+        let cell = out.entry(channel).or_default();
+        match row.metric {
+            UNIQUE_CONTACTS => cell.contacts = row.ids.clone().unwrap_or_default(),
+            m if m == Metric::ActiveAgents.as_str() => cell.agents = row.ids.clone().unwrap_or_default(),
+            m if m == Metric::ResolvedConversations.as_str() => cell.resolved = row.value,
+            m if m == Metric::ProactiveMessages.as_str() => cell.proactive = row.value,
+            _ => {}
+        }
+    }
+    out.retain(|_, c| !c.is_empty());
+    out
+}
+
+/// Local dates of `tz` that overlap UTC day `day`.
+pub fn local_dates_of_utc_day(tz: &Tz, day: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let start = i64::from(day.to_epoch_days()) * MICROS_PER_DAY;
+    (
+        buckets::local_date(tz, start),
+        buckets::local_date(tz, start + MICROS_PER_DAY - 1),
+    )
+}
+
+/// Whole calendar buckets that cover `first..=last` exactly, few of them:
+/// days and weeks up to the first month start, then the largest of years,
+/// quarters and months, then weeks and days to the end.
+pub fn cover(first: NaiveDate, last: NaiveDate) -> Vec<(Interval, NaiveDate)> {
+    let mut out = Vec::new();
+    if first > last {
+        return out;
+    }
+    let month_start = {
+        let (a, _) = Interval::Monthly.period_of(first).expect("not hourly");
+        if a == first { a } else { a + chrono::Months::new(1) }
+    };
+    let months_end = {
+        let (a, b) = Interval::Monthly.period_of(last).expect("not hourly");
+        if b == last { b } else { a - Days::new(1) }
+    };
+    let mut greedy = |from: NaiveDate, to: NaiveDate, sizes: &[Interval]| {
+        let mut d = from;
+        while d <= to {
+            let (interval, end) = sizes
+                .iter()
+                .find_map(|i| {
+                    let (a, b) = i.period_of(d)?;
+                    (a == d && b <= to).then_some((*i, b))
+                })
+                .unwrap_or((Interval::Daily, d));
+            out.push((interval, d));
+            d = end + Days::new(1);
+        }
+    };
+    let small = [Interval::Weekly];
+    let large = [Interval::Yearly, Interval::Quarterly, Interval::Monthly];
+    if month_start <= months_end {
+        greedy(first, month_start - Days::new(1), &small);
+        greedy(month_start, months_end, &large);
+        greedy(months_end + Days::new(1), last, &small);
+    } else {
+        greedy(first, last, &small);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn covered(c: &[(Interval, NaiveDate)]) -> Vec<NaiveDate> {
+        let mut out = Vec::new();
+        for (i, p) in c {
+            let (a, b) = i.period_of(*p).unwrap();
+            assert_eq!(a, *p, "{i:?} {p} is a whole bucket");
+            out.extend(a.iter_days().take_while(|x| *x <= b));
+        }
+        out
+    }
+
+    #[test]
+    fn cover_is_exact_and_uses_large_buckets() {
+        let y = |i| (Interval::Yearly, d(i));
+        assert_eq!(cover(d("2026-01-01"), d("2026-12-31")), vec![y("2026-01-01")]);
+        assert_eq!(
+            cover(d("2026-04-01"), d("2026-09-30")),
+            vec![
+                (Interval::Quarterly, d("2026-04-01")),
+                (Interval::Quarterly, d("2026-07-01"))
+            ]
+        );
+        let c = cover(d("2025-12-29"), d("2027-02-03"));
+        assert!(c.contains(&y("2026-01-01")));
+        assert_eq!(
+            c[..3],
+            [
+                (Interval::Daily, d("2025-12-29")),
+                (Interval::Daily, d("2025-12-30")),
+                (Interval::Daily, d("2025-12-31"))
+            ]
+        );
+        assert!(c.contains(&(Interval::Monthly, d("2027-01-01"))));
+        assert_eq!(c.last(), Some(&(Interval::Daily, d("2027-02-03"))));
+        assert!(c.len() < 20, "{c:?}");
+        for (a, b) in [
+            ("2025-12-29", "2027-02-03"),
+            ("2026-03-04", "2026-03-05"),
+            ("2026-03-02", "2026-03-31"),
+            ("2026-02-27", "2026-05-02"),
+            ("2026-01-01", "2026-01-01"),
+        ] {
+            let expected: Vec<NaiveDate> = d(a).iter_days().take_while(|x| *x <= d(b)).collect();
+            assert_eq!(covered(&cover(d(a), d(b))), expected, "{a}..{b}");
+        }
+        assert!(cover(d("2026-01-02"), d("2026-01-01")).is_empty());
+    }
+
+    #[test]
+    fn local_dates_of_a_utc_day() {
+        let ktm: Tz = "Asia/Kathmandu".parse().unwrap();
+        assert_eq!(
+            local_dates_of_utc_day(&ktm, d("2026-03-31")),
+            (d("2026-03-31"), d("2026-04-01"))
+        );
+        let ny: Tz = "America/New_York".parse().unwrap();
+        assert_eq!(
+            local_dates_of_utc_day(&ny, d("2026-03-31")),
+            (d("2026-03-30"), d("2026-03-31"))
+        );
+        assert_eq!(
+            local_dates_of_utc_day(&Tz::UTC, d("2026-03-31")),
+            (d("2026-03-31"), d("2026-03-31"))
+        );
+    }
+
+    fn channel(id: i64, platform: &str, env: &str) -> ChannelDim {
+        ChannelDim {
+            id,
+            account_id: 1,
+            platform: Some(platform.into()),
+            name: None,
+            environment: Some(env.into()),
+            connected_at: Some(0),
+            disconnected_at: None,
+        }
+    }
+
+    #[test]
+    fn daily_cells_cut_an_hour_at_a_local_midnight_and_merge_as_unions() {
+        let ktm: Tz = "Asia/Kathmandu".parse().unwrap();
+        let mut b = DailyBuilder::new(ktm, d("2026-03-31"), d("2026-04-01"));
+        let midnight = buckets::day_start(&ktm, d("2026-04-01"));
+        // Active 10 minutes before and 5 minutes after local midnight, in one UTC hour.
+        b.contact(7, 100, midnight - 600_000_000, midnight + 300_000_000);
+        b.contact(7, 101, midnight - 600_000_000, midnight - 1);
+        b.contact(8, 100, midnight + 1, midnight + 2);
+        b.agent(7, 5, midnight, midnight);
+        b.resolved(8, midnight - 1);
+        b.proactive(8, midnight, 3);
+        let days = b.finish();
+        assert_eq!(days[0].1[&7].contacts, vec![100, 101]);
+        assert_eq!(days[1].1[&7].contacts, vec![100]);
+        assert_eq!(days[1].1[&8].contacts, vec![100]);
+        assert_eq!(days[0].1[&8].resolved, 1);
+        assert_eq!(days[1].1[&8].proactive, 3);
+        assert_eq!(days[1].1[&7].agents, vec![5]);
+
+        let both = merge(days.into_iter().map(|(_, c)| c));
+        assert_eq!(both[&7].contacts, vec![100, 101]);
+        let dims = [channel(7, "whatsapp", "production"), channel(8, "whatsapp", "test")];
+        let rows = rows(&both, &dims, 0, 1);
+        let value = |m: &str, g: RollupGroup, k: Option<&str>| {
+            rows.iter()
+                .find(|r| r.metric == m && r.group_by == g && r.group_key.as_deref() == k)
+                .map(|r| r.value)
+        };
+        // Contact 100 is on both channels of one platform: once in the platform and in all.
+        assert_eq!(value(UNIQUE_CONTACTS, RollupGroup::Platform, Some("whatsapp")), Some(2));
+        assert_eq!(value(UNIQUE_CONTACTS, RollupGroup::All, None), Some(2));
+        assert_eq!(value(UNIQUE_CONTACTS, RollupGroup::Channel, Some("8")), Some(1));
+        // The test channel is not a channel; zero rows are left out.
+        assert_eq!(value("channels", RollupGroup::All, None), Some(1));
+        assert_eq!(value("channels", RollupGroup::Channel, Some("8")), None);
+        assert_eq!(cells_from_rows(&rows), both);
+    }
+}

@@ -1,0 +1,345 @@
+//! Materialized rollups: the rollup path answers exactly what the base grain
+//! does, a rerun of one day rewrites only the buckets that contain it, and a
+//! refresh in progress (dirty marker) sends reports to the base grain.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use account_usage::report::buckets::Interval;
+use account_usage::report::engine::{AnsweredFrom, GroupBy, Metric, Report};
+use account_usage::report::{self, ReportRequest};
+use account_usage::seed::rng::Rng;
+use account_usage::warehouse::paths::Table;
+use chrono::{Days, NaiveDate};
+use chrono_tz::Tz;
+
+use crate::common::{self, TempDir};
+use crate::report::world;
+use crate::run::Src;
+use crate::wh;
+
+fn request(warehouse: &str, account: i64, from: NaiveDate, to: NaiveDate) -> ReportRequest {
+    ReportRequest {
+        warehouse: warehouse.parse().unwrap(),
+        account,
+        from,
+        to,
+        time_zone: None,
+        interval: Interval::Daily,
+        group_by: GroupBy::Platform,
+        channels: Vec::new(),
+        metrics: Vec::new(),
+        base_grain_only: false,
+    }
+}
+
+/// Both paths; asserts they agree (same numbers, or the same error).
+async fn both(req: &ReportRequest) -> Option<(Report, Report)> {
+    let auto = report::report(req).await;
+    let base = report::report(&ReportRequest {
+        base_grain_only: true,
+        ..req.clone()
+    })
+    .await;
+    match (auto, base) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(b.answered_from, AnsweredFrom::BaseGrain);
+            assert_eq!(a.rows, b.rows, "{req:?}");
+            assert_eq!(a.totals, b.totals, "{req:?}");
+            assert_eq!(a.group_labels, b.group_labels);
+            Some((a, b))
+        }
+        (Err(a), Err(b)) => {
+            assert_eq!(a.to_string(), b.to_string());
+            None
+        }
+        (a, b) => panic!("{req:?}: the paths disagree: {:?} vs {:?}", a.err(), b.err()),
+    }
+}
+
+#[tokio::test]
+async fn rollup_path_equals_the_base_grain_on_random_whole_bucket_queries() {
+    let world = world().await;
+    let mut rng = Rng::new(44);
+    let intervals = [
+        Interval::Daily,
+        Interval::Weekly,
+        Interval::Monthly,
+        Interval::Quarterly,
+        Interval::Yearly,
+    ];
+    let (mut from_rollups, mut compared) = (0, 0);
+    for case in 0..250 {
+        let account = rng.range(1, 6);
+        // Yearly buckets are never whole in the window: only a few of those.
+        let kinds = if rng.chance(0.1) { 5 } else { 4 };
+        let interval = intervals[rng.range(0, kinds) as usize];
+        // Whole buckets of the interval, inside the published window
+        // (2025-12-20..2026-04-13) most of the time, past it sometimes.
+        let start = if rng.chance(0.1) {
+            wh::day("2025-12-22")
+        } else {
+            wh::day("2026-01-01") + Days::new(rng.range(0, 95) as u64)
+        };
+        let (first, _) = interval.period_of(start).unwrap();
+        let first = if first < wh::day("2025-12-21") { start } else { first };
+        let mut last = interval.period_of(first).unwrap().1;
+        for _ in 0..rng.range(0, 3) {
+            last = interval.period_of(last + Days::new(1)).unwrap().1;
+        }
+        let mut req = request(&world.warehouse, account, first, last);
+        req.interval = interval;
+        if rng.chance(0.5) {
+            req.group_by = GroupBy::Channel;
+        }
+        if rng.chance(0.25) {
+            let channels = report::channels_of(&wh::open(&world.warehouse, &[]), wh::day("2026-04-13"), account)
+                .await
+                .unwrap();
+            req.channels = channels.iter().map(|c| c.id).filter(|_| rng.chance(0.5)).collect();
+        }
+        if rng.chance(0.2) {
+            req.metrics = vec![Metric::ActiveAgents, Metric::UniqueMonthlyContacts];
+        }
+        if let Some((auto, _)) = both(&req).await {
+            compared += 1;
+            // Whole buckets in the account's zone are the rollups' to answer,
+            // unless they start before the first published day.
+            if first >= wh::day("2026-01-01") {
+                assert_eq!(auto.answered_from, AnsweredFrom::Rollups, "case {case}: {req:?}");
+            }
+            if auto.answered_from == AnsweredFrom::Rollups {
+                from_rollups += 1;
+            }
+        }
+    }
+    assert!(compared >= 150, "only {compared} queries had data");
+    assert!(from_rollups >= 120, "only {from_rollups} answered from rollups");
+}
+
+#[tokio::test]
+async fn queries_rollups_cannot_answer_go_to_the_base_grain() {
+    let world = world().await;
+    let d = wh::day;
+    for (zone, from, to, interval) in [
+        // Another zone than the account's.
+        (Some("Pacific/Chatham"), "2026-02-01", "2026-02-28", Interval::Monthly),
+        // A clipped first bucket.
+        (None, "2026-02-03", "2026-03-31", Interval::Monthly),
+        // Hourly.
+        (None, "2026-02-03", "2026-02-03", Interval::Hourly),
+    ] {
+        let mut req = request(&world.warehouse, 1, d(from), d(to));
+        req.time_zone = zone.map(str::to_string);
+        req.interval = interval;
+        let (auto, _) = both(&req).await.expect("the range is published");
+        assert_eq!(auto.answered_from, AnsweredFrom::BaseGrain, "{req:?}");
+    }
+}
+
+/// `(inode, mtime ns, bytes)` of every rollup file, by key.
+fn snapshot(warehouse: &Path) -> BTreeMap<String, (u64, i64, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![warehouse.join("rollups")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let meta = std::fs::metadata(&path).unwrap();
+                let key = path.strip_prefix(warehouse).unwrap().display().to_string();
+                out.insert(
+                    key,
+                    (
+                        meta.ino(),
+                        meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
+                        std::fs::read(&path).unwrap(),
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Rollup keys of the buckets holding local dates that overlap UTC day `day`.
+fn buckets_containing(account: i64, tz: Tz, day: NaiveDate) -> BTreeSet<String> {
+    let start = day.and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let local = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&tz).date_naive();
+    let (a, b) = (
+        local(start),
+        local(start + chrono::Duration::microseconds(86_400_000_000 - 1)),
+    );
+    let mut out = BTreeSet::new();
+    for date in a.iter_days().take_while(|x| *x <= b) {
+        for interval in Interval::ROLLED_UP {
+            let (period, _) = interval.period_of(date).unwrap();
+            out.insert(format!(
+                "rollups/account={account}/interval={}/period={period}/rollup.parquet",
+                interval.as_str()
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_rerun_of_one_day_rewrites_only_the_buckets_that_contain_it() {
+    let dir = TempDir::new("rollup-incremental");
+    let src = Src::sqlite(&dir);
+    common::run_ok(&[
+        "seed",
+        "--source",
+        src.url(),
+        "--accounts",
+        "3",
+        "--days",
+        "40",
+        "--start",
+        "2026-02-27",
+        "--messages-per-day",
+        "800",
+        "--seed",
+        "8",
+    ]);
+    let warehouse = dir.path().join("wh");
+    let wh_url = warehouse.display().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--source", src.url(), "--warehouse", &wh_url];
+        args.extend(extra);
+        common::run_ok(&args)
+    };
+    run(&["--from", "2026-02-27", "--to", "2026-04-07", "--parallel", "2"]);
+    let before = snapshot(&warehouse);
+    assert!(before.len() > 60, "{} rollup files", before.len());
+
+    // Account 1 gets a new contact on UTC day 2026-03-31 (a month and a quarter end).
+    let changed_day = wh::day("2026-03-31");
+    let noon = changed_day.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_micros();
+    src.exec(&format!(
+        "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+         SELECT 900000001, account_id, conversation_id, channel_id, 999999, 'inbound', 'contact', NULL, {noon}, {noon}
+         FROM messages WHERE account_id = 1 ORDER BY id LIMIT 1"
+    ))
+    .await;
+    let march = request(&wh_url, 1, wh::day("2026-03-01"), wh::day("2026-03-31"));
+    let umc = |r: &Report| {
+        r.totals
+            .iter()
+            .find(|t| t.metric == "unique_monthly_contacts" && t.group.is_none())
+            .unwrap()
+            .value
+    };
+    let march_before = both(&march).await.unwrap().0;
+
+    run(&["--date", "2026-03-31"]);
+    let after = snapshot(&warehouse);
+    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
+
+    let mut expected = BTreeSet::new();
+    let dims = wh::batches(&wh::open(&wh_url, &[]), changed_day, Table::Accounts).await;
+    for (account, zone) in wh::ints(&dims, "account_id")
+        .into_iter()
+        .zip(wh::strings(&dims, "time_zone"))
+    {
+        let zone: Tz = zone.unwrap().parse().unwrap();
+        expected.extend(buckets_containing(account.unwrap(), zone, changed_day));
+    }
+    let rewritten: BTreeSet<String> = after
+        .iter()
+        .filter(|(k, (ino, mtime, _))| {
+            let (i0, m0, _) = &before[*k];
+            (ino, mtime) != (i0, m0)
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert_eq!(
+        rewritten, expected,
+        "the rerun rewrote other buckets than those holding 2026-03-31"
+    );
+    let changed: BTreeSet<&String> = after
+        .iter()
+        .filter(|(k, (_, _, b))| *b != before[*k].2)
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        !changed.is_empty() && changed.iter().all(|k| k.starts_with("rollups/account=1/")),
+        "{changed:?}"
+    );
+    for interval in ["monthly", "quarterly", "yearly"] {
+        assert!(
+            changed.iter().any(|k| k.contains(&format!("interval={interval}/"))),
+            "{interval}: {changed:?}"
+        );
+    }
+
+    // The new contact is in March's UMC, from rollups and from the base grain alike.
+    let march_after = both(&march).await.unwrap().0;
+    assert_eq!(march_after.answered_from, AnsweredFrom::Rollups);
+    assert_eq!(umc(&march_after), umc(&march_before) + 1);
+
+    // A refresh that never finished: its days come from the base grain until
+    // the shard's next run takes the marker over.
+    let marker = "_rollups/dirty/s0of1-20260401T000000000Z-00000001.json";
+    std::fs::create_dir_all(warehouse.join("_rollups/dirty")).unwrap();
+    std::fs::write(warehouse.join(marker), "[\"2026-03-31\"]").unwrap();
+    assert_eq!(both(&march).await.unwrap().0.answered_from, AnsweredFrom::BaseGrain);
+    // Days away from it (UMC left out: April's whole month reaches back to 03-31 UTC in zones east of UTC).
+    let mut april = request(&wh_url, 1, wh::day("2026-04-03"), wh::day("2026-04-05"));
+    april.metrics = vec![Metric::ResolvedConversations, Metric::ActiveAgents];
+    assert_eq!(both(&april).await.unwrap().0.answered_from, AnsweredFrom::Rollups);
+    run(&["--date", "2026-04-06"]);
+    assert!(!warehouse.join(marker).exists());
+    assert_eq!(both(&march).await.unwrap().0.answered_from, AnsweredFrom::Rollups);
+
+    // Running a day again with nothing new changes no rollup bytes.
+    let settled = snapshot(&warehouse);
+    run(&["--date", "2026-04-01"]);
+    let again = snapshot(&warehouse);
+    for (k, (_, _, bytes)) in &again {
+        assert_eq!(bytes, &settled[k].2, "{k} changed on an idempotent rerun");
+    }
+}
+
+#[tokio::test]
+async fn duckdb_reads_the_rollups_as_documented() {
+    let world = world().await;
+    let script = format!(
+        r#"
+import duckdb, json
+con = duckdb.connect()
+rows = con.execute("""
+  SELECT interval, count(*) AS files, count(DISTINCT account) AS accounts,
+         sum(value) FILTER (WHERE metric = 'unique_contacts' AND group_by = 'all') AS contacts
+  FROM read_parquet('{wh}/rollups/*/*/*/*.parquet', hive_partitioning = true)
+  GROUP BY interval ORDER BY interval
+""").fetchall()
+umc = con.execute("""
+  SELECT value, len(ids) FROM read_parquet('{wh}/rollups/*/*/*/*.parquet', hive_partitioning = true)
+  WHERE account = 2 AND interval = 'monthly' AND period = '2026-02-01'
+    AND metric = 'unique_contacts' AND group_by = 'channel'
+""").fetchall()
+print(json.dumps({{"rows": rows, "umc": umc}}))
+"#,
+        wh = world.warehouse
+    );
+    let json = common::python_json(&script);
+    let intervals: Vec<&str> = json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_str().unwrap())
+        .collect();
+    assert_eq!(intervals, ["daily", "monthly", "quarterly", "weekly", "yearly"]);
+    for r in json["rows"].as_array().unwrap() {
+        assert_eq!(r[2], 5, "{r}");
+    }
+    // Channel rows of distinct metrics carry exactly the ids they count.
+    let umc = json["umc"].as_array().unwrap();
+    assert!(!umc.is_empty());
+    for r in umc {
+        assert_eq!(r[0], r[1], "{r}");
+    }
+}
