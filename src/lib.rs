@@ -2,10 +2,10 @@
 //! report (see `DESIGN.md` in the shared docs for the contract).
 //!
 //! Data flows one way: source → (extract → aggregate → write → publish →
-//! rollup) → report. This crate currently holds the foundation: the typed
-//! source rows ([`model`]), the operational source ([`source`]) and the
-//! synthetic data generator ([`seed`]). The binary's argument handling lives
-//! in [`cli`].
+//! rollup) → report. [`job`] runs the first part ([`extract`], [`aggregate`],
+//! [`warehouse`], [`rollup`]); [`report`] reads only the warehouse. [`seed`]
+//! makes synthetic operational data, [`demo`] ties it all together, and the
+//! binary's argument handling lives in [`cli`].
 
 pub mod aggregate;
 pub mod cli;

@@ -65,13 +65,13 @@ impl DailyBuilder {
     /// One row of contact_activity: an entity's first and last instant in a UTC hour.
     pub fn contact(&mut self, channel: i64, contact: i64, first_at: UnixMicros, last_at: UnixMicros) {
         for i in self.indices(first_at, last_at).into_iter().flatten() {
-            self.cell(i, channel).contacts.push(contact);
+            push_bounded(&mut self.cell(i, channel).contacts, contact);
         }
     }
 
     pub fn agent(&mut self, channel: i64, agent: i64, first_at: UnixMicros, last_at: UnixMicros) {
         for i in self.indices(first_at, last_at).into_iter().flatten() {
-            self.cell(i, channel).agents.push(agent);
+            push_bounded(&mut self.cell(i, channel).agents, agent);
         }
     }
 
@@ -112,6 +112,17 @@ impl DailyBuilder {
             })
             .collect()
     }
+}
+
+/// Appends an id; when the list's spare room runs out it is deduplicated
+/// first, so an entity active in many hours takes one slot, not one per hour.
+fn push_bounded(ids: &mut Vec<i64>, id: i64) {
+    if ids.len() == ids.capacity() && ids.len() >= 64 {
+        sort_distinct(ids);
+        // Keep at least half the room free so the next dedup is amortized.
+        ids.reserve(ids.len().max(64));
+    }
+    ids.push(id);
 }
 
 fn sort_distinct(ids: &mut Vec<i64>) {

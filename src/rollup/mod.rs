@@ -40,7 +40,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::aggregate::ChannelDim;
 use crate::model::UnixMicros;
 use crate::report::buckets::{Interval, day_start};
-use crate::warehouse::manifest::{DayManifest, published_day, read_parquet};
+use crate::warehouse::manifest::{DayManifest, parquet_batches, published_day};
 use crate::warehouse::paths::{DirtyMarkerKey, RollupKey, Table};
 use crate::warehouse::{self, Warehouse};
 use cells::{Cells, DailyBuilder, RollupGroup, RollupRow};
@@ -364,8 +364,8 @@ async fn daily_window(
                             reason: "a published base file is missing".into(),
                         });
                     };
-                    for batch in read_parquet(&file.key, bytes)? {
-                        feed(&batch, table, &slot, &mut builders).map_err(|reason| Error::BadRollup {
+                    for batch in parquet_batches(&file.key, bytes)? {
+                        feed(&batch?, table, &slot, &mut builders).map_err(|reason| Error::BadRollup {
                             key: file.key.clone(),
                             reason,
                         })?;

@@ -195,6 +195,12 @@ async fn try_read_day_table(warehouse: &Warehouse, day: NaiveDate, table: Table)
 
 /// Decodes a whole Parquet object.
 pub fn read_parquet(key: &str, bytes: Bytes) -> Result<Vec<RecordBatch>> {
+    parquet_batches(key, bytes)?.collect()
+}
+
+/// The batches of a Parquet object, decoded one at a time (memory: the
+/// object's bytes plus one batch).
+pub fn parquet_batches(key: &str, bytes: Bytes) -> Result<impl Iterator<Item = Result<RecordBatch>> + use<>> {
     let perr = |source| Error::Parquet {
         key: key.to_string(),
         source,
@@ -204,10 +210,13 @@ pub fn read_parquet(key: &str, bytes: Bytes) -> Result<Vec<RecordBatch>> {
         .with_batch_size(64 * 1024)
         .build()
         .map_err(perr)?;
-    reader.collect::<Result<Vec<_>, _>>().map_err(|source| Error::Arrow {
-        key: key.to_string(),
-        source,
-    })
+    let key = key.to_string();
+    Ok(reader.map(move |batch| {
+        batch.map_err(|source| Error::Arrow {
+            key: key.clone(),
+            source,
+        })
+    }))
 }
 
 /// Row counts per table of a published day (from its manifests).
