@@ -19,7 +19,9 @@ use chrono_tz::Tz;
 
 use crate::aggregate::ChannelDim;
 use crate::model::MICROS_PER_DAY;
-use crate::warehouse::manifest::{published_days, read_day_table};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::warehouse::manifest::{published_day, published_days, read_account_columns, read_day_table};
 use crate::warehouse::paths::Table;
 use crate::warehouse::{Warehouse, WarehouseUrl};
 use buckets::Interval;
@@ -44,6 +46,8 @@ pub enum Error {
     BadColumn { table: &'static str, column: &'static str },
     #[error(transparent)]
     Warehouse(#[from] crate::warehouse::Error),
+    #[error("a decoding task failed: {0}")]
+    Task(String),
 }
 
 fn list_days(days: &[NaiveDate]) -> String {
@@ -68,7 +72,7 @@ fn list_days(days: &[NaiveDate]) -> String {
 impl Error {
     /// Whether the user can fix it by changing the command (exit code 2).
     pub fn is_input(&self) -> bool {
-        !matches!(self, Error::Warehouse(_) | Error::BadColumn { .. })
+        !matches!(self, Error::Warehouse(_) | Error::BadColumn { .. } | Error::Task(_))
     }
 }
 
@@ -200,7 +204,12 @@ pub async fn report(request: &ReportRequest) -> Result<Report, Error> {
     Ok(engine::compute(&query, &grain))
 }
 
-/// One account's base grain for `days`, with its channels as given.
+/// Days of base grain read and decoded at once.
+const DAYS_AT_ONCE: usize = 8;
+
+/// One account's base grain for `days`, with its channels as given. Days are
+/// fetched concurrently and decoded on the blocking pool (both cores), only
+/// the columns and row groups the account's metrics need.
 pub async fn load_account(
     warehouse: &Warehouse,
     account: i64,
@@ -212,8 +221,26 @@ pub async fn load_account(
         channels,
         ..AccountGrain::default()
     };
-    for day in days {
-        load_day(warehouse, *day, account, metrics, &mut grain).await?;
+    let tables: Vec<Table> = [
+        (Metric::UniqueMonthlyContacts, Table::ContactActivity),
+        (Metric::ActiveAgents, Table::AgentActivity),
+        (Metric::ResolvedConversations, Table::ResolvedConversations),
+        (Metric::ProactiveMessages, Table::ProactiveMessages),
+    ]
+    .into_iter()
+    .filter(|(m, _)| metrics.contains(m))
+    .map(|(_, t)| t)
+    .collect();
+    let parts: Vec<AccountGrain> = futures::stream::iter(days.iter().copied())
+        .map(|day| load_day(warehouse, day, account, &tables))
+        .buffered(DAYS_AT_ONCE)
+        .try_collect()
+        .await?;
+    for part in parts {
+        grain.contacts.extend(part.contacts);
+        grain.agents.extend(part.agents);
+        grain.resolved.extend(part.resolved);
+        grain.proactive.extend(part.proactive);
     }
     Ok(grain)
 }
@@ -273,83 +300,143 @@ pub async fn channels_of(warehouse: &Warehouse, day: NaiveDate, account: i64) ->
     Ok(out)
 }
 
-/// Appends one day's rows of `account` to the grain.
+/// One day's rows of `account` in `tables`.
 async fn load_day(
     warehouse: &Warehouse,
     day: NaiveDate,
     account: i64,
-    metrics: &BTreeSet<Metric>,
-    grain: &mut AccountGrain,
-) -> Result<(), Error> {
-    let wants = |m| metrics.contains(&m);
-    let read = |table| read_day_table(warehouse, day, table);
-    if wants(Metric::UniqueMonthlyContacts) {
-        for b in read(Table::ContactActivity).await?.unwrap_or_default() {
-            activity(&b, Table::ContactActivity, "contact_id", account, &mut grain.contacts)?;
-        }
-    }
-    if wants(Metric::ActiveAgents) {
-        for b in read(Table::AgentActivity).await?.unwrap_or_default() {
-            activity(&b, Table::AgentActivity, "agent_id", account, &mut grain.agents)?;
-        }
-    }
-    if wants(Metric::ResolvedConversations) {
-        for b in read(Table::ResolvedConversations).await?.unwrap_or_default() {
-            let t = Table::ResolvedConversations;
-            let (a, c, at) = (
-                ints(&b, "account_id", t)?,
-                ints(&b, "channel_id", t)?,
-                ints(&b, "resolved_at", t)?,
-            );
-            for i in 0..b.num_rows() {
-                if let (Some(acc), Some(ch), Some(at)) = (a[i], c[i], at[i])
-                    && acc == account
-                {
-                    grain.resolved.push((ch, at));
-                }
+    tables: &[Table],
+) -> Result<AccountGrain, Error> {
+    let mut attempt = 0;
+    let files = loop {
+        attempt += 1;
+        match day_files(warehouse, day, tables).await? {
+            Some(files) => break files,
+            // A concurrent publish replaced the day since its listing: read it again.
+            None if attempt < 5 => tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await,
+            None => {
+                return Err(Error::Warehouse(crate::warehouse::Error::BadManifest {
+                    key: format!("day {day}"),
+                    reason: "its files keep disappearing while being read".into(),
+                }));
             }
         }
-    }
-    if wants(Metric::ProactiveMessages) {
-        for b in read(Table::ProactiveMessages).await?.unwrap_or_default() {
-            let t = Table::ProactiveMessages;
-            let (a, c, s, n) = (
-                ints(&b, "account_id", t)?,
-                ints(&b, "channel_id", t)?,
-                ints(&b, "slot_start", t)?,
-                ints(&b, "messages", t)?,
-            );
-            for i in 0..b.num_rows() {
-                if let (Some(acc), Some(ch), Some(s), Some(n)) = (a[i], c[i], s[i], n[i])
-                    && acc == account
-                {
-                    grain.proactive.push((ch, s, n.max(0) as u64));
-                }
+    };
+    let decoded = tokio::task::spawn_blocking(move || {
+        let mut grain = AccountGrain::default();
+        for (table, key, bytes) in files {
+            let batches = read_account_columns(&key, bytes, account, columns_of(table))?;
+            for b in &batches {
+                add_rows(b, table, account, &mut grain)?;
             }
         }
-    }
-    Ok(())
+        Ok::<_, Error>(grain)
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))??;
+    Ok(decoded)
 }
 
-fn activity(
-    b: &RecordBatch,
-    table: Table,
-    entity: &'static str,
-    account: i64,
-    out: &mut Vec<engine::Activity>,
-) -> Result<(), Error> {
-    let (a, c, e) = (
-        ints(b, "account_id", table)?,
-        ints(b, "channel_id", table)?,
-        ints(b, entity, table)?,
-    );
-    let (f, l) = (ints(b, "first_at", table)?, ints(b, "last_at", table)?);
-    for i in 0..b.num_rows() {
-        if let (Some(acc), Some(ch), Some(e), Some(f), Some(l)) = (a[i], c[i], e[i], f[i], l[i])
-            && acc == account
-        {
-            out.push((ch, e, f, l));
+/// The files of `tables` of a published day and their bytes; `None` when one
+/// disappeared while being read.
+async fn day_files(
+    warehouse: &Warehouse,
+    day: NaiveDate,
+    tables: &[Table],
+) -> Result<Option<Vec<(Table, String, bytes::Bytes)>>, Error> {
+    let manifests = match published_day(warehouse, day).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(Some(Vec::new())),
+        Err(crate::warehouse::Error::BadManifest { reason, .. }) if reason.starts_with("disappeared") => {
+            return Ok(None);
         }
+        Err(e) => return Err(e.into()),
+    };
+    let mut files = Vec::new();
+    for manifest in &manifests {
+        for table in tables {
+            for file in manifest.files_of(*table) {
+                let Some(bytes) = warehouse.get(&file.key).await? else {
+                    return Ok(None);
+                };
+                files.push((*table, file.key.clone(), bytes));
+            }
+        }
+    }
+    Ok(Some(files))
+}
+
+fn columns_of(table: Table) -> &'static [&'static str] {
+    match table {
+        Table::ContactActivity => &["account_id", "channel_id", "contact_id", "first_at", "last_at"],
+        Table::AgentActivity => &["account_id", "channel_id", "agent_id", "first_at", "last_at"],
+        Table::ResolvedConversations => &["account_id", "channel_id", "resolved_at"],
+        Table::ProactiveMessages => &["account_id", "channel_id", "slot_start", "messages"],
+        _ => &[],
+    }
+}
+
+/// A non-null 64-bit column (integers or timestamps) as a slice.
+fn i64s<'b>(batch: &'b RecordBatch, column: &'static str, table: Table) -> Result<&'b [i64], Error> {
+    let bad = || Error::BadColumn {
+        table: table.name(),
+        column,
+    };
+    let c = batch.column_by_name(column).ok_or_else(bad)?;
+    if c.null_count() > 0 {
+        return Err(bad());
+    }
+    match c.data_type() {
+        DataType::Int64 => Ok(c.as_primitive::<Int64Type>().values()),
+        DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _) => {
+            Ok(c.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().values())
+        }
+        _ => Err(bad()),
+    }
+}
+
+fn add_rows(b: &RecordBatch, table: Table, account: i64, grain: &mut AccountGrain) -> Result<(), Error> {
+    let accounts = i64s(b, "account_id", table)?;
+    let channels = i64s(b, "channel_id", table)?;
+    let mine = |i: usize| accounts[i] == account;
+    match table {
+        Table::ContactActivity | Table::AgentActivity => {
+            let entity = i64s(
+                b,
+                if table == Table::ContactActivity {
+                    "contact_id"
+                } else {
+                    "agent_id"
+                },
+                table,
+            )?;
+            let (first, last) = (i64s(b, "first_at", table)?, i64s(b, "last_at", table)?);
+            let out = if table == Table::ContactActivity {
+                &mut grain.contacts
+            } else {
+                &mut grain.agents
+            };
+            out.extend(
+                (0..b.num_rows())
+                    .filter(|i| mine(*i))
+                    .map(|i| (channels[i], entity[i], first[i], last[i])),
+            );
+        }
+        Table::ResolvedConversations => {
+            let at = i64s(b, "resolved_at", table)?;
+            grain
+                .resolved
+                .extend((0..b.num_rows()).filter(|i| mine(*i)).map(|i| (channels[i], at[i])));
+        }
+        Table::ProactiveMessages => {
+            let (slot, n) = (i64s(b, "slot_start", table)?, i64s(b, "messages", table)?);
+            grain.proactive.extend(
+                (0..b.num_rows())
+                    .filter(|i| mine(*i))
+                    .map(|i| (channels[i], slot[i], n[i].max(0) as u64)),
+            );
+        }
+        _ => {}
     }
     Ok(())
 }

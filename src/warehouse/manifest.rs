@@ -219,6 +219,48 @@ pub fn parquet_batches(key: &str, bytes: Bytes) -> Result<impl Iterator<Item = R
     }))
 }
 
+/// The named columns of the row groups of a Parquet object (sorted by
+/// `account_id` first) whose statistics admit `account`.
+pub fn read_account_columns(key: &str, bytes: Bytes, account: i64, columns: &[&str]) -> Result<Vec<RecordBatch>> {
+    let perr = |source| Error::Parquet {
+        key: key.to_string(),
+        source,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(perr)?;
+    let schema = builder.parquet_schema();
+    let roots: Vec<usize> = (0..schema.root_schema().get_fields().len())
+        .filter(|i| columns.contains(&schema.root_schema().get_fields()[*i].name()))
+        .collect();
+    let account_column = schema.columns().iter().position(|c| c.name() == "account_id");
+    let row_groups: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, rg)| {
+            let stats = account_column.and_then(|c| rg.column(c).statistics());
+            match stats {
+                Some(parquet::file::statistics::Statistics::Int64(v)) => {
+                    v.min_opt().is_none_or(|lo| *lo <= account) && v.max_opt().is_none_or(|hi| *hi >= account)
+                }
+                _ => true,
+            }
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let mask = parquet::arrow::ProjectionMask::roots(schema, roots);
+    let reader = builder
+        .with_projection(mask)
+        .with_row_groups(row_groups)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(perr)?;
+    reader.collect::<Result<Vec<_>, _>>().map_err(|source| Error::Arrow {
+        key: key.to_string(),
+        source,
+    })
+}
+
 /// Row counts per table of a published day (from its manifests).
 pub fn rows_per_table(manifests: &[DayManifest]) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
