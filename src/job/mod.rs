@@ -282,6 +282,8 @@ pub async fn run(config: &RunConfig) -> Result<RunReport> {
     tracing::info!(
         files = rollups.files.values().sum::<u64>(),
         elapsed_ms = rollup_started.elapsed().as_millis() as u64,
+        daily_ms = rollups.daily_ms,
+        coarse_ms = rollups.coarse_ms,
         "Rollups refreshed."
     );
 

@@ -9,12 +9,12 @@
 //!   the cells of the dates it covers, never a sum of distinct counts;
 //! - platform and all-channel values are unions over channel id lists.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Days, NaiveDate};
 use chrono_tz::Tz;
 
-use crate::aggregate::ChannelDim;
+use crate::aggregate::{ChannelDim, IdBuildHasher};
 use crate::model::{MICROS_PER_DAY, UnixMicros};
 use crate::report::buckets::{self, Buckets, Interval};
 use crate::report::engine::Metric;
@@ -43,13 +43,13 @@ pub type Cells = BTreeMap<i64, Cell>;
 pub struct DailyBuilder {
     first: NaiveDate,
     buckets: Buckets,
-    cells: Vec<HashMap<i64, Cell>>,
+    cells: Vec<HashMap<i64, Cell, IdBuildHasher>>,
 }
 
 impl DailyBuilder {
     pub fn new(tz: Tz, first: NaiveDate, last: NaiveDate) -> Self {
         let buckets = buckets::buckets(tz, first, last, Interval::Daily);
-        let cells = vec![HashMap::new(); buckets.len()];
+        let cells = vec![HashMap::default(); buckets.len()];
         DailyBuilder { first, buckets, cells }
     }
 
@@ -218,24 +218,34 @@ pub fn rows(cells: &Cells, channels: &[ChannelDim], start: UnixMicros, end: Unix
     let by_id: HashMap<i64, &ChannelDim> = channels.iter().map(|c| (c.id, c)).collect();
     let mut out = Vec::new();
     let mut emit = |metric: &'static str, per_channel: BTreeMap<i64, (u64, Option<Vec<i64>>)>, distinct: bool| {
-        let mut platforms: BTreeMap<String, (u64, BTreeSet<i64>)> = BTreeMap::new();
-        let mut all = (0u64, BTreeSet::new());
+        // Per platform (and over all channels): the sum, or the union of the
+        // channels' sorted id lists.
+        let mut platforms: BTreeMap<String, (u64, Vec<i64>)> = BTreeMap::new();
+        let mut all = (0u64, Vec::new());
         for (channel, (value, ids)) in &per_channel {
             let platform = platforms.entry(platform_of(by_id.get(channel).copied())).or_default();
             platform.0 += value;
             all.0 += value;
             if let Some(ids) = ids {
-                platform.1.extend(ids);
-                all.1.extend(ids);
+                platform.1.extend_from_slice(ids);
+                all.1.extend_from_slice(ids);
             }
         }
-        let value_of = |(sum, set): &(u64, BTreeSet<i64>)| if distinct { set.len() as u64 } else { *sum };
-        if value_of(&all) > 0 {
+        let value_of = |(sum, ids): &mut (u64, Vec<i64>)| {
+            if distinct {
+                sort_distinct(ids);
+                ids.len() as u64
+            } else {
+                *sum
+            }
+        };
+        let all_value = value_of(&mut all);
+        if all_value > 0 {
             out.push(RollupRow {
                 metric,
                 group_by: RollupGroup::All,
                 group_key: None,
-                value: value_of(&all),
+                value: all_value,
                 ids: None,
             });
         }
@@ -248,13 +258,14 @@ pub fn rows(cells: &Cells, channels: &[ChannelDim], start: UnixMicros, end: Unix
                 ids,
             });
         }
-        for (platform, acc) in platforms {
-            if value_of(&acc) > 0 {
+        for (platform, mut acc) in platforms {
+            let value = value_of(&mut acc);
+            if value > 0 {
                 out.push(RollupRow {
                     metric,
                     group_by: RollupGroup::Platform,
                     group_key: Some(platform),
-                    value: value_of(&acc),
+                    value,
                     ids: None,
                 });
             }

@@ -6,7 +6,7 @@
 //!  run publishes UTC days ──► local dates they overlap (per account zone)
 //!     ──► daily files from the base grain of the UTC days around them
 //!     ──► weekly and monthly files from daily ones
-//!     ──► quarterly and yearly files from monthly ones
+//!     ──► quarterly files from monthly ones, yearly from quarterly ones
 //! ```
 //!
 //! What must always hold:
@@ -40,8 +40,9 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::aggregate::ChannelDim;
 use crate::model::UnixMicros;
 use crate::report::buckets::{Interval, day_start};
-use crate::warehouse::manifest::{DayManifest, parquet_batches, published_day};
+use crate::warehouse::manifest::{DayManifest, published_day, published_days};
 use crate::warehouse::paths::{DirtyMarkerKey, RollupKey, Table};
+use crate::warehouse::read::stream_batches;
 use crate::warehouse::{self, Warehouse};
 use cells::{Cells, DailyBuilder, RollupGroup, RollupRow};
 
@@ -52,6 +53,8 @@ pub enum Error {
     Warehouse(#[from] warehouse::Error),
     #[error("rollup {key} is not valid: {reason}")]
     BadRollup { key: String, reason: String },
+    #[error("a rollup task failed: {0}")]
+    Task(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -139,11 +142,26 @@ pub fn encode(key: &RollupKey, file: &RollupFile) -> Result<Bytes> {
     };
     let batch = RecordBatch::try_new(schema(), columns).map_err(arrow_err)?;
     let mut out = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut out, schema(), Some(warehouse::write::properties(0))).map_err(parquet_err)?;
+    let mut writer = ArrowWriter::try_new(&mut out, schema(), Some(properties())).map_err(parquet_err)?;
     writer.write(&batch).map_err(parquet_err)?;
     writer.close().map_err(parquet_err)?;
     Ok(Bytes::from(out))
+}
+
+/// Rollup files are small except for their id lists: only those are worth a
+/// zstd context (creating one per column chunk was a visible cost).
+fn properties() -> parquet::file::properties::WriterProperties {
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::schema::types::ColumnPath;
+    parquet::file::properties::WriterProperties::builder()
+        .set_compression(Compression::UNCOMPRESSED)
+        .set_column_compression(
+            ColumnPath::new(vec!["ids".into(), "list".into(), "item".into()]),
+            Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")),
+        )
+        .set_dictionary_enabled(false)
+        .set_created_by(format!("account-usage {}", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
 /// Decodes a rollup file; without `with_ids`, id lists are not read.
@@ -257,6 +275,9 @@ pub struct AccountSpec {
 pub struct RefreshReport {
     /// Files written per interval.
     pub files: BTreeMap<&'static str, u64>,
+    /// Time spent on daily buckets (from the base grain) and on coarser ones.
+    pub daily_ms: u64,
+    pub coarse_ms: u64,
 }
 
 /// Recomputes, for every account, the buckets of every interval that hold a
@@ -284,6 +305,7 @@ pub async fn refresh(
         })
         .collect();
 
+    let started = std::time::Instant::now();
     // Daily buckets from the base grain, a window of dates at a time.
     let all: BTreeSet<NaiveDate> = dates.iter().flatten().copied().collect();
     let mut pending: Vec<NaiveDate> = all.into_iter().collect();
@@ -301,28 +323,52 @@ pub async fn refresh(
         *report.files.entry(Interval::Daily.as_str()).or_default() += files;
     }
 
-    // Coarser buckets from finer rollups.
-    for (interval, from) in [
-        (Interval::Weekly, Interval::Daily),
-        (Interval::Monthly, Interval::Daily),
-        (Interval::Quarterly, Interval::Monthly),
-        (Interval::Yearly, Interval::Monthly),
-    ] {
-        let mut jobs = Vec::new();
-        for (account, dates) in accounts.iter().zip(&dates) {
-            let periods: BTreeSet<NaiveDate> = dates
+    report.daily_ms = started.elapsed().as_millis() as u64;
+    let started = std::time::Instant::now();
+    // Coarser buckets from finer rollups; only parts that can hold data (a
+    // published UTC day overlaps them) are read.
+    let mut published = published_days(warehouse).await?;
+    published.extend(own.keys().copied());
+    let published = Arc::new(published);
+    // One task per account (accounts run on every core); within an account,
+    // weeks and months come from daily files, quarters from months, years
+    // from quarters.
+    let tasks = accounts.iter().zip(&dates).map(|(account, dates)| {
+        let (warehouse, published, account) = (warehouse.clone(), published.clone(), account.clone());
+        let periods = |interval: Interval| -> BTreeSet<NaiveDate> {
+            dates
                 .iter()
                 .filter_map(|d| interval.period_of(*d).map(|p| p.0))
-                .collect();
-            jobs.extend(periods.into_iter().map(|p| (account, p)));
+                .collect()
+        };
+        let plan: Vec<(Interval, Interval, BTreeSet<NaiveDate>)> = [
+            (Interval::Weekly, Interval::Daily),
+            (Interval::Monthly, Interval::Daily),
+            (Interval::Quarterly, Interval::Monthly),
+            (Interval::Yearly, Interval::Quarterly),
+        ]
+        .into_iter()
+        .map(|(interval, from)| (interval, from, periods(interval)))
+        .collect();
+        tokio::spawn(async move {
+            let mut written = Vec::new();
+            for (interval, from, periods) in plan {
+                for period in periods {
+                    coarse(&warehouse, &published, &account, interval, from, period).await?;
+                    written.push(interval.as_str());
+                }
+            }
+            Ok::<_, Error>(written)
+        })
+    });
+    let results: Vec<_> = futures::stream::iter(tasks).buffer_unordered(8).collect().await;
+    for result in results {
+        let written = result.map_err(|e| Error::Task(e.to_string()))??;
+        for interval in written {
+            *report.files.entry(interval).or_default() += 1;
         }
-        let written: Vec<()> = futures::stream::iter(jobs)
-            .map(|(account, period)| coarse(warehouse, account, interval, from, period))
-            .buffer_unordered(4)
-            .try_collect()
-            .await?;
-        *report.files.entry(interval.as_str()).or_default() += written.len() as u64;
     }
+    report.coarse_ms = started.elapsed().as_millis() as u64;
     Ok(report)
 }
 
@@ -358,14 +404,18 @@ async fn daily_window(
                 Table::ProactiveMessages,
             ] {
                 for file in manifest.files_of(table) {
-                    let Some(bytes) = warehouse.get(&file.key).await? else {
+                    let Some(mut batches) = stream_batches(warehouse, &file.key).await? else {
                         return Err(Error::BadRollup {
                             key: file.key.clone(),
                             reason: "a published base file is missing".into(),
                         });
                     };
-                    for batch in parquet_batches(&file.key, bytes)? {
-                        feed(&batch?, table, &slot, &mut builders).map_err(|reason| Error::BadRollup {
+                    while let Some(batch) = batches.next().await {
+                        let batch = batch.map_err(|source| warehouse::Error::Parquet {
+                            key: file.key.clone(),
+                            source,
+                        })?;
+                        feed(&batch, table, &slot, &mut builders).map_err(|reason| Error::BadRollup {
                             key: file.key.clone(),
                             reason,
                         })?;
@@ -391,11 +441,18 @@ async fn daily_window(
         }
     }
     let n = puts.len() as u64;
-    futures::stream::iter(puts)
-        .map(|(key, file)| write(warehouse, key, file))
+    // Encoding is CPU work: spread the files over every core.
+    let results: Vec<_> = futures::stream::iter(puts)
+        .map(|(key, file)| {
+            let warehouse = warehouse.clone();
+            tokio::spawn(async move { write(&warehouse, key, file).await })
+        })
         .buffer_unordered(IO_CONCURRENCY)
-        .try_collect::<Vec<()>>()
-        .await?;
+        .collect()
+        .await;
+    for result in results {
+        result.map_err(|e| Error::Task(e.to_string()))??;
+    }
     Ok(n)
 }
 
@@ -489,16 +546,24 @@ fn feed(
 /// Recomputes one coarse bucket from the finer buckets inside it.
 async fn coarse(
     warehouse: &Warehouse,
+    published: &BTreeSet<NaiveDate>,
     account: &AccountSpec,
     interval: Interval,
     from: Interval,
     period: NaiveDate,
 ) -> Result<()> {
     let (first, last) = interval.period_of(period).expect("not hourly");
+    // A part's local dates overlap UTC days from the day before its first to
+    // the day after its last; parts with no published day there hold nothing.
+    let has_data = |p: NaiveDate| {
+        let (a, b) = from.period_of(p).expect("not hourly");
+        published.range(a - Days::new(1)..=b + Days::new(1)).next().is_some()
+    };
     let parts: BTreeSet<NaiveDate> = first
         .iter_days()
         .take_while(|d| *d <= last)
         .filter_map(|d| from.period_of(d).map(|p| p.0))
+        .filter(|p| has_data(*p))
         .collect();
     let keys: Vec<RollupKey> = parts
         .into_iter()

@@ -13,6 +13,7 @@
 
 pub mod manifest;
 pub mod paths;
+pub mod read;
 pub mod tables;
 pub mod write;
 
