@@ -165,10 +165,7 @@ impl Grouping {
     pub fn new(group_by: GroupBy, channels: &[ChannelDim]) -> Self {
         Grouping {
             group_by,
-            platforms: channels
-                .iter()
-                .map(|c| (c.id, c.platform.clone().unwrap_or_else(|| "unknown".into())))
-                .collect(),
+            platforms: channels.iter().map(|c| (c.id, platform_of(Some(c)))).collect(),
         }
     }
 
@@ -179,7 +176,7 @@ impl Grouping {
                 self.platforms
                     .get(&channel)
                     .cloned()
-                    .unwrap_or_else(|| "unknown".into()),
+                    .unwrap_or_else(|| platform_of(None)),
             ),
         }
     }
@@ -416,9 +413,7 @@ pub fn channel_values(query: &Query, channels: &[ChannelDim], grouping: &Groupin
     let wanted = |channel: i64| query.channels.as_ref().is_none_or(|set| set.contains(&channel));
     connected_channels(
         buckets::buckets(query.tz, query.from, query.to, query.interval),
-        channels
-            .iter()
-            .filter(|c| wanted(c.id) && c.environment.as_deref() == Some("production")),
+        channels.iter().filter(|c| wanted(c.id)),
         &|c| grouping.of(c),
     )
 }
@@ -483,14 +478,27 @@ pub fn assemble(query: &Query, channels: &[ChannelDim], values: Vec<(Metric, Met
     }
 }
 
+/// Whether a channel counts in the `channels` metric of `[start, end)`
+/// (DESIGN.md §2): production, and connected during the interval.
+pub fn counts_as_connected(c: &ChannelDim, start: UnixMicros, end: UnixMicros) -> bool {
+    c.environment.as_deref() == Some("production")
+        && c.connected_at.is_some_and(|at| at < end)
+        && c.disconnected_at.is_none_or(|d| d > start)
+}
+
+/// The group name of a channel grouped by platform.
+pub fn platform_of(channel: Option<&ChannelDim>) -> String {
+    channel
+        .and_then(|c| c.platform.clone())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn connected_channels<'a>(
     buckets: Buckets,
     channels: impl Iterator<Item = &'a ChannelDim>,
     group_of: &dyn Fn(i64) -> Group,
 ) -> MetricValues {
-    let connected = |c: &ChannelDim, start: UnixMicros, end: UnixMicros| {
-        c.connected_at.is_some_and(|at| at < end) && c.disconnected_at.is_none_or(|d| d > start)
-    };
+    let connected = counts_as_connected;
     let mut cells: HashMap<(usize, Group), u64> = HashMap::new();
     let mut totals: HashMap<Group, u64> = HashMap::new();
     let mut grand = 0;

@@ -376,23 +376,11 @@ fn columns_of(table: Table) -> &'static [&'static str] {
     }
 }
 
-/// A non-null 64-bit column (integers or timestamps) as a slice.
 fn i64s<'b>(batch: &'b RecordBatch, column: &'static str, table: Table) -> Result<&'b [i64], Error> {
-    let bad = || Error::BadColumn {
+    crate::warehouse::tables::i64_values(batch, column).map_err(|_| Error::BadColumn {
         table: table.name(),
         column,
-    };
-    let c = batch.column_by_name(column).ok_or_else(bad)?;
-    if c.null_count() > 0 {
-        return Err(bad());
-    }
-    match c.data_type() {
-        DataType::Int64 => Ok(c.as_primitive::<Int64Type>().values()),
-        DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, _) => {
-            Ok(c.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().values())
-        }
-        _ => Err(bad()),
-    }
+    })
 }
 
 fn add_rows(b: &RecordBatch, table: Table, account: i64, grain: &mut AccountGrain) -> Result<(), Error> {

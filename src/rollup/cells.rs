@@ -17,7 +17,7 @@ use chrono_tz::Tz;
 use crate::aggregate::{ChannelDim, IdBuildHasher};
 use crate::model::{MICROS_PER_DAY, UnixMicros};
 use crate::report::buckets::{self, Buckets, Interval};
-use crate::report::engine::Metric;
+use crate::report::engine::{Metric, counts_as_connected, platform_of};
 
 /// What one channel did in one bucket. Id lists are sorted and distinct.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -195,20 +195,6 @@ pub struct RollupRow {
     pub value: u64,
     /// Channel rows of distinct metrics: the ids counted.
     pub ids: Option<Vec<i64>>,
-}
-
-/// The platform a channel is grouped under (as the report engine does).
-pub fn platform_of(channel: Option<&ChannelDim>) -> String {
-    channel
-        .and_then(|c| c.platform.clone())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// Whether a production channel counts in `[start, end)` (DESIGN.md §2).
-pub fn counts_as_connected(c: &ChannelDim, start: UnixMicros, end: UnixMicros) -> bool {
-    c.environment.as_deref() == Some("production")
-        && c.connected_at.is_some_and(|at| at < end)
-        && c.disconnected_at.is_none_or(|d| d > start)
 }
 
 /// The rows of one bucket: every metric by channel (with id lists for the

@@ -481,14 +481,7 @@ fn feed(
     slot: &HashMap<i64, usize>,
     builders: &mut [DailyBuilder],
 ) -> std::result::Result<(), String> {
-    let col = |name: &str| -> std::result::Result<&[i64], String> {
-        let c = batch.column_by_name(name).ok_or_else(|| format!("no column {name}"))?;
-        match c.data_type() {
-            DataType::Int64 => Ok(c.as_primitive::<Int64Type>().values()),
-            DataType::Timestamp(TimeUnit::Microsecond, _) => Ok(c.as_primitive::<TimestampMicrosecondType>().values()),
-            other => Err(format!("column {name} is {other}")),
-        }
-    };
+    let col = |name: &str| crate::warehouse::tables::i64_values(batch, name);
     let accounts = col("account_id")?;
     let channels = col("channel_id")?;
     let mut last: Option<(i64, Option<usize>)> = None;

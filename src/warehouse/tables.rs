@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use arrow::error::ArrowError;
 
 use super::paths::Table;
@@ -83,6 +83,22 @@ static SCHEMAS: LazyLock<[SchemaRef; 7]> = LazyLock::new(|| {
         ]),
     ]
 });
+
+/// A non-null 64-bit column (integers or timestamps) of a batch, as a slice;
+/// the error says what is wrong with it.
+pub fn i64_values<'b>(batch: &'b RecordBatch, column: &str) -> Result<&'b [i64], String> {
+    let c = batch
+        .column_by_name(column)
+        .ok_or_else(|| format!("no column {column}"))?;
+    if c.null_count() > 0 {
+        return Err(format!("column {column} has nulls"));
+    }
+    match c.data_type() {
+        DataType::Int64 => Ok(c.as_primitive::<Int64Type>().values()),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => Ok(c.as_primitive::<TimestampMicrosecondType>().values()),
+        other => Err(format!("column {column} is {other}")),
+    }
+}
 
 pub fn schema(table: Table) -> SchemaRef {
     let i = Table::ALL
