@@ -77,6 +77,7 @@ pub(crate) async fn world() -> &'static World {
                 "--seed",
                 "5",
             ]);
+            crate::run::Src::Lite(source.clone()).exec(&midnight_straddlers()).await;
             let to = (wh::day(SEED_START) + chrono::Days::new(SEED_DAYS - 1)).to_string();
             common::run_ok(&[
                 "run",
@@ -98,6 +99,43 @@ pub(crate) async fn world() -> &'static World {
             }
         })
         .await
+}
+
+/// Contacts and agents active five minutes either side of a local midnight
+/// that cuts a UTC hour (Kathmandu 18:15Z, Kolkata 18:30Z, Lord Howe 13:30Z
+/// after its DST ends), so that only an hour's first *and* last instant place
+/// them in both local days. The seeded data's nights are too quiet to be
+/// relied on for this.
+fn midnight_straddlers() -> String {
+    let mut sql = String::new();
+    let mut id = 990_000_000i64;
+    for (account, zone, days) in [
+        (1, "Asia/Kathmandu", ["2026-01-15", "2026-02-28", "2026-03-31"]),
+        (2, "Asia/Kolkata", ["2026-01-31", "2026-02-11", "2026-03-16"]),
+        (4, "Australia/Lord_Howe", ["2026-04-06", "2026-04-07", "2026-04-08"]),
+    ] {
+        let tz: Tz = zone.parse().unwrap();
+        for day in days {
+            let midnight = account_usage::report::buckets::day_start(&tz, wh::day(day));
+            assert_ne!(midnight % 3_600_000_000, 0, "{zone} {day}: midnight must cut a UTC hour");
+            for at in [midnight - 300_000_000, midnight + 300_000_000] {
+                id += 1;
+                let contact = 990_000 + account;
+                sql.push_str(&format!(
+                    "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+                     SELECT {id}, account_id, conversation_id, channel_id, {contact}, 'inbound', 'contact', NULL, {at}, {at}
+                     FROM messages WHERE account_id = {account} ORDER BY id LIMIT 1;\n"
+                ));
+                id += 1;
+                sql.push_str(&format!(
+                    "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+                     SELECT {id}, account_id, conversation_id, channel_id, contact_id, 'outbound', 'agent', agent_id, {at}, {at}
+                     FROM messages WHERE account_id = {account} AND agent_id IS NOT NULL ORDER BY id DESC LIMIT 1;\n"
+                ));
+            }
+        }
+    }
+    sql
 }
 
 fn published_bounds() -> (i64, i64) {
