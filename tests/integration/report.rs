@@ -115,22 +115,27 @@ fn midnight_straddlers() -> String {
         (4, "Australia/Lord_Howe", ["2026-04-06", "2026-04-07", "2026-04-08"]),
     ] {
         let tz: Tz = zone.parse().unwrap();
-        for day in days {
+        for (n, day) in days.into_iter().enumerate() {
+            // A new contact and agent each time: active nowhere else.
+            let entity = 990_000 + account * 100 + n as i64;
             let midnight = account_usage::report::buckets::day_start(&tz, wh::day(day));
-            assert_ne!(midnight % 3_600_000_000, 0, "{zone} {day}: midnight must cut a UTC hour");
+            assert_ne!(
+                midnight % 3_600_000_000,
+                0,
+                "{zone} {day}: midnight must cut a UTC hour"
+            );
             for at in [midnight - 300_000_000, midnight + 300_000_000] {
                 id += 1;
-                let contact = 990_000 + account;
                 sql.push_str(&format!(
                     "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
-                     SELECT {id}, account_id, conversation_id, channel_id, {contact}, 'inbound', 'contact', NULL, {at}, {at}
+                     SELECT {id}, account_id, conversation_id, channel_id, {entity}, 'inbound', 'contact', NULL, {at}, {at}
                      FROM messages WHERE account_id = {account} ORDER BY id LIMIT 1;\n"
                 ));
                 id += 1;
                 sql.push_str(&format!(
                     "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
-                     SELECT {id}, account_id, conversation_id, channel_id, contact_id, 'outbound', 'agent', agent_id, {at}, {at}
-                     FROM messages WHERE account_id = {account} AND agent_id IS NOT NULL ORDER BY id DESC LIMIT 1;\n"
+                     SELECT {id}, account_id, conversation_id, channel_id, contact_id, 'outbound', 'agent', {entity}, {at}, {at}
+                     FROM messages WHERE account_id = {account} ORDER BY id LIMIT 1;\n"
                 ));
             }
         }
