@@ -28,7 +28,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, Int64Builder, ListBuilder, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use chrono::{Days, NaiveDate};
 use chrono_tz::Tz;
@@ -188,27 +188,19 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool) -> Result<RollupFil
                 .column_by_name(name)
                 .ok_or_else(|| bad(format!("no column {name}")))
         };
-        let zone = column("time_zone")?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| bad("time_zone".into()))?;
-        let start = column("bucket_start")?
-            .as_primitive_opt::<TimestampMicrosecondType>()
-            .ok_or_else(|| bad("bucket_start".into()))?;
-        let end = column("bucket_end")?
-            .as_primitive_opt::<TimestampMicrosecondType>()
-            .ok_or_else(|| bad("bucket_end".into()))?;
-        let metric = column("metric")?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| bad("metric".into()))?;
-        let group_by = column("group_by")?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| bad("group_by".into()))?;
-        let group_key = column("group_key")?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| bad("group_key".into()))?;
-        let value = column("value")?
-            .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| bad("value".into()))?;
+        let text = |name: &str| {
+            column(name)?
+                .as_string_opt::<i32>()
+                .ok_or_else(|| bad(format!("column {name} is not text")))
+        };
+        let int = |name: &str| crate::warehouse::tables::i64_values(&batch, name).map_err(&bad);
+        let (zone, metric, group_by, group_key) = (
+            text("time_zone")?,
+            text("metric")?,
+            text("group_by")?,
+            text("group_key")?,
+        );
+        let (start, end, value) = (int("bucket_start")?, int("bucket_end")?, int("value")?);
         let ids = if with_ids {
             Some(column("ids")?.as_list_opt::<i32>().ok_or_else(|| bad("ids".into()))?)
         } else {
@@ -217,8 +209,8 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool) -> Result<RollupFil
         for i in 0..batch.num_rows() {
             if file.time_zone.is_empty() {
                 file.time_zone = zone.value(i).to_string();
-                file.start = start.value(i);
-                file.end = end.value(i);
+                file.start = start[i];
+                file.end = end[i];
             }
             let metric = known_metric(metric.value(i)).ok_or_else(|| bad(format!("metric {:?}", metric.value(i))))?;
             let group_by = RollupGroup::parse(group_by.value(i)).ok_or_else(|| bad("group_by".into()))?;
@@ -230,7 +222,7 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool) -> Result<RollupFil
                 metric,
                 group_by,
                 group_key: group_key.is_valid(i).then(|| group_key.value(i).to_string()),
-                value: value.value(i).max(0) as u64,
+                value: value[i].max(0) as u64,
                 ids,
             });
         }
