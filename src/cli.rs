@@ -4,14 +4,17 @@
 //! fallback. Anything wrong with the input becomes a [`UsageError`], which
 //! `main` turns into a one-line message and exit code 2.
 
+use std::io::IsTerminal;
+use std::time::Duration;
+
 use chrono::{NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::job::RunConfig;
+use crate::job::{ProgressMode, RunConfig};
 use crate::seed::{SeedConfig, SeedParams};
-use crate::source::SourceUrl;
-use crate::warehouse::WarehouseUrl;
+use crate::source::{SourceSettings, SourceUrl};
 use crate::warehouse::paths::ShardSpec;
+use crate::warehouse::{StoreSettings, WarehouseUrl};
 
 /// Input the user can fix: a bad flag value or a bad combination of flags.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +36,13 @@ Examples:
   PGPASSWORD=… account-usage seed --source postgres://app@localhost/ops
 
 Logging: RUST_LOG sets the level (default: info); logs go to stderr.
-Exit codes: 0 success, 1 runtime failure, 2 bad input.";
+
+Exit codes (the same table drives the Kubernetes podFailurePolicy):
+  0    success
+  1    a failure that a retry may fix (database or store unreachable, timeout)
+  2    bad input or configuration (flags, URLs, a missing source file,
+       a bucket that does not exist, refused credentials): do not retry
+  143  stopped by SIGTERM or SIGINT: nothing was published after the signal";
 
 /// Account usage: the nightly ETL job and report engine behind the Account
 /// usage report (unique monthly contacts, resolved conversations, active
@@ -204,10 +213,61 @@ pub struct RunArgs {
     /// spilled to --spill-dir (about 100 bytes each).
     #[arg(long, env = "MAX_ENTRIES_IN_MEMORY", default_value_t = 250_000, value_parser = clap::value_parser!(u64).range(1000..))]
     pub max_entries_in_memory: u64,
+
+    /// Longest wait for one connection to the source (e.g. 10s, 500ms); a
+    /// refused connection or unknown host fails at once.
+    #[arg(long, env = "SOURCE_CONNECT_TIMEOUT", default_value = "10s", value_name = "DUR", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Longest one source statement may run, on the server and on the
+    /// client (a server that stops answering fails the run after this).
+    #[arg(long, env = "SOURCE_STATEMENT_TIMEOUT", default_value = "30m", value_name = "DUR", value_parser = parse_duration)]
+    pub statement_timeout: Duration,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Prometheus Pushgateway to push the run's metrics to when it ends,
+    /// success or failure, e.g. http://pushgateway:9091 [default: off].
+    #[arg(long, env = "PUSHGATEWAY_URL", value_name = "URL")]
+    pub pushgateway_url: Option<String>,
+}
+
+/// Timeouts and retries of every request to a cloud warehouse.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Longest one object-store request may take, body included.
+    #[arg(long, env = "STORE_REQUEST_TIMEOUT", default_value = "30s", value_name = "DUR", value_parser = parse_duration)]
+    pub store_request_timeout: Duration,
+
+    /// Longest wait for a connection to the object store.
+    #[arg(long, env = "STORE_CONNECT_TIMEOUT", default_value = "5s", value_name = "DUR", value_parser = parse_duration)]
+    pub store_connect_timeout: Duration,
+
+    /// Retries of a failed object-store request (5xx, timeouts, connection
+    /// errors), with exponential backoff from 100 ms to 5 s.
+    #[arg(long, env = "STORE_MAX_RETRIES", default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub store_max_retries: u32,
+
+    /// No retry starts later than this after a request's first attempt.
+    #[arg(long, env = "STORE_RETRY_TIMEOUT", default_value = "60s", value_name = "DUR", value_parser = parse_duration)]
+    pub store_retry_timeout: Duration,
+}
+
+impl StoreArgs {
+    pub fn settings(&self) -> StoreSettings {
+        StoreSettings {
+            request_timeout: self.store_request_timeout,
+            connect_timeout: self.store_connect_timeout,
+            max_retries: self.store_max_retries as usize,
+            retry_timeout: self.store_retry_timeout,
+        }
+    }
 }
 
 impl RunArgs {
-    pub fn validate(self) -> Result<RunConfig, UsageError> {
+    /// `log_format` decides the progress display: a bar only for people.
+    pub fn validate(self, log_format: LogFormat) -> Result<RunConfig, UsageError> {
         let source: SourceUrl = self.source.parse().map_err(|e| UsageError(format!("--source: {e}")))?;
         let warehouse: WarehouseUrl = self
             .warehouse
@@ -238,6 +298,26 @@ impl RunArgs {
         {
             return Err(UsageError("--accounts needs at least one id".into()));
         }
+        let pushgateway = match self.pushgateway_url.as_deref().filter(|u| !u.is_empty()) {
+            None => None,
+            Some(raw) => {
+                let url = url::Url::parse(raw)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                    .ok_or_else(|| {
+                        UsageError(format!(
+                            "--pushgateway-url: expected http://host:port or https://host:port, got {:?}",
+                            crate::source::redact(raw)
+                        ))
+                    })?;
+                Some(url)
+            }
+        };
+        let progress = if log_format == LogFormat::Text && std::io::stderr().is_terminal() {
+            ProgressMode::Bar
+        } else {
+            ProgressMode::Log
+        };
         Ok(RunConfig {
             source,
             warehouse,
@@ -252,6 +332,13 @@ impl RunArgs {
             dry_run: self.dry_run,
             spill_dir: self.spill_dir.unwrap_or_else(std::env::temp_dir),
             max_entries_in_memory: self.max_entries_in_memory as usize,
+            source_settings: SourceSettings {
+                connect_timeout: self.connect_timeout,
+                statement_timeout: self.statement_timeout,
+            },
+            store: self.store.settings(),
+            pushgateway,
+            progress,
         })
     }
 }
@@ -369,6 +456,9 @@ pub struct ReportArgs {
     /// printed once.
     #[arg(long, env = "REPORT_REPEAT", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000), value_name = "N")]
     pub repeat: u32,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -405,11 +495,31 @@ impl ReportArgs {
                 channels: self.channels,
                 metrics: self.metrics,
                 base_grain_only: self.base_grain,
+                store: self.store.settings(),
             },
             self.format,
             self.repeat,
         ))
     }
+}
+
+/// Parses a duration such as `500ms`, `10s`, `30m` or `2h` (for clap).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("expected a duration such as 500ms, 10s, 30m or 2h, got {s:?}");
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
+        "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
+        _ => return Err(bad()),
+    };
+    if d.is_zero() {
+        return Err(format!("a duration must be more than zero, got {s:?}"));
+    }
+    Ok(d)
 }
 
 /// Parses a `YYYY-MM-DD` date (for clap).
@@ -483,7 +593,7 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!("parsed as run")
         };
-        run.validate()
+        run.validate(LogFormat::Json)
     }
 
     #[test]
@@ -508,5 +618,23 @@ mod tests {
         let c = run_config(&["--date", "2026-03-01", "--accounts", "3,1"]).unwrap();
         assert_eq!(c.accounts, Some(vec![3, 1]));
         assert_eq!(c.shard, ShardSpec::WHOLE);
+        assert_eq!(c.source_settings, SourceSettings::default());
+        assert_eq!(c.store, StoreSettings::default());
+        assert_eq!(c.progress, ProgressMode::Log);
+        assert!(run_config(&["--pushgateway-url", "gw:9091"]).is_err());
+        let c = run_config(&["--pushgateway-url", "http://gw:9091", "--statement-timeout", "2s"]).unwrap();
+        assert_eq!(c.pushgateway.unwrap().as_str(), "http://gw:9091/");
+        assert_eq!(c.source_settings.statement_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn durations_parse_with_their_unit() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "10", "s", "1.5s", "-1s", "0s", "10d", "99999999999999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 }

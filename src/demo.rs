@@ -16,7 +16,7 @@ use crate::warehouse::paths::ShardSpec;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("preparing {path} failed: {source}")]
+    #[error("preparing {path} failed")]
     Prepare { path: String, source: std::io::Error },
     #[error(transparent)]
     Seed(#[from] seed::Error),
@@ -36,7 +36,7 @@ pub struct DemoConfig {
 }
 
 /// Runs the demo; returns the text to print.
-pub async fn demo(config: &DemoConfig) -> Result<String, Error> {
+pub async fn demo(config: &DemoConfig, gate: &crate::warehouse::gate::WriteGate) -> Result<String, Error> {
     let started = Instant::now();
     let prepare = |path: &std::path::Path| {
         let path = path.to_path_buf();
@@ -84,18 +84,25 @@ pub async fn demo(config: &DemoConfig) -> Result<String, Error> {
     .await?;
 
     tracing::info!(warehouse = %warehouse_dir.display(), "Demo: running the job for every day.");
-    let run = job::run(&RunConfig {
-        source,
-        warehouse: WarehouseUrl::Local(warehouse_dir.clone()),
-        days: start.iter_days().take(days as usize).collect(),
-        accounts: None,
-        shard: ShardSpec::WHOLE,
-        max_late_days: 7,
-        parallel: config.parallel,
-        dry_run: false,
-        spill_dir: std::env::temp_dir(),
-        max_entries_in_memory: 250_000,
-    })
+    let run = job::run(
+        &RunConfig {
+            source,
+            warehouse: WarehouseUrl::Local(warehouse_dir.clone()),
+            days: start.iter_days().take(days as usize).collect(),
+            accounts: None,
+            shard: ShardSpec::WHOLE,
+            max_late_days: 7,
+            parallel: config.parallel,
+            dry_run: false,
+            spill_dir: std::env::temp_dir(),
+            max_entries_in_memory: 250_000,
+            source_settings: Default::default(),
+            store: Default::default(),
+            pushgateway: None,
+            progress: job::ProgressMode::Log,
+        },
+        gate,
+    )
     .await?;
 
     let mut out = String::new();
@@ -124,6 +131,7 @@ pub async fn demo(config: &DemoConfig) -> Result<String, Error> {
         channels: Vec::new(),
         metrics: Vec::new(),
         base_grain_only: false,
+        store: Default::default(),
     })
     .await?;
     out.push('\n');

@@ -1,14 +1,32 @@
 //! The `account-usage` binary: parse flags, set up logging, dispatch, and map
-//! every error to an exit code in one place (0 ok, 1 failure, 2 bad input).
+//! every error to an exit code in one place:
+//!
+//! | code | meaning |
+//! | --- | --- |
+//! | 0 | success |
+//! | 1 | a failure that a retry may fix (database or store unreachable, timeout) |
+//! | 2 | bad input or configuration (flags, URLs, a missing source file, a missing bucket, refused credentials) |
+//! | 143 | stopped by SIGTERM or SIGINT |
+//!
+//! Every error is one line on stderr, each cause once.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use clap::error::ErrorKind;
 
 use account_usage::cli::{Cli, Command, LogFormat, ReportFormat, UsageError};
-use account_usage::{demo, job, report, seed};
+use account_usage::warehouse::gate::WriteGate;
+use account_usage::{demo, job, report, seed, source, warehouse};
+
+/// What a signal makes of a command that is not `run` (which stops itself).
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by a signal")]
+struct Stopped;
+
+const EXIT_STOPPED: u8 = 143;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -23,30 +41,150 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
+    let gate = WriteGate::new();
+    // Handlers are installed before any work starts, so an early signal is
+    // handled like a late one.
+    let signals = {
+        let _entered = runtime.enter();
+        Signals::install()
+    };
+    let code = runtime.block_on(async {
+        match signals {
+            Ok(signals) => drop(tokio::spawn(signals.close_gate_on_signal(gate.clone()))),
+            Err(e) => tracing::warn!(error = %e, "Cannot handle SIGTERM/SIGINT; they stop the process at once."),
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+        match dispatch(cli, &gate).await {
+            Ok(()) => 0,
+            Err(e) => {
+                let code = exit_code(&e);
+                // An input error's own sentence is the whole story.
+                let message = match e.downcast_ref::<UsageError>() {
+                    Some(usage) => usage.to_string(),
+                    None => each_cause_once(&e),
+                };
+                eprintln!("error: {}", one_line(&message));
+                code
+            }
         }
+    });
+    // Tasks still running (aborted uploads, refused writes) get a moment.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    ExitCode::from(code)
+}
+
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Closes the gate at the first signal: from then on nothing is written.
+    async fn close_gate_on_signal(mut self, gate: WriteGate) {
+        let name = tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        };
+        tracing::warn!(
+            signal = name,
+            "Stopping: nothing more is written; unfinished uploads are aborted."
+        );
+        gate.close();
     }
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+/// The exit code of a failed command (see the module docs). Wrappers that
+/// are `#[error(transparent)]` hide their inner error from the chain, so
+/// each layer's error is asked through its own method.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if cause.is::<UsageError>() {
+            return 2;
+        }
+        if cause.is::<Stopped>() {
+            return EXIT_STOPPED;
+        }
+        let job_error = cause
+            .downcast_ref::<job::Error>()
+            .or_else(|| match cause.downcast_ref() {
+                Some(demo::Error::Run(j)) => Some(j),
+                _ => None,
+            });
+        if let Some(j) = job_error {
+            if j.is_stopped() {
+                return EXIT_STOPPED;
+            }
+            if j.is_bad_input() {
+                return 2;
+            }
+        }
+        let bad_input = cause
+            .downcast_ref::<report::Error>()
+            .is_some_and(report::Error::is_input)
+            || cause
+                .downcast_ref::<source::Error>()
+                .is_some_and(source::Error::is_bad_input)
+            || cause
+                .downcast_ref::<warehouse::Error>()
+                .is_some_and(warehouse::Error::is_bad_input)
+            || matches!(cause.downcast_ref(), Some(seed::Error::Source(s)) if s.is_bad_input());
+        if bad_input {
+            return 2;
+        }
+    }
+    1
+}
+
+/// The error and its causes, joined by ": ". Our errors name only their own
+/// step, but some libraries' messages (sqlx, object_store) repeat their
+/// source's text; a cause already said is left out.
+fn each_cause_once(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Stores answer with multi-line bodies (XML, say); the contract is one line.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Runs a command that has no stop logic of its own until the gate closes.
+async fn until_stopped<T>(gate: &WriteGate, work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::select! {
+        result = work => result,
+        () = gate.closed() => Err(Stopped.into()),
+    }
+}
+
+async fn dispatch(cli: Cli, gate: &WriteGate) -> anyhow::Result<()> {
+    let log_format = cli.log_format;
     match cli.command {
         Command::Seed(args) => {
             let config = args.validate()?;
-            let report = seed::seed(&config).await.context("seed failed")?;
+            let report = until_stopped(gate, async { seed::seed(&config).await.context("seed failed") }).await?;
             print!("{}", report.summary());
         }
         Command::Run(args) => {
-            let config = args.validate()?;
+            let config = args.validate(log_format)?;
             let dry_run = config.dry_run;
-            let report = job::run(&config).await.context("run failed")?;
+            let report = job::run(&config, gate).await.context("run failed")?;
             if !dry_run {
                 print!("{}", report.summary());
             }
@@ -57,7 +195,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let mut last = None;
             for _ in 0..repeat {
                 let started = std::time::Instant::now();
-                last = Some(match report::report(&request).await {
+                let answer = until_stopped(gate, async { Ok(report::report(&request).await) }).await?;
+                last = Some(match answer {
                     Ok(r) => r,
                     Err(e) if e.is_input() => return Err(UsageError(e.to_string()).into()),
                     Err(e) => return Err(anyhow::Error::new(e).context("report failed")),
@@ -93,7 +232,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 messages_per_day: args.messages_per_day,
                 parallel: args.parallel as usize,
             };
-            print!("{}", demo::demo(&config).await.context("demo failed")?);
+            print!("{}", demo::demo(&config, gate).await.context("demo failed")?);
         }
     }
     Ok(())
@@ -112,14 +251,25 @@ fn clap_exit(e: clap::Error) -> ExitCode {
             ExitCode::from(2)
         }
         _ => {
-            let rendered = e.render().to_string();
-            let first = rendered
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("error: invalid arguments");
-            eprintln!("{first} (see --help)");
+            eprintln!("{} (see --help)", clap_one_line(&e.render().to_string()));
             ExitCode::from(2)
         }
+    }
+}
+
+/// clap's message up to its usage block, on one line: a missing or
+/// conflicting argument keeps its name ("…were not provided: --source <URL>").
+fn clap_one_line(rendered: &str) -> String {
+    let message: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if message.is_empty() {
+        "error: invalid arguments".to_string()
+    } else {
+        message.join(" ")
     }
 }
 

@@ -8,10 +8,16 @@
 //! - rows are streamed into a callback, never collected: memory does not grow
 //!   with the size of a day;
 //! - values are passed on raw ([`RawMessage`], [`RawEvent`]): judging them is
-//!   the aggregate stage's job.
+//!   the aggregate stage's job;
+//! - every query is bounded by the source's statement timeout on the client
+//!   too, so a server that stops answering (a frozen host, a cut network)
+//!   fails the run with [`Error::Timeout`] instead of hanging it.
 
 mod postgres;
 mod sqlite;
+
+use std::future::Future;
+use std::time::Duration;
 
 use chrono::NaiveDate;
 
@@ -22,10 +28,19 @@ use crate::source::SourceDb;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("extract query {query} failed: {source}")]
+    #[error("extract query {query} failed")]
     Query { query: &'static str, source: sqlx::Error },
     #[error("malformed COPY data from {query}: {reason}")]
     Copy { query: &'static str, reason: String },
+    #[error("extract query {query} got no answer within {}s (--statement-timeout)", .after.as_secs_f64())]
+    Timeout { query: &'static str, after: Duration },
+}
+
+/// Runs one query's future within the statement timeout.
+async fn bounded<T>(limit: Duration, query: &'static str, work: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(limit, work)
+        .await
+        .map_err(|_| Error::Timeout { query, after: limit })?
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -73,24 +88,37 @@ pub struct TooLate {
 }
 
 /// The run's snapshot of the source.
-pub enum Snapshot {
+pub struct Snapshot {
+    backend: SnapshotBackend,
+    limit: Duration,
+}
+
+enum SnapshotBackend {
     Postgres(postgres::PgSnapshot),
     Sqlite(sqlite::SqliteSnapshot),
 }
 
 impl Snapshot {
     pub async fn open(db: &SourceDb) -> Result<Self> {
-        Ok(match db {
-            SourceDb::Postgres { pool, .. } => Snapshot::Postgres(postgres::PgSnapshot::open(pool).await?),
-            SourceDb::Sqlite { pool, .. } => Snapshot::Sqlite(sqlite::SqliteSnapshot::open(pool).await?),
+        let limit = db.settings().statement_timeout;
+        let backend = bounded(limit, "begin.sql", async {
+            Ok(match db {
+                SourceDb::Postgres { pool, .. } => SnapshotBackend::Postgres(postgres::PgSnapshot::open(pool).await?),
+                SourceDb::Sqlite { pool, .. } => SnapshotBackend::Sqlite(sqlite::SqliteSnapshot::open(pool).await?),
+            })
         })
+        .await?;
+        Ok(Snapshot { backend, limit })
     }
 
     pub async fn dimensions(&mut self) -> Result<Dimensions> {
-        let (accounts, channels) = match self {
-            Snapshot::Postgres(s) => s.dimensions().await?,
-            Snapshot::Sqlite(s) => s.dimensions().await?,
-        };
+        let (accounts, channels) = bounded(self.limit, "accounts.sql", async {
+            match &mut self.backend {
+                SnapshotBackend::Postgres(s) => s.dimensions().await,
+                SnapshotBackend::Sqlite(s) => s.dimensions().await,
+            }
+        })
+        .await?;
         Ok(Dimensions {
             accounts: accounts.into_iter().map(|a: AccountDim| (a.id, a)).collect(),
             channels: channels.into_iter().map(|c: ChannelDim| (c.id, c)).collect(),
@@ -99,38 +127,61 @@ impl Snapshot {
 
     /// The latest `created_at` in the snapshot.
     pub async fn watermark(&mut self) -> Result<Option<UnixMicros>> {
-        match self {
-            Snapshot::Postgres(s) => s.watermark().await,
-            Snapshot::Sqlite(s) => s.watermark().await,
-        }
+        bounded(self.limit, "watermark.sql", async {
+            match &mut self.backend {
+                SnapshotBackend::Postgres(s) => s.watermark().await,
+                SnapshotBackend::Sqlite(s) => s.watermark().await,
+            }
+        })
+        .await
     }
 
     /// UTC days that received rows with `previous < created_at <= current`.
     pub async fn late_days(&mut self, previous: UnixMicros, current: UnixMicros) -> Result<Vec<NaiveDate>> {
-        match self {
-            Snapshot::Postgres(s) => s.late_days(previous, current).await,
-            Snapshot::Sqlite(s) => s.late_days(previous, current).await,
-        }
+        bounded(self.limit, "late_days.sql", async {
+            match &mut self.backend {
+                SnapshotBackend::Postgres(s) => s.late_days(previous, current).await,
+                SnapshotBackend::Sqlite(s) => s.late_days(previous, current).await,
+            }
+        })
+        .await
     }
 
     /// A reader for one day's rows, inside this snapshot.
     pub async fn day_reader(&self) -> Result<DayReader> {
-        Ok(match self {
-            Snapshot::Postgres(s) => DayReader::Postgres(s.reader().await?),
-            Snapshot::Sqlite(s) => DayReader::Sqlite(s.reader().await?),
+        let backend = bounded(self.limit, "join_snapshot.sql", async {
+            Ok(match &self.backend {
+                SnapshotBackend::Postgres(s) => ReaderBackend::Postgres(s.reader().await?),
+                SnapshotBackend::Sqlite(s) => ReaderBackend::Sqlite(s.reader().await?),
+            })
+        })
+        .await?;
+        Ok(DayReader {
+            backend,
+            limit: self.limit,
         })
     }
 
+    /// Ends the snapshot; a server that does not answer is left to drop the
+    /// connection on its side.
     pub async fn close(self) {
-        match self {
-            Snapshot::Postgres(s) => s.close().await,
-            Snapshot::Sqlite(s) => s.close().await,
-        }
+        let close = async {
+            match self.backend {
+                SnapshotBackend::Postgres(s) => s.close().await,
+                SnapshotBackend::Sqlite(s) => s.close().await,
+            }
+        };
+        let _ = tokio::time::timeout(self.limit, close).await;
     }
 }
 
 /// Reads the rows of one day; one per concurrently processed day.
-pub enum DayReader {
+pub struct DayReader {
+    backend: ReaderBackend,
+    limit: Duration,
+}
+
+enum ReaderBackend {
     Postgres(postgres::PgDayReader),
     Sqlite(sqlite::SqliteDayReader),
 }
@@ -142,17 +193,25 @@ impl DayReader {
         filter: &AccountFilter,
         on_row: impl FnMut(&RawMessage),
     ) -> Result<()> {
-        match self {
-            DayReader::Postgres(r) => r.messages(day, filter, on_row).await,
-            DayReader::Sqlite(r) => r.messages(day, filter, on_row).await,
-        }
+        let limit = self.limit;
+        bounded(limit, "messages.sql", async {
+            match &mut self.backend {
+                ReaderBackend::Postgres(r) => r.messages(day, filter, on_row).await,
+                ReaderBackend::Sqlite(r) => r.messages(day, filter, on_row).await,
+            }
+        })
+        .await
     }
 
     pub async fn events(&mut self, day: DayRange, filter: &AccountFilter, on_row: impl FnMut(&RawEvent)) -> Result<()> {
-        match self {
-            DayReader::Postgres(r) => r.events(day, filter, on_row).await,
-            DayReader::Sqlite(r) => r.events(day, filter, on_row).await,
-        }
+        let limit = self.limit;
+        bounded(limit, "events.sql", async {
+            match &mut self.backend {
+                ReaderBackend::Postgres(r) => r.events(day, filter, on_row).await,
+                ReaderBackend::Sqlite(r) => r.events(day, filter, on_row).await,
+            }
+        })
+        .await
     }
 
     /// For conversations resolved in the day: what happened before it.
@@ -162,10 +221,14 @@ impl DayReader {
         filter: &AccountFilter,
         on_row: impl FnMut(&RawHistory),
     ) -> Result<()> {
-        match self {
-            DayReader::Postgres(r) => r.resolve_history(day, filter, on_row).await,
-            DayReader::Sqlite(r) => r.resolve_history(day, filter, on_row).await,
-        }
+        let limit = self.limit;
+        bounded(limit, "resolve_history.sql", async {
+            match &mut self.backend {
+                ReaderBackend::Postgres(r) => r.resolve_history(day, filter, on_row).await,
+                ReaderBackend::Sqlite(r) => r.resolve_history(day, filter, on_row).await,
+            }
+        })
+        .await
     }
 
     /// Rows that arrived during `arrival` but belong before `horizon`.
@@ -175,16 +238,23 @@ impl DayReader {
         horizon: UnixMicros,
         filter: &AccountFilter,
     ) -> Result<Vec<TooLate>> {
-        match self {
-            DayReader::Postgres(r) => r.too_late(arrival, horizon, filter).await,
-            DayReader::Sqlite(r) => r.too_late(arrival, horizon, filter).await,
-        }
+        let limit = self.limit;
+        bounded(limit, "too_late.sql", async {
+            match &mut self.backend {
+                ReaderBackend::Postgres(r) => r.too_late(arrival, horizon, filter).await,
+                ReaderBackend::Sqlite(r) => r.too_late(arrival, horizon, filter).await,
+            }
+        })
+        .await
     }
 
     pub async fn finish(self) -> Result<()> {
-        match self {
-            DayReader::Postgres(r) => r.finish().await,
-            DayReader::Sqlite(r) => r.finish().await,
-        }
+        bounded(self.limit, "commit", async {
+            match self.backend {
+                ReaderBackend::Postgres(r) => r.finish().await,
+                ReaderBackend::Sqlite(r) => r.finish().await,
+            }
+        })
+        .await
     }
 }

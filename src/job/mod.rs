@@ -17,8 +17,16 @@
 //! - memory is bounded by `max_entries_in_memory`, not by the day's size;
 //! - a dirty marker names the run's days from before the first publish until
 //!   their rollups are refreshed; a failed run's marker is inherited (and its
-//!   days refreshed) by the next run of the same shard.
+//!   days refreshed) by the next run of the same shard;
+//! - a stop (SIGTERM, SIGINT: the caller closes the [`WriteGate`]) ends the
+//!   run at once: nothing is written after it, unfinished uploads are
+//!   aborted, the dirty marker stays as after a failure, and the run returns
+//!   [`Error::Stopped`];
+//! - every run, whatever its end, logs one start line and one end line and,
+//!   when configured, pushes its metrics ([`metrics`]).
 
+mod metrics;
+pub mod progress;
 mod spill;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,12 +45,16 @@ use crate::aggregate::{
 use crate::extract::{AccountFilter, DayRange, Snapshot};
 use crate::model::{MICROS_PER_DAY, UnixMicros, to_datetime};
 use crate::rollup;
-use crate::source::{SourceDb, SourceUrl};
+use crate::source::{Access, SourceDb, SourceSettings, SourceUrl};
+use crate::warehouse::gate::WriteGate;
 use crate::warehouse::manifest::{self, DayManifest, FileEntry};
 use crate::warehouse::paths::{DataFileKey, DirtyMarkerKey, RunId, ShardSpec, Table, run_manifest_key, state_key};
 use crate::warehouse::tables;
 use crate::warehouse::write::{ParquetFile, ROW_GROUP_ROWS};
-use crate::warehouse::{Warehouse, WarehouseUrl};
+use crate::warehouse::{StoreSettings, Warehouse, WarehouseUrl};
+use metrics::RunStats;
+use progress::Progress;
+pub use progress::ProgressMode;
 use spill::SpillRuns;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,19 +66,41 @@ pub enum Error {
     Extract(#[from] crate::extract::Error),
     #[error(transparent)]
     Warehouse(#[from] crate::warehouse::Error),
-    #[error("spilling aggregates to {dir} failed: {source}")]
+    #[error("spilling aggregates to {dir} failed")]
     Spill { dir: String, source: std::io::Error },
-    #[error("building Arrow data for {table} failed: {source}")]
+    #[error("building Arrow data for {table} failed")]
     Arrow {
         table: &'static str,
         source: arrow::error::ArrowError,
     },
     #[error("a writer task failed: {0}")]
     Task(String),
-    #[error("day {day} failed: {source}")]
+    #[error("day {day} failed")]
     Day { day: NaiveDate, source: Box<Error> },
-    #[error("refreshing rollups failed: {0}")]
+    #[error("refreshing rollups failed")]
     Rollup(#[from] crate::rollup::Error),
+    #[error("stopped by a signal before it finished; nothing was published after the signal")]
+    Stopped,
+}
+
+impl Error {
+    /// Whether the configuration is wrong (a retry cannot help): exit code 2.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            Error::Source(e) => e.is_bad_input(),
+            Error::Warehouse(e) | Error::Rollup(crate::rollup::Error::Warehouse(e)) => e.is_bad_input(),
+            Error::Day { source, .. } => source.is_bad_input(),
+            _ => false,
+        }
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        match self {
+            Error::Stopped => true,
+            Error::Day { source, .. } => source.is_stopped(),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -85,6 +119,11 @@ pub struct RunConfig {
     pub dry_run: bool,
     pub spill_dir: PathBuf,
     pub max_entries_in_memory: usize,
+    pub source_settings: SourceSettings,
+    pub store: StoreSettings,
+    /// Where to push the run's metrics when it ends.
+    pub pushgateway: Option<url::Url>,
+    pub progress: ProgressMode,
 }
 
 /// `_state/<shard>.json`: where the last published run left off.
@@ -158,29 +197,110 @@ fn rfc3339(m: UnixMicros) -> String {
         .unwrap_or_default()
 }
 
-pub async fn run(config: &RunConfig) -> Result<RunReport> {
+/// Runs the job until it is done, fails, or `gate` is closed; then logs the
+/// end line and pushes the metrics.
+pub async fn run(config: &RunConfig, gate: &WriteGate) -> Result<RunReport> {
+    let started = Instant::now();
+    let stats = Mutex::new(RunStats::default());
+    let outcome = tokio::select! {
+        outcome = run_until_done(config, gate, &stats) => outcome,
+        () = gate.closed() => Err(Error::Stopped),
+    };
+    if gate.is_closed() {
+        let pending = gate.drain(Duration::from_secs(5)).await;
+        if pending > 0 {
+            tracing::warn!(pending, "Some unfinished uploads were not aborted in time.");
+        }
+    }
+    let stats = stats.into_inner().unwrap_or_else(|p| p.into_inner());
+    let duration = started.elapsed();
+    let result = match &outcome {
+        Ok(_) => "success",
+        Err(e) if e.is_stopped() => "stopped",
+        Err(_) => "failure",
+    };
+    tracing::info!(
+        result,
+        duration_s = (duration.as_secs_f64() * 1000.0).round() / 1000.0,
+        days_processed = stats.days_processed,
+        late_days = stats.late_days,
+        rows_read = %counts_json(&stats.rows_read),
+        rows_written = %counts_json(&stats.rows_written),
+        rejects_by_reason = %counts_json(&stats.rejects),
+        "Run finished."
+    );
+    if let (Some(gateway), false) = (&config.pushgateway, config.dry_run) {
+        let last_success = outcome.is_ok().then(|| Utc::now().timestamp_micros() as f64 / 1e6);
+        let body = metrics::render(&stats, duration, last_success);
+        match tokio::time::timeout(metrics::PUSH_TIMEOUT, metrics::push(gateway, config.shard.index, body)).await {
+            Ok(Ok(())) => tracing::debug!(url = %metrics::push_url(gateway, config.shard.index), "Metrics pushed."),
+            Ok(Err(e)) => tracing::warn!(error = %error_chain(&e), "Pushing metrics failed; the run's result stands."),
+            Err(_) => tracing::warn!("Pushing metrics timed out; the run's result stands."),
+        }
+    }
+    outcome
+}
+
+/// `e` and its causes on one line, each once.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Counts by name, as compact JSON for one log field.
+fn counts_json<K: AsRef<str>>(counts: &BTreeMap<K, u64>) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = counts
+        .iter()
+        .map(|(k, v)| (k.as_ref().to_string(), serde_json::Value::from(*v)))
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+async fn run_until_done(config: &RunConfig, gate: &WriteGate, stats: &Mutex<RunStats>) -> Result<RunReport> {
     let started = Instant::now();
     let started_at = Utc::now();
     let warehouse = if config.dry_run {
-        Warehouse::open_read_only(&config.warehouse)?
+        Warehouse::open_read_only(&config.warehouse, &config.store)?
     } else {
-        Warehouse::open(&config.warehouse)?
+        Warehouse::open_with(&config.warehouse, &config.store, &[])?.gated(gate)
     };
+    warehouse.check_access().await?;
     // Per day: a messages and an events reader; plus the snapshot holder.
-    let db = SourceDb::connect(&config.source, config.parallel as u32 * 2 + 2).await?;
+    let db = SourceDb::connect(
+        &config.source,
+        config.parallel as u32 * 2 + 2,
+        Access::ReadOnly,
+        config.source_settings,
+    )
+    .await?;
     let mut snapshot = Snapshot::open(&db).await?;
     let dims = Arc::new(snapshot.dimensions().await?);
     let run_id = RunId::new(started_at, rand_u32());
     let plan = plan(config, &warehouse, &mut snapshot, &dims, run_id).await?;
+    stats.lock().expect("stats").late_days = plan.late_days.len() as u64;
     tracing::info!(
         run_id = %plan.run_id,
         source = %config.source,
         warehouse = %warehouse.url(),
         shard = %config.shard,
         days = plan.days.len(),
+        first_day = %plan.days.first().map(|d| d.to_string()).unwrap_or_default(),
+        last_day = %plan.days.last().map(|d| d.to_string()).unwrap_or_default(),
         late_days = plan.late_days.len(),
         accounts = plan.accounts.len(),
-        "Run planned."
+        parallel = config.parallel,
+        max_late_days = config.max_late_days,
+        source_settings = %config.source_settings,
+        store_settings = %config.store,
+        pushgateway = %config.pushgateway.as_ref().map(|u| u.as_str()).unwrap_or("off"),
+        dry_run = config.dry_run,
+        "Run started."
     );
     if config.dry_run {
         print!("{}", describe_plan(config, &plan));
@@ -212,12 +332,11 @@ pub async fn run(config: &RunConfig) -> Result<RunReport> {
     rollup::write_dirty_marker(&warehouse, &marker, &rollup_days).await?;
 
     let late: BTreeSet<NaiveDate> = plan.late_days.iter().copied().collect();
-    let total = plan.days.len();
-    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let progress = Mutex::new(Progress::new(plan.days.len(), config.progress));
     let snapshot_ref = &snapshot;
     let results: Vec<Result<DayReport>> = futures::stream::iter(plan.days.iter().copied())
         .map(|day| {
-            let (warehouse, dims, plan, done) = (&warehouse, dims.clone(), &plan, done.clone());
+            let (warehouse, dims, plan, progress) = (&warehouse, dims.clone(), &plan, &progress);
             let is_late = late.contains(&day);
             async move {
                 let report = process_day(config, warehouse, snapshot_ref, &dims, plan, day, is_late)
@@ -226,15 +345,18 @@ pub async fn run(config: &RunConfig) -> Result<RunReport> {
                         day,
                         source: Box::new(e),
                     })?;
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                tracing::info!(
-                    progress = %format!("{n}/{total}"),
-                    %day,
-                    late = is_late,
-                    messages = report.messages_read,
-                    rejects = report.rejects.values().sum::<u64>(),
-                    elapsed_ms = report.elapsed.as_millis() as u64,
-                    "Day published."
+                stats.lock().expect("stats").add_day(
+                    report.messages_read,
+                    report.events_read,
+                    &report.rows,
+                    &report.rejects,
+                );
+                progress.lock().expect("progress").day_done(
+                    day,
+                    is_late,
+                    report.messages_read,
+                    report.rejects.values().sum(),
+                    report.elapsed,
                 );
                 Ok(report)
             }
@@ -242,6 +364,7 @@ pub async fn run(config: &RunConfig) -> Result<RunReport> {
         .buffer_unordered(config.parallel.max(1))
         .collect()
         .await;
+    drop(progress);
     snapshot.close().await;
     db.close().await;
     let mut days = Vec::with_capacity(results.len());

@@ -72,7 +72,11 @@ fn list_days(days: &[NaiveDate]) -> String {
 impl Error {
     /// Whether the user can fix it by changing the command (exit code 2).
     pub fn is_input(&self) -> bool {
-        !matches!(self, Error::Warehouse(_) | Error::BadColumn { .. } | Error::Task(_))
+        match self {
+            Error::Warehouse(e) => e.is_bad_input(),
+            Error::BadColumn { .. } | Error::Task(_) => false,
+            _ => true,
+        }
     }
 }
 
@@ -90,6 +94,8 @@ pub struct ReportRequest {
     pub metrics: Vec<Metric>,
     /// Answer from the base grain even where rollups match (to check them).
     pub base_grain_only: bool,
+    /// Timeouts and retries of the warehouse's requests.
+    pub store: crate::warehouse::StoreSettings,
 }
 
 pub fn parse_time_zone(name: &str) -> Result<Tz, Error> {
@@ -108,7 +114,8 @@ pub async fn report(request: &ReportRequest) -> Result<Report, Error> {
     if let Some(name) = &request.time_zone {
         parse_time_zone(name)?;
     }
-    let warehouse = Warehouse::open_read_only(&request.warehouse)?;
+    let warehouse = Warehouse::open_read_only(&request.warehouse, &request.store)?;
+    warehouse.check_access().await?;
     let published = published_days(&warehouse).await?;
     let Some(&latest) = published.iter().next_back() else {
         return Err(Error::EmptyWarehouse);

@@ -29,7 +29,7 @@ pub enum Error {
     Source(#[from] source::Error),
     #[error("{url} already holds data; seed into an empty database, or pass --truncate to empty it first")]
     NotEmpty { url: String },
-    #[error("loading {table} into {url} failed: {source}")]
+    #[error("loading {table} into {url} failed")]
     Load {
         table: &'static str,
         url: String,
@@ -75,7 +75,13 @@ impl SeedReport {
 
 pub async fn seed(config: &SeedConfig) -> Result<SeedReport> {
     let started = Instant::now();
-    let db = SourceDb::connect(&config.source, TABLES.len() as u32 + 1).await?;
+    let db = SourceDb::connect(
+        &config.source,
+        TABLES.len() as u32 + 1,
+        crate::source::Access::ReadWrite,
+        crate::source::SourceSettings::default(),
+    )
+    .await?;
     db.ensure_schema().await?;
     if config.truncate {
         let sql = match db {
@@ -105,8 +111,8 @@ pub async fn seed(config: &SeedConfig) -> Result<SeedReport> {
         "Seeding."
     );
     let rows = match &db {
-        SourceDb::Postgres { pool, url } => postgres::load(pool, url, &config.params).await?,
-        SourceDb::Sqlite { pool, url } => sqlite::load(pool, url, &config.params).await?,
+        SourceDb::Postgres { pool, url, .. } => postgres::load(pool, url, &config.params).await?,
+        SourceDb::Sqlite { pool, url, .. } => sqlite::load(pool, url, &config.params).await?,
     };
     db.close().await;
     let report = SeedReport {

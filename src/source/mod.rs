@@ -7,10 +7,25 @@
 //!
 //! Credentials live only in the URL or the environment; [`SourceUrl`]'s
 //! `Display` redacts the password so that a URL can go into logs.
+//!
+//! What must always hold:
+//! - [`Access::ReadOnly`] (what `run` uses) never writes to the source: SQLite
+//!   is opened read-only, its journal mode is left alone, and a missing file
+//!   is an input error, never created; PostgreSQL reads in read-only
+//!   transactions (see `extract`);
+//! - connecting fails fast and says why: the first connection is made
+//!   directly (not through the pool, whose acquire loop would turn "connection
+//!   refused" into "pool timed out" after 30 s), bounded by the connect
+//!   timeout;
+//! - every statement is bounded, on the server (`statement_timeout`) and on
+//!   the client ([`SourceSettings::statement_timeout`]), so a server that
+//!   vanishes mid-run fails the run instead of hanging it.
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
+use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
@@ -34,18 +49,84 @@ pub const TABLES: [&str; 7] = [
 pub enum Error {
     #[error("unsupported source URL scheme in {0:?}: expected postgres://… or sqlite://…")]
     UnsupportedScheme(String),
-    #[error("invalid source URL {url}: {source}")]
-    InvalidUrl { url: String, source: sqlx::Error },
-    #[error("cannot connect to {url}: {source}")]
-    Connect { url: String, source: sqlx::Error },
-    #[error("{what} failed on {url}: {source}")]
+    #[error("invalid source URL {url}")]
+    InvalidUrl {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("source database file {path} does not exist (run reads an existing source and never creates one)")]
+    MissingFile { path: String },
+    #[error("cannot connect to the source database at {host}")]
+    Connect {
+        host: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot connect to the source database at {host}: no answer within {}s (--connect-timeout)", .after.as_secs_f64())]
+    ConnectTimeout { host: String, after: Duration },
+    #[error("{what} failed on {url}")]
     Query {
         what: &'static str,
         url: String,
+        #[source]
         source: sqlx::Error,
     },
-    #[error("cannot create the directory for {path}: {source}")]
-    CreateDir { path: String, source: std::io::Error },
+    #[error("cannot create the directory for {path}")]
+    CreateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Whether the user must fix the configuration (a retry cannot help).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Error::UnsupportedScheme(_) | Error::InvalidUrl { .. } | Error::MissingFile { .. }
+        )
+    }
+}
+
+/// How a process may use the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `run`: read an existing database, change nothing.
+    ReadOnly,
+    /// `seed`: create the file and schema when missing, load rows.
+    ReadWrite,
+}
+
+/// Bounds on waiting for the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceSettings {
+    /// Establishing one connection (TCP, TLS, authentication).
+    pub connect_timeout: Duration,
+    /// One statement, on the server and, for a server that stops answering,
+    /// on the client.
+    pub statement_timeout: Duration,
+}
+
+impl Default for SourceSettings {
+    fn default() -> Self {
+        SourceSettings {
+            connect_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+impl fmt::Display for SourceSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "connect timeout {}s, statement timeout {}s",
+            self.connect_timeout.as_secs_f64(),
+            self.statement_timeout.as_secs_f64()
+        )
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -111,49 +192,103 @@ pub fn redact(url: &str) -> String {
 /// An open connection pool to the source.
 #[derive(Clone)]
 pub enum SourceDb {
-    Postgres { pool: PgPool, url: SourceUrl },
-    Sqlite { pool: SqlitePool, url: SourceUrl },
+    Postgres {
+        pool: PgPool,
+        url: SourceUrl,
+        settings: SourceSettings,
+    },
+    Sqlite {
+        pool: SqlitePool,
+        url: SourceUrl,
+        settings: SourceSettings,
+    },
 }
 
 impl SourceDb {
-    /// Opens a pool of up to `connections` connections. A SQLite file (and its
-    /// directory) is created when missing.
-    pub async fn connect(url: &SourceUrl, connections: u32) -> Result<Self> {
-        let connect_err = |source| Error::Connect {
-            url: url.to_string(),
-            source,
-        };
+    /// Opens a pool of up to `connections` connections, after one direct
+    /// connection that fails fast with the real cause.
+    pub async fn connect(url: &SourceUrl, connections: u32, access: Access, settings: SourceSettings) -> Result<Self> {
         match url {
             SourceUrl::Postgres(raw) => {
-                let options = PgConnectOptions::from_str(raw)
-                    .map_err(connect_err)?
-                    .application_name("account-usage");
-                let pool = PgPoolOptions::new()
-                    .max_connections(connections)
-                    .connect_with(options)
+                let options = PgConnectOptions::from_str(raw).map_err(|source| Error::InvalidUrl {
+                    url: url.to_string(),
+                    source,
+                })?;
+                let host = format!("{}:{}", options.get_host(), options.get_port());
+                let timeout_ms = settings.statement_timeout.as_millis().to_string();
+                let options = options
+                    .application_name("account-usage")
+                    .options([("statement_timeout", timeout_ms.as_str())]);
+                let first = tokio::time::timeout(settings.connect_timeout, sqlx::PgConnection::connect_with(&options))
                     .await
-                    .map_err(connect_err)?;
-                Ok(SourceDb::Postgres { pool, url: url.clone() })
-            }
-            SourceUrl::Sqlite(raw) => {
-                let options = SqliteConnectOptions::from_str(raw)
-                    .map_err(connect_err)?
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal);
-                if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
-                        path: dir.display().to_string(),
+                    .map_err(|_| Error::ConnectTimeout {
+                        host: host.clone(),
+                        after: settings.connect_timeout,
+                    })?
+                    .map_err(|source| Error::Connect {
+                        host: host.clone(),
                         source,
                     })?;
-                }
+                let _ = first.close().await;
+                let pool = PgPoolOptions::new()
+                    .max_connections(connections)
+                    .acquire_timeout(settings.connect_timeout)
+                    .connect_lazy_with(options);
+                Ok(SourceDb::Postgres {
+                    pool,
+                    url: url.clone(),
+                    settings,
+                })
+            }
+            SourceUrl::Sqlite(raw) => {
+                let options = SqliteConnectOptions::from_str(raw).map_err(|source| Error::InvalidUrl {
+                    url: url.to_string(),
+                    source,
+                })?;
+                let path = options.get_filename().to_path_buf();
+                let options = match access {
+                    Access::ReadOnly => {
+                        if !path.is_file() {
+                            return Err(Error::MissingFile {
+                                path: path.display().to_string(),
+                            });
+                        }
+                        options.read_only(true)
+                    }
+                    Access::ReadWrite => {
+                        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                            std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+                                path: dir.display().to_string(),
+                                source,
+                            })?;
+                        }
+                        options
+                            .create_if_missing(true)
+                            .journal_mode(SqliteJournalMode::Wal)
+                            .synchronous(SqliteSynchronous::Normal)
+                    }
+                };
                 let pool = SqlitePoolOptions::new()
                     .max_connections(connections)
+                    .acquire_timeout(settings.connect_timeout)
                     .connect_with(options)
                     .await
-                    .map_err(connect_err)?;
-                Ok(SourceDb::Sqlite { pool, url: url.clone() })
+                    .map_err(|source| Error::Connect {
+                        host: path.display().to_string(),
+                        source,
+                    })?;
+                Ok(SourceDb::Sqlite {
+                    pool,
+                    url: url.clone(),
+                    settings,
+                })
             }
+        }
+    }
+
+    pub fn settings(&self) -> SourceSettings {
+        match self {
+            SourceDb::Postgres { settings, .. } | SourceDb::Sqlite { settings, .. } => *settings,
         }
     }
 

@@ -10,7 +10,13 @@
 //!   deletes the files of earlier runs and of other shard counts.
 //! - **Credentials** come from each store's standard environment variables
 //!   (`AWS_*`, `GOOGLE_*`, `AZURE_*`), never from flags.
+//! - **Bounded waits.** Every cloud request has the timeouts and retries of
+//!   [`StoreSettings`]; [`Warehouse::check_access`] tells a missing bucket or
+//!   refused credentials (input errors) from an unreachable store (retryable).
+//! - **Stoppable.** A warehouse opened with a [`gate::WriteGate`] refuses every
+//!   write once the gate is closed.
 
+pub mod gate;
 pub mod manifest;
 pub mod paths;
 pub mod read;
@@ -19,12 +25,13 @@ pub mod write;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -33,28 +40,163 @@ pub enum Error {
     UnsupportedScheme(String),
     #[error("invalid warehouse URL {url}: {reason}")]
     InvalidUrl { url: String, reason: String },
-    #[error("cannot open warehouse {url}: {source}")]
-    Open { url: String, source: object_store::Error },
-    #[error("warehouse {op} of {key} failed: {source}")]
+    #[error("cannot open warehouse {url}")]
+    Open {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("warehouse {url}: the bucket or container does not exist")]
+    NoSuchBucket { url: String },
+    #[error("warehouse {url}: the store refused the credentials ({reason})")]
+    AccessDenied { url: String, reason: &'static str },
+    #[error("warehouse {url} is unreachable")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("warehouse {op} of {key} failed")]
     Store {
         op: &'static str,
         key: String,
+        #[source]
         source: object_store::Error,
     },
-    #[error("writing Parquet to {key} failed: {source}")]
+    #[error("writing Parquet to {key} failed")]
     Parquet {
         key: String,
+        #[source]
         source: parquet::errors::ParquetError,
     },
-    #[error("building Arrow data for {key} failed: {source}")]
+    #[error("building Arrow data for {key} failed")]
     Arrow {
         key: String,
+        #[source]
         source: arrow::error::ArrowError,
     },
     #[error("manifest {key} is not valid: {reason}")]
     BadManifest { key: String, reason: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Key(#[from] paths::KeyError),
+}
+
+impl Error {
+    /// Whether the user must fix the configuration (a retry cannot help):
+    /// a bad URL, a bucket that does not exist, refused credentials.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Error::UnsupportedScheme(_)
+                | Error::InvalidUrl { .. }
+                | Error::NoSuchBucket { .. }
+                | Error::AccessDenied { .. }
+        )
+    }
+}
+
+/// Timeouts and retries of every request to a cloud store, set explicitly
+/// rather than left to the store library's defaults (which retry for up to
+/// three minutes). A local folder ignores them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// One request, from sending to the end of its response body.
+    pub request_timeout: Duration,
+    /// Establishing a connection.
+    pub connect_timeout: Duration,
+    /// Retries of a failed idempotent request (5xx, timeouts, resets).
+    pub max_retries: usize,
+    /// No retry starts later than this after the first attempt.
+    pub retry_timeout: Duration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl StoreSettings {
+    /// As client option keys that every cloud builder accepts. (Setting a
+    /// whole `ClientOptions` would drop what the environment configured,
+    /// such as `AWS_ALLOW_HTTP`.)
+    fn client_options(&self) -> [(&'static str, String); 2] {
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        [
+            ("timeout", ms(self.request_timeout)),
+            ("connect_timeout", ms(self.connect_timeout)),
+        ]
+    }
+
+    fn retry(&self) -> RetryConfig {
+        RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(5),
+                base: 2.0,
+            },
+            max_retries: self.max_retries,
+            retry_timeout: self.retry_timeout,
+        }
+    }
+}
+
+impl fmt::Display for StoreSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "request timeout {}s, connect timeout {}s, {} retries within {}s",
+            self.request_timeout.as_secs_f64(),
+            self.connect_timeout.as_secs_f64(),
+            self.max_retries,
+            self.retry_timeout.as_secs_f64()
+        )
+    }
+}
+
+/// What a failed access check means. The store library reports a missing
+/// bucket and refused credentials as HTTP statuses inside its error text
+/// (its typed request error is private), so the text is read here, in one
+/// place.
+fn classify_access_error(url: &WarehouseUrl, e: object_store::Error) -> Error {
+    let url = url.to_string();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push(' ');
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    let has = |needle: &str| text.contains(needle);
+    match e {
+        object_store::Error::PermissionDenied { .. } => Error::AccessDenied {
+            url,
+            reason: "permission denied",
+        },
+        object_store::Error::Unauthenticated { .. } => Error::AccessDenied {
+            url,
+            reason: "not authenticated",
+        },
+        _ if has("NoSuchBucket") || has("ContainerNotFound") || has("404 Not Found") => Error::NoSuchBucket { url },
+        _ if has("InvalidAccessKeyId") || has("SignatureDoesNotMatch") => Error::AccessDenied {
+            url,
+            reason: "unknown access key or wrong secret",
+        },
+        _ if has("AccessDenied") || has("403 Forbidden") || has("AuthenticationFailed") => Error::AccessDenied {
+            url,
+            reason: "access denied",
+        },
+        _ if has("401 Unauthorized") => Error::AccessDenied {
+            url,
+            reason: "not authenticated",
+        },
+        source => Error::Unreachable { url, source },
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -126,28 +268,53 @@ impl fmt::Debug for Warehouse {
 }
 
 impl Warehouse {
-    /// Opens the warehouse; cloud stores take their configuration from the
-    /// standard environment variables.
+    /// Opens the warehouse with the default [`StoreSettings`]; cloud stores
+    /// take their configuration from the standard environment variables.
     pub fn open(url: &WarehouseUrl) -> Result<Self> {
-        Self::open_with_options(url, &[])
+        Self::open_with(url, &StoreSettings::default(), &[])
     }
 
     /// Opens the warehouse for reading only: a local folder that does not
     /// exist reads as empty and is not created.
-    pub fn open_read_only(url: &WarehouseUrl) -> Result<Self> {
+    pub fn open_read_only(url: &WarehouseUrl, settings: &StoreSettings) -> Result<Self> {
         match url {
             WarehouseUrl::Local(path) if !path.exists() => Ok(Warehouse {
                 store: Arc::new(object_store::memory::InMemory::new()),
                 root: Path::default(),
                 url: url.clone(),
             }),
-            _ => Self::open(url),
+            _ => Self::open_with(url, settings, &[]),
         }
     }
 
     /// Like [`open`](Self::open), with store options (e.g. `aws_endpoint`)
     /// applied over the environment's.
     pub fn open_with_options(url: &WarehouseUrl, options: &[(&str, &str)]) -> Result<Self> {
+        Self::open_with(url, &StoreSettings::default(), options)
+    }
+
+    /// The same warehouse, with every write passing through `gate`.
+    pub fn gated(self, gate: &gate::WriteGate) -> Self {
+        Warehouse {
+            store: gate.wrap(self.store),
+            ..self
+        }
+    }
+
+    /// One cheap request (a listing of the root) that fails with what is
+    /// wrong: a bucket that does not exist or refused credentials (input
+    /// errors), or an unreachable store after the configured retries.
+    pub async fn check_access(&self) -> Result<()> {
+        self.store
+            .list_with_delimiter(Some(&self.root))
+            .await
+            .map(drop)
+            .map_err(|e| classify_access_error(&self.url, e))
+    }
+
+    /// Opens the warehouse with explicit request timeouts and retries, and
+    /// store options (e.g. `aws_endpoint`) applied over the environment's.
+    pub fn open_with(url: &WarehouseUrl, settings: &StoreSettings, options: &[(&str, &str)]) -> Result<Self> {
         let bad_option = |key: &str| Error::InvalidUrl {
             url: url.to_string(),
             reason: format!("unknown store option {key:?}"),
@@ -166,6 +333,12 @@ impl Warehouse {
                 (Arc::new(store), Path::default())
             }
             WarehouseUrl::Cloud(raw) => {
+                let client = settings.client_options();
+                let options: Vec<(&str, &str)> = client
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_str()))
+                    .chain(options.iter().copied())
+                    .collect();
                 let parsed = url::Url::parse(raw).map_err(|e| Error::InvalidUrl {
                     url: raw.clone(),
                     reason: e.to_string(),
@@ -173,22 +346,28 @@ impl Warehouse {
                 let root = Path::from(parsed.path().trim_matches('/'));
                 let store: Arc<dyn ObjectStore> = match parsed.scheme() {
                     "s3" => {
-                        let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(raw.as_str());
-                        for (k, v) in options {
+                        let mut b = object_store::aws::AmazonS3Builder::from_env()
+                            .with_url(raw.as_str())
+                            .with_retry(settings.retry());
+                        for (k, v) in &options {
                             b = b.with_config(k.parse().map_err(|_| bad_option(k))?, *v);
                         }
                         Arc::new(b.build().map_err(open_err)?)
                     }
                     "gs" => {
-                        let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(raw.as_str());
-                        for (k, v) in options {
+                        let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                            .with_url(raw.as_str())
+                            .with_retry(settings.retry());
+                        for (k, v) in &options {
                             b = b.with_config(k.parse().map_err(|_| bad_option(k))?, *v);
                         }
                         Arc::new(b.build().map_err(open_err)?)
                     }
                     _ => {
-                        let mut b = object_store::azure::MicrosoftAzureBuilder::from_env().with_url(raw.as_str());
-                        for (k, v) in options {
+                        let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
+                            .with_url(raw.as_str())
+                            .with_retry(settings.retry());
+                        for (k, v) in &options {
                             b = b.with_config(k.parse().map_err(|_| bad_option(k))?, *v);
                         }
                         Arc::new(b.build().map_err(open_err)?)

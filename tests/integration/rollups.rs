@@ -31,6 +31,7 @@ fn request(warehouse: &str, account: i64, from: NaiveDate, to: NaiveDate) -> Rep
         channels: Vec::new(),
         metrics: Vec::new(),
         base_grain_only: false,
+        store: Default::default(),
     }
 }
 
