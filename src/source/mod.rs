@@ -25,9 +25,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
 use sqlx::{PgPool, SqlitePool};
 
 const POSTGRES_SCHEMA: &str = include_str!("../../sql/source/postgres.sql");
@@ -216,9 +216,12 @@ impl SourceDb {
                 })?;
                 let host = format!("{}:{}", options.get_host(), options.get_port());
                 let timeout_ms = settings.statement_timeout.as_millis().to_string();
+                // sqlx would log every statement over a second, whole, at
+                // WARN: an extract query always is. Our own lines say what ran.
                 let options = options
                     .application_name("account-usage")
-                    .options([("statement_timeout", timeout_ms.as_str())]);
+                    .options([("statement_timeout", timeout_ms.as_str())])
+                    .disable_statement_logging();
                 let first = tokio::time::timeout(settings.connect_timeout, sqlx::PgConnection::connect_with(&options))
                     .await
                     .map_err(|_| Error::ConnectTimeout {
@@ -245,6 +248,7 @@ impl SourceDb {
                     url: url.to_string(),
                     source,
                 })?;
+                let options = options.disable_statement_logging();
                 let path = options.get_filename().to_path_buf();
                 let options = match access {
                     Access::ReadOnly => {
@@ -337,11 +341,16 @@ impl SourceDb {
         }
     }
 
+    /// Closes the pool; a server that no longer answers is not waited for
+    /// longer than the connect timeout.
     pub async fn close(&self) {
-        match self {
-            SourceDb::Postgres { pool, .. } => pool.close().await,
-            SourceDb::Sqlite { pool, .. } => pool.close().await,
-        }
+        let close = async {
+            match self {
+                SourceDb::Postgres { pool, .. } => pool.close().await,
+                SourceDb::Sqlite { pool, .. } => pool.close().await,
+            }
+        };
+        let _ = tokio::time::timeout(self.settings().connect_timeout, close).await;
     }
 }
 

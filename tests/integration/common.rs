@@ -8,6 +8,7 @@
 //! exits, however it exits. With `TEST_DATABASE_URL` set, that server is used
 //! instead. A missing PostgreSQL is a failure that says what to install.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -28,29 +29,36 @@ static NEXT_DB: AtomicU32 = AtomicU32::new(0);
 pub fn server() -> &'static PgServer {
     SERVER.get_or_init(|| match std::env::var("TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => PgServer { admin_url: url },
-        _ => start_cluster(),
+        _ => PgServer {
+            admin_url: PgCluster::start().admin_url.clone(),
+        },
     })
 }
 
 impl PgServer {
     /// A fresh, empty database for one test; returns its URL.
     pub async fn new_database(&self, label: &str) -> String {
-        let name = format!(
-            "t_{}_{}_{}",
-            std::process::id(),
-            NEXT_DB.fetch_add(1, Ordering::Relaxed),
-            label.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>()
-        )
-        .to_lowercase();
-        let mut admin = PgConnection::connect(&self.admin_url)
-            .await
-            .expect("connect to the test PostgreSQL server");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create a test database");
-        with_database(&self.admin_url, &name)
+        new_database_on(&self.admin_url, label).await
     }
+}
+
+/// A fresh, empty database on the server of `admin_url`; returns its URL.
+pub async fn new_database_on(admin_url: &str, label: &str) -> String {
+    let name = format!(
+        "t_{}_{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed),
+        label.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>()
+    )
+    .to_lowercase();
+    let mut admin = PgConnection::connect(admin_url)
+        .await
+        .expect("connect to the test PostgreSQL server");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    with_database(admin_url, &name)
 }
 
 /// `url` with its database name replaced.
@@ -111,14 +119,72 @@ fn pg_command(tool: &Path, as_postgres: bool) -> Command {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("find a free loopback port")
 }
 
-fn start_cluster() -> PgServer {
+/// A throwaway cluster of our own (the shared one is [`server`]), for tests
+/// that stop, freeze or restart the server under a running job.
+pub struct PgCluster {
+    pub admin_url: String,
+    pg_ctl: PathBuf,
+    data: PathBuf,
+    as_postgres: bool,
+}
+
+impl PgCluster {
+    /// Starts a new cluster on a free loopback port. It is stopped and its
+    /// files removed when the test process exits, however it exits.
+    pub fn start() -> PgCluster {
+        start_cluster()
+    }
+
+    /// The postmaster and every backend.
+    pub fn pids(&self) -> Vec<u32> {
+        let pid_file = std::fs::read_to_string(self.data.join("postmaster.pid")).expect("read postmaster.pid");
+        let postmaster: u32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+        let children = Command::new("pgrep")
+            .args(["-P", &postmaster.to_string()])
+            .output()
+            .expect("run pgrep");
+        let mut pids = vec![postmaster];
+        pids.extend(
+            String::from_utf8_lossy(&children.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse::<u32>().ok()),
+        );
+        pids
+    }
+
+    /// Sends `signal` (e.g. "STOP", "CONT") to the postmaster and backends.
+    pub fn signal_all(&self, signal: &str) {
+        for pid in self.pids() {
+            let _ = Command::new("kill")
+                .args([&format!("-{signal}"), &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// `pg_ctl stop -m immediate`: every connection is cut at once.
+    pub fn stop_immediate(&self) {
+        let out = pg_command(&self.pg_ctl, self.as_postgres)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output()
+            .expect("run pg_ctl stop");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn start_cluster() -> PgCluster {
     let (Some(initdb), Some(pg_ctl)) = (find_pg_bin("initdb"), find_pg_bin("pg_ctl")) else {
         panic!(
             "PostgreSQL server binaries (initdb, pg_ctl) were not found on PATH or under \
@@ -203,8 +269,11 @@ fn start_cluster() -> PgServer {
         .spawn()
         .expect("spawn the cluster reaper");
 
-    PgServer {
+    PgCluster {
         admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        pg_ctl,
+        data,
+        as_postgres,
     }
 }
 
@@ -262,9 +331,18 @@ pub struct Moto {
 
 impl Moto {
     pub fn start(bucket: &str) -> Moto {
+        let moto = Moto::start_with_env(&[]);
+        moto.create_bucket(bucket);
+        moto
+    }
+
+    /// A server with no bucket, started with extra environment (e.g.
+    /// `INITIAL_NO_AUTH_ACTION_COUNT=0`, which makes it check credentials).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
         let port = free_port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -279,11 +357,14 @@ impl Moto {
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        let moto = Moto { endpoint, child };
+        Moto { endpoint, child }
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
         let script = format!(
             "import boto3; boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', \
              aws_secret_access_key='test', region_name='us-east-1').create_bucket(Bucket='{bucket}')",
-            moto.endpoint
+            self.endpoint
         );
         let out = Command::new(python())
             .args(["-c", &script])
@@ -294,7 +375,6 @@ impl Moto {
             "create bucket: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        moto
     }
 
     /// Store options (lower case) for opening the warehouse in-process.
@@ -379,4 +459,87 @@ pub fn assert_usage_error(args: &[&str]) -> String {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?} printed: {stderr}");
     assert!(!stderr.contains("pw@"), "password leaked: {stderr}");
     stderr
+}
+
+/// A real Prometheus Pushgateway (Debian's `prometheus-pushgateway`) on a
+/// free loopback port, without persistence; stopped on drop.
+pub struct Pushgateway {
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl Pushgateway {
+    pub fn start() -> Pushgateway {
+        let port = free_port();
+        let binary = ["prometheus-pushgateway", "pushgateway"]
+            .into_iter()
+            .find(|b| {
+                Command::new(b)
+                    .arg("--version")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok()
+            })
+            .expect("the Pushgateway is not installed (Debian: apt-get install prometheus-pushgateway)");
+        let child = Command::new(binary)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the Pushgateway");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the Pushgateway did not start on port {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Pushgateway {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        }
+    }
+
+    /// The gateway's own /metrics: sample lines (no comments) whose labels
+    /// include `job="account-usage"`, keyed by the whole series text.
+    pub fn samples(&self) -> BTreeMap<String, f64> {
+        let body = http_get(&format!("{}/metrics", self.url));
+        body.lines()
+            .filter(|l| !l.starts_with('#') && l.contains("job=\"account-usage\""))
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                Some((series.to_string(), value.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Pushgateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback; returns the body.
+pub fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http:// URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}"
+    );
+    body.to_string()
 }

@@ -4,6 +4,7 @@
 #[allow(dead_code)]
 mod common;
 mod named;
+mod ops;
 mod reference;
 mod report;
 mod rollups;
