@@ -227,6 +227,16 @@ pub struct RunArgs {
     #[command(flatten)]
     pub store: StoreArgs,
 
+    /// How long a run's lease lives without renewal (it is renewed every
+    /// third of this): a run that was killed blocks overlapping runs this long.
+    #[arg(long, env = "LEASE_TTL", default_value = "30s", value_name = "DUR", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+
+    /// Longest wait for overlapping runs (same accounts) to finish; then the
+    /// run exits 1 naming them.
+    #[arg(long, env = "LEASE_WAIT", default_value = "10m", value_name = "DUR", value_parser = parse_duration_or_zero)]
+    pub lease_wait: Duration,
+
     /// Prometheus Pushgateway to push the run's metrics to when it ends,
     /// success or failure, e.g. http://pushgateway:9091 [default: off].
     #[arg(long, env = "PUSHGATEWAY_URL", value_name = "URL")]
@@ -313,6 +323,9 @@ impl RunArgs {
                 Some(url)
             }
         };
+        if self.lease_ttl < Duration::from_secs(1) {
+            return Err(UsageError("--lease-ttl must be at least 1s".into()));
+        }
         let progress = if log_format == LogFormat::Text && std::io::stderr().is_terminal() {
             ProgressMode::Bar
         } else {
@@ -339,6 +352,10 @@ impl RunArgs {
             store: self.store.settings(),
             pushgateway,
             progress,
+            lease: crate::job::lease::LeaseSettings {
+                ttl: self.lease_ttl,
+                wait: self.lease_wait,
+            },
         })
     }
 }
@@ -520,6 +537,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("a duration must be more than zero, got {s:?}"));
     }
     Ok(d)
+}
+
+/// Like [`parse_duration`], and `0s` (do not wait) too.
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    match s {
+        "0" | "0s" | "0ms" => Ok(Duration::ZERO),
+        _ => parse_duration(s),
+    }
 }
 
 /// Parses a `YYYY-MM-DD` date (for clap).

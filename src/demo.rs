@@ -100,6 +100,7 @@ pub async fn demo(config: &DemoConfig, gate: &crate::warehouse::gate::WriteGate)
             store: Default::default(),
             pushgateway: None,
             progress: job::ProgressMode::Log,
+            lease: Default::default(),
         },
         gate,
     )

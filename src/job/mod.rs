@@ -25,6 +25,7 @@
 //! - every run, whatever its end, logs one start line and one end line and,
 //!   when configured, pushes its metrics ([`metrics`]).
 
+pub mod lease;
 mod metrics;
 pub mod progress;
 mod spill;
@@ -81,6 +82,12 @@ pub enum Error {
     Rollup(#[from] crate::rollup::Error),
     #[error("stopped by a signal before it finished; nothing was published after the signal")]
     Stopped,
+    #[error(transparent)]
+    Lease(#[from] lease::Error),
+    #[error(
+        "the run's lease could not be renewed in time (--lease-ttl); it stopped writing so that another run may take over"
+    )]
+    LeaseLost,
 }
 
 impl Error {
@@ -124,6 +131,7 @@ pub struct RunConfig {
     /// Where to push the run's metrics when it ends.
     pub pushgateway: Option<url::Url>,
     pub progress: ProgressMode,
+    pub lease: lease::LeaseSettings,
 }
 
 /// `_state/<shard>.json`: where the last published run left off.
@@ -202,15 +210,24 @@ fn rfc3339(m: UnixMicros) -> String {
 pub async fn run(config: &RunConfig, gate: &WriteGate) -> Result<RunReport> {
     let started = Instant::now();
     let stats = Mutex::new(RunStats::default());
+    let held = Mutex::new(None);
     let outcome = tokio::select! {
-        outcome = run_until_done(config, gate, &stats) => outcome,
+        outcome = run_until_done(config, gate, &stats, &held) => outcome,
         () = gate.closed() => Err(Error::Stopped),
     };
-    if gate.is_closed() {
-        let pending = gate.drain(Duration::from_secs(5)).await;
+    let held = held.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some(lease) = &held {
+        // Tasks of this run that are still running write nothing from here on.
+        lease.lost.close();
+    }
+    if gate.is_closed() || held.is_some() {
+        let pending = gate.drain(Duration::from_secs(5)).await + lost_drain(held.as_ref()).await;
         if pending > 0 {
             tracing::warn!(pending, "Some unfinished uploads were not aborted in time.");
         }
+    }
+    if let Some(lease) = held {
+        lease.release().await;
     }
     let stats = stats.into_inner().unwrap_or_else(|p| p.into_inner());
     let duration = started.elapsed();
@@ -241,6 +258,14 @@ pub async fn run(config: &RunConfig, gate: &WriteGate) -> Result<RunReport> {
     outcome
 }
 
+/// Aborts of this run's uploads still pending behind its lease gate.
+async fn lost_drain(lease: Option<&lease::Lease>) -> usize {
+    match lease {
+        Some(lease) => lease.lost.drain(Duration::from_secs(5)).await,
+        None => 0,
+    }
+}
+
 /// `e` and its causes on one line, each once.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -262,15 +287,61 @@ fn counts_json<K: AsRef<str>>(counts: &BTreeMap<K, u64>) -> String {
     serde_json::Value::Object(map).to_string()
 }
 
-async fn run_until_done(config: &RunConfig, gate: &WriteGate, stats: &Mutex<RunStats>) -> Result<RunReport> {
+/// Takes the run's lease (not for a dry run), then does the work unless the
+/// lease is lost. The lease goes into `held` for [`run`] to release.
+async fn run_until_done(
+    config: &RunConfig,
+    gate: &WriteGate,
+    stats: &Mutex<RunStats>,
+    held: &Mutex<Option<lease::Lease>>,
+) -> Result<RunReport> {
     let started = Instant::now();
     let started_at = Utc::now();
-    let warehouse = if config.dry_run {
-        Warehouse::open_read_only(&config.warehouse, &config.store)?
-    } else {
-        Warehouse::open_with(&config.warehouse, &config.store, &[])?.gated(gate)
+    let run_id = RunId::new(started_at, rand_u32());
+    if config.dry_run {
+        let warehouse = Warehouse::open_read_only(&config.warehouse, &config.store)?;
+        warehouse.check_access().await?;
+        return work(config, &warehouse, run_id, started, stats).await;
+    }
+    let base = Warehouse::open_with(&config.warehouse, &config.store, &[])?;
+    base.check_access().await?;
+    let record = lease::LeaseRecord {
+        run_id: run_id.clone(),
+        shard: config.shard.to_string(),
+        accounts: config.accounts.clone(),
+        days: config.days.clone(),
+        host: hostname(),
+        pid: std::process::id(),
+        expires_at: 0,
     };
-    warehouse.check_access().await?;
+    let lease = lease::acquire(&base, record, config.lease).await?;
+    let lost = lease.lost.clone();
+    let warehouse = base.gated(gate).gated(&lost);
+    *held.lock().expect("lease slot") = Some(lease);
+    tokio::select! {
+        report = work(config, &warehouse, run_id, started, stats) => report,
+        () = lost.closed() => Err(Error::LeaseLost),
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Everything a run does once it may write (or, for a dry run, plan).
+async fn work(
+    config: &RunConfig,
+    warehouse: &Warehouse,
+    run_id: RunId,
+    started: Instant,
+    stats: &Mutex<RunStats>,
+) -> Result<RunReport> {
+    let started_at = Utc::now();
     // Per day: a messages and an events reader; plus the snapshot holder.
     let db = SourceDb::connect(
         &config.source,
@@ -281,8 +352,7 @@ async fn run_until_done(config: &RunConfig, gate: &WriteGate, stats: &Mutex<RunS
     .await?;
     let mut snapshot = Snapshot::open(&db).await?;
     let dims = Arc::new(snapshot.dimensions().await?);
-    let run_id = RunId::new(started_at, rand_u32());
-    let plan = plan(config, &warehouse, &mut snapshot, &dims, run_id).await?;
+    let plan = plan(config, warehouse, &mut snapshot, &dims, run_id).await?;
     stats.lock().expect("stats").late_days = plan.late_days.len() as u64;
     tracing::info!(
         run_id = %plan.run_id,
@@ -299,6 +369,8 @@ async fn run_until_done(config: &RunConfig, gate: &WriteGate, stats: &Mutex<RunS
         source_settings = %config.source_settings,
         store_settings = %config.store,
         pushgateway = %config.pushgateway.as_ref().map(|u| u.as_str()).unwrap_or("off"),
+        lease_ttl_s = config.lease.ttl.as_secs_f64(),
+        lease_wait_s = config.lease.wait.as_secs_f64(),
         dry_run = config.dry_run,
         "Run started."
     );
@@ -323,13 +395,13 @@ async fn run_until_done(config: &RunConfig, gate: &WriteGate, stats: &Mutex<RunS
     };
     let mut inherited = Vec::new();
     let mut rollup_days: BTreeSet<NaiveDate> = plan.days.iter().copied().collect();
-    for (key, (parsed, days)) in rollup::dirty_markers(&warehouse).await? {
+    for (key, (parsed, days)) in rollup::dirty_markers(warehouse).await? {
         if parsed.shard == config.shard {
             rollup_days.extend(days);
             inherited.push(key);
         }
     }
-    rollup::write_dirty_marker(&warehouse, &marker, &rollup_days).await?;
+    rollup::write_dirty_marker(warehouse, &marker, &rollup_days).await?;
 
     let late: BTreeSet<NaiveDate> = plan.late_days.iter().copied().collect();
     let progress = Mutex::new(Progress::new(plan.days.len(), config.progress));
@@ -338,7 +410,7 @@ async fn run_until_done(config: &RunConfig, gate: &WriteGate, stats: &Mutex<RunS
     // dropped, none is started after it.
     let days: Result<Vec<DayReport>> = futures::stream::iter(plan.days.iter().copied())
         .map(|day| {
-            let (warehouse, dims, plan, progress) = (&warehouse, dims.clone(), &plan, &progress);
+            let (warehouse, dims, plan, progress) = (warehouse, dims.clone(), &plan, &progress);
             let is_late = late.contains(&day);
             async move {
                 let report = process_day(config, warehouse, snapshot_ref, &dims, plan, day, is_late)
@@ -399,7 +471,7 @@ async fn run_until_done(config: &RunConfig, gate: &WriteGate, stats: &Mutex<RunS
             },
         })
         .collect();
-    let rollups = rollup::refresh(&warehouse, &rollup_days, &accounts, &own).await?;
+    let rollups = rollup::refresh(warehouse, &rollup_days, &accounts, &own).await?;
     for key in inherited.iter().chain(std::iter::once(&marker.relative())) {
         warehouse.delete(key).await?;
     }

@@ -269,6 +269,29 @@ impl DirtyMarkerKey {
     }
 }
 
+/// `_leases/<run>.json`: a live run's claim on its accounts (`job::lease`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseKey {
+    pub run_id: RunId,
+}
+
+impl LeaseKey {
+    pub const FOLDER: &'static str = "_leases";
+
+    pub fn relative(&self) -> String {
+        format!("{}/{}.json", Self::FOLDER, self.run_id)
+    }
+
+    pub fn parse(relative: &str) -> Result<Self, KeyError> {
+        let run = relative
+            .strip_prefix(Self::FOLDER)
+            .and_then(|r| r.strip_prefix('/'))
+            .and_then(|r| r.strip_suffix(".json"))
+            .ok_or_else(|| KeyError(relative.to_string()))?;
+        Ok(LeaseKey { run_id: run.parse()? })
+    }
+}
+
 /// Joins a relative key onto the warehouse root.
 pub fn join(root: &Path, relative: &str) -> Path {
     if root.as_ref().is_empty() {
@@ -342,6 +365,10 @@ mod tests {
         };
         assert_eq!(DirtyMarkerKey::parse(&marker.relative()), Ok(marker));
         assert!(DirtyMarkerKey::parse("_rollups/dirty/x.json").is_err());
+        let lease = LeaseKey { run_id: run() };
+        assert!(lease.relative().starts_with("_leases/"));
+        assert_eq!(LeaseKey::parse(&lease.relative()), Ok(lease));
+        assert!(LeaseKey::parse("_leases/x.json").is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod common;
 mod named;
 mod ops;
+mod overlap;
 mod reference;
 mod report;
 mod rollups;

@@ -407,6 +407,9 @@ async fn a_killed_run_never_shows_a_partial_day_and_the_rerun_repairs_it() {
                 FROM,
                 "--to",
                 TO,
+                // A killed run's lease blocks the next run until it expires.
+                "--lease-ttl",
+                "1s",
             ])
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())

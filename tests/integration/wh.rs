@@ -105,3 +105,30 @@ pub fn distinct_by(batches: &[RecordBatch], key: &str, div: i64, entity: &str) -
     }
     sets.into_iter().map(|(k, s)| (k, s.len() as i64)).collect()
 }
+
+/// Every rollup file, by key, with its rows rendered and sorted.
+pub async fn rollup_snapshot(wh: &Warehouse) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for key in wh.list("rollups").await.unwrap() {
+        let bytes = wh.get(&key).await.unwrap().unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut rows = Vec::new();
+        for b in reader {
+            let b = b.unwrap();
+            for i in 0..b.num_rows() {
+                let cells: Vec<String> = b
+                    .columns()
+                    .iter()
+                    .map(|c| array_value_to_string(c, i).unwrap())
+                    .collect();
+                rows.push(cells.join("|"));
+            }
+        }
+        rows.sort();
+        out.insert(key, rows);
+    }
+    out
+}
