@@ -220,6 +220,10 @@ pub struct DayAggregator<'d> {
     pub rejects: Rejects,
     pub messages_read: u64,
     pub events_read: u64,
+    /// Rows that passed validation and reached the aggregates: every row
+    /// read is either here or in `rejects`.
+    pub messages_accepted: u64,
+    pub events_accepted: u64,
 }
 
 /// Which ids were seen; ids of a day are dense, so a bitmap per 2^16 block
@@ -252,6 +256,8 @@ impl<'d> DayAggregator<'d> {
             rejects: Rejects::default(),
             messages_read: 0,
             events_read: 0,
+            messages_accepted: 0,
+            events_accepted: 0,
         }
     }
 
@@ -290,14 +296,15 @@ impl<'d> DayAggregator<'d> {
                 self.add(Aggregate::FirstOutbound, [conversation, 0, 0, 0], [m.sent_at, 0]);
             }
         }
+        // A value of the wrong type reads as NULL: it is named for what it is.
+        if m.bad_value {
+            return self.reject_message(BadValue, m);
+        }
         let (Some(id), Some(account), Some(_conversation), Some(channel), Some(created_at)) =
             (m.id, m.account_id, m.conversation_id, m.channel_id, m.created_at)
         else {
             return self.reject_message(NullField, m);
         };
-        if m.bad_value {
-            return self.reject_message(BadValue, m);
-        }
         let Some(contact) = m.contact_id else {
             return self.reject_message(NullContact, m);
         };
@@ -319,12 +326,14 @@ impl<'d> DayAggregator<'d> {
             Some(c) if c.account_id != account => return self.reject_message(ChannelAccountMismatch, m),
             Some(_) => {}
         }
-        if m.sent_at > created_at + MICROS_PER_DAY {
+        // Saturating: a created_at near the end of time is not an overflow.
+        if m.sent_at > created_at.saturating_add(MICROS_PER_DAY) {
             return self.reject_message(FutureTimestamp, m);
         }
         if !self.seen_messages.insert(id) {
             return self.reject_message(DuplicateId, m);
         }
+        self.messages_accepted += 1;
 
         let hour = m.sent_at.div_euclid(MICROS_PER_HOUR) * MICROS_PER_HOUR;
         self.add(
@@ -362,12 +371,12 @@ impl<'d> DayAggregator<'d> {
     pub fn push_event(&mut self, e: &RawEvent) {
         use RejectReason::*;
         self.events_read += 1;
-        let (Some(id), Some(_conversation), Some(created_at)) = (e.id, e.conversation_id, e.created_at) else {
-            return self.reject_event(NullField, e);
-        };
         if e.bad_value {
             return self.reject_event(BadValue, e);
         }
+        let (Some(id), Some(_conversation), Some(created_at)) = (e.id, e.conversation_id, e.created_at) else {
+            return self.reject_event(NullField, e);
+        };
         let kind = match &e.kind {
             Text::Known(k) => *k,
             Text::Null => return self.reject_event(NullField, e),
@@ -384,12 +393,13 @@ impl<'d> DayAggregator<'d> {
             Some(c) if c.account_id != account => return self.reject_event(ChannelAccountMismatch, e),
             Some(_) => {}
         }
-        if e.occurred_at > created_at + MICROS_PER_DAY {
+        if e.occurred_at > created_at.saturating_add(MICROS_PER_DAY) {
             return self.reject_event(FutureTimestamp, e);
         }
         if !self.seen_events.insert(id) {
             return self.reject_event(DuplicateId, e);
         }
+        self.events_accepted += 1;
         if kind == EventKind::Resolved {
             let conversation = e.conversation_id.expect("checked above");
             self.add(

@@ -357,3 +357,198 @@ fn shards_are_stable_and_cover_every_account() {
     assert_eq!(shard_of(42, 3), shard_of(42, 3));
     assert_eq!(shard_of(42, 1), 0);
 }
+
+/// Arbitrary source rows, as hostile as real data gets: any bytes in the
+/// enum columns, NULL anywhere, instants at year 1, 9999 and the i64
+/// extremes, ids that repeat, events of conversations that do not exist or
+/// sit on another account, history that contradicts the day. Nothing
+/// panics, and every row read either reaches the aggregates or is counted
+/// as a reject with a reason.
+mod hostile_rows {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// 0001-01-01 and 9999-12-31 in Unix microseconds.
+    const YEAR_1: i64 = -62_135_596_800_000_000;
+    const YEAR_9999: i64 = 253_402_214_400_000_000;
+
+    fn text() -> impl Strategy<Value = Option<Vec<u8>>> {
+        let known = [
+            "inbound",
+            "outbound",
+            "contact",
+            "agent",
+            "proactive_api",
+            "automation",
+            "resolved",
+            "reopened",
+            "",
+            "INBOUND",
+        ];
+        prop_oneof![
+            Just(None),
+            proptest::sample::select(known.to_vec()).prop_map(|s| Some(s.as_bytes().to_vec())),
+            vec(any::<u8>(), 0..12).prop_map(Some),
+        ]
+    }
+
+    fn instant() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            Just(i64::MIN),
+            Just(i64::MAX),
+            Just(YEAR_1),
+            Just(YEAR_9999),
+            -MICROS_PER_DAY..2 * MICROS_PER_DAY,
+            any::<i64>(),
+        ]
+    }
+
+    /// Within the day: the extract selects rows by this instant.
+    fn in_day() -> impl Strategy<Value = i64> {
+        prop_oneof![Just(0), Just(MICROS_PER_DAY - 1), 0..MICROS_PER_DAY]
+    }
+
+    /// Few distinct values, so that ids repeat within a day.
+    fn id() -> impl Strategy<Value = Option<i64>> {
+        prop_oneof![Just(None), (0i64..8).prop_map(Some), any::<i64>().prop_map(Some)]
+    }
+
+    /// Accounts 1 and 2 exist; 3 does not.
+    fn account() -> impl Strategy<Value = Option<i64>> {
+        prop_oneof![Just(None), (1i64..=3).prop_map(Some), any::<i64>().prop_map(Some)]
+    }
+
+    /// Channel 10 is account 1's, 20 account 2's, 30 does not exist.
+    fn channel() -> impl Strategy<Value = Option<i64>> {
+        prop_oneof![
+            Just(None),
+            proptest::sample::select(vec![10i64, 20, 30]).prop_map(Some),
+            any::<i64>().prop_map(Some),
+        ]
+    }
+
+    fn message() -> impl Strategy<Value = RawMessage> {
+        (
+            (id(), account(), id(), channel(), id()),
+            (text(), text(), id()),
+            (in_day(), proptest::option::of(instant()), any::<bool>()),
+        )
+            .prop_map(
+                |(
+                    (id, account_id, conversation_id, channel_id, contact_id),
+                    (direction, sender, agent_id),
+                    (sent_at, created_at, bad_value),
+                )| {
+                    RawMessage {
+                        id,
+                        account_id,
+                        conversation_id,
+                        channel_id,
+                        contact_id,
+                        direction: Text::<Direction>::parse(direction.as_deref()),
+                        sender_type: Text::<SenderType>::parse(sender.as_deref()),
+                        agent_id,
+                        sent_at,
+                        created_at,
+                        bad_value,
+                    }
+                },
+            )
+    }
+
+    fn event() -> impl Strategy<Value = RawEvent> {
+        (
+            (id(), id(), text()),
+            (in_day(), proptest::option::of(instant())),
+            (account(), channel(), any::<bool>()),
+        )
+            .prop_map(
+                |((id, conversation_id, kind), (occurred_at, created_at), (account_id, channel_id, bad_value))| {
+                    RawEvent {
+                        id,
+                        conversation_id,
+                        kind: Text::<EventKind>::parse(kind.as_deref()),
+                        occurred_at,
+                        created_at,
+                        account_id,
+                        channel_id,
+                        bad_value,
+                    }
+                },
+            )
+    }
+
+    fn history() -> impl Strategy<Value = RawHistory> {
+        (
+            0i64..8,
+            instant(),
+            any::<i64>(),
+            text(),
+            proptest::option::of(instant()),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(conversation_id, first_at, first_id, direction, first_outbound, settled)| RawHistory {
+                    conversation_id,
+                    first_at,
+                    first_id,
+                    first_direction: Text::<Direction>::parse(direction.as_deref()),
+                    first_outbound,
+                    settled,
+                },
+            )
+    }
+
+    fn rejected(rejects: &Rejects, table: SourceTable) -> u64 {
+        rejects
+            .counts
+            .iter()
+            .filter(|((t, _, _), _)| *t == table)
+            .map(|(_, (n, _))| n)
+            .sum()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 10_000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn hostile_rows_never_panic_and_every_row_is_accounted_for(
+            messages in vec(message(), 0..24),
+            events in vec(event(), 0..12),
+            history in vec(history(), 0..4),
+        ) {
+            let d = dims();
+            let mut agg = DayAggregator::new(&d, 0);
+            for m in &messages {
+                agg.push_message(m);
+            }
+            for e in &events {
+                agg.push_event(e);
+            }
+            for h in &history {
+                agg.push_history(h);
+            }
+            prop_assert_eq!(agg.messages_read, messages.len() as u64);
+            prop_assert_eq!(agg.events_read, events.len() as u64);
+            prop_assert_eq!(agg.messages_read, agg.messages_accepted + rejected(&agg.rejects, SourceTable::Messages));
+            prop_assert_eq!(agg.events_read, agg.events_accepted + rejected(&agg.rejects, SourceTable::ConversationEvents));
+            // A reason for every reject: the counts by reason add up to the total.
+            prop_assert_eq!(agg.rejects.by_reason().values().sum::<u64>(), agg.rejects.total());
+
+            // Deciding the resolves from whatever the day holds never panics,
+            // and counts each conversation at most once.
+            let mut take = |w: Aggregate| agg.keyed_mut(w).drain_sorted().into_iter();
+            let (candidates, first_message, first_outbound, settled) = (
+                take(Aggregate::ResolveCandidates),
+                take(Aggregate::FirstMessage),
+                take(Aggregate::FirstOutbound),
+                take(Aggregate::Settled),
+            );
+            let mut counted = std::collections::BTreeSet::new();
+            decide_resolved(candidates, first_message, first_outbound, settled, |(key, _)| {
+                assert!(counted.insert(key[2]), "a conversation counted twice: {key:?}");
+            });
+        }
+    }
+}

@@ -13,9 +13,12 @@
 //! - **Bounded waits.** Every cloud request has the timeouts and retries of
 //!   [`StoreSettings`]; [`Warehouse::check_access`] tells a missing bucket or
 //!   refused credentials (input errors) from an unreachable store (retryable).
+//! - **Whole bodies.** A cloud read whose body breaks off is read again
+//!   ([`bodies`]); a caller never sees half a body.
 //! - **Stoppable.** A warehouse opened with a [`gate::WriteGate`] refuses every
 //!   write once the gate is closed.
 
+mod bodies;
 pub mod gate;
 pub mod manifest;
 pub mod paths;
@@ -373,7 +376,7 @@ impl Warehouse {
                         Arc::new(b.build().map_err(open_err)?)
                     }
                 };
-                (store, root)
+                (bodies::RetryBodies::wrap(store), root)
             }
         };
         Ok(Warehouse {

@@ -3,6 +3,8 @@
 
 #[allow(dead_code)]
 mod common;
+mod faults;
+mod hostile;
 mod named;
 mod ops;
 mod overlap;
@@ -11,5 +13,6 @@ mod report;
 mod rollups;
 mod run;
 mod schema;
+mod secrets;
 mod seed;
 mod wh;

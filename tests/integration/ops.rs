@@ -269,8 +269,16 @@ async fn a_database_that_goes_away_mid_run_fails_with_exit_1_never_a_hang() {
     let child = spawn_run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     wait_for(&wh.join("_manifests/dt=2026-03-06/s0of1.json"), Duration::from_secs(60));
     cluster.signal_all("STOP");
+    // Thawed however this ends, so the cluster can be stopped and removed.
+    struct Thaw<'a>(&'a PgCluster);
+    impl Drop for Thaw<'_> {
+        fn drop(&mut self) {
+            self.0.signal_all("CONT");
+        }
+    }
+    let thaw = Thaw(&cluster);
     let (code, stderr, took) = wait_bounded(child, Duration::from_secs(30));
-    cluster.signal_all("CONT");
+    drop(thaw);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         took < Duration::from_secs(3 + 4),

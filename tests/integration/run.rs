@@ -359,23 +359,30 @@ async fn s3_publish_is_idempotent_and_survives_shard_changes() {
     );
 }
 
-#[tokio::test]
-async fn a_killed_run_never_shows_a_partial_day_and_the_rerun_repairs_it() {
-    let dir = TempDir::new("wh-kill");
-    let src = Src::sqlite(&dir);
-    src.seed("6", "6000");
-    let warehouse = dir.path().join("wh").display().to_string();
-    run_range(&src, &warehouse, &[]);
-    let wh = wh::open(&warehouse, &[]);
+/// Runs SIGKILLed at random points while a reader polls every published day:
+/// the reader never sees a partial day, and the rerun repairs everything.
+async fn killed_runs_never_show_a_partial_day(
+    src: &Src,
+    warehouse: &str,
+    options: &[(&'static str, String)],
+    env: &[(String, String)],
+) {
+    run_range_env(src, warehouse, &[], env);
+    let wh = wh::open(warehouse, options);
     let days = wh::days(FROM, TO);
     let reference = wh::snapshot(&wh, &days).await;
 
-    // A reader polls every published day while runs are killed at random points.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {
-        let (stop, days, reference, warehouse) = (stop.clone(), days.clone(), reference.clone(), warehouse.clone());
+        let (stop, days, reference, warehouse, options) = (
+            stop.clone(),
+            days.clone(),
+            reference.clone(),
+            warehouse.to_string(),
+            options.to_vec(),
+        );
         tokio::spawn(async move {
-            let wh = wh::open(&warehouse, &[]);
+            let wh = wh::open(&warehouse, &options);
             let mut reads = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 for d in &days {
@@ -402,7 +409,7 @@ async fn a_killed_run_never_shows_a_partial_day_and_the_rerun_repairs_it() {
                 "--source",
                 src.url(),
                 "--warehouse",
-                &warehouse,
+                warehouse,
                 "--from",
                 FROM,
                 "--to",
@@ -412,6 +419,7 @@ async fn a_killed_run_never_shows_a_partial_day_and_the_rerun_repairs_it() {
                 "1s",
             ])
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -424,7 +432,7 @@ async fn a_killed_run_never_shows_a_partial_day_and_the_rerun_repairs_it() {
     let reads = reader.await.expect("the reader never saw a partial day");
     assert!(reads > 0);
 
-    run_range(&src, &warehouse, &[]);
+    run_range_env(src, warehouse, &[], env);
     assert_eq!(wh::snapshot(&wh, &days).await, reference);
     for d in &days {
         let files = data_files(&wh, *d).await;
@@ -432,6 +440,24 @@ async fn a_killed_run_never_shows_a_partial_day_and_the_rerun_repairs_it() {
         runs.dedup();
         assert_eq!(runs.len(), 1, "{d}: files of killed runs left behind: {files:?}");
     }
+}
+
+#[tokio::test]
+async fn a_killed_run_never_shows_a_partial_day_and_the_rerun_repairs_it() {
+    let dir = TempDir::new("wh-kill");
+    let src = Src::sqlite(&dir);
+    src.seed("6", "6000");
+    let warehouse = dir.path().join("wh").display().to_string();
+    killed_runs_never_show_a_partial_day(&src, &warehouse, &[], &[]).await;
+}
+
+#[tokio::test]
+async fn a_killed_run_on_s3_never_shows_a_partial_day_and_the_rerun_repairs_it() {
+    let dir = TempDir::new("wh-kill-s3");
+    let src = Src::sqlite(&dir);
+    src.seed("6", "6000");
+    let moto = common::Moto::start("killed");
+    killed_runs_never_show_a_partial_day(&src, "s3://killed/usage", &moto.options(), &moto.env()).await;
 }
 
 /// Run manifests in the warehouse, oldest first.

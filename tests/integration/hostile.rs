@@ -1,0 +1,244 @@
+//! Hostile conditions around a run: a spill folder that fills up or
+//! disappears, and SQLite values of the wrong type in every column.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use account_usage::warehouse::paths::Table;
+
+use crate::common::{self, TempDir};
+use crate::run::Src;
+use crate::wh;
+
+const DAY: &str = "2026-03-07";
+
+/// A tmpfs of `kib` KiB at `dir`, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, kib: u32) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs for the full-disk test failed (the tests run as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn assert_nothing_published(warehouse: &str) {
+    let manifests = Path::new(warehouse).join(format!("_manifests/dt={DAY}"));
+    let listed = std::fs::read_dir(&manifests).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(listed, 0, "a day was published by a run whose spill failed");
+}
+
+fn one_error_line(stderr: &str) -> String {
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    errors[0].to_string()
+}
+
+#[test]
+fn a_spill_folder_that_fills_up_or_disappears_fails_the_run_with_exit_1_and_publishes_nothing() {
+    let dir = TempDir::new("spill");
+    let src = Src::sqlite(&dir);
+    src.seed("4", "20000");
+    let args = |warehouse: &str, spill: &Path| -> Vec<String> {
+        [
+            "run",
+            "--source",
+            src.url(),
+            "--warehouse",
+            warehouse,
+            "--date",
+            DAY,
+            "--max-entries-in-memory",
+            "1000",
+            "--spill-dir",
+            &spill.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+
+    // Full: a 64 KiB file system.
+    let spill = dir.path().join("full");
+    let _tmpfs = Tmpfs::mount(&spill, 64);
+    let warehouse = dir.path().join("wh-full").display().to_string();
+    let argv = args(&warehouse, &spill);
+    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = common::run_bin(&refs);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = one_error_line(&stderr);
+    assert!(
+        line.contains("spilling aggregates") && line.contains("No space left"),
+        "{line}"
+    );
+    assert_nothing_published(&warehouse);
+
+    // Gone: the folder is removed once the run has started spilling.
+    let spill = dir.path().join("gone");
+    std::fs::create_dir_all(&spill).unwrap();
+    let warehouse = dir.path().join("wh-gone").display().to_string();
+    let argv = args(&warehouse, &spill);
+    let child = Command::new(common::BIN)
+        .args(&argv)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::fs::read_dir(&spill)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "the run never spilled");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::fs::remove_dir_all(&spill).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = one_error_line(&stderr);
+    assert!(line.contains("spilling aggregates"), "{line}");
+    assert_nothing_published(&warehouse);
+}
+
+/// Every column of the tables the extract reads, with a value of another
+/// type (SQLite is dynamically typed): the run completes, and every such row
+/// is read and rejected, never dropped, never a panic.
+#[tokio::test]
+async fn sqlite_values_of_the_wrong_type_in_every_column_are_rejected_not_dropped() {
+    let dir = TempDir::new("wrong-types");
+    let src = Src::sqlite(&dir);
+    src.seed("3", "500");
+    let noon = chrono::DateTime::parse_from_rfc3339("2026-03-07T12:00:00Z")
+        .unwrap()
+        .timestamp_micros();
+    let channel = "(SELECT min(id) FROM channels WHERE account_id = 1)";
+    let conversation = "(SELECT min(id) FROM conversations WHERE account_id = 1)";
+    // `id` columns are INTEGER PRIMARY KEY (the rowid), which SQLite itself
+    // keeps integer; sent_at and occurred_at place a row in its day, so a
+    // row whose instant is not an integer belongs to no day the extract reads.
+    let message_columns: [(&str, String); 8] = [
+        ("account_id", "'one'".into()),
+        ("conversation_id", "x'00ff'".into()),
+        ("channel_id", "1.5".into()),
+        ("contact_id", "'c'".into()),
+        ("direction", "7".into()),
+        ("sender_type", "x'01'".into()),
+        ("agent_id", "'agent'".into()),
+        ("created_at", "'yesterday'".into()),
+    ];
+    let valid = |column: &str, id: i64| -> String {
+        match column {
+            "id" => id.to_string(),
+            "account_id" => "1".into(),
+            "conversation_id" => conversation.into(),
+            "channel_id" => channel.into(),
+            "contact_id" => "5".into(),
+            "direction" => "'outbound'".into(),
+            "sender_type" => "'agent'".into(),
+            "agent_id" => "3".into(),
+            "sent_at" => noon.to_string(),
+            _ => (noon + 1).to_string(),
+        }
+    };
+    let columns = [
+        "id",
+        "account_id",
+        "conversation_id",
+        "channel_id",
+        "contact_id",
+        "direction",
+        "sender_type",
+        "agent_id",
+        "sent_at",
+        "created_at",
+    ];
+    let mut sql = String::new();
+    for (n, (wrong_column, wrong)) in message_columns.iter().enumerate() {
+        let id = 900_000_001 + n as i64;
+        let values: Vec<String> = columns
+            .iter()
+            .map(|c| if c == wrong_column { wrong.clone() } else { valid(c, id) })
+            .collect();
+        sql.push_str(&format!(
+            "INSERT INTO messages ({}) VALUES ({});\n",
+            columns.join(", "),
+            values.join(", ")
+        ));
+    }
+    let event_columns: [(&str, String); 3] = [
+        ("conversation_id", "'conv'".into()),
+        ("kind", "x'42'".into()),
+        ("created_at", "x'00'".into()),
+    ];
+    for (n, (wrong_column, wrong)) in event_columns.iter().enumerate() {
+        let id = 900_000_001 + n as i64;
+        let value = |c: &str, v: String| if c == *wrong_column { wrong.clone() } else { v };
+        sql.push_str(&format!(
+            "INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at) VALUES ({}, {}, {}, NULL, {noon}, {});\n",
+            value("id", id.to_string()),
+            value("conversation_id", conversation.into()),
+            value("kind", "'resolved'".into()),
+            value("created_at", (noon + 1).to_string()),
+        ));
+    }
+    // Events of conversations whose own columns have the wrong type.
+    for (n, (account, channel)) in [("'acct'", channel.to_string()), ("1", "x'00'".to_string())]
+        .iter()
+        .enumerate()
+    {
+        let conversation = 900_000_001 + n as i64;
+        let event = 900_000_101 + n as i64;
+        sql.push_str(&format!(
+            "INSERT INTO conversations (id, account_id, channel_id, contact_id, created_at) VALUES ({conversation}, {account}, {channel}, 5, {noon});
+             INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at) VALUES ({event}, {conversation}, 'resolved', NULL, {noon}, {});\n",
+            noon + 1
+        ));
+    }
+    src.exec(&sql).await;
+    let warehouse = dir.path().join("wh").display().to_string();
+    common::run_ok(&["run", "--source", src.url(), "--warehouse", &warehouse, "--date", DAY]);
+
+    let wh = wh::open(&warehouse, &[]);
+    let rejects = wh::batches(&wh, wh::day(DAY), Table::Rejects).await;
+    let mut rejected = std::collections::BTreeMap::<String, i64>::new();
+    for ((table, reason), rows) in wh::strings(&rejects, "source_table")
+        .into_iter()
+        .zip(wh::strings(&rejects, "reason"))
+        .zip(wh::ints(&rejects, "rows"))
+    {
+        *rejected
+            .entry(format!("{}/{}", table.unwrap(), reason.unwrap()))
+            .or_default() += rows.unwrap();
+    }
+    // Every wrong-typed row is rejected as bad_value, but the integer in the
+    // TEXT column `direction`, which SQLite stores as the text "7".
+    let expected: std::collections::BTreeMap<String, i64> = [
+        ("messages/bad_value", message_columns.len() as i64 - 1),
+        ("messages/unknown_direction", 1),
+        ("conversation_events/bad_value", event_columns.len() as i64 + 2),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(rejected, expected);
+}
