@@ -10,6 +10,8 @@ use crate::run::Src;
 
 const SECRET: &str = "Zq7-hunter2-secret";
 
+type Env = Vec<(String, String)>;
+
 fn files_containing(root: &Path, needle: &str) -> Vec<String> {
     let mut hits = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -112,7 +114,7 @@ async fn secrets_never_reach_logs_errors_or_files() {
         .map(|s| s.to_string())
         .collect()
     };
-    let cases: Vec<(&str, Vec<String>, Vec<(String, String)>)> = vec![
+    let cases: Vec<(&str, Vec<String>, Env)> = vec![
         (
             "run that succeeds on PostgreSQL",
             run(&pg_with_password, &local),
