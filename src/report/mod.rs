@@ -318,13 +318,13 @@ async fn load_day(
     let files = loop {
         attempt += 1;
         match day_files(warehouse, day, tables).await? {
-            Some(files) => break files,
+            Ok(files) => break files,
             // A concurrent publish replaced the day since its listing: read it again.
-            None if attempt < 5 => tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await,
-            None => {
+            Err(_) if attempt < 5 => tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await,
+            Err(gone) => {
                 return Err(Error::Warehouse(crate::warehouse::Error::BadManifest {
-                    key: format!("day {day}"),
-                    reason: "its files keep disappearing while being read".into(),
+                    key: format!("of day {day}"),
+                    reason: format!("it lists {gone}, which is missing (read {attempt} times)"),
                 }));
             }
         }
@@ -332,7 +332,7 @@ async fn load_day(
     let decoded = tokio::task::spawn_blocking(move || {
         let mut grain = AccountGrain::default();
         for (table, key, bytes) in files {
-            let batches = read_account_columns(&key, bytes, account, columns_of(table))?;
+            let batches = read_account_columns(&key, bytes, table, account, columns_of(table))?;
             for b in &batches {
                 add_rows(b, table, account, &mut grain)?;
             }
@@ -344,18 +344,18 @@ async fn load_day(
     Ok(decoded)
 }
 
-/// The files of `tables` of a published day and their bytes; `None` when one
-/// disappeared while being read.
+/// The files of `tables` of a published day and their bytes; `Err` with
+/// what disappeared while being read.
 async fn day_files(
     warehouse: &Warehouse,
     day: NaiveDate,
     tables: &[Table],
-) -> Result<Option<Vec<(Table, String, bytes::Bytes)>>, Error> {
+) -> Result<Result<Vec<(Table, String, bytes::Bytes)>, String>, Error> {
     let manifests = match published_day(warehouse, day).await {
         Ok(Some(m)) => m,
-        Ok(None) => return Ok(Some(Vec::new())),
-        Err(crate::warehouse::Error::BadManifest { reason, .. }) if reason.starts_with("disappeared") => {
-            return Ok(None);
+        Ok(None) => return Ok(Ok(Vec::new())),
+        Err(crate::warehouse::Error::BadManifest { key, reason }) if reason.starts_with("disappeared") => {
+            return Ok(Err(key));
         }
         Err(e) => return Err(e.into()),
     };
@@ -364,13 +364,13 @@ async fn day_files(
         for table in tables {
             for file in manifest.files_of(*table) {
                 let Some(bytes) = warehouse.get(&file.key).await? else {
-                    return Ok(None);
+                    return Ok(Err(file.key.clone()));
                 };
                 files.push((*table, file.key.clone(), bytes));
             }
         }
     }
-    Ok(Some(files))
+    Ok(Ok(files))
 }
 
 fn columns_of(table: Table) -> &'static [&'static str] {

@@ -112,8 +112,12 @@ pub async fn try_answer(
             Some(f) if f.time_zone == query.tz.name() => {
                 files.insert(*key, f);
             }
-            Some(_) | None => {
-                tracing::info!(rollup = %key.relative(), "A rollup is missing or in another zone; answering from the base grain.");
+            Some(_) => {
+                tracing::info!(rollup = %key.relative(), "A rollup is in another zone; answering from the base grain.");
+                return Ok(None);
+            }
+            None => {
+                tracing::warn!(rollup = %key.relative(), "A rollup is missing; answering from the base grain. The next run of its days writes it.");
                 return Ok(None);
             }
         }

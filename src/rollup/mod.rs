@@ -172,6 +172,23 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool) -> Result<RollupFil
         reason,
     };
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| bad(e.to_string()))?;
+    // Another schema (a newer or older version wrote it, or it is not a
+    // rollup): said as such, never a projection past its columns.
+    let expected: Vec<(&str, &DataType)> = SCHEMA
+        .fields()
+        .iter()
+        .map(|f| (f.name().as_str(), f.data_type()))
+        .collect();
+    let found: Vec<(&str, &DataType)> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().as_str(), f.data_type()))
+        .collect();
+    if found != expected {
+        let names: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
+        return Err(bad(format!("it has another schema (columns {})", names.join(", "))));
+    }
     let roots: Vec<usize> = (0..=IDS_COLUMN).filter(|i| with_ids || *i != IDS_COLUMN).collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
     let reader = builder.with_projection(mask).build().map_err(|e| bad(e.to_string()))?;
@@ -403,7 +420,7 @@ async fn daily_window(
                         });
                     };
                     while let Some(batch) = batches.next().await {
-                        let batch = batch.map_err(|source| warehouse::Error::Parquet {
+                        let batch = batch.map_err(|source| warehouse::Error::ReadParquet {
                             key: file.key.clone(),
                             source,
                         })?;

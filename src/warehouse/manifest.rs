@@ -201,7 +201,7 @@ pub fn read_parquet(key: &str, bytes: Bytes) -> Result<Vec<RecordBatch>> {
 /// The batches of a Parquet object, decoded one at a time (memory: the
 /// object's bytes plus one batch).
 pub fn parquet_batches(key: &str, bytes: Bytes) -> Result<impl Iterator<Item = Result<RecordBatch>> + use<>> {
-    let perr = |source| Error::Parquet {
+    let perr = |source| Error::ReadParquet {
         key: key.to_string(),
         source,
     };
@@ -221,13 +221,29 @@ pub fn parquet_batches(key: &str, bytes: Bytes) -> Result<impl Iterator<Item = R
 
 /// The named columns of the row groups of a Parquet object (sorted by
 /// `account_id` first) whose statistics admit `account`.
-pub fn read_account_columns(key: &str, bytes: Bytes, account: i64, columns: &[&str]) -> Result<Vec<RecordBatch>> {
-    let perr = |source| Error::Parquet {
+/// A file without one of `columns` is another table's (or broken): an error
+/// that names it, never a projection past its columns.
+pub fn read_account_columns(
+    key: &str,
+    bytes: Bytes,
+    table: Table,
+    account: i64,
+    columns: &[&str],
+) -> Result<Vec<RecordBatch>> {
+    let perr = |source| Error::ReadParquet {
         key: key.to_string(),
         source,
     };
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(perr)?;
     let schema = builder.parquet_schema();
+    let fields = schema.root_schema().get_fields();
+    if let Some(missing) = columns.iter().find(|c| !fields.iter().any(|f| f.name() == **c)) {
+        return Err(Error::WrongSchema {
+            key: key.to_string(),
+            table: table.name(),
+            column: missing.to_string(),
+        });
+    }
     let roots: Vec<usize> = (0..schema.root_schema().get_fields().len())
         .filter(|i| columns.contains(&schema.root_schema().get_fields()[*i].name()))
         .collect();

@@ -72,6 +72,18 @@ pub enum Error {
         #[source]
         source: parquet::errors::ParquetError,
     },
+    #[error("reading Parquet {key} failed")]
+    ReadParquet {
+        key: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{key} is not a file of table {table}: it has no column {column}")]
+    WrongSchema {
+        key: String,
+        table: &'static str,
+        column: String,
+    },
     #[error("building Arrow data for {key} failed")]
     Arrow {
         key: String,

@@ -73,7 +73,7 @@ pub async fn stream_batches(
         path,
         size: meta.size,
     };
-    let perr = |source| Error::Parquet {
+    let perr = |source| Error::ReadParquet {
         key: relative.to_string(),
         source,
     };

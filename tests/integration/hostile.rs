@@ -111,8 +111,12 @@ fn a_spill_folder_that_fills_up_or_disappears_fails_the_run_with_exit_1_and_publ
         assert!(started.elapsed() < Duration::from_secs(30), "the run never spilled");
         std::thread::sleep(Duration::from_millis(1));
     }
-    std::fs::remove_dir_all(&spill).unwrap();
+    // Gone at once (a recursive delete would race with the files the run
+    // keeps creating): moved away, then deleted.
+    let moved = dir.path().join("gone-moved");
+    std::fs::rename(&spill, &moved).unwrap();
     let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&moved);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let line = one_error_line(&stderr);

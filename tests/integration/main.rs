@@ -1,6 +1,7 @@
 //! The one integration-test binary: every test runs the real `account-usage`
 //! binary against a real PostgreSQL (started by [`common`]) or SQLite file.
 
+mod broken;
 #[allow(dead_code)]
 mod common;
 mod faults;

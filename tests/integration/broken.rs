@@ -1,0 +1,214 @@
+//! Broken objects in the warehouse: `report` names the object and fails with
+//! exit 1, or, for a rollup, answers from the base grain with a warning and
+//! the same numbers. Never a panic, never other numbers; the next run of the
+//! day replaces what it owns.
+
+use std::path::Path;
+
+use crate::common::{self, TempDir};
+use crate::run::Src;
+
+const DAY: &str = "2026-03-07";
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+fn only_file(dir: &Path) -> std::path::PathBuf {
+    let files: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(files.len(), 1, "{}", dir.display());
+    files[0].clone()
+}
+
+/// The report's numbers (without `answered_from`), or its exit code and stderr.
+fn report(warehouse: &Path, base_grain: bool) -> Result<serde_json::Value, (Option<i32>, String)> {
+    let wh = warehouse.display().to_string();
+    let mut args = vec![
+        "report",
+        "--warehouse",
+        &wh,
+        "--account",
+        "1",
+        "--from",
+        "2026-03-07",
+        "--to",
+        "2026-03-08",
+        "--metric",
+        "active_agents",
+        "--metric",
+        "resolved_conversations",
+        "--format",
+        "json",
+    ];
+    if base_grain {
+        args.push("--base-grain");
+    }
+    let out = common::run_bin(&args);
+    if !out.status.success() {
+        return Err((out.status.code(), String::from_utf8_lossy(&out.stderr).to_string()));
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_object_mut().unwrap().remove("answered_from");
+    Ok(v)
+}
+
+#[test]
+fn broken_objects_are_named_or_skipped_never_wrong_and_the_next_run_replaces_them() {
+    let dir = TempDir::new("broken");
+    let src = Src::sqlite(&dir);
+    src.seed("3", "1500");
+    let clean = dir.path().join("clean");
+    let clean_url = clean.display().to_string();
+    common::run_ok(&[
+        "run",
+        "--source",
+        src.url(),
+        "--warehouse",
+        &clean_url,
+        "--from",
+        "2026-03-06",
+        "--to",
+        "2026-03-09",
+    ]);
+    let expected = report(&clean, false).expect("the clean warehouse reports");
+    assert_eq!(report(&clean, true).unwrap(), expected);
+
+    let base_file = |wh: &Path, table: &str| only_file(&wh.join(format!("{table}/dt={DAY}")));
+    let manifest = |wh: &Path| wh.join(format!("_manifests/dt={DAY}/s0of1.json"));
+    let rollup = |wh: &Path| wh.join(format!("rollups/account=1/interval=daily/period={DAY}/rollup.parquet"));
+    type Break = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Break)> = vec![
+        (
+            "truncated Parquet",
+            Box::new(move |wh: &Path| {
+                let f = base_file(wh, "agent_activity");
+                let len = std::fs::metadata(&f).unwrap().len();
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&f)
+                    .unwrap()
+                    .set_len(len / 2)
+                    .unwrap();
+            }),
+        ),
+        (
+            "another table's file",
+            Box::new(move |wh: &Path| {
+                std::fs::copy(base_file(wh, "contact_activity"), base_file(wh, "agent_activity")).unwrap();
+            }),
+        ),
+        (
+            "garbled manifest",
+            Box::new(move |wh: &Path| std::fs::write(manifest(wh), "{not json").unwrap()),
+        ),
+        (
+            "empty manifest",
+            Box::new(move |wh: &Path| std::fs::write(manifest(wh), "").unwrap()),
+        ),
+        (
+            "listed file gone",
+            Box::new(move |wh: &Path| std::fs::remove_file(base_file(wh, "agent_activity")).unwrap()),
+        ),
+    ];
+    for (case, break_it) in &cases {
+        let wh = dir.path().join(case.replace(' ', "-"));
+        copy_dir(&clean, &wh);
+        break_it(&wh);
+        // The base grain must read the broken object: it is named, exit 1.
+        match report(&wh, true) {
+            Ok(v) => panic!("{case}: answered from a broken object: {v}"),
+            Err((code, stderr)) => {
+                assert_eq!(code, Some(1), "{case}: {stderr}");
+                let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+                assert_eq!(errors.len(), 1, "{case}: {stderr}");
+                assert!(
+                    errors[0].contains(&format!("dt={DAY}")),
+                    "{case}: the object is not named: {}",
+                    errors[0]
+                );
+                assert!(!stderr.contains("panicked"), "{case}: {stderr}");
+            }
+        }
+        // The default query may answer from intact rollups: then with the clean numbers.
+        if let Ok(v) = report(&wh, false) {
+            assert_eq!(v, expected, "{case}: other numbers");
+        }
+        // The next run of the day replaces what it owns.
+        let url = wh.display().to_string();
+        common::run_ok(&["run", "--source", src.url(), "--warehouse", &url, "--date", DAY]);
+        assert_eq!(
+            report(&wh, true).unwrap(),
+            expected,
+            "{case}: not repaired by the rerun"
+        );
+    }
+
+    // Rollups: missing, or written with another schema. The report warns
+    // and answers from the base grain, with the same numbers.
+    for case in ["missing rollup", "rollup of another schema"] {
+        let wh = dir.path().join(case.replace(' ', "-"));
+        copy_dir(&clean, &wh);
+        if case == "missing rollup" {
+            std::fs::remove_file(rollup(&wh)).unwrap();
+        } else {
+            std::fs::copy(base_file(&wh, "agent_activity"), rollup(&wh)).unwrap();
+        }
+        let url = wh.display().to_string();
+        let out = common::run_bin(&[
+            "report",
+            "--warehouse",
+            &url,
+            "--account",
+            "1",
+            "--from",
+            "2026-03-07",
+            "--to",
+            "2026-03-08",
+            "--metric",
+            "active_agents",
+            "--metric",
+            "resolved_conversations",
+            "--format",
+            "json",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{case}: {stderr}");
+        assert!(
+            stderr.contains("WARN") && stderr.contains("rollup"),
+            "{case}: no warning: {stderr}"
+        );
+        let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["answered_from"], "base_grain", "{case}");
+        v.as_object_mut().unwrap().remove("answered_from");
+        assert_eq!(v, expected, "{case}: other numbers");
+        common::run_ok(&["run", "--source", src.url(), "--warehouse", &url, "--date", DAY]);
+        let out = common::run_bin(&[
+            "report",
+            "--warehouse",
+            &url,
+            "--account",
+            "1",
+            "--from",
+            "2026-03-07",
+            "--to",
+            "2026-03-08",
+            "--metric",
+            "active_agents",
+            "--format",
+            "json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            v["answered_from"], "rollups",
+            "{case}: the rerun did not replace the rollup"
+        );
+    }
+}
