@@ -215,6 +215,15 @@ pub async fn run(config: &RunConfig, gate: &WriteGate) -> Result<RunReport> {
         outcome = run_until_done(config, gate, &stats, &held) => outcome,
         () = gate.closed() => Err(Error::Stopped),
     };
+    // A write refused by the closing gate can end the work just before the
+    // gate's own branch is seen: a failure once stopping is the stop.
+    let outcome = match outcome {
+        Err(e) if gate.is_closed() && !e.is_stopped() => {
+            tracing::debug!(error = %error_chain(&e), "The run failed while stopping.");
+            Err(Error::Stopped)
+        }
+        other => other,
+    };
     let held = held.into_inner().unwrap_or_else(|p| p.into_inner());
     if let Some(lease) = &held {
         // Tasks of this run that are still running write nothing from here on.

@@ -28,8 +28,8 @@ fn only_file(dir: &Path) -> std::path::PathBuf {
     files[0].clone()
 }
 
-/// The report's numbers (without `answered_from`), or its exit code and stderr.
-fn report(warehouse: &Path, base_grain: bool) -> Result<serde_json::Value, (Option<i32>, String)> {
+/// `report` of account 1 over two days, as JSON.
+fn report_output(warehouse: &Path, base_grain: bool) -> std::process::Output {
     let wh = warehouse.display().to_string();
     let mut args = vec![
         "report",
@@ -51,13 +51,23 @@ fn report(warehouse: &Path, base_grain: bool) -> Result<serde_json::Value, (Opti
     if base_grain {
         args.push("--base-grain");
     }
-    let out = common::run_bin(&args);
+    common::run_bin(&args)
+}
+
+/// A report's JSON without `answered_from`, and that field.
+fn numbers(stdout: &[u8]) -> (serde_json::Value, String) {
+    let mut v: serde_json::Value = serde_json::from_slice(stdout).unwrap();
+    let from = v.as_object_mut().unwrap().remove("answered_from").unwrap();
+    (v, from.as_str().unwrap().to_string())
+}
+
+/// The report's numbers, or its exit code and stderr.
+fn report(warehouse: &Path, base_grain: bool) -> Result<serde_json::Value, (Option<i32>, String)> {
+    let out = report_output(warehouse, base_grain);
     if !out.status.success() {
         return Err((out.status.code(), String::from_utf8_lossy(&out.stderr).to_string()));
     }
-    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_object_mut().unwrap().remove("answered_from");
-    Ok(v)
+    Ok(numbers(&out.stdout).0)
 }
 
 #[test]
@@ -161,54 +171,19 @@ fn broken_objects_are_named_or_skipped_never_wrong_and_the_next_run_replaces_the
         } else {
             std::fs::copy(base_file(&wh, "agent_activity"), rollup(&wh)).unwrap();
         }
-        let url = wh.display().to_string();
-        let out = common::run_bin(&[
-            "report",
-            "--warehouse",
-            &url,
-            "--account",
-            "1",
-            "--from",
-            "2026-03-07",
-            "--to",
-            "2026-03-08",
-            "--metric",
-            "active_agents",
-            "--metric",
-            "resolved_conversations",
-            "--format",
-            "json",
-        ]);
+        let out = report_output(&wh, false);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{case}: {stderr}");
         assert!(
             stderr.contains("WARN") && stderr.contains("rollup"),
             "{case}: no warning: {stderr}"
         );
-        let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(v["answered_from"], "base_grain", "{case}");
-        v.as_object_mut().unwrap().remove("answered_from");
+        let (v, from) = numbers(&out.stdout);
+        assert_eq!(from, "base_grain", "{case}");
         assert_eq!(v, expected, "{case}: other numbers");
+        let url = wh.display().to_string();
         common::run_ok(&["run", "--source", src.url(), "--warehouse", &url, "--date", DAY]);
-        let out = common::run_bin(&[
-            "report",
-            "--warehouse",
-            &url,
-            "--account",
-            "1",
-            "--from",
-            "2026-03-07",
-            "--to",
-            "2026-03-08",
-            "--metric",
-            "active_agents",
-            "--format",
-            "json",
-        ]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(
-            v["answered_from"], "rollups",
-            "{case}: the rerun did not replace the rollup"
-        );
+        let (_, from) = numbers(&report_output(&wh, false).stdout);
+        assert_eq!(from, "rollups", "{case}: the rerun did not replace the rollup");
     }
 }

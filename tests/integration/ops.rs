@@ -360,23 +360,13 @@ async fn run_never_writes_to_a_sqlite_source() {
 
 /// Every file under `root` with its modification time.
 fn files_with_mtimes(root: &Path) -> BTreeMap<String, SystemTime> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(m) = e.metadata() {
-                out.insert(
-                    p.strip_prefix(root).unwrap().display().to_string(),
-                    m.modified().unwrap(),
-                );
-            }
-        }
-    }
-    out
+    common::files_under(root)
+        .into_iter()
+        .filter_map(|p| {
+            let modified = std::fs::metadata(&p).ok()?.modified().ok()?;
+            Some((p.strip_prefix(root).unwrap().display().to_string(), modified))
+        })
+        .collect()
 }
 
 // Two workers: the reader runs while the test body blocks on the child.
@@ -406,29 +396,7 @@ async fn sigterm_stops_a_run_within_10s_with_143_and_nothing_after_it() {
     let reference = wh::snapshot(&wh, &days).await;
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let reader = {
-        let (stop, days, reference, warehouse_url) =
-            (stop.clone(), days.clone(), reference.clone(), warehouse_url.clone());
-        tokio::spawn(async move {
-            let wh = wh::open(&warehouse_url, &[]);
-            let mut reads = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                for d in &days {
-                    for t in Table::ALL {
-                        let rows = wh::table_rows(&wh, *d, t).await;
-                        assert_eq!(
-                            &rows,
-                            &reference[&(*d, t.name())],
-                            "a reader saw a partial {d} {}",
-                            t.name()
-                        );
-                        reads += 1;
-                    }
-                }
-            }
-            reads
-        })
-    };
+    let reader = wh::spawn_day_reader(&warehouse_url, &[], &reference, stop.clone());
     let mut rng = account_usage::seed::rng::Rng::new(143);
     let mut stopped_mid_run = 0;
     for round in 0..12 {

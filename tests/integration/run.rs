@@ -373,34 +373,7 @@ async fn killed_runs_never_show_a_partial_day(
     let reference = wh::snapshot(&wh, &days).await;
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let reader = {
-        let (stop, days, reference, warehouse, options) = (
-            stop.clone(),
-            days.clone(),
-            reference.clone(),
-            warehouse.to_string(),
-            options.to_vec(),
-        );
-        tokio::spawn(async move {
-            let wh = wh::open(&warehouse, &options);
-            let mut reads = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                for d in &days {
-                    for t in Table::ALL {
-                        let rows = wh::table_rows(&wh, *d, t).await;
-                        assert_eq!(
-                            &rows,
-                            &reference[&(*d, t.name())],
-                            "a reader saw a partial {d} {}",
-                            t.name()
-                        );
-                        reads += 1;
-                    }
-                }
-            }
-            reads
-        })
-    };
+    let reader = wh::spawn_day_reader(warehouse, options, &reference, stop.clone());
     let mut rng = account_usage::seed::rng::Rng::new(99);
     for _ in 0..8 {
         let mut child = std::process::Command::new(common::BIN)

@@ -57,10 +57,10 @@ pub fn strings(batches: &[RecordBatch], column: &str) -> Vec<Option<String>> {
     out
 }
 
-/// Every row of a table of a day, rendered and sorted: equal tables give equal vectors.
-pub async fn table_rows(wh: &Warehouse, d: NaiveDate, table: Table) -> Vec<String> {
+/// Every row of some batches, rendered and sorted: equal tables give equal vectors.
+pub fn rendered_rows(batches: impl IntoIterator<Item = RecordBatch>) -> Vec<String> {
     let mut rows = Vec::new();
-    for b in batches(wh, d, table).await {
+    for b in batches {
         for i in 0..b.num_rows() {
             let cells: Vec<String> = b
                 .columns()
@@ -72,6 +72,39 @@ pub async fn table_rows(wh: &Warehouse, d: NaiveDate, table: Table) -> Vec<Strin
     }
     rows.sort();
     rows
+}
+
+/// Every row of a table of a day, rendered and sorted.
+pub async fn table_rows(wh: &Warehouse, d: NaiveDate, table: Table) -> Vec<String> {
+    rendered_rows(batches(wh, d, table).await)
+}
+
+/// A reader that reads every table of every day in a loop until `stop`,
+/// asserting each read equals `reference` (a partial day never does);
+/// returns how many tables it read.
+pub fn spawn_day_reader(
+    url: &str,
+    options: &[(&'static str, String)],
+    reference: &BTreeMap<(NaiveDate, &'static str), Vec<String>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<usize> {
+    let (url, options, reference) = (url.to_string(), options.to_vec(), reference.clone());
+    tokio::spawn(async move {
+        let wh = open(&url, &options);
+        let mut reads = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for ((d, name), expected) in &reference {
+                let table = Table::from_name(name).unwrap();
+                assert_eq!(
+                    &table_rows(&wh, *d, table).await,
+                    expected,
+                    "a reader saw a partial {d} {name}"
+                );
+                reads += 1;
+            }
+        }
+        reads
+    })
 }
 
 /// Every table of every day, for comparing whole warehouses.
@@ -115,20 +148,7 @@ pub async fn rollup_snapshot(wh: &Warehouse) -> BTreeMap<String, Vec<String>> {
             .unwrap()
             .build()
             .unwrap();
-        let mut rows = Vec::new();
-        for b in reader {
-            let b = b.unwrap();
-            for i in 0..b.num_rows() {
-                let cells: Vec<String> = b
-                    .columns()
-                    .iter()
-                    .map(|c| array_value_to_string(c, i).unwrap())
-                    .collect();
-                rows.push(cells.join("|"));
-            }
-        }
-        rows.sort();
-        out.insert(key, rows);
+        out.insert(key, rendered_rows(reader.map(Result::unwrap)));
     }
     out
 }
