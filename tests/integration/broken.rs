@@ -30,28 +30,13 @@ fn only_file(dir: &Path) -> std::path::PathBuf {
 
 /// `report` of account 1 over two days, as JSON.
 fn report_output(warehouse: &Path, base_grain: bool) -> std::process::Output {
-    let wh = warehouse.display().to_string();
-    let mut args = vec![
-        "report",
-        "--warehouse",
-        &wh,
-        "--account",
-        "1",
-        "--from",
-        "2026-03-07",
-        "--to",
-        "2026-03-08",
-        "--metric",
-        "active_agents",
-        "--metric",
-        "resolved_conversations",
-        "--format",
-        "json",
-    ];
-    if base_grain {
-        args.push("--base-grain");
-    }
-    common::run_bin(&args)
+    let extra: &[&str] = if base_grain { &["--base-grain"] } else { &[] };
+    let args = common::two_day_report(
+        &warehouse.display().to_string(),
+        &["active_agents", "resolved_conversations"],
+        extra,
+    );
+    common::run_bin(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// A report's JSON without `answered_from`, and that field.

@@ -561,3 +561,30 @@ pub fn files_under(root: &Path) -> Vec<PathBuf> {
     }
     files
 }
+
+/// `report --format json` of account 1 over the local dates 2026-03-07 and
+/// 2026-03-08 (inside the seeded UTC days; unique monthly contacts would
+/// need all of March), for `metrics`, with `extra` flags.
+pub fn two_day_report(warehouse: &str, metrics: &[&str], extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "report",
+        "--warehouse",
+        warehouse,
+        "--account",
+        "1",
+        "--from",
+        "2026-03-07",
+        "--to",
+        "2026-03-08",
+        "--format",
+        "json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for m in metrics {
+        args.extend(["--metric".to_string(), m.to_string()]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}

@@ -261,25 +261,12 @@ async fn runs_and_reports_through_a_flaky_store_give_the_right_numbers_or_exit_1
     let days = wh::days(FROM, TO);
     let tables = wh::snapshot(&wh, &days).await;
     let rollups = wh::rollup_snapshot(&wh).await;
-    let report_args = [
-        "report",
-        "--warehouse",
+    let report_args = common::two_day_report(
         warehouse,
-        "--account",
-        "1",
-        "--from",
-        "2026-03-07",
-        "--to",
-        "2026-03-08",
-        "--metric",
-        "resolved_conversations",
-        "--metric",
-        "active_agents",
-        "--format",
-        "json",
-        "--store-request-timeout",
-        "5s",
-    ];
+        &["resolved_conversations", "active_agents"],
+        &["--store-request-timeout", "5s"],
+    );
+    let report_args: Vec<&str> = report_args.iter().map(String::as_str).collect();
     let clean_report = common::run_ok_env(&report_args, &moto.env());
 
     let seed = seed_from_env(20261201);

@@ -46,31 +46,17 @@ fn scenario(round: usize, source: &str, warehouse: &str) -> Vec<Vec<String>> {
 }
 
 fn report_json(warehouse: &str, env: &[(String, String)]) -> Result<serde_json::Value, String> {
-    let out = common::run_bin_env(
+    let args = common::two_day_report(
+        warehouse,
         &[
-            "report",
-            "--warehouse",
-            warehouse,
-            "--account",
-            "1",
-            "--from",
-            "2026-03-07",
-            "--to",
-            "2026-03-08",
-            // Unique monthly contacts need all of March; the rest need these days.
-            "--metric",
             "resolved_conversations",
-            "--metric",
             "active_agents",
-            "--metric",
             "proactive_messages",
-            "--metric",
             "channels",
-            "--format",
-            "json",
         ],
-        env,
+        &[],
     );
+    let out = common::run_bin_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), env);
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).to_string());
     }

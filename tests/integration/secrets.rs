@@ -84,24 +84,7 @@ async fn secrets_never_reach_logs_errors_or_files() {
         .collect()
     };
     let report = |warehouse: &str| -> Vec<String> {
-        [
-            "report",
-            "--warehouse",
-            warehouse,
-            "--account",
-            "1",
-            "--from",
-            "2026-03-07",
-            "--to",
-            "2026-03-08",
-            "--metric",
-            "active_agents",
-            "--store-max-retries",
-            "1",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        common::two_day_report(warehouse, &["active_agents"], &["--store-max-retries", "1"])
     };
     let cases: Vec<(&str, Vec<String>, Env)> = vec![
         (
