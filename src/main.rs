@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         }
     });
     // Tasks still running (aborted uploads, refused writes) get a moment.
-    runtime.shutdown_timeout(Duration::from_secs(2));
+    runtime.shutdown_timeout(Duration::from_secs(1));
     ExitCode::from(code)
 }
 

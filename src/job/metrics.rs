@@ -17,7 +17,7 @@ use crate::warehouse::paths::Table;
 
 /// How long the push may take; it runs after the work, so it bounds how
 /// much later than its last publish the process exits.
-pub const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
+pub const PUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What a run did, as far as it got.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -229,14 +229,20 @@ pub async fn run(config: &RunConfig, gate: &WriteGate) -> Result<RunReport> {
         // Tasks of this run that are still running write nothing from here on.
         lease.lost.close();
     }
+    // A stopped run exits within 10 s: at most 3 s of aborts, 2 s to
+    // release the lease (it expires by itself), 3 s to push, 1 s to shut down.
     if gate.is_closed() || held.is_some() {
-        let pending = gate.drain(Duration::from_secs(5)).await + lost_drain(held.as_ref()).await;
-        if pending > 0 {
-            tracing::warn!(pending, "Some unfinished uploads were not aborted in time.");
+        let (a, b) = tokio::join!(gate.drain(Duration::from_secs(3)), lost_drain(held.as_ref()));
+        if a + b > 0 {
+            tracing::warn!(pending = a + b, "Some unfinished uploads were not aborted in time.");
         }
     }
-    if let Some(lease) = held {
-        lease.release().await;
+    if let Some(lease) = held
+        && tokio::time::timeout(Duration::from_secs(2), lease.release())
+            .await
+            .is_err()
+    {
+        tracing::warn!("Releasing the lease timed out; it expires by itself.");
     }
     let stats = stats.into_inner().unwrap_or_else(|p| p.into_inner());
     let duration = started.elapsed();
@@ -270,7 +276,7 @@ pub async fn run(config: &RunConfig, gate: &WriteGate) -> Result<RunReport> {
 /// Aborts of this run's uploads still pending behind its lease gate.
 async fn lost_drain(lease: Option<&lease::Lease>) -> usize {
     match lease {
-        Some(lease) => lease.lost.drain(Duration::from_secs(5)).await,
+        Some(lease) => lease.lost.drain(Duration::from_secs(3)).await,
         None => 0,
     }
 }
