@@ -17,10 +17,6 @@ DAY=2026-03-02
 REPEAT=${REPEAT:-7}
 pg_start "$WORK/pg"
 PSQL=$(pg_bin psql)
-q() { "$PSQL" -X -q -v ON_ERROR_STOP=1 "$@"; }
-now() { date +%s.%N; }
-secs() { awk "BEGIN{printf \"%.2f\", $2 - $1}"; }
-median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 q -d "$PG_URL_BASE/postgres" -c "CREATE DATABASE ab"
 "$NEW" seed --source "$PG_URL_BASE/ab" --accounts 50 --days 1 --start $DAY --messages-per-day "$N" --seed 1 >/dev/null 2>&1

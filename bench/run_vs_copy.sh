@@ -23,10 +23,6 @@ cargo build --release --quiet
 BIN=$PWD/target/release/account-usage
 pg_start "$WORK/pg"
 PSQL=$(pg_bin psql)
-q() { "$PSQL" -X -q -v ON_ERROR_STOP=1 "$@"; }
-now() { date +%s.%N; }
-secs() { awk "BEGIN{printf \"%.2f\", $2 - $1}"; }
-median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 REPEAT=${REPEAT:-3}
 
 printf '%-10s %8s %8s %8s %7s %7s %9s\n' messages a_s b_s c_s c/a c/b peak_rss_MiB

@@ -16,7 +16,6 @@ cargo build --release --quiet
 BIN=target/release/account-usage
 pg_start "$WORK/pg"
 PSQL=$(pg_bin psql)
-q() { "$PSQL" -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 q -d "$PG_URL_BASE/postgres" -c "CREATE DATABASE seeded" -c "CREATE DATABASE baseline"
 TABLES="accounts channels agents contacts conversations messages conversation_events"

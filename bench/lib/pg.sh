@@ -41,3 +41,9 @@ pg_stop() {
 peak_rss() {
   /usr/bin/time -f 'RSS_KIB=%M' "$@"
 }
+
+# Timing helpers of the run benchmarks (they need PSQL set: PSQL=$(pg_bin psql)).
+q() { "$PSQL" -X -q -v ON_ERROR_STOP=1 "$@"; }
+now() { date +%s.%N; }
+secs() { awk "BEGIN{printf \"%.2f\", $2 - $1}"; }
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
