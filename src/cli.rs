@@ -443,8 +443,8 @@ pub struct ReportArgs {
     pub time_zone: Option<String>,
 
     /// Bucket size.
-    #[arg(long, value_enum, default_value_t = crate::report::buckets::Interval::Daily)]
-    pub interval: crate::report::buckets::Interval,
+    #[arg(long, value_enum, default_value_t = crate::calendar::Interval::Daily)]
+    pub interval: crate::calendar::Interval,
 
     /// What each row's group is.
     #[arg(long, value_enum, default_value_t = crate::report::engine::GroupBy::Platform)]
@@ -456,7 +456,7 @@ pub struct ReportArgs {
 
     /// Only this metric (repeatable) [default: all five].
     #[arg(long = "metric", value_enum, value_name = "NAME")]
-    pub metrics: Vec<crate::report::engine::Metric>,
+    pub metrics: Vec<crate::metric::Metric>,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]

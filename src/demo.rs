@@ -127,7 +127,7 @@ pub async fn demo(config: &DemoConfig, gate: &crate::warehouse::gate::WriteGate)
         from: report_from,
         to: today - chrono::Days::new(1),
         time_zone: None,
-        interval: crate::report::buckets::Interval::Daily,
+        interval: crate::calendar::Interval::Daily,
         group_by: crate::report::engine::GroupBy::Platform,
         channels: Vec::new(),
         metrics: Vec::new(),

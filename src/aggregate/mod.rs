@@ -26,8 +26,9 @@
 mod keyed;
 mod rows;
 
+pub use crate::metric::ChannelDim;
 pub use keyed::{Entry, IdBuildHasher, Key, KeyedAgg, Merge, Value, merge_sorted_runs};
-pub use rows::{AccountDim, ChannelDim, Dimensions, RawEvent, RawHistory, RawMessage, Text};
+pub use rows::{AccountDim, Dimensions, RawEvent, RawHistory, RawMessage, Text};
 
 use std::collections::BTreeMap;
 

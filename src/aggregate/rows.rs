@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use super::keyed::IdBuildHasher;
+use crate::metric::ChannelDim;
 use crate::model::*;
 
 /// A text column that should hold one of a closed set of values.
@@ -103,17 +104,6 @@ pub struct AccountDim {
     pub name: Option<String>,
     pub time_zone: Option<String>,
     pub created_at: Option<UnixMicros>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelDim {
-    pub id: i64,
-    pub account_id: i64,
-    pub platform: Option<String>,
-    pub name: Option<String>,
-    pub environment: Option<String>,
-    pub connected_at: Option<UnixMicros>,
-    pub disconnected_at: Option<UnixMicros>,
 }
 
 /// The accounts and channels of a run, by id.

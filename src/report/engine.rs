@@ -17,41 +17,10 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use super::buckets::{self, Buckets, Interval};
-use crate::aggregate::ChannelDim;
+use crate::calendar::{self, Buckets, Interval};
+pub use crate::metric::Metric;
+use crate::metric::{ChannelDim, counts_as_connected, platform_of};
 use crate::model::UnixMicros;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-pub enum Metric {
-    ActiveAgents,
-    Channels,
-    ProactiveMessages,
-    ResolvedConversations,
-    UniqueMonthlyContacts,
-}
-
-impl Metric {
-    /// In the order rows are reported (by JSON name).
-    pub const ALL: [Metric; 5] = [
-        Metric::ActiveAgents,
-        Metric::Channels,
-        Metric::ProactiveMessages,
-        Metric::ResolvedConversations,
-        Metric::UniqueMonthlyContacts,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::ActiveAgents => "active_agents",
-            Metric::Channels => "channels",
-            Metric::ProactiveMessages => "proactive_messages",
-            Metric::ResolvedConversations => "resolved_conversations",
-            Metric::UniqueMonthlyContacts => "unique_monthly_contacts",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -184,14 +153,14 @@ impl Grouping {
 
 pub fn compute(query: &Query, grain: &AccountGrain) -> Report {
     let grouping = Grouping::new(query.group_by, &grain.channels);
-    let interval_buckets = buckets::buckets(query.tz, query.from, query.to, query.interval);
+    let interval_buckets = calendar::buckets(query.tz, query.from, query.to, query.interval);
     let index = GroupIndex::new(query, &grain.channels, &grouping);
 
     let mut values = Vec::new();
     for metric in Metric::ALL.into_iter().filter(|m| query.metrics.contains(m)) {
         let v = match metric {
             Metric::UniqueMonthlyContacts => distinct(
-                buckets::umc_months(query.tz, query.from, query.to),
+                calendar::umc_months(query.tz, query.from, query.to),
                 &grain.contacts,
                 &index,
             ),
@@ -412,7 +381,7 @@ fn additive(buckets: Buckets, items: impl Iterator<Item = (i64, UnixMicros, u64)
 pub fn channel_values(query: &Query, channels: &[ChannelDim], grouping: &Grouping) -> MetricValues {
     let wanted = |channel: i64| query.channels.as_ref().is_none_or(|set| set.contains(&channel));
     connected_channels(
-        buckets::buckets(query.tz, query.from, query.to, query.interval),
+        calendar::buckets(query.tz, query.from, query.to, query.interval),
         channels.iter().filter(|c| wanted(c.id)),
         &|c| grouping.of(c),
     )
@@ -476,21 +445,6 @@ pub fn assemble(query: &Query, channels: &[ChannelDim], values: Vec<(Metric, Met
         group_labels,
         answered_from: AnsweredFrom::BaseGrain,
     }
-}
-
-/// Whether a channel counts in the `channels` metric of `[start, end)`
-/// (DESIGN.md §2): production, and connected during the interval.
-pub fn counts_as_connected(c: &ChannelDim, start: UnixMicros, end: UnixMicros) -> bool {
-    c.environment.as_deref() == Some("production")
-        && c.connected_at.is_some_and(|at| at < end)
-        && c.disconnected_at.is_none_or(|d| d > start)
-}
-
-/// The group name of a channel grouped by platform.
-pub fn platform_of(channel: Option<&ChannelDim>) -> String {
-    channel
-        .and_then(|c| c.platform.clone())
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn connected_channels<'a>(
@@ -565,7 +519,7 @@ mod tests {
             (GroupBy::Platform, Some([1, 3].into_iter().collect())),
         ] {
             let q = query(group_by, filter);
-            let b = buckets::buckets(q.tz, q.from, q.to, q.interval);
+            let b = calendar::buckets(q.tz, q.from, q.to, q.interval);
             for spread in [1, 1_000_000_007] {
                 let rows: Vec<Activity> = (0..3000)
                     .map(|_| {

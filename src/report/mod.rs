@@ -1,11 +1,10 @@
 //! `account-usage report`: the Account usage report, from the warehouse only.
 //!
-//! [`buckets`] and [`engine`] are pure; this module reads what they need
+//! [`crate::calendar`] and [`engine`] are pure; this module reads what they need
 //! (one account's base grain for the days a query touches, and the latest
 //! dimension snapshots) through the day manifests, and [`format`] renders
 //! the result.
 
-pub mod buckets;
 pub mod engine;
 pub mod format;
 pub mod rollups;
@@ -21,10 +20,10 @@ use crate::aggregate::ChannelDim;
 use crate::model::MICROS_PER_DAY;
 use futures::{StreamExt, TryStreamExt};
 
+use crate::calendar::{self, Interval};
 use crate::warehouse::manifest::{published_day, published_days, read_account_columns, read_day_table};
 use crate::warehouse::paths::Table;
 use crate::warehouse::{Warehouse, WarehouseUrl};
-use buckets::Interval;
 use engine::{AccountGrain, GroupBy, Metric, Query, Report};
 
 #[derive(Debug, thiserror::Error)]
@@ -185,11 +184,11 @@ pub async fn report(request: &ReportRequest) -> Result<Report, Error> {
             .filter_map(|d| NaiveDate::from_epoch_days(i32::try_from(d).ok()?))
             .collect()
     };
-    let (start, end) = buckets::range(&tz, query.from, query.to);
+    let (start, end) = calendar::range(&tz, query.from, query.to);
     let mut required = utc_days(start, end);
     let mut wanted = required.clone();
     if query.metrics.contains(&Metric::UniqueMonthlyContacts) {
-        let months = buckets::umc_months(tz, query.from, query.to);
+        let months = calendar::umc_months(tz, query.from, query.to);
         let month_days = utc_days(months.start(), months.end());
         required.extend(month_days.iter().filter(|d| **d <= latest));
         wanted.extend(month_days);

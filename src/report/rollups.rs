@@ -16,9 +16,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 
-use super::buckets::{self, Buckets, Interval};
 use super::engine::{self, AnsweredFrom, Group, GroupBy, Grouping, Metric, MetricValues, Query, Report};
 use crate::aggregate::ChannelDim;
+use crate::calendar::{self, Buckets, Interval};
 use crate::rollup::cells::{RollupGroup, cover, rollup_metric_name};
 use crate::rollup::{self, RollupFile};
 use crate::warehouse::Warehouse;
@@ -38,17 +38,17 @@ fn plan(query: &Query, metric: Metric) -> Plan {
         period,
     };
     let (buckets, interval, first, last) = if metric == Metric::UniqueMonthlyContacts {
-        let months = buckets::umc_months(query.tz, query.from, query.to);
-        let last_month = buckets::local_date(&query.tz, months.edges[months.len() - 1]);
+        let months = calendar::umc_months(query.tz, query.from, query.to);
+        let last_month = calendar::local_date(&query.tz, months.edges[months.len() - 1]);
         let (_, last) = Interval::Monthly.period_of(last_month).expect("not hourly");
-        let first = buckets::local_date(&query.tz, months.start());
+        let first = calendar::local_date(&query.tz, months.start());
         (months, Interval::Monthly, first, last)
     } else {
-        let b = buckets::buckets(query.tz, query.from, query.to, query.interval);
+        let b = calendar::buckets(query.tz, query.from, query.to, query.interval);
         (b, query.interval, query.from, query.to)
     };
     let rows = (0..buckets.len())
-        .map(|i| key(interval, buckets::local_date(&query.tz, buckets.edges[i])))
+        .map(|i| key(interval, calendar::local_date(&query.tz, buckets.edges[i])))
         .collect();
     let cover = cover(first, last).into_iter().map(|(i, p)| key(i, p)).collect();
     Plan { buckets, rows, cover }

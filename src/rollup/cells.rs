@@ -15,9 +15,9 @@ use chrono::{Days, NaiveDate};
 use chrono_tz::Tz;
 
 use crate::aggregate::{ChannelDim, IdBuildHasher};
+use crate::calendar::{self, Buckets, Interval};
+use crate::metric::{Metric, counts_as_connected, platform_of};
 use crate::model::{MICROS_PER_DAY, UnixMicros};
-use crate::report::buckets::{self, Buckets, Interval};
-use crate::report::engine::{Metric, counts_as_connected, platform_of};
 
 /// What one channel did in one bucket. Id lists are sorted and distinct.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub struct DailyBuilder {
 
 impl DailyBuilder {
     pub fn new(tz: Tz, first: NaiveDate, last: NaiveDate) -> Self {
-        let buckets = buckets::buckets(tz, first, last, Interval::Daily);
+        let buckets = calendar::buckets(tz, first, last, Interval::Daily);
         let cells = vec![HashMap::default(); buckets.len()];
         DailyBuilder { first, buckets, cells }
     }
@@ -303,8 +303,8 @@ pub fn cells_from_rows(rows: &[RollupRow]) -> Cells {
 pub fn local_dates_of_utc_day(tz: &Tz, day: NaiveDate) -> (NaiveDate, NaiveDate) {
     let start = i64::from(day.to_epoch_days()) * MICROS_PER_DAY;
     (
-        buckets::local_date(tz, start),
-        buckets::local_date(tz, start + MICROS_PER_DAY - 1),
+        calendar::local_date(tz, start),
+        calendar::local_date(tz, start + MICROS_PER_DAY - 1),
     )
 }
 
@@ -439,7 +439,7 @@ mod tests {
     fn daily_cells_cut_an_hour_at_a_local_midnight_and_merge_as_unions() {
         let ktm: Tz = "Asia/Kathmandu".parse().unwrap();
         let mut b = DailyBuilder::new(ktm, d("2026-03-31"), d("2026-04-01"));
-        let midnight = buckets::day_start(&ktm, d("2026-04-01"));
+        let midnight = calendar::day_start(&ktm, d("2026-04-01"));
         // Active 10 minutes before and 5 minutes after local midnight, in one UTC hour.
         b.contact(7, 100, midnight - 600_000_000, midnight + 300_000_000);
         b.contact(7, 101, midnight - 600_000_000, midnight - 1);

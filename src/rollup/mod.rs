@@ -38,8 +38,8 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::aggregate::ChannelDim;
+use crate::calendar::{Interval, day_start};
 use crate::model::UnixMicros;
-use crate::report::buckets::{Interval, day_start};
 use crate::warehouse::manifest::{DayManifest, published_day, published_days};
 use crate::warehouse::paths::{DirtyMarkerKey, RollupKey, Table};
 use crate::warehouse::read::stream_batches;
@@ -248,7 +248,7 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool) -> Result<RollupFil
 }
 
 fn known_metric(name: &str) -> Option<&'static str> {
-    crate::report::engine::Metric::ALL
+    crate::metric::Metric::ALL
         .into_iter()
         .map(cells::rollup_metric_name)
         .find(|m| *m == name)

@@ -220,7 +220,7 @@ pub fn state_key(shard: ShardSpec) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RollupKey {
     pub account: i64,
-    pub interval: crate::report::buckets::Interval,
+    pub interval: crate::calendar::Interval,
     pub period: NaiveDate,
 }
 
@@ -352,7 +352,7 @@ mod tests {
     fn rollup_and_marker_keys() {
         let key = RollupKey {
             account: 12,
-            interval: crate::report::buckets::Interval::Weekly,
+            interval: crate::calendar::Interval::Weekly,
             period: NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
         };
         assert_eq!(

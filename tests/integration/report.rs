@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use account_usage::report::buckets::Interval;
+use account_usage::calendar::Interval;
 use account_usage::report::engine::{self, GroupBy, Metric, Query};
 use account_usage::seed::rng::Rng;
 use chrono::NaiveDate;
@@ -118,7 +118,7 @@ fn midnight_straddlers() -> String {
         for (n, day) in days.into_iter().enumerate() {
             // A new contact and agent each time: active nowhere else.
             let entity = 990_000 + account * 100 + n as i64;
-            let midnight = account_usage::report::buckets::day_start(&tz, wh::day(day));
+            let midnight = account_usage::calendar::day_start(&tz, wh::day(day));
             assert_ne!(
                 midnight % 3_600_000_000,
                 0,

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use account_usage::report::buckets::Interval;
+use account_usage::calendar::Interval;
 use account_usage::report::engine::{AnsweredFrom, GroupBy, Metric, Report};
 use account_usage::report::{self, ReportRequest};
 use account_usage::seed::rng::Rng;

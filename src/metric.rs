@@ -1,0 +1,72 @@
+//! The metric definitions of DESIGN.md §2 that more than one layer applies
+//! (pure, no I/O): which metrics exist, which channels count, and how a
+//! channel maps to its platform group.
+//!
+//! The report engine, the rollup builder and the job all read these from
+//! here, so a definition changes in one place or not at all. Nothing here
+//! imports from a layer above (`aggregate` and up).
+
+use serde::Serialize;
+
+use crate::model::UnixMicros;
+
+/// A channel as the warehouse's dimension tables hold it. Fields are
+/// optional because a source row may lack them; the rules below say what a
+/// missing field means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelDim {
+    pub id: i64,
+    pub account_id: i64,
+    pub platform: Option<String>,
+    pub name: Option<String>,
+    pub environment: Option<String>,
+    pub connected_at: Option<UnixMicros>,
+    pub disconnected_at: Option<UnixMicros>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Metric {
+    ActiveAgents,
+    Channels,
+    ProactiveMessages,
+    ResolvedConversations,
+    UniqueMonthlyContacts,
+}
+
+impl Metric {
+    /// In the order rows are reported (by JSON name).
+    pub const ALL: [Metric; 5] = [
+        Metric::ActiveAgents,
+        Metric::Channels,
+        Metric::ProactiveMessages,
+        Metric::ResolvedConversations,
+        Metric::UniqueMonthlyContacts,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::ActiveAgents => "active_agents",
+            Metric::Channels => "channels",
+            Metric::ProactiveMessages => "proactive_messages",
+            Metric::ResolvedConversations => "resolved_conversations",
+            Metric::UniqueMonthlyContacts => "unique_monthly_contacts",
+        }
+    }
+}
+
+/// Whether a channel counts in the `channels` metric of `[start, end)`
+/// (DESIGN.md §2): production, and connected during the interval.
+pub fn counts_as_connected(c: &ChannelDim, start: UnixMicros, end: UnixMicros) -> bool {
+    c.environment.as_deref() == Some("production")
+        && c.connected_at.is_some_and(|at| at < end)
+        && c.disconnected_at.is_none_or(|d| d > start)
+}
+
+/// The group name of a channel grouped by platform.
+pub fn platform_of(channel: Option<&ChannelDim>) -> String {
+    channel
+        .and_then(|c| c.platform.clone())
+        .unwrap_or_else(|| "unknown".into())
+}

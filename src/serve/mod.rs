@@ -1,0 +1,1 @@
+//! `account-usage serve`: the HTTP API and the embedded report page.
