@@ -34,6 +34,16 @@ pub enum Interval {
 }
 
 impl Interval {
+    /// Every interval, shortest first.
+    pub const ALL: [Interval; 6] = [
+        Interval::Hourly,
+        Interval::Daily,
+        Interval::Weekly,
+        Interval::Monthly,
+        Interval::Quarterly,
+        Interval::Yearly,
+    ];
+
     /// The calendar intervals that rollups are materialized for.
     pub const ROLLED_UP: [Interval; 5] = [
         Interval::Daily,
@@ -118,6 +128,11 @@ impl Buckets {
     pub fn label(&self, i: usize) -> String {
         rfc3339_in(&self.tz, self.edges[i])
     }
+}
+
+/// Parses a `YYYY-MM-DD` local date (flags and query parameters alike).
+pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("expected a date as YYYY-MM-DD, got {s:?}"))
 }
 
 pub fn rfc3339_in(tz: &Tz, t: UnixMicros) -> String {

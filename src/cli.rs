@@ -76,6 +76,10 @@ pub enum Command {
     Demo(DemoArgs),
     /// The Account usage report of one account, from the warehouse only.
     Report(ReportArgs),
+    /// Serve the report API and the embeddable report page over HTTP.
+    Serve(ServeArgs),
+    /// Print a signed token for the API and the page (as the product's backend does).
+    Token(TokenArgs),
 }
 
 const SEED_EXAMPLES: &str = "\
@@ -394,6 +398,216 @@ pub struct DemoArgs {
     /// Days processed at once.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub parallel: u32,
+
+    /// End by serving the demo's warehouse on --listen (no auth, loopback
+    /// only) and printing the report page's URL with a token.
+    #[arg(long, env = "DEMO_SERVE")]
+    pub serve: bool,
+
+    /// Where `--serve` listens; a loopback address.
+    #[arg(
+        long,
+        env = "LISTEN_ADDR",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR",
+        requires = "serve"
+    )]
+    pub listen: std::net::SocketAddr,
+}
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  # Serve ./warehouse on 127.0.0.1:8080 with tokens signed by a secret file
+  account-usage token --jwt-secret-file secret.txt --account 1    # prints a token
+  account-usage serve --jwt-secret-file secret.txt
+  curl -H \"Authorization: Bearer $TOKEN\" \\
+      'http://127.0.0.1:8080/v1/accounts/1/report?from=2026-11-01&to=2026-11-30&interval=weekly'
+
+  # In a cluster: the secret from a Secret, S3, the page allowed in the product's origin
+  ACCOUNT_USAGE_JWT_SECRET=… account-usage serve --listen 0.0.0.0:8080 \\
+      --warehouse s3://usage-warehouse/prod --cors-origin https://app.example.com
+
+  # On a laptop, no tokens (loopback only)
+  account-usage serve --warehouse ./demo/warehouse --no-auth
+
+Endpoints: /v1/accounts/{account}/report, /v1/accounts/{account},
+/v1/accounts/{account}/channels, /embed#token=…, /openapi.json, /livez,
+/readyz, /metrics. SIGTERM drains in-flight requests (up to 10 s) and exits 0.";
+
+/// Flags of `account-usage serve`.
+#[derive(Debug, Args)]
+#[command(after_help = SERVE_EXAMPLES)]
+pub struct ServeArgs {
+    /// What to serve (read only): a path, file:///…, s3://…, gs://…, az://….
+    #[arg(long, env = "WAREHOUSE_URL", default_value = "./warehouse", value_name = "URL")]
+    pub warehouse: String,
+
+    /// Address and port to listen on, e.g. 0.0.0.0:8080.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+
+    /// File holding the HS256 key that tokens are signed with (at least 32
+    /// bytes; a trailing newline is ignored). ACCOUNT_USAGE_JWT_SECRET holds
+    /// the key itself instead.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_auth")]
+    pub jwt_secret_file: Option<std::path::PathBuf>,
+
+    /// Accept requests without a token: for local use only, refused unless
+    /// --listen is a loopback address.
+    #[arg(long, env = "SERVE_NO_AUTH")]
+    pub no_auth: bool,
+
+    /// An origin allowed to call the API from a browser (repeatable), e.g.
+    /// https://app.example.com. CORS_ORIGINS takes a comma-separated list.
+    #[arg(
+        long = "cors-origin",
+        env = "CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// How often to look for newly published runs.
+    #[arg(long, env = "REFRESH_INTERVAL", default_value = "30s", value_name = "DUR", value_parser = parse_duration)]
+    pub refresh_interval: Duration,
+
+    /// A request that takes longer is answered 503 (problem+json).
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_name = "DUR", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Computed answers kept in memory (0 turns the cache off).
+    #[arg(long, env = "RESULT_CACHE", default_value_t = 1024, value_name = "N")]
+    pub result_cache: usize,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Where the JWT secret comes from: the file, else the variable.
+pub const JWT_SECRET_ENV: &str = "ACCOUNT_USAGE_JWT_SECRET";
+
+fn read_secret(file: Option<&std::path::Path>) -> Result<Option<crate::serve::auth::Secret>, UsageError> {
+    let raw = match file {
+        Some(path) => std::fs::read(path).map_err(|e| {
+            UsageError(format!(
+                "--jwt-secret-file {}: cannot read it ({})",
+                path.display(),
+                e.kind()
+            ))
+        })?,
+        None => match std::env::var_os(JWT_SECRET_ENV) {
+            Some(v) => v.into_encoded_bytes(),
+            None => return Ok(None),
+        },
+    };
+    crate::serve::auth::Secret::new(&raw)
+        .map(Some)
+        .map_err(|e| UsageError(format!("the JWT secret: {e}")))
+}
+
+impl ServeArgs {
+    pub fn validate(self) -> Result<crate::serve::ServeConfig, UsageError> {
+        let warehouse: WarehouseUrl = self
+            .warehouse
+            .parse()
+            .map_err(|e| UsageError(format!("--warehouse: {e}")))?;
+        let auth = match (read_secret(self.jwt_secret_file.as_deref())?, self.no_auth) {
+            (Some(_), true) => {
+                return Err(UsageError(format!(
+                    "--no-auth and a JWT secret ({JWT_SECRET_ENV}) exclude each other"
+                )));
+            }
+            (Some(secret), false) => crate::serve::Auth::Jwt(Box::new(crate::serve::auth::Verifier::new(&secret))),
+            (None, true) if self.listen.ip().is_loopback() => crate::serve::Auth::None,
+            (None, true) => {
+                return Err(UsageError(format!(
+                    "--no-auth is for local use only: --listen {} is not a loopback address",
+                    self.listen
+                )));
+            }
+            (None, false) => {
+                return Err(UsageError(format!(
+                    "serve needs --jwt-secret-file or {JWT_SECRET_ENV} to check tokens (or --no-auth on a loopback address)"
+                )));
+            }
+        };
+        let cors_origins = self
+            .cors_origins
+            .iter()
+            .filter(|o| !o.is_empty())
+            .map(|o| {
+                let url = url::Url::parse(o).map_err(|_| {
+                    UsageError(format!(
+                        "--cors-origin {o:?}: expected an origin such as https://app.example.com"
+                    ))
+                })?;
+                let origin = url.origin().ascii_serialization();
+                if !matches!(url.scheme(), "http" | "https") || origin == "null" {
+                    return Err(UsageError(format!("--cors-origin {o:?}: expected an http(s) origin")));
+                }
+                axum::http::HeaderValue::from_str(&origin)
+                    .map_err(|_| UsageError(format!("--cors-origin {o:?}: not a valid origin")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::serve::ServeConfig {
+            warehouse,
+            store: self.store.settings(),
+            listen: self.listen,
+            auth,
+            cors_origins,
+            refresh_interval: self.refresh_interval,
+            request_timeout: self.request_timeout,
+            result_cache: self.result_cache,
+        })
+    }
+}
+
+const TOKEN_EXAMPLES: &str = "\
+Examples:
+  # A token for account 42, valid 15 minutes (the default)
+  account-usage token --jwt-secret-file secret.txt --account 42
+
+  # An internal service token for every account, valid a day
+  ACCOUNT_USAGE_JWT_SECRET=… account-usage token --account '*' --ttl 24h
+
+  # Open the report page for account 42
+  echo \"http://127.0.0.1:8080/embed#token=$(account-usage token --jwt-secret-file secret.txt --account 42)\"";
+
+/// Flags of `account-usage token`.
+#[derive(Debug, Args)]
+#[command(after_help = TOKEN_EXAMPLES)]
+pub struct TokenArgs {
+    /// The account the token grants: an id, or * for every account (an
+    /// internal service token).
+    #[arg(long, env = "TOKEN_ACCOUNT", value_name = "ID|*")]
+    pub account: String,
+
+    /// How long the token is valid.
+    #[arg(long, env = "TOKEN_TTL", default_value = "15m", value_name = "DUR", value_parser = parse_duration)]
+    pub ttl: Duration,
+
+    /// File holding the HS256 key (as for `serve`); ACCOUNT_USAGE_JWT_SECRET
+    /// holds the key itself instead.
+    #[arg(long, value_name = "PATH")]
+    pub jwt_secret_file: Option<std::path::PathBuf>,
+}
+
+impl TokenArgs {
+    pub fn validate(self) -> Result<(crate::serve::auth::Secret, crate::serve::auth::Grant, Duration), UsageError> {
+        let grant = match self.account.as_str() {
+            "*" => crate::serve::auth::Grant::All,
+            id => crate::serve::auth::Grant::Account(
+                id.parse()
+                    .map_err(|_| UsageError(format!("--account: expected an account id or *, got {id:?}")))?,
+            ),
+        };
+        let secret = read_secret(self.jwt_secret_file.as_deref())?.ok_or_else(|| {
+            UsageError(format!(
+                "token needs --jwt-secret-file or {JWT_SECRET_ENV} to sign with"
+            ))
+        })?;
+        Ok((secret, grant, self.ttl))
+    }
 }
 
 const REPORT_EXAMPLES: &str = "\
@@ -503,16 +717,18 @@ impl ReportArgs {
         Ok((
             crate::report::ReportRequest {
                 warehouse,
-                account: self.account,
-                from: self.from,
-                to: self.to,
-                time_zone: self.time_zone,
-                interval: self.interval,
-                group_by: self.group_by,
-                channels: self.channels,
-                metrics: self.metrics,
-                base_grain_only: self.base_grain,
                 store: self.store.settings(),
+                question: crate::report::ReportQuestion {
+                    account: self.account,
+                    from: self.from,
+                    to: self.to,
+                    time_zone: self.time_zone,
+                    interval: self.interval,
+                    group_by: self.group_by,
+                    channels: self.channels,
+                    metrics: self.metrics,
+                    base_grain_only: self.base_grain,
+                },
             },
             self.format,
             self.repeat,
@@ -547,10 +763,7 @@ pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// Parses a `YYYY-MM-DD` date (for clap).
-pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("expected a date as YYYY-MM-DD, got {s:?}"))
-}
+pub use crate::calendar::parse_date;
 
 impl SeedArgs {
     pub fn validate(self) -> Result<SeedConfig, UsageError> {

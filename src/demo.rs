@@ -24,6 +24,8 @@ pub enum Error {
     Run(#[from] job::Error),
     #[error(transparent)]
     Report(#[from] crate::report::Error),
+    #[error("cannot serve the demo: {0}")]
+    Serve(String),
 }
 
 #[derive(Debug, Clone)]
@@ -123,16 +125,18 @@ pub async fn demo(config: &DemoConfig, gate: &crate::warehouse::gate::WriteGate)
     // The report of the first (largest) account: the last 30 days, daily.
     let report = crate::report::report(&crate::report::ReportRequest {
         warehouse: WarehouseUrl::Local(warehouse_dir.clone()),
-        account: 1,
-        from: report_from,
-        to: today - chrono::Days::new(1),
-        time_zone: None,
-        interval: crate::calendar::Interval::Daily,
-        group_by: crate::report::engine::GroupBy::Platform,
-        channels: Vec::new(),
-        metrics: Vec::new(),
-        base_grain_only: false,
         store: Default::default(),
+        question: crate::report::ReportQuestion {
+            account: 1,
+            from: report_from,
+            to: today - chrono::Days::new(1),
+            time_zone: None,
+            interval: crate::calendar::Interval::Daily,
+            group_by: crate::report::engine::GroupBy::Platform,
+            channels: Vec::new(),
+            metrics: Vec::new(),
+            base_grain_only: false,
+        },
     })
     .await?;
     out.push('\n');
@@ -145,4 +149,37 @@ pub async fn demo(config: &DemoConfig, gate: &crate::warehouse::gate::WriteGate)
         to = today - chrono::Days::new(1),
     ));
     Ok(out)
+}
+
+/// Serving the demo's warehouse: a fresh random secret (never written
+/// anywhere), and the page's URL with a 12-hour token for account 1.
+pub fn serve_config(
+    config: &DemoConfig,
+    listen: std::net::SocketAddr,
+) -> Result<(crate::serve::ServeConfig, String), Error> {
+    use crate::serve::auth::{self, Grant, Secret, Verifier};
+    if !listen.ip().is_loopback() {
+        return Err(Error::Serve(format!(
+            "--listen {listen} is not a loopback address; the demo serves locally only"
+        )));
+    }
+    let mut raw = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut raw))
+        .map_err(|e| Error::Serve(format!("cannot make a secret ({})", e.kind())))?;
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = Secret::new(hex.as_bytes()).map_err(|e| Error::Serve(e.to_string()))?;
+    let token = auth::mint(&secret, Grant::Account(1), std::time::Duration::from_secs(12 * 3600))
+        .map_err(|e| Error::Serve(e.to_string()))?;
+    let serve = crate::serve::ServeConfig {
+        warehouse: WarehouseUrl::Local(config.dir.join("warehouse")),
+        store: Default::default(),
+        listen,
+        auth: crate::serve::Auth::Jwt(Box::new(Verifier::new(&secret))),
+        cors_origins: Vec::new(),
+        refresh_interval: std::time::Duration::from_secs(30),
+        request_timeout: std::time::Duration::from_secs(10),
+        result_cache: 1024,
+    };
+    Ok((serve, format!("http://{listen}/embed#token={token}")))
 }

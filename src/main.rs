@@ -19,7 +19,7 @@ use clap::error::ErrorKind;
 
 use account_usage::cli::{Cli, Command, LogFormat, ReportFormat, UsageError};
 use account_usage::warehouse::gate::WriteGate;
-use account_usage::{demo, job, report, seed, source, warehouse};
+use account_usage::{demo, job, report, seed, serve, source, warehouse};
 
 /// What a signal makes of a command that is not `run` (which stops itself).
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +134,10 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             || cause
                 .downcast_ref::<warehouse::Error>()
                 .is_some_and(warehouse::Error::is_bad_input)
-            || matches!(cause.downcast_ref(), Some(seed::Error::Source(s)) if s.is_bad_input());
+            || matches!(cause.downcast_ref(), Some(seed::Error::Source(s)) if s.is_bad_input())
+            || cause
+                .downcast_ref::<serve::Error>()
+                .is_some_and(serve::Error::is_bad_input);
         if bad_input {
             return 2;
         }
@@ -163,6 +166,13 @@ fn each_cause_once(e: &anyhow::Error) -> String {
 /// Stores answer with multi-line bodies (XML, say); the contract is one line.
 fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Resolves at the first SIGTERM or SIGINT (when the gate closes): `serve`
+/// then drains and exits 0.
+fn stop_signal(gate: &WriteGate) -> impl Future<Output = ()> + Send + 'static {
+    let gate = gate.clone();
+    async move { gate.closed().await }
 }
 
 /// Runs a command that has no stop logic of its own until the gate closes.
@@ -233,6 +243,23 @@ async fn dispatch(cli: Cli, gate: &WriteGate) -> anyhow::Result<()> {
                 parallel: args.parallel as usize,
             };
             print!("{}", demo::demo(&config, gate).await.context("demo failed")?);
+            if args.serve {
+                let (serve_config, page_url) = demo::serve_config(&config, args.listen).context("demo failed")?;
+                println!(
+                    "\nServing the demo warehouse. The report page (token valid 12 h):\n  {page_url}\nStop with Ctrl-C."
+                );
+                serve::serve(serve_config, stop_signal(gate))
+                    .await
+                    .context("serve failed")?;
+            }
+        }
+        Command::Serve(args) => {
+            let config = args.validate()?;
+            serve::serve(config, stop_signal(gate)).await.context("serve failed")?;
+        }
+        Command::Token(args) => {
+            let (secret, grant, ttl) = args.validate()?;
+            println!("{}", serve::auth::mint(&secret, grant, ttl).context("token failed")?);
         }
     }
     Ok(())

@@ -160,6 +160,18 @@ pub struct ConversationEvent {
     pub created_at: UnixMicros,
 }
 
+/// `e` and its causes on one line (for log fields).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -281,17 +281,7 @@ async fn lost_drain(lease: Option<&lease::Lease>) -> usize {
     }
 }
 
-/// `e` and its causes on one line, each once.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
+use crate::model::error_chain;
 
 /// Counts by name, as compact JSON for one log field.
 fn counts_json<K: AsRef<str>>(counts: &BTreeMap<K, u64>) -> String {

@@ -67,6 +67,15 @@ pub struct Row {
     pub value: u64,
 }
 
+/// A bucket's value over all groups together (distinct metrics count an
+/// entity once across groups, so this is not the sum of the bucket's rows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BucketTotal {
+    pub metric: &'static str,
+    pub bucket_start: String,
+    pub value: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Total {
     pub metric: &'static str,
@@ -94,6 +103,7 @@ pub struct Report {
     pub group_by: GroupBy,
     pub channels: Option<Vec<i64>>,
     pub rows: Vec<Row>,
+    pub bucket_totals: Vec<BucketTotal>,
     pub totals: Vec<Total>,
     pub group_labels: BTreeMap<String, String>,
     pub answered_from: AnsweredFrom,
@@ -115,11 +125,14 @@ impl Group {
     }
 }
 
-/// Values of one metric: per (bucket, group), per group over the range, and
-/// over all groups.
+/// Values of one metric: per (bucket, group), per bucket over all groups,
+/// per group over the range, and over all groups.
 pub struct MetricValues {
     pub buckets: Buckets,
     pub cells: HashMap<(usize, Group), u64>,
+    /// One per bucket; a distinct entity counts once however many groups
+    /// it is in.
+    pub bucket_all: Vec<u64>,
     pub totals: HashMap<Group, u64>,
     pub grand: u64,
 }
@@ -290,6 +303,8 @@ fn distinct(buckets: Buckets, activity: &[Activity], index: &GroupIndex) -> Metr
     }
 
     let mut cells = vec![0u64; n_cells];
+    let mut bucket_all = vec![0u64; buckets.len()];
+    let mut seen_in_bucket = vec![usize::MAX; buckets.len()];
     let mut totals = vec![0u64; n_groups];
     let mut seen_in_group = vec![usize::MAX; n_groups];
     let mut grand = 0;
@@ -304,6 +319,11 @@ fn distinct(buckets: Buckets, activity: &[Activity], index: &GroupIndex) -> Metr
                 let cell = w * 64 + word.trailing_zeros() as usize;
                 word &= word - 1;
                 cells[cell] += 1;
+                let b = cell / n_groups;
+                if seen_in_bucket[b] != slot {
+                    seen_in_bucket[b] = slot;
+                    bucket_all[b] += 1;
+                }
                 let g = cell % n_groups;
                 if seen_in_group[g] != slot {
                     seen_in_group[g] = slot;
@@ -312,7 +332,7 @@ fn distinct(buckets: Buckets, activity: &[Activity], index: &GroupIndex) -> Metr
             }
         }
     }
-    values_of(buckets, &cells, &totals, grand, index)
+    values_of(buckets, &cells, bucket_all, &totals, grand, index)
 }
 
 /// The same counts through hash sets (no table proportional to ids × cells).
@@ -320,11 +340,13 @@ fn distinct_hashed(buckets: Buckets, rows: &[(u32, &Activity)], index: &GroupInd
     type Set = HashSet<i64, crate::aggregate::IdBuildHasher>;
     let n_groups = index.len().max(1);
     let mut cells: HashMap<usize, Set> = HashMap::new();
+    let mut by_bucket: Vec<Set> = vec![Set::default(); buckets.len()];
     let mut totals: Vec<Set> = vec![Set::default(); n_groups];
     let mut grand = Set::default();
     for &(g, &(_, entity, first, last)) in rows {
         for i in [buckets.index_of(first), buckets.index_of(last)].into_iter().flatten() {
             cells.entry(i * n_groups + g as usize).or_default().insert(entity);
+            by_bucket[i].insert(entity);
             totals[g as usize].insert(entity);
             grand.insert(entity);
         }
@@ -334,10 +356,18 @@ fn distinct_hashed(buckets: Buckets, rows: &[(u32, &Activity)], index: &GroupInd
         counts[cell] = set.len() as u64;
     }
     let totals: Vec<u64> = totals.iter().map(|s| s.len() as u64).collect();
-    values_of(buckets, &counts, &totals, grand.len() as u64, index)
+    let bucket_all = by_bucket.iter().map(|s| s.len() as u64).collect();
+    values_of(buckets, &counts, bucket_all, &totals, grand.len() as u64, index)
 }
 
-fn values_of(buckets: Buckets, cells: &[u64], totals: &[u64], grand: u64, index: &GroupIndex) -> MetricValues {
+fn values_of(
+    buckets: Buckets,
+    cells: &[u64],
+    bucket_all: Vec<u64>,
+    totals: &[u64],
+    grand: u64,
+    index: &GroupIndex,
+) -> MetricValues {
     let n_groups = index.len().max(1);
     MetricValues {
         cells: cells
@@ -352,6 +382,7 @@ fn values_of(buckets: Buckets, cells: &[u64], totals: &[u64], grand: u64, index:
             .filter(|(_, v)| **v > 0)
             .map(|(g, v)| (index.group(g), *v))
             .collect(),
+        bucket_all,
         grand,
         buckets,
     }
@@ -366,14 +397,16 @@ fn additive(buckets: Buckets, items: impl Iterator<Item = (i64, UnixMicros, u64)
     }
     let n_groups = index.len().max(1);
     let mut cells = vec![0u64; buckets.len() * n_groups];
+    let mut bucket_all = vec![0u64; buckets.len()];
     let mut totals = vec![0u64; n_groups];
     let mut grand = 0;
     for (i, g, n) in sums {
         cells[i * n_groups + g as usize] += n;
+        bucket_all[i] += n;
         totals[g as usize] += n;
         grand += n;
     }
-    values_of(buckets, &cells, &totals, grand, index)
+    values_of(buckets, &cells, bucket_all, &totals, grand, index)
 }
 
 /// The channels metric: a dimension, not an aggregate of the base grain, so
@@ -391,6 +424,7 @@ pub fn channel_values(query: &Query, channels: &[ChannelDim], grouping: &Groupin
 /// by metric, bucket and group.
 pub fn assemble(query: &Query, channels: &[ChannelDim], values: Vec<(Metric, MetricValues)>) -> Report {
     let mut rows = Vec::new();
+    let mut bucket_totals = Vec::new();
     let mut totals = Vec::new();
     for (metric, values) in values {
         // Every group that is non-zero anywhere gets a row in every bucket.
@@ -402,6 +436,11 @@ pub fn assemble(query: &Query, channels: &[ChannelDim], values: Vec<(Metric, Met
             .collect();
         for i in 0..values.buckets.len() {
             let label = values.buckets.label(i);
+            bucket_totals.push(BucketTotal {
+                metric: metric.as_str(),
+                bucket_start: label.clone(),
+                value: values.bucket_all[i],
+            });
             for g in &groups {
                 rows.push(Row {
                     metric: metric.as_str(),
@@ -441,6 +480,7 @@ pub fn assemble(query: &Query, channels: &[ChannelDim], values: Vec<(Metric, Met
         group_by: query.group_by,
         channels: query.channels.as_ref().map(|s| s.iter().copied().collect()),
         rows,
+        bucket_totals,
         totals,
         group_labels,
         answered_from: AnsweredFrom::BaseGrain,
@@ -454,14 +494,16 @@ fn connected_channels<'a>(
 ) -> MetricValues {
     let connected = counts_as_connected;
     let mut cells: HashMap<(usize, Group), u64> = HashMap::new();
+    let mut bucket_all = vec![0u64; buckets.len()];
     let mut totals: HashMap<Group, u64> = HashMap::new();
     let mut grand = 0;
     for c in channels {
         let group = group_of(c.id);
-        for i in 0..buckets.len() {
+        for (i, all) in bucket_all.iter_mut().enumerate() {
             let (start, end) = buckets.bounds(i);
             if connected(c, start, end) {
                 *cells.entry((i, group.clone())).or_default() += 1;
+                *all += 1;
             }
         }
         if connected(c, buckets.start(), buckets.end()) {
@@ -472,6 +514,7 @@ fn connected_channels<'a>(
     MetricValues {
         buckets,
         cells,
+        bucket_all,
         totals,
         grand,
     }

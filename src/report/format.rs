@@ -1,9 +1,13 @@
-//! Output formats of a report: JSON (DESIGN.md §4), CSV, and a table for people.
+//! Output formats of a report: JSON (DESIGN.md §4, plus `bucket_totals`),
+//! CSV (rows and totals), and a table for people (every bucket, with its
+//! `all` column from `bucket_totals`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use super::engine::{GroupBy, Report};
+use crate::calendar::Interval;
+use crate::metric::Metric;
 
 pub fn json(report: &Report) -> String {
     serde_json::to_string_pretty(report).expect("reports serialize") + "\n"
@@ -85,26 +89,27 @@ pub fn table(report: &Report) -> String {
             Some(name) => format!("{name} ({g})"),
             None => g.to_string(),
         };
-        let mut buckets: Vec<&str> = Vec::new();
         let mut cells: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         for r in &rows {
-            if buckets.last() != Some(&r.bucket_start.as_str()) {
-                buckets.push(&r.bucket_start);
-            }
             cells.insert((&r.bucket_start, &r.group), r.value);
         }
+        // Buckets of a day or longer start at a local midnight (or the first
+        // instant of a day that skips it): their local date says it all.
+        let by_date = report.interval != Interval::Hourly || metric == Metric::UniqueMonthlyContacts.as_str();
+        let label = |b: &str| if by_date { b[..10].to_string() } else { b.to_string() };
         let mut header = vec!["bucket".to_string()];
         header.extend(groups.iter().map(|g| header_of(g)));
         header.push("all".into());
         let mut lines: Vec<Vec<String>> = Vec::new();
-        for b in &buckets {
-            let mut line = vec![b.to_string()];
+        for bucket in report.bucket_totals.iter().filter(|t| t.metric == metric) {
+            let b = bucket.bucket_start.as_str();
+            let mut line = vec![label(b)];
             line.extend(
                 groups
                     .iter()
-                    .map(|g| cells.get(&(*b, g.as_str())).copied().unwrap_or(0).to_string()),
+                    .map(|g| cells.get(&(b, g.as_str())).copied().unwrap_or(0).to_string()),
             );
-            line.push(String::new());
+            line.push(bucket.value.to_string());
             lines.push(line);
         }
         let total = |g: Option<&str>| {

@@ -8,6 +8,7 @@
 pub mod engine;
 pub mod format;
 pub mod rollups;
+pub mod snapshot;
 
 use std::collections::BTreeSet;
 
@@ -17,14 +18,14 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 
 use crate::aggregate::ChannelDim;
-use crate::model::MICROS_PER_DAY;
 use futures::{StreamExt, TryStreamExt};
 
-use crate::calendar::{self, Interval};
-use crate::warehouse::manifest::{published_day, published_days, read_account_columns, read_day_table};
+use crate::calendar::Interval;
+use crate::warehouse::manifest::{published_day, read_account_columns, read_day_table};
 use crate::warehouse::paths::Table;
 use crate::warehouse::{Warehouse, WarehouseUrl};
-use engine::{AccountGrain, GroupBy, Metric, Query, Report};
+use engine::{AccountGrain, GroupBy, Metric, Report};
+pub use snapshot::{AccountInfo, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -79,135 +80,50 @@ impl Error {
     }
 }
 
-/// What `report` was asked, before validation against the warehouse.
-#[derive(Debug, Clone)]
-pub struct ReportRequest {
-    pub warehouse: WarehouseUrl,
+/// A report question, before validation against a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReportQuestion {
     pub account: i64,
     pub from: NaiveDate,
     pub to: NaiveDate,
+    /// `None`: the account's zone.
     pub time_zone: Option<String>,
     pub interval: Interval,
     pub group_by: GroupBy,
+    /// Empty: every channel.
     pub channels: Vec<i64>,
+    /// Empty: every metric.
     pub metrics: Vec<Metric>,
     /// Answer from the base grain even where rollups match (to check them).
     pub base_grain_only: bool,
+}
+
+/// What `report` was asked: a question and the warehouse to ask.
+#[derive(Debug, Clone)]
+pub struct ReportRequest {
+    pub warehouse: WarehouseUrl,
     /// Timeouts and retries of the warehouse's requests.
     pub store: crate::warehouse::StoreSettings,
+    pub question: ReportQuestion,
 }
 
 pub fn parse_time_zone(name: &str) -> Result<Tz, Error> {
     name.parse::<Tz>().map_err(|_| Error::UnknownTimeZone(name.to_string()))
 }
 
-/// Reads the base grain a request needs, validates it against the
-/// warehouse, and computes the report.
+/// One report in one process: checks what needs no I/O, loads a
+/// [`Snapshot`] and answers from it.
 pub async fn report(request: &ReportRequest) -> Result<Report, Error> {
-    if request.from > request.to {
-        return Err(Error::FromAfterTo {
-            from: request.from,
-            to: request.to,
-        });
+    let q = &request.question;
+    if q.from > q.to {
+        return Err(Error::FromAfterTo { from: q.from, to: q.to });
     }
-    if let Some(name) = &request.time_zone {
+    if let Some(name) = &q.time_zone {
         parse_time_zone(name)?;
     }
     let warehouse = Warehouse::open_read_only(&request.warehouse, &request.store)?;
     warehouse.check_access().await?;
-    let published = published_days(&warehouse).await?;
-    let Some(&latest) = published.iter().next_back() else {
-        return Err(Error::EmptyWarehouse);
-    };
-
-    // The account, its zone and its channels, as of the latest published day.
-    let accounts = read_day_table(&warehouse, latest, Table::Accounts)
-        .await?
-        .unwrap_or_default();
-    let mut account_zone = None;
-    let mut known = false;
-    for b in &accounts {
-        let ids = ints(b, "account_id", Table::Accounts)?;
-        let zones = b.column_by_name("time_zone").map(|c| c.as_string::<i32>().clone());
-        for (i, id) in ids.iter().enumerate() {
-            if *id == Some(request.account) {
-                known = true;
-                account_zone = zones
-                    .as_ref()
-                    .and_then(|z| z.is_valid(i).then(|| z.value(i).to_string()));
-            }
-        }
-    }
-    if !known {
-        return Err(Error::UnknownAccount(request.account));
-    }
-    let tz = parse_time_zone(
-        request
-            .time_zone
-            .as_deref()
-            .or(account_zone.as_deref())
-            .unwrap_or("UTC"),
-    )?;
-    let account_tz: Tz = account_zone.as_deref().and_then(|z| z.parse().ok()).unwrap_or(Tz::UTC);
-    let channels = channels_of(&warehouse, latest, request.account).await?;
-    for id in &request.channels {
-        if !channels.iter().any(|c| c.id == *id) {
-            return Err(Error::UnknownChannel {
-                account: request.account,
-                channel: *id,
-            });
-        }
-    }
-
-    let query = Query {
-        account_id: request.account,
-        tz,
-        from: request.from,
-        to: request.to,
-        interval: request.interval,
-        group_by: request.group_by,
-        channels: (!request.channels.is_empty()).then(|| request.channels.iter().copied().collect()),
-        metrics: if request.metrics.is_empty() {
-            Metric::ALL.into_iter().collect()
-        } else {
-            request.metrics.iter().copied().collect()
-        },
-    };
-
-    // UTC days under the range must be published; so must the days of the
-    // whole months of UMC, up to the latest published day (later ones have
-    // not happened yet).
-    let utc_days = |start: i64, end: i64| -> BTreeSet<NaiveDate> {
-        let first = start.div_euclid(MICROS_PER_DAY);
-        let last = (end - 1).div_euclid(MICROS_PER_DAY);
-        (first..=last)
-            .filter_map(|d| NaiveDate::from_epoch_days(i32::try_from(d).ok()?))
-            .collect()
-    };
-    let (start, end) = calendar::range(&tz, query.from, query.to);
-    let mut required = utc_days(start, end);
-    let mut wanted = required.clone();
-    if query.metrics.contains(&Metric::UniqueMonthlyContacts) {
-        let months = calendar::umc_months(tz, query.from, query.to);
-        let month_days = utc_days(months.start(), months.end());
-        required.extend(month_days.iter().filter(|d| **d <= latest));
-        wanted.extend(month_days);
-    }
-    let missing: Vec<NaiveDate> = required.iter().filter(|d| !published.contains(d)).copied().collect();
-    if !missing.is_empty() {
-        return Err(Error::MissingDays(missing));
-    }
-
-    if !request.base_grain_only {
-        match rollups::try_answer(&warehouse, &query, account_tz, &channels, &wanted).await {
-            Ok(Some(report)) => return Ok(report),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "Rollups could not be read; answering from the base grain."),
-        }
-    }
-    let days: BTreeSet<NaiveDate> = wanted.intersection(&published).copied().collect();
-    let grain = load_account(&warehouse, request.account, &days, &query.metrics, channels).await?;
-    Ok(engine::compute(&query, &grain))
+    Snapshot::load(warehouse).await?.report(q).await
 }
 
 /// Days of base grain read and decoded at once.
@@ -278,6 +194,13 @@ fn strings(batch: &RecordBatch, column: &'static str) -> Vec<Option<String>> {
 
 /// An account's channels, from the `channels` snapshot of a published day.
 pub async fn channels_of(warehouse: &Warehouse, day: NaiveDate, account: i64) -> Result<Vec<ChannelDim>, Error> {
+    let mut all = channels_of_all(warehouse, day).await?;
+    all.retain(|c| c.account_id == account);
+    Ok(all)
+}
+
+/// Every account's channels, from the `channels` snapshot of a published day.
+pub async fn channels_of_all(warehouse: &Warehouse, day: NaiveDate) -> Result<Vec<ChannelDim>, Error> {
     let mut out = Vec::new();
     for b in read_day_table(warehouse, day, Table::Channels)
         .await?
@@ -288,13 +211,12 @@ pub async fn channels_of(warehouse: &Warehouse, day: NaiveDate, account: i64) ->
         let (connected, disconnected) = (ints(&b, "connected_at", t)?, ints(&b, "disconnected_at", t)?);
         let (platforms, names, envs) = (strings(&b, "platform"), strings(&b, "name"), strings(&b, "environment"));
         for i in 0..b.num_rows() {
-            if accounts[i] != Some(account) {
+            let (Some(account_id), Some(id)) = (accounts[i], ids[i]) else {
                 continue;
-            }
-            let Some(id) = ids[i] else { continue };
+            };
             out.push(ChannelDim {
                 id,
-                account_id: account,
+                account_id,
                 platform: platforms[i].clone(),
                 name: names[i].clone(),
                 environment: envs[i].clone(),

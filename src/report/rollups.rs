@@ -218,26 +218,31 @@ fn metric_values(
         (groups, all)
     };
 
+    let stored_all = |file: &RollupFile| {
+        file.rows
+            .iter()
+            .find(|r| r.metric == name && r.group_by == RollupGroup::All)
+            .map_or(0, |r| r.value)
+    };
     let mut cells = HashMap::new();
+    let mut bucket_all = Vec::with_capacity(plan.rows.len());
     for (i, key) in plan.rows.iter().enumerate() {
         if query.channels.is_none() {
             for (g, v) in stored(&files[key]) {
                 cells.insert((i, g), v);
             }
+            bucket_all.push(stored_all(&files[key]));
         } else {
-            for (g, acc) in unions(std::slice::from_ref(key)).0 {
+            let (groups, all) = unions(std::slice::from_ref(key));
+            for (g, acc) in groups {
                 cells.insert((i, g), acc.value());
             }
+            bucket_all.push(all.value());
         }
     }
     let (totals, grand) = if query.channels.is_none() && plan.cover.len() == 1 {
         let file = &files[&plan.cover[0]];
-        let grand = file
-            .rows
-            .iter()
-            .find(|r| r.metric == name && r.group_by == RollupGroup::All)
-            .map_or(0, |r| r.value);
-        (stored(file).into_iter().collect(), grand)
+        (stored(file).into_iter().collect(), stored_all(file))
     } else {
         let (groups, all) = unions(&plan.cover);
         (groups.into_iter().map(|(g, a)| (g, a.value())).collect(), all.value())
@@ -245,6 +250,7 @@ fn metric_values(
     MetricValues {
         buckets: plan.buckets.clone(),
         cells,
+        bucket_all,
         totals,
         grand,
     }

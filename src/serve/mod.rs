@@ -1,1 +1,611 @@
 //! `account-usage serve`: the HTTP API and the embedded report page.
+//!
+//! What always holds:
+//! - **One snapshot per request.** The served [`Snapshot`] is swapped whole,
+//!   and only once a refresh has loaded it completely; a request clones the
+//!   `Arc` once and answers from it to the end. `report` (the CLI) answers
+//!   through the same [`Snapshot::report`], so the numbers are the same.
+//! - **Tenancy.** The account comes from the path and must be the token's
+//!   (or the token is a service token, `"*"`); everything the answer reads
+//!   is selected by that account: channels by the snapshot's channels of
+//!   the account, cache entries by a key that holds it. An account that is
+//!   not granted gets exactly the body of an unknown one.
+//! - **Caching keyed to the data.** An answer's weak ETag hashes the
+//!   snapshot version and the normalized question, so a new run changes it
+//!   at the next refresh and a matching `If-None-Match` gets 304 without
+//!   any work.
+//! - **Nothing internal leaks.** Errors are problem+json with our own
+//!   one-line messages; a failure's cause is logged with the request id.
+//!   Tokens travel in headers (the page keeps its token in the URL
+//!   fragment), and no log line carries one.
+
+pub mod auth;
+pub mod cache;
+mod page;
+pub mod params;
+pub mod problem;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+
+use crate::calendar::Interval;
+use crate::metric::Metric;
+use crate::report::engine::{AnsweredFrom, Report};
+use crate::report::{self, Snapshot, format};
+use crate::warehouse::manifest::Fnv64;
+use crate::warehouse::{self, StoreSettings, Warehouse, WarehouseUrl};
+use auth::{Grant, Verifier};
+use cache::{Key, ResultCache};
+use params::Format;
+use problem::Problem;
+
+/// Largest request body accepted (the API takes none).
+const BODY_LIMIT: usize = 16 * 1024;
+
+/// Longest wait for in-flight requests after SIGTERM.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("cannot open the warehouse")]
+    Warehouse(#[source] warehouse::Error),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+impl Error {
+    /// Whether the user can fix it by changing the command (exit code 2).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            Error::Warehouse(e) => e.is_bad_input(),
+            Error::Listen { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::AddrInUse
+                    | std::io::ErrorKind::AddrNotAvailable
+                    | std::io::ErrorKind::PermissionDenied
+            ),
+            Error::Serve(_) => false,
+        }
+    }
+}
+
+/// How requests are authenticated.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    Jwt(Box<Verifier>),
+    /// Local use only: the CLI refuses it on a non-loopback address.
+    None,
+}
+
+/// `serve`'s validated configuration.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub warehouse: WarehouseUrl,
+    pub store: StoreSettings,
+    pub listen: SocketAddr,
+    pub auth: Auth,
+    pub cors_origins: Vec<HeaderValue>,
+    pub refresh_interval: Duration,
+    pub request_timeout: Duration,
+    pub result_cache: usize,
+}
+
+/// One computed answer, rendered lazily per format.
+#[derive(Debug)]
+pub struct Answer {
+    report: Report,
+    json: std::sync::OnceLock<bytes::Bytes>,
+    csv: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl Answer {
+    fn body(&self, format: Format) -> bytes::Bytes {
+        match format {
+            Format::Json => self.json.get_or_init(|| format::json(&self.report).into()).clone(),
+            Format::Csv => self.csv.get_or_init(|| format::csv(&self.report).into()).clone(),
+        }
+    }
+}
+
+/// The service's shared state.
+#[derive(Debug)]
+pub struct App {
+    config: ServeConfig,
+    warehouse: Warehouse,
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    cache: ResultCache<Answer>,
+    stats: stats::Stats,
+    shutting_down: AtomicBool,
+    /// Reports computed at once; the rest wait (within their timeout), so
+    /// a burst cannot take all memory.
+    computing: tokio::sync::Semaphore,
+}
+
+impl App {
+    pub fn new(config: ServeConfig) -> Result<Arc<App>, Error> {
+        let warehouse = Warehouse::open_read_only(&config.warehouse, &config.store).map_err(Error::Warehouse)?;
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Arc::new(App {
+            cache: ResultCache::new(config.result_cache),
+            config,
+            warehouse,
+            snapshot: RwLock::new(None),
+            stats: stats::Stats::default(),
+            shutting_down: AtomicBool::new(false),
+            computing: tokio::sync::Semaphore::new(threads * 2),
+        }))
+    }
+
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Loads a snapshot and swaps it in if the data changed; `Ok(true)`
+    /// when it did.
+    pub async fn refresh(&self) -> Result<bool, report::Error> {
+        let fresh = Snapshot::load(self.warehouse.clone()).await?;
+        let changed = self.snapshot().is_none_or(|s| s.version() != fresh.version());
+        self.stats.snapshot_loaded();
+        if changed {
+            tracing::info!(
+                version = format!("{:016x}", fresh.version()),
+                days = fresh.published().len(),
+                latest_run = fresh.latest_run().map(|r| r.as_str()),
+                "Serving a new warehouse snapshot."
+            );
+            *self.snapshot.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(fresh));
+            self.cache.clear();
+        }
+        Ok(changed)
+    }
+
+    /// Whether `/readyz` says yes.
+    pub fn is_ready(&self) -> bool {
+        !self.shutting_down.load(Ordering::SeqCst) && self.snapshot().is_some()
+    }
+
+    fn grant(&self, headers: &HeaderMap) -> Result<Grant, Problem> {
+        let verifier = match &self.config.auth {
+            Auth::None => return Ok(Grant::All),
+            Auth::Jwt(v) => v.as_ref(),
+        };
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .ok_or_else(Problem::unauthorized)?;
+        verifier.verify(token.trim()).map_err(|why| {
+            tracing::debug!(reason = %why, "A token was refused.");
+            Problem::unauthorized()
+        })
+    }
+
+    /// The snapshot, once the token may read `account` and it exists there.
+    fn authorize(&self, headers: &HeaderMap, account: &str) -> Result<(i64, Arc<Snapshot>), Problem> {
+        let grant = self.grant(headers)?;
+        let id = account.parse::<i64>().ok();
+        let Some(id) = id.filter(|id| grant.allows(*id)) else {
+            return Err(Problem::unknown_account(account));
+        };
+        let snapshot = self.snapshot().ok_or_else(Problem::not_ready)?;
+        if snapshot.account(id).is_none() {
+            return Err(Problem::unknown_account(account));
+        }
+        Ok((id, snapshot))
+    }
+}
+
+/// Request ids: a per-process random prefix and a counter (unique, cheap,
+/// and no uuid dependency).
+#[derive(Clone)]
+struct NextRequestId {
+    prefix: u32,
+    counter: Arc<AtomicU64>,
+}
+
+impl MakeRequestId for NextRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{:08x}-{n:x}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+fn request_id_of(headers: &HeaderMap) -> Option<&str> {
+    headers.get("x-request-id").and_then(|v| v.to_str().ok())
+}
+
+/// The router with every layer: what `serve` runs and what tests drive.
+pub fn router(app: Arc<App>) -> Router {
+    let cors = if app.config.cors_origins.is_empty() {
+        None
+    } else {
+        Some(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(app.config.cors_origins.clone()))
+                .allow_methods([Method::GET, Method::HEAD])
+                .allow_headers([header::AUTHORIZATION, header::ACCEPT, header::IF_NONE_MATCH])
+                .expose_headers([header::ETAG, header::HeaderName::from_static("x-request-id")])
+                .max_age(Duration::from_secs(600)),
+        )
+    };
+    let ids = NextRequestId {
+        prefix: random_u32(),
+        counter: Arc::new(AtomicU64::new(1)),
+    };
+    let api = Router::new()
+        .route("/v1/accounts/{account}/report", get(report_handler))
+        .route("/v1/accounts/{account}/channels", get(channels_handler))
+        .route("/v1/accounts/{account}", get(account_handler))
+        .route("/openapi.json", get(openapi_handler))
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz_handler))
+        .route("/metrics", get(metrics_handler))
+        .route("/embed", get(page::embed))
+        .route("/", get(|| async { axum::response::Redirect::temporary("/embed") }))
+        .fallback(fallback_handler)
+        .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .with_state(app);
+    let router = api
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            tracing::error!("A handler panicked; answering 500 and serving on.");
+            Problem::internal().into_response()
+        }))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(CompressionLayer::new().gzip(true).br(true))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(ids));
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+fn random_u32() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut h = Fnv64::default();
+    h.write(&nanos.to_le_bytes());
+    h.write(&std::process::id().to_le_bytes());
+    h.finish() as u32
+}
+
+/// Times every request against `--request-timeout`, counts it by matched
+/// route and status, and puts the request id into problem bodies.
+async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_string();
+    let request_id = request_id_of(request.headers()).map(str::to_string);
+    let method_ok = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let response = if !method_ok {
+        Problem::method_not_allowed().into_response()
+    } else {
+        match tokio::time::timeout(app.config.request_timeout, next.run(request)).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(route = %route, request_id = request_id.as_deref(), "A request timed out.");
+                Problem::timed_out().into_response()
+            }
+        }
+    };
+    let response = with_request_id_in_problem(response, request_id.as_deref()).await;
+    app.stats.record(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn with_request_id_in_problem(response: Response, id: Option<&str>) -> Response {
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/problem+json");
+    if !is_problem || id.is_none() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT * 4).await else {
+        return Problem::internal().with_request_id(id).into_response();
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({}));
+    value["request_id"] = json!(id);
+    let body = serde_json::to_vec(&value).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
+}
+
+async fn fallback_handler() -> Problem {
+    Problem::not_found("no such endpoint; see /openapi.json")
+}
+
+async fn readyz_handler(State(app): State<Arc<App>>) -> Response {
+    if app.is_ready() {
+        "ready\n".into_response()
+    } else {
+        Problem::not_ready().into_response()
+    }
+}
+
+async fn metrics_handler(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        app.stats.render(),
+    )
+        .into_response()
+}
+
+async fn openapi_handler() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+fn private_json(value: serde_json::Value) -> Response {
+    let mut r = axum::Json(value).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    r
+}
+
+async fn account_handler(State(app): State<Arc<App>>, Path(account): Path<String>, headers: HeaderMap) -> Response {
+    let (id, snapshot) = match app.authorize(&headers, &account) {
+        Ok(ok) => ok,
+        Err(p) => return p.into_response(),
+    };
+    let info = snapshot.account(id).expect("authorize checked the account");
+    let run = snapshot.latest_run();
+    private_json(json!({
+        "account_id": id,
+        "name": info.name,
+        "time_zone": info.zone().name(),
+        "first_published_day": snapshot.published().iter().next(),
+        "last_published_day": snapshot.published().iter().next_back(),
+        "snapshot": {
+            "version": format!("{:016x}", snapshot.version()),
+            "latest_run_id": run.map(|r| r.as_str()),
+            "latest_run_started_at": run.and_then(|r| r.started_at()).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        },
+        "metrics": Metric::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        "intervals": Interval::ALL.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
+        "group_by": ["platform", "channel"],
+    }))
+}
+
+async fn channels_handler(State(app): State<Arc<App>>, Path(account): Path<String>, headers: HeaderMap) -> Response {
+    let (id, snapshot) = match app.authorize(&headers, &account) {
+        Ok(ok) => ok,
+        Err(p) => return p.into_response(),
+    };
+    let utc = |t: Option<i64>| {
+        t.and_then(crate::model::to_datetime)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    let mut channels: Vec<_> = snapshot.channels(id).iter().collect();
+    channels.sort_by_key(|c| c.id);
+    let channels: Vec<_> = channels
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "name": c.name,
+                "platform": c.platform,
+                "environment": c.environment,
+                "connected_at": utc(c.connected_at),
+                "disconnected_at": utc(c.disconnected_at),
+            })
+        })
+        .collect();
+    private_json(json!({ "account_id": id, "channels": channels }))
+}
+
+fn etag_of(snapshot: &Snapshot, key: &Key, format: Format) -> HeaderValue {
+    let mut h = Fnv64::default();
+    h.write(&snapshot.version().to_le_bytes());
+    h.write(format!("{:?}", key.question).as_bytes());
+    h.write(&[format as u8]);
+    HeaderValue::from_str(&format!("W/\"{:016x}\"", h.finish())).expect("hex is a valid header")
+}
+
+fn matches_etag(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let Some(value) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let ours = etag.to_str().unwrap_or_default();
+    let strip = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    value.split(',').any(|t| t.trim() == "*" || strip(t) == strip(ours))
+}
+
+async fn report_handler(
+    State(app): State<Arc<App>>,
+    Path(account): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let (id, snapshot) = match app.authorize(&headers, &account) {
+        Ok(ok) => ok,
+        Err(p) => return p.into_response(),
+    };
+    let accepts_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"));
+    let (question, format) = match params::parse(id, query.as_deref(), accepts_csv) {
+        Ok(q) => q,
+        Err(message) => return Problem::bad_parameter(message).into_response(),
+    };
+    let key = Key {
+        version: snapshot.version(),
+        question,
+    };
+    let etag = etag_of(&snapshot, &key, format);
+    let cache_headers = |r: &mut Response| {
+        let h = r.headers_mut();
+        h.insert(header::ETAG, etag.clone());
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+        h.insert(header::VARY, HeaderValue::from_static("Accept, Authorization"));
+    };
+    if matches_etag(&headers, &etag) {
+        app.stats.not_modified();
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        cache_headers(&mut r);
+        return r;
+    }
+    let answer = match app.cache.get(&key) {
+        Some(a) => {
+            app.stats.cache(true);
+            a
+        }
+        None => {
+            app.stats.cache(false);
+            let _permit = app.computing.acquire().await;
+            match snapshot.report(&key.question).await {
+                Ok(report) => {
+                    app.stats.answered(report.answered_from == AnsweredFrom::Rollups);
+                    let a = Arc::new(Answer {
+                        report,
+                        json: Default::default(),
+                        csv: Default::default(),
+                    });
+                    app.cache.insert(key.clone(), a.clone());
+                    a
+                }
+                Err(e) => {
+                    let problem = Problem::of_report(&e, id);
+                    if problem.status >= 500 {
+                        tracing::error!(
+                            error = %crate::model::error_chain(&e),
+                            request_id = request_id_of(&headers),
+                            account = id,
+                            "A report failed."
+                        );
+                    }
+                    return problem.into_response();
+                }
+            }
+        }
+    };
+    let content_type = match format {
+        Format::Json => "application/json",
+        Format::Csv => "text/csv; charset=utf-8",
+    };
+    let mut r = ([(header::CONTENT_TYPE, content_type)], answer.body(format)).into_response();
+    cache_headers(&mut r);
+    r
+}
+
+/// Serves until `stop` resolves, then drains: `/readyz` turns 503 at once,
+/// in-flight requests get up to [`DRAIN_TIMEOUT`] to finish.
+pub async fn serve(config: ServeConfig, stop: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    let app = App::new(config.clone())?;
+    // A missing bucket or refused credentials will not fix themselves; an
+    // unreachable store might, so the server waits for it unready.
+    if let Err(e) = app.warehouse.check_access().await {
+        if e.is_bad_input() {
+            return Err(Error::Warehouse(e));
+        }
+        tracing::warn!(error = %crate::model::error_chain(&e), "The warehouse is not reachable yet; serving unready until it is.");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(Error::Serve)?;
+    tracing::info!(
+        listen = %local,
+        warehouse = %config.warehouse,
+        auth = matches!(config.auth, Auth::Jwt(_)),
+        refresh_interval_s = config.refresh_interval.as_secs_f64(),
+        request_timeout_s = config.request_timeout.as_secs_f64(),
+        result_cache = config.result_cache,
+        "Serving."
+    );
+    let refresher = tokio::spawn(refresh_forever(app.clone()));
+    let draining = app.clone();
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        stop.await;
+        draining.shutting_down.store(true, Ordering::SeqCst);
+        tracing::info!("Stopping: no new connections; in-flight requests may finish.");
+        let _ = drained_tx.send(());
+    };
+    let server = axum::serve(listener, router(app.clone())).with_graceful_shutdown(shutdown);
+    let server = tokio::spawn(async move { server.await });
+    // Once the stop has come, in-flight requests get DRAIN_TIMEOUT.
+    let result = tokio::select! {
+        r = server => r,
+        () = async {
+            let _ = drained_rx.await;
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        } => {
+            tracing::warn!("Requests still running after the drain timeout were dropped.");
+            Ok(Ok(()))
+        }
+    };
+    refresher.abort();
+    match result {
+        Ok(r) => r.map_err(Error::Serve),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The first load retried until it works; then a refresh every interval.
+async fn refresh_forever(app: Arc<App>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match app.refresh().await {
+            Ok(_) => break,
+            Err(e) => {
+                app.stats.refresh_failed();
+                tracing::warn!(error = %crate::model::error_chain(&e), retry_in_ms = backoff.as_millis() as u64, "Cannot load the warehouse snapshot yet.");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(app.config.refresh_interval);
+            }
+        }
+    }
+    let mut tick = tokio::time::interval(app.config.refresh_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.refresh().await {
+            app.stats.refresh_failed();
+            tracing::warn!(error = %crate::model::error_chain(&e), "A snapshot refresh failed; serving the previous snapshot.");
+        }
+    }
+}

@@ -291,15 +291,58 @@ pub fn rows_per_table(manifests: &[DayManifest]) -> BTreeMap<String, u64> {
 /// Days with a complete set of manifests for some shard count, from one
 /// listing of `_manifests/`.
 pub async fn published_days(warehouse: &Warehouse) -> Result<BTreeSet<NaiveDate>> {
+    Ok(complete_days(warehouse.list("_manifests").await?.iter()))
+}
+
+/// The published days and a fingerprint of every manifest's version: it
+/// changes whenever any day is published again (a rerun), so answers
+/// cached against it go stale exactly when the data may have changed.
+pub async fn published_days_and_fingerprint(warehouse: &Warehouse) -> Result<(BTreeSet<NaiveDate>, u64)> {
+    let listing = warehouse.list_versions("_manifests").await?;
+    let mut fingerprint = Fnv64::default();
+    for (key, version) in &listing {
+        fingerprint.write(key.as_bytes());
+        fingerprint.write(version.as_bytes());
+    }
+    Ok((complete_days(listing.iter().map(|(k, _)| k)), fingerprint.finish()))
+}
+
+fn complete_days<'k>(keys: impl Iterator<Item = &'k String>) -> BTreeSet<NaiveDate> {
     let mut shards: BTreeMap<NaiveDate, BTreeSet<ShardSpec>> = BTreeMap::new();
-    for key in warehouse.list("_manifests").await? {
-        if let Ok(parsed) = DayManifestKey::parse(&key) {
+    for key in keys {
+        if let Ok(parsed) = DayManifestKey::parse(key) {
             shards.entry(parsed.day).or_default().insert(parsed.shard);
         }
     }
-    Ok(shards
+    shards
         .into_iter()
         .filter(|(_, set)| set.iter().any(|s| is_complete(set, s.count)))
         .map(|(day, _)| day)
-        .collect())
+        .collect()
+}
+
+/// FNV-1a: a stable hash (the same in every process and release), for
+/// fingerprints that outlive one process.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv64(u64);
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv64 {
+    pub fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+        // A separator, so ("ab", "c") and ("a", "bc") differ.
+        self.0 ^= 0xff;
+        self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+    }
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
 }

@@ -110,6 +110,16 @@ impl RunId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// When the run started, to the millisecond (from the id itself).
+    pub fn started_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let seconds = chrono::NaiveDateTime::parse_from_str(self.0.get(..15)?, "%Y%m%dT%H%M%S").ok()?;
+        let millis: i64 = self.0.get(15..18)?.parse().ok()?;
+        Some(seconds.and_utc() + chrono::Duration::milliseconds(millis))
+    }
+    /// The run of a run manifest's key (`_runs/<run_id>.json`).
+    pub fn of_run_manifest(key: &str) -> Option<RunId> {
+        key.strip_prefix("_runs/")?.strip_suffix(".json")?.parse().ok()
+    }
 }
 
 impl FromStr for RunId {
@@ -373,6 +383,11 @@ mod tests {
 
     #[test]
     fn run_ids_sort_by_time() {
+        let t = chrono::DateTime::from_timestamp_millis(1_780_000_000_123).unwrap();
+        let id = RunId::new(t, 7);
+        assert_eq!(id.started_at(), Some(t));
+        assert_eq!(RunId::of_run_manifest(&run_manifest_key(&id)), Some(id));
+        assert_eq!(RunId::of_run_manifest("_runs/nope.json"), None);
         let a = RunId::new(chrono::DateTime::from_timestamp(1, 0).unwrap(), 0xffff_ffff);
         let b = RunId::new(chrono::DateTime::from_timestamp(2, 0).unwrap(), 0);
         assert!(a < b);

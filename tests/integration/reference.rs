@@ -125,6 +125,8 @@ pub struct Query {
 /// (metric, bucket_start, group, value) and (metric, group, value).
 pub type Rows = Vec<(String, String, String, u64)>;
 pub type Totals = Vec<(String, Option<String>, u64)>;
+/// `(metric, bucket_start, value over all groups)`, every bucket.
+pub type BucketTotals = Vec<(String, String, u64)>;
 
 fn utc(t: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t).unwrap()
@@ -216,7 +218,7 @@ fn all_buckets(tz: &Tz, interval: Interval, lo: i64, hi: i64) -> Vec<i64> {
     out.into_iter().collect()
 }
 
-pub fn report(src: &Source, q: &Query, published: (i64, i64)) -> (Rows, Totals) {
+pub fn report(src: &Source, q: &Query, published: (i64, i64)) -> (Rows, Totals, BucketTotals) {
     let tz = &q.tz;
     let (lo, hi) = (day_start(tz, q.from), day_start(tz, q.to + Duration::days(1)));
     let month_lo = day_start(tz, q.from.with_day(1).unwrap());
@@ -247,32 +249,43 @@ pub fn report(src: &Source, q: &Query, published: (i64, i64)) -> (Rows, Totals) 
     type G = (String, i64);
     let mut rows = Vec::new();
     let mut totals = Vec::new();
-    let mut emit =
-        |metric: &str, buckets: &[i64], cells: &BTreeMap<(i64, G), u64>, per_group: &BTreeMap<G, u64>, grand: u64| {
-            let groups: BTreeSet<&G> = cells.iter().filter(|(_, v)| **v > 0).map(|((_, g), _)| g).collect();
-            for b in buckets {
-                for g in &groups {
-                    let name = if q.by_channel { g.1.to_string() } else { g.0.clone() };
-                    rows.push((
-                        metric.to_string(),
-                        label(tz, *b),
-                        name,
-                        cells.get(&(*b, (*g).clone())).copied().unwrap_or(0),
-                    ));
-                }
-            }
+    let mut bucket_totals = Vec::new();
+    let mut emit = |metric: &str,
+                    buckets: &[i64],
+                    cells: &BTreeMap<(i64, G), u64>,
+                    per_bucket: &BTreeMap<i64, u64>,
+                    per_group: &BTreeMap<G, u64>,
+                    grand: u64| {
+        let groups: BTreeSet<&G> = cells.iter().filter(|(_, v)| **v > 0).map(|((_, g), _)| g).collect();
+        for b in buckets {
+            bucket_totals.push((
+                metric.to_string(),
+                label(tz, *b),
+                per_bucket.get(b).copied().unwrap_or(0),
+            ));
             for g in &groups {
                 let name = if q.by_channel { g.1.to_string() } else { g.0.clone() };
-                totals.push((metric.to_string(), Some(name), per_group.get(*g).copied().unwrap_or(0)));
+                rows.push((
+                    metric.to_string(),
+                    label(tz, *b),
+                    name,
+                    cells.get(&(*b, (*g).clone())).copied().unwrap_or(0),
+                ));
             }
-            totals.push((metric.to_string(), None, grand));
-        };
+        }
+        for g in &groups {
+            let name = if q.by_channel { g.1.to_string() } else { g.0.clone() };
+            totals.push((metric.to_string(), Some(name), per_group.get(*g).copied().unwrap_or(0)));
+        }
+        totals.push((metric.to_string(), None, grand));
+    };
     let interval_buckets = all_buckets(tz, q.interval, lo, hi);
     let clip = |t: i64| bucket_start(tz, q.interval, t).max(lo);
 
     // active_agents
     {
         let mut cells: BTreeMap<(i64, G), HashSet<i64>> = BTreeMap::new();
+        let mut by_bucket: BTreeMap<i64, HashSet<i64>> = BTreeMap::new();
         let mut per: BTreeMap<G, HashSet<i64>> = BTreeMap::new();
         let mut grand = HashSet::new();
         for m in mine
@@ -284,16 +297,19 @@ pub fn report(src: &Source, q: &Query, published: (i64, i64)) -> (Rows, Totals) 
             }
             let (a, g) = (m.agent.unwrap(), group(m.channel));
             cells.entry((clip(m.sent_at), g.clone())).or_default().insert(a);
+            by_bucket.entry(clip(m.sent_at)).or_default().insert(a);
             per.entry(g).or_default().insert(a);
             grand.insert(a);
         }
         let c = cells.into_iter().map(|(k, s)| (k, s.len() as u64)).collect();
         let p = per.into_iter().map(|(k, s)| (k, s.len() as u64)).collect();
-        emit("active_agents", &interval_buckets, &c, &p, grand.len() as u64);
+        let b = by_bucket.into_iter().map(|(k, s)| (k, s.len() as u64)).collect();
+        emit("active_agents", &interval_buckets, &c, &b, &p, grand.len() as u64);
     }
     // channels
     {
         let mut cells = BTreeMap::new();
+        let mut by_bucket = BTreeMap::new();
         let mut per = BTreeMap::new();
         let mut grand = 0;
         let live = |c: &Channel, s: i64, e: i64| c.connected_at < e && c.disconnected_at.is_none_or(|d| d > s);
@@ -306,6 +322,7 @@ pub fn report(src: &Source, q: &Query, published: (i64, i64)) -> (Rows, Totals) 
                 let end = interval_buckets.get(i + 1).copied().unwrap_or(hi);
                 if live(c, *b, end) {
                     *cells.entry((*b, group(c.id))).or_insert(0) += 1;
+                    *by_bucket.entry(*b).or_insert(0) += 1;
                 }
             }
             if live(c, lo, hi) {
@@ -313,11 +330,12 @@ pub fn report(src: &Source, q: &Query, published: (i64, i64)) -> (Rows, Totals) 
                 grand += 1;
             }
         }
-        emit("channels", &interval_buckets, &cells, &per, grand);
+        emit("channels", &interval_buckets, &cells, &by_bucket, &per, grand);
     }
     // proactive_messages
     {
         let mut cells = BTreeMap::new();
+        let mut by_bucket = BTreeMap::new();
         let mut per = BTreeMap::new();
         let mut grand = 0;
         for m in mine.iter().filter(|m| !m.inbound && m.sender == "proactive_api") {
@@ -325,10 +343,11 @@ pub fn report(src: &Source, q: &Query, published: (i64, i64)) -> (Rows, Totals) 
                 continue;
             }
             *cells.entry((clip(m.sent_at), group(m.channel))).or_insert(0) += 1;
+            *by_bucket.entry(clip(m.sent_at)).or_insert(0) += 1;
             *per.entry(group(m.channel)).or_insert(0) += 1;
             grand += 1;
         }
-        emit("proactive_messages", &interval_buckets, &cells, &per, grand);
+        emit("proactive_messages", &interval_buckets, &cells, &by_bucket, &per, grand);
     }
     // resolved_conversations
     {
@@ -341,6 +360,7 @@ pub fn report(src: &Source, q: &Query, published: (i64, i64)) -> (Rows, Totals) 
             resolves.entry(*conv).or_default().push((*at, *id));
         }
         let mut cells = BTreeMap::new();
+        let mut by_bucket = BTreeMap::new();
         let mut per = BTreeMap::new();
         let mut grand = 0;
         for (conv, events) in &resolves {
@@ -367,15 +387,24 @@ pub fn report(src: &Source, q: &Query, published: (i64, i64)) -> (Rows, Totals) 
                 continue;
             }
             *cells.entry((clip(at), group(channel))).or_insert(0) += 1;
+            *by_bucket.entry(clip(at)).or_insert(0) += 1;
             *per.entry(group(channel)).or_insert(0) += 1;
             grand += 1;
         }
-        emit("resolved_conversations", &interval_buckets, &cells, &per, grand);
+        emit(
+            "resolved_conversations",
+            &interval_buckets,
+            &cells,
+            &by_bucket,
+            &per,
+            grand,
+        );
     }
     // unique_monthly_contacts: whole months
     {
         let months = all_buckets(tz, Interval::Monthly, month_lo, month_hi);
         let mut cells: BTreeMap<(i64, G), HashSet<i64>> = BTreeMap::new();
+        let mut by_bucket: BTreeMap<i64, HashSet<i64>> = BTreeMap::new();
         let mut per: BTreeMap<G, HashSet<i64>> = BTreeMap::new();
         let mut grand = HashSet::new();
         for m in &mine {
@@ -385,12 +414,14 @@ pub fn report(src: &Source, q: &Query, published: (i64, i64)) -> (Rows, Totals) 
             let b = bucket_start(tz, Interval::Monthly, m.sent_at);
             let g = group(m.channel);
             cells.entry((b, g.clone())).or_default().insert(m.contact);
+            by_bucket.entry(b).or_default().insert(m.contact);
             per.entry(g).or_default().insert(m.contact);
             grand.insert(m.contact);
         }
         let c = cells.into_iter().map(|(k, s)| (k, s.len() as u64)).collect();
         let p = per.into_iter().map(|(k, s)| (k, s.len() as u64)).collect();
-        emit("unique_monthly_contacts", &months, &c, &p, grand.len() as u64);
+        let b = by_bucket.into_iter().map(|(k, s)| (k, s.len() as u64)).collect();
+        emit("unique_monthly_contacts", &months, &c, &b, &p, grand.len() as u64);
     }
-    (rows, totals)
+    (rows, totals, bucket_totals)
 }

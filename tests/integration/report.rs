@@ -215,7 +215,7 @@ async fn engine_equals_the_naive_reference_on_500_random_queries() {
             metrics: Metric::ALL.into_iter().collect(),
         };
         let got = engine::compute(&query, grain);
-        let (rows, totals) = reference::report(
+        let (rows, totals, bucket_totals) = reference::report(
             &source,
             &reference::Query {
                 account,
@@ -244,6 +244,12 @@ async fn engine_equals_the_naive_reference_on_500_random_queries() {
             assert_eq!(g, r, "{what}");
         }
         assert_eq!(got_totals, totals, "{what}");
+        let got_bucket_totals: Vec<_> = got
+            .bucket_totals
+            .iter()
+            .map(|t| (t.metric.to_string(), t.bucket_start.clone(), t.value))
+            .collect();
+        assert_eq!(got_bucket_totals, bucket_totals, "{what}: bucket totals");
     }
 }
 
@@ -314,7 +320,7 @@ async fn the_binary_reports_what_the_reference_computes() {
             "--format",
             "json",
         ]);
-        let (rows, totals) = reference::report(
+        let (rows, totals, bucket_totals) = reference::report(
             &source,
             &reference::Query {
                 account,
@@ -354,6 +360,22 @@ async fn the_binary_reports_what_the_reference_computes() {
             })
             .collect();
         assert_eq!(got_totals, totals);
+        let got_bucket_totals: Vec<(String, String, u64)> = json["bucket_totals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["metric"].as_str().unwrap().to_string(),
+                    t["bucket_start"].as_str().unwrap().to_string(),
+                    t["value"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got_bucket_totals, bucket_totals,
+            "account {account} {zone} {interval}: bucket totals"
+        );
         assert_eq!(json["account_id"], account);
         assert_eq!(json["time_zone"], zone);
         assert_eq!(json["interval"], interval);
@@ -458,6 +480,33 @@ async fn csv_and_table_formats_carry_the_same_numbers() {
         assert!(table.contains(metric), "{table}");
     }
     assert!(table.contains("total"), "{table}");
+    // Every bucket is a row labelled by its local date, its `all` column the
+    // bucket total over groups.
+    let mut block = "";
+    let mut seen = 0;
+    for line in table.lines() {
+        if !line.contains(' ') && !line.is_empty() && !line.starts_with('-') {
+            block = line;
+            continue;
+        }
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        let Some(first) = cells.first() else { continue };
+        if let Some(t) = json["bucket_totals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["metric"] == block && t["bucket_start"].as_str().unwrap()[..10] == **first)
+        {
+            assert_eq!(first.len(), 10, "{line}");
+            assert_eq!(
+                cells.last().unwrap().parse::<u64>().unwrap(),
+                t["value"].as_u64().unwrap(),
+                "{line}"
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, json["bucket_totals"].as_array().unwrap().len(), "{table}");
 }
 
 #[test]

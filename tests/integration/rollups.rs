@@ -8,7 +8,7 @@ use std::path::Path;
 
 use account_usage::calendar::Interval;
 use account_usage::report::engine::{AnsweredFrom, GroupBy, Metric, Report};
-use account_usage::report::{self, ReportRequest};
+use account_usage::report::{self, ReportQuestion, ReportRequest};
 use account_usage::seed::rng::Rng;
 use account_usage::warehouse::paths::Table;
 use chrono::{Days, NaiveDate};
@@ -22,32 +22,33 @@ use crate::wh;
 fn request(warehouse: &str, account: i64, from: NaiveDate, to: NaiveDate) -> ReportRequest {
     ReportRequest {
         warehouse: warehouse.parse().unwrap(),
-        account,
-        from,
-        to,
-        time_zone: None,
-        interval: Interval::Daily,
-        group_by: GroupBy::Platform,
-        channels: Vec::new(),
-        metrics: Vec::new(),
-        base_grain_only: false,
         store: Default::default(),
+        question: ReportQuestion {
+            account,
+            from,
+            to,
+            time_zone: None,
+            interval: Interval::Daily,
+            group_by: GroupBy::Platform,
+            channels: Vec::new(),
+            metrics: Vec::new(),
+            base_grain_only: false,
+        },
     }
 }
 
 /// Both paths; asserts they agree (same numbers, or the same error).
 async fn both(req: &ReportRequest) -> Option<(Report, Report)> {
     let auto = report::report(req).await;
-    let base = report::report(&ReportRequest {
-        base_grain_only: true,
-        ..req.clone()
-    })
-    .await;
+    let mut base_only = req.clone();
+    base_only.question.base_grain_only = true;
+    let base = report::report(&base_only).await;
     match (auto, base) {
         (Ok(a), Ok(b)) => {
             assert_eq!(b.answered_from, AnsweredFrom::BaseGrain);
             assert_eq!(a.rows, b.rows, "{req:?}");
             assert_eq!(a.totals, b.totals, "{req:?}");
+            assert_eq!(a.bucket_totals, b.bucket_totals, "{req:?}");
             assert_eq!(a.group_labels, b.group_labels);
             Some((a, b))
         }
@@ -90,18 +91,18 @@ async fn rollup_path_equals_the_base_grain_on_random_whole_bucket_queries() {
             last = interval.period_of(last + Days::new(1)).unwrap().1;
         }
         let mut req = request(&world.warehouse, account, first, last);
-        req.interval = interval;
+        req.question.interval = interval;
         if rng.chance(0.5) {
-            req.group_by = GroupBy::Channel;
+            req.question.group_by = GroupBy::Channel;
         }
         if rng.chance(0.25) {
             let channels = report::channels_of(&wh::open(&world.warehouse, &[]), wh::day("2026-04-13"), account)
                 .await
                 .unwrap();
-            req.channels = channels.iter().map(|c| c.id).filter(|_| rng.chance(0.5)).collect();
+            req.question.channels = channels.iter().map(|c| c.id).filter(|_| rng.chance(0.5)).collect();
         }
         if rng.chance(0.2) {
-            req.metrics = vec![Metric::ActiveAgents, Metric::UniqueMonthlyContacts];
+            req.question.metrics = vec![Metric::ActiveAgents, Metric::UniqueMonthlyContacts];
         }
         if let Some((auto, _)) = both(&req).await {
             compared += 1;
@@ -132,8 +133,8 @@ async fn queries_rollups_cannot_answer_go_to_the_base_grain() {
         (None, "2026-02-03", "2026-02-03", Interval::Hourly),
     ] {
         let mut req = request(&world.warehouse, 1, d(from), d(to));
-        req.time_zone = zone.map(str::to_string);
-        req.interval = interval;
+        req.question.time_zone = zone.map(str::to_string);
+        req.question.interval = interval;
         let (auto, _) = both(&req).await.expect("the range is published");
         assert_eq!(auto.answered_from, AnsweredFrom::BaseGrain, "{req:?}");
     }
@@ -289,7 +290,7 @@ async fn a_rerun_of_one_day_rewrites_only_the_buckets_that_contain_it() {
     assert_eq!(both(&march).await.unwrap().0.answered_from, AnsweredFrom::BaseGrain);
     // Days away from it (UMC left out: April's whole month reaches back to 03-31 UTC in zones east of UTC).
     let mut april = request(&wh_url, 1, wh::day("2026-04-03"), wh::day("2026-04-05"));
-    april.metrics = vec![Metric::ResolvedConversations, Metric::ActiveAgents];
+    april.question.metrics = vec![Metric::ResolvedConversations, Metric::ActiveAgents];
     assert_eq!(both(&april).await.unwrap().0.answered_from, AnsweredFrom::Rollups);
     run(&["--date", "2026-04-06"]);
     assert!(!warehouse.join(marker).exists());

@@ -1,0 +1,229 @@
+//! What every report over a warehouse reads first, read once: the published
+//! days, the latest day's accounts and channels, the latest finished run,
+//! and a version that changes whenever a day is published again.
+//!
+//! - A [`Snapshot`] is immutable. `serve` keeps one and swaps in a new one
+//!   only once it has been loaded completely; the CLI loads one per
+//!   process. Both answer through [`Snapshot::report`], so they give the
+//!   same numbers.
+//! - Which days are published, and the dimensions, come from the snapshot
+//!   for the whole of a request. Day files and rollups are read when a
+//!   request needs them, through the day manifests, so a rerun that lands
+//!   between two refreshes shows its numbers at once and changes
+//!   [`Snapshot::version`] at the next refresh.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use arrow::array::{Array, AsArray};
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+
+use super::engine::{self, Metric, Query, Report};
+use super::{Error, ReportQuestion, ints, parse_time_zone, rollups, strings};
+use crate::calendar;
+use crate::metric::ChannelDim;
+use crate::model::MICROS_PER_DAY;
+use crate::warehouse::Warehouse;
+use crate::warehouse::manifest::{Fnv64, published_days_and_fingerprint, read_day_table};
+use crate::warehouse::paths::{RunId, Table};
+
+/// An account as of the latest published day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountInfo {
+    pub id: i64,
+    pub name: Option<String>,
+    /// The account's IANA zone, as the source has it (may be invalid).
+    pub time_zone: Option<String>,
+}
+
+impl AccountInfo {
+    /// The zone reports default to and rollups are built in.
+    pub fn zone(&self) -> Tz {
+        self.time_zone
+            .as_deref()
+            .and_then(|z| z.parse().ok())
+            .unwrap_or(Tz::UTC)
+    }
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    warehouse: Warehouse,
+    published: BTreeSet<NaiveDate>,
+    accounts: BTreeMap<i64, AccountInfo>,
+    channels: HashMap<i64, Vec<ChannelDim>>,
+    latest_run: Option<RunId>,
+    version: u64,
+}
+
+impl Snapshot {
+    /// Lists the manifests and runs, and reads the latest day's dimension
+    /// tables. An empty warehouse is a snapshot with no days.
+    pub async fn load(warehouse: Warehouse) -> Result<Snapshot, Error> {
+        let (published, manifests) = published_days_and_fingerprint(&warehouse).await?;
+        let latest_run = warehouse
+            .list("_runs")
+            .await?
+            .iter()
+            .filter_map(|k| RunId::of_run_manifest(k))
+            .max();
+        let mut accounts = BTreeMap::new();
+        let mut channels: HashMap<i64, Vec<ChannelDim>> = HashMap::new();
+        if let Some(&latest) = published.iter().next_back() {
+            for b in read_day_table(&warehouse, latest, Table::Accounts)
+                .await?
+                .unwrap_or_default()
+            {
+                let ids = ints(&b, "account_id", Table::Accounts)?;
+                let names = strings(&b, "name");
+                let zones = b.column_by_name("time_zone").map(|c| c.as_string::<i32>().clone());
+                for (i, id) in ids.iter().enumerate() {
+                    let Some(id) = *id else { continue };
+                    let time_zone = zones
+                        .as_ref()
+                        .and_then(|z| z.is_valid(i).then(|| z.value(i).to_string()));
+                    accounts.insert(
+                        id,
+                        AccountInfo {
+                            id,
+                            name: names[i].clone(),
+                            time_zone,
+                        },
+                    );
+                }
+            }
+            for c in super::channels_of_all(&warehouse, latest).await? {
+                channels.entry(c.account_id).or_default().push(c);
+            }
+        }
+        let mut version = Fnv64::default();
+        version.write(&manifests.to_le_bytes());
+        version.write(latest_run.as_ref().map_or("", |r| r.as_str()).as_bytes());
+        Ok(Snapshot {
+            warehouse,
+            published,
+            accounts,
+            channels,
+            latest_run,
+            version: version.finish(),
+        })
+    }
+
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// Changes whenever any day is published (again) or a run finishes.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn published(&self) -> &BTreeSet<NaiveDate> {
+        &self.published
+    }
+
+    pub fn latest_run(&self) -> Option<&RunId> {
+        self.latest_run.as_ref()
+    }
+
+    pub fn account(&self, id: i64) -> Option<&AccountInfo> {
+        self.accounts.get(&id)
+    }
+
+    pub fn accounts(&self) -> impl Iterator<Item = &AccountInfo> {
+        self.accounts.values()
+    }
+
+    /// The account's channels as of the latest published day, by id.
+    pub fn channels(&self, account: i64) -> &[ChannelDim] {
+        self.channels.get(&account).map_or(&[], |v| v.as_slice())
+    }
+
+    /// Validates a question against this snapshot and answers it.
+    pub async fn report(&self, question: &ReportQuestion) -> Result<Report, Error> {
+        let (query, account_tz, wanted) = self.plan(question)?;
+        let channels = self.channels(question.account).to_vec();
+        if !question.base_grain_only {
+            match rollups::try_answer(&self.warehouse, &query, account_tz, &channels, &wanted).await {
+                Ok(Some(report)) => return Ok(report),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "Rollups could not be read; answering from the base grain."),
+            }
+        }
+        let days: BTreeSet<NaiveDate> = wanted.intersection(&self.published).copied().collect();
+        let grain = super::load_account(&self.warehouse, question.account, &days, &query.metrics, channels).await?;
+        // Counting is CPU work: off the async workers, so a long report
+        // never stalls other requests (or their timeouts).
+        tokio::task::spawn_blocking(move || engine::compute(&query, &grain))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))
+    }
+
+    /// The validated query, the account's zone, and the UTC days it reads.
+    fn plan(&self, q: &ReportQuestion) -> Result<(Query, Tz, BTreeSet<NaiveDate>), Error> {
+        if q.from > q.to {
+            return Err(Error::FromAfterTo { from: q.from, to: q.to });
+        }
+        let requested_tz = q.time_zone.as_deref().map(parse_time_zone).transpose()?;
+        let Some(&latest) = self.published.iter().next_back() else {
+            return Err(Error::EmptyWarehouse);
+        };
+        let account = self.account(q.account).ok_or(Error::UnknownAccount(q.account))?;
+        let tz = match requested_tz {
+            Some(tz) => tz,
+            None => parse_time_zone(account.time_zone.as_deref().unwrap_or("UTC"))?,
+        };
+        let channels = self.channels(q.account);
+        for id in &q.channels {
+            if !channels.iter().any(|c| c.id == *id) {
+                return Err(Error::UnknownChannel {
+                    account: q.account,
+                    channel: *id,
+                });
+            }
+        }
+        let query = Query {
+            account_id: q.account,
+            tz,
+            from: q.from,
+            to: q.to,
+            interval: q.interval,
+            group_by: q.group_by,
+            channels: (!q.channels.is_empty()).then(|| q.channels.iter().copied().collect()),
+            metrics: if q.metrics.is_empty() {
+                Metric::ALL.into_iter().collect()
+            } else {
+                q.metrics.iter().copied().collect()
+            },
+        };
+
+        // UTC days under the range must be published; so must the days of
+        // the whole months of UMC, up to the latest published day (later
+        // ones have not happened yet).
+        let utc_days = |start: i64, end: i64| -> BTreeSet<NaiveDate> {
+            let first = start.div_euclid(MICROS_PER_DAY);
+            let last = (end - 1).div_euclid(MICROS_PER_DAY);
+            (first..=last)
+                .filter_map(|d| NaiveDate::from_epoch_days(i32::try_from(d).ok()?))
+                .collect()
+        };
+        let (start, end) = calendar::range(&tz, query.from, query.to);
+        let mut required = utc_days(start, end);
+        let mut wanted = required.clone();
+        if query.metrics.contains(&Metric::UniqueMonthlyContacts) {
+            let months = calendar::umc_months(tz, query.from, query.to);
+            let month_days = utc_days(months.start(), months.end());
+            required.extend(month_days.iter().filter(|d| **d <= latest));
+            wanted.extend(month_days);
+        }
+        let missing: Vec<NaiveDate> = required
+            .iter()
+            .filter(|d| !self.published.contains(d))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::MissingDays(missing));
+        }
+        Ok((query, account.zone(), wanted))
+    }
+}

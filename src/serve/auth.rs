@@ -1,0 +1,190 @@
+//! Tokens: HS256 JWTs with `account_id` (a number, or `"*"` for an internal
+//! service), `exp` (required) and `aud: "account-usage"`.
+//!
+//! - The algorithm is pinned to HS256: `none` and every other algorithm are
+//!   rejected before the signature is looked at.
+//! - The secret is held in a [`Secret`], whose `Debug` prints nothing, so it
+//!   cannot reach a log line or an error.
+//! - Why a token was refused is logged by the caller at debug level only;
+//!   the client always gets the same 401.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+pub const AUDIENCE: &str = "account-usage";
+
+/// Shortest secret accepted: HS256 wants at least its 256-bit output.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("the JWT secret is {0} bytes; at least {MIN_SECRET_BYTES} are needed")]
+    ShortSecret(usize),
+    #[error("cannot sign the token")]
+    Sign(#[source] jsonwebtoken::errors::Error),
+}
+
+/// An HS256 key. Never printed.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+impl Secret {
+    /// The secret as a file or variable holds it; a trailing newline is not
+    /// part of it.
+    pub fn new(raw: &[u8]) -> Result<Secret, Error> {
+        let trimmed = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
+        if trimmed.len() < MIN_SECRET_BYTES {
+            return Err(Error::ShortSecret(trimmed.len()));
+        }
+        Ok(Secret(trimmed.to_vec()))
+    }
+}
+
+/// Which accounts a token may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    Account(i64),
+    /// An internal service token: every account.
+    All,
+}
+
+impl Grant {
+    pub fn allows(self, account: i64) -> bool {
+        match self {
+            Grant::All => true,
+            Grant::Account(a) => a == account,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum AccountClaim {
+    Id(i64),
+    Any(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    account_id: AccountClaim,
+    exp: u64,
+    aud: String,
+}
+
+/// Verifies tokens with one secret.
+#[derive(Clone)]
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Verifier(HS256)")
+    }
+}
+
+impl Verifier {
+    pub fn new(secret: &Secret) -> Verifier {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "aud"]);
+        validation.leeway = 30;
+        Verifier {
+            key: DecodingKey::from_secret(&secret.0),
+            validation,
+        }
+    }
+
+    /// The grant of a valid token; `Err` with why it is not (for the log).
+    pub fn verify(&self, token: &str) -> Result<Grant, String> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| e.to_string())?;
+        match data.claims.account_id {
+            AccountClaim::Id(id) => Ok(Grant::Account(id)),
+            AccountClaim::Any(s) if s == "*" => Ok(Grant::All),
+            AccountClaim::Any(s) => Err(format!("account_id {s:?} is neither a number nor \"*\"")),
+        }
+    }
+}
+
+/// A signed token for `grant`, valid for `ttl` from now.
+pub fn mint(secret: &Secret, grant: Grant, ttl: Duration) -> Result<String, Error> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    mint_at(secret, grant, (now + ttl).as_secs())
+}
+
+/// A signed token that expires at `exp` (seconds since the epoch).
+pub fn mint_at(secret: &Secret, grant: Grant, exp: u64) -> Result<String, Error> {
+    let claims = Claims {
+        account_id: match grant {
+            Grant::Account(id) => AccountClaim::Id(id),
+            Grant::All => AccountClaim::Any("*".into()),
+        },
+        exp,
+        aud: AUDIENCE.into(),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(&secret.0),
+    )
+    .map_err(Error::Sign)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> Secret {
+        Secret::new(s.as_bytes()).unwrap()
+    }
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_minted_token_verifies_and_carries_its_grant() {
+        let s = secret(KEY);
+        let v = Verifier::new(&s);
+        let t = mint(&s, Grant::Account(7), Duration::from_secs(60)).unwrap();
+        assert_eq!(v.verify(&t), Ok(Grant::Account(7)));
+        let t = mint(&s, Grant::All, Duration::from_secs(60)).unwrap();
+        assert_eq!(v.verify(&t), Ok(Grant::All));
+        assert!(Grant::All.allows(3) && Grant::Account(3).allows(3) && !Grant::Account(3).allows(4));
+    }
+
+    #[test]
+    fn expired_foreign_and_unsigned_tokens_are_refused() {
+        let s = secret(KEY);
+        let v = Verifier::new(&s);
+        assert!(v.verify(&mint_at(&s, Grant::Account(1), 1_000).unwrap()).is_err());
+        let other = secret("another-secret-of-at-least-32-bytes!!");
+        assert!(
+            v.verify(&mint(&other, Grant::Account(1), Duration::from_secs(60)).unwrap())
+                .is_err()
+        );
+        // alg: none, with the same claims.
+        let good = mint(&s, Grant::Account(1), Duration::from_secs(60)).unwrap();
+        let payload = good.split('.').nth(1).unwrap();
+        let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
+        assert!(v.verify(&format!("{none_header}.{payload}.")).is_err());
+        assert!(v.verify("not-a-token").is_err());
+    }
+
+    #[test]
+    fn short_secrets_are_refused_and_never_printed() {
+        assert!(matches!(Secret::new(b"short\n"), Err(Error::ShortSecret(5))));
+        let s = Secret::new(format!("{KEY}\n").as_bytes()).unwrap();
+        assert_eq!(format!("{s:?}"), "Secret(…)");
+        assert!(!format!("{:?}", Verifier::new(&s)).contains(KEY));
+    }
+}

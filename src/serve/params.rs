@@ -1,0 +1,145 @@
+//! The report endpoint's query string, parsed into a [`ReportQuestion`]
+//! with the CLI's messages. Pure.
+//!
+//! Repeated keys (`channel=1&channel=2`) and comma lists (`channel=1,2`)
+//! both work; an unknown key is an error, so a typo never silently widens
+//! an answer.
+
+use chrono::NaiveDate;
+use clap::ValueEnum;
+
+use crate::calendar::{Interval, parse_date};
+use crate::metric::Metric;
+use crate::report::ReportQuestion;
+use crate::report::engine::GroupBy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Json,
+    Csv,
+}
+
+fn one_of<T: ValueEnum>(key: &str, value: &str) -> Result<T, String> {
+    T::from_str(value, false).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| Some(v.to_possible_value()?.get_name().to_string()))
+            .collect();
+        format!("{key}: unknown value {value:?}; expected one of {}", names.join(", "))
+    })
+}
+
+/// The question and the format asked for (`format=` wins over `Accept`).
+pub fn parse(account: i64, query: Option<&str>, accepts_csv: bool) -> Result<(ReportQuestion, Format), String> {
+    let mut from: Option<NaiveDate> = None;
+    let mut to: Option<NaiveDate> = None;
+    let mut time_zone = None;
+    let mut interval = Interval::Daily;
+    let mut group_by = GroupBy::Platform;
+    let mut channels = Vec::new();
+    let mut metrics = Vec::new();
+    let mut base_grain_only = false;
+    let mut format = if accepts_csv { Format::Csv } else { Format::Json };
+    for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let date = |v: &str| parse_date(v).map_err(|e| format!("{key}: {e}"));
+        match key.as_ref() {
+            "from" => from = Some(date(&value)?),
+            "to" => to = Some(date(&value)?),
+            "time_zone" => time_zone = Some(value.to_string()),
+            "interval" => interval = one_of(&key, &value)?,
+            "group_by" => group_by = one_of(&key, &value)?,
+            "channel" => {
+                for part in value.split(',').filter(|p| !p.is_empty()) {
+                    let id = part
+                        .trim()
+                        .parse::<i64>()
+                        .map_err(|_| format!("channel: expected a channel id (a number), got {part:?}"))?;
+                    channels.push(id);
+                }
+            }
+            "metric" => {
+                for part in value.split(',').filter(|p| !p.is_empty()) {
+                    metrics.push(one_of::<Metric>(&key, part.trim())?);
+                }
+            }
+            "format" => {
+                format = match value.as_ref() {
+                    "json" => Format::Json,
+                    "csv" => Format::Csv,
+                    other => return Err(format!("format: unknown value {other:?}; expected one of json, csv")),
+                }
+            }
+            "base_grain" => {
+                base_grain_only = match value.as_ref() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    other => return Err(format!("base_grain: expected true or false, got {other:?}")),
+                }
+            }
+            other => return Err(format!("unknown parameter {other:?}")),
+        }
+    }
+    let from = from.ok_or("from: a first local date (YYYY-MM-DD) is required")?;
+    let to = to.ok_or("to: a last local date (YYYY-MM-DD) is required")?;
+    if from > to {
+        return Err(format!("--from {from} is after --to {to}"));
+    }
+    // Normalized, so equal questions share a cache entry and an ETag.
+    channels.sort_unstable();
+    channels.dedup();
+    metrics.sort_unstable();
+    metrics.dedup();
+    Ok((
+        ReportQuestion {
+            account,
+            from,
+            to,
+            time_zone,
+            interval,
+            group_by,
+            channels,
+            metrics,
+            base_grain_only,
+        },
+        format,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_normalizes_a_question() {
+        let (q, f) = parse(
+            3,
+            Some("from=2026-01-01&to=2026-01-31&interval=weekly&group_by=channel&channel=5,2&channel=2&metric=channels&format=csv"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(f, Format::Csv);
+        assert_eq!(
+            (q.account, q.interval, q.group_by),
+            (3, Interval::Weekly, GroupBy::Channel)
+        );
+        assert_eq!(q.channels, vec![2, 5]);
+        assert_eq!(q.metrics, vec![Metric::Channels]);
+        let (q2, _) = parse(3, Some("to=2026-01-31&from=2026-01-01"), true).unwrap();
+        assert_eq!(q2.interval, Interval::Daily);
+    }
+
+    #[test]
+    fn bad_parameters_get_one_line_messages() {
+        let err = |q: &str| parse(1, Some(q), false).unwrap_err();
+        assert!(err("from=2026-13-01&to=2026-01-01").starts_with("from: expected a date as YYYY-MM-DD"));
+        assert_eq!(
+            err("from=2026-02-01&to=2026-01-01"),
+            "--from 2026-02-01 is after --to 2026-01-01"
+        );
+        assert!(err("from=2026-01-01&to=2026-01-01&interval=fortnightly").contains("expected one of hourly, daily"));
+        assert!(err("from=2026-01-01&to=2026-01-01&metric=umc").starts_with("metric: unknown value"));
+        assert!(err("from=2026-01-01&to=2026-01-01&chanel=1").contains("unknown parameter"));
+        assert!(err("to=2026-01-01").starts_with("from: "));
+        assert!(err("from=2026-01-01&to=2026-01-01&channel=x").starts_with("channel: "));
+    }
+}

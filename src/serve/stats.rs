@@ -1,0 +1,199 @@
+//! The service's own Prometheus metrics, rendered as text for `/metrics`.
+//!
+//! - Labels are bounded: a route is the matched route template (never the
+//!   raw path, which carries account ids), a status is its number.
+//! - Counters only go up; the snapshot's age is computed when scraped.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Upper bounds (seconds) of the latency histogram's buckets.
+const LATENCY_BOUNDS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [u64; LATENCY_BOUNDS.len()],
+    count: u64,
+    sum: f64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    from_rollups: AtomicU64,
+    from_base_grain: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    not_modified: AtomicU64,
+    refresh_failures: AtomicU64,
+    /// When the current snapshot was loaded (for its age).
+    loaded_at: Mutex<Option<Instant>>,
+}
+
+impl Stats {
+    pub fn record(&self, route: &str, status: u16, elapsed: Duration) {
+        *lock(&self.requests).entry((route.to_string(), status)).or_insert(0) += 1;
+        let seconds = elapsed.as_secs_f64();
+        let mut latency = lock(&self.latency);
+        let h = latency.entry(route.to_string()).or_default();
+        for (i, bound) in LATENCY_BOUNDS.iter().enumerate() {
+            if seconds <= *bound {
+                h.buckets[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+
+    pub fn answered(&self, from_rollups: bool) {
+        let counter = if from_rollups {
+            &self.from_rollups
+        } else {
+            &self.from_base_grain
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn cache(&self, hit: bool) {
+        let counter = if hit { &self.cache_hits } else { &self.cache_misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn not_modified(&self) {
+        self.not_modified.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn refresh_failed(&self) {
+        self.refresh_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot_loaded(&self) {
+        *lock(&self.loaded_at) = Some(Instant::now());
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP account_usage_http_requests_total HTTP requests by matched route and status."
+        );
+        let _ = writeln!(out, "# TYPE account_usage_http_requests_total counter");
+        for ((route, status), n) in lock(&self.requests).iter() {
+            let _ = writeln!(
+                out,
+                "account_usage_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP account_usage_http_request_duration_seconds Time to answer, by matched route."
+        );
+        let _ = writeln!(out, "# TYPE account_usage_http_request_duration_seconds histogram");
+        for (route, h) in lock(&self.latency).iter() {
+            for (bound, n) in LATENCY_BOUNDS.iter().zip(h.buckets) {
+                let _ = writeln!(
+                    out,
+                    "account_usage_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "account_usage_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "account_usage_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "account_usage_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                h.count
+            );
+        }
+        let counter = |out: &mut String, name: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        counter(
+            &mut out,
+            "account_usage_report_answers_total",
+            "Computed report answers by where they came from.",
+            &[
+                ("{answered_from=\"rollups\"}", load(&self.from_rollups)),
+                ("{answered_from=\"base_grain\"}", load(&self.from_base_grain)),
+            ],
+        );
+        counter(
+            &mut out,
+            "account_usage_result_cache_requests_total",
+            "Report requests by whether the result cache had the answer.",
+            &[
+                ("{result=\"hit\"}", load(&self.cache_hits)),
+                ("{result=\"miss\"}", load(&self.cache_misses)),
+            ],
+        );
+        counter(
+            &mut out,
+            "account_usage_not_modified_total",
+            "Requests answered 304 from a matching If-None-Match.",
+            &[("", load(&self.not_modified))],
+        );
+        counter(
+            &mut out,
+            "account_usage_snapshot_refresh_failures_total",
+            "Snapshot refreshes that failed (the previous snapshot stays).",
+            &[("", load(&self.refresh_failures))],
+        );
+        let _ = writeln!(
+            out,
+            "# HELP account_usage_snapshot_age_seconds Seconds since the served snapshot was loaded."
+        );
+        let _ = writeln!(out, "# TYPE account_usage_snapshot_age_seconds gauge");
+        if let Some(at) = *lock(&self.loaded_at) {
+            let _ = writeln!(out, "account_usage_snapshot_age_seconds {}", at.elapsed().as_secs_f64());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_a_cumulative_histogram() {
+        let s = Stats::default();
+        s.record("/v1/accounts/{account}/report", 200, Duration::from_micros(700));
+        s.record("/v1/accounts/{account}/report", 200, Duration::from_millis(30));
+        s.cache(true);
+        s.answered(true);
+        let text = s.render();
+        assert!(
+            text.contains(
+                "account_usage_http_requests_total{route=\"/v1/accounts/{account}/report\",status=\"200\"} 2"
+            )
+        );
+        assert!(text.contains("le=\"0.001\"} 1"), "{text}");
+        assert!(text.contains("le=\"0.05\"} 2"), "{text}");
+        assert!(text.contains("le=\"+Inf\"} 2"));
+        assert!(text.contains("account_usage_result_cache_requests_total{result=\"hit\"} 1"));
+        assert!(text.contains("account_usage_report_answers_total{answered_from=\"rollups\"} 1"));
+    }
+}
