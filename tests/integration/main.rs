@@ -16,4 +16,5 @@ mod run;
 mod schema;
 mod secrets;
 mod seed;
+mod serve;
 mod wh;

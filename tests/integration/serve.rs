@@ -1,0 +1,757 @@
+//! `account-usage serve`, the real binary on a loopback port, against the
+//! shared report world (and, for caching, a warehouse of its own): the
+//! same numbers as the CLI, tenancy, errors, caching, shutdown.
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use account_usage::seed::rng::Rng;
+use serde_json::Value;
+
+use crate::common::{self, TempDir};
+use crate::report::world;
+use crate::wh;
+
+pub(crate) const SECRET: &str = "test-secret-0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// A running `serve`; killed on drop.
+pub(crate) struct Server {
+    pub(crate) base: String,
+    child: Option<Child>,
+    _dir: TempDir,
+}
+
+impl Server {
+    pub(crate) fn start(warehouse: &str, extra: &[&str]) -> Server {
+        let dir = TempDir::new("serve");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+        let port = common::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec![
+            "serve",
+            "--warehouse",
+            warehouse,
+            "--listen",
+            &listen,
+            "--jwt-secret-file",
+            secret.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let child = Command::new(env!("CARGO_BIN_EXE_account-usage"))
+            .args(&args)
+            .env_remove("ACCOUNT_USAGE_JWT_SECRET")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start serve");
+        let server = Server {
+            base: format!("http://{listen}"),
+            child: Some(child),
+            _dir: dir,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if ureq_like_get(&format!("{}/readyz", self.base), &[]).is_ok_and(|r| r.0 == 200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "serve did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Waits for the process to exit; its status code.
+    pub(crate) fn wait(&mut self, within: Duration) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A response: status, headers (lowercase names), body.
+pub(crate) type Response = (u16, Vec<(String, String)>, String);
+
+pub(crate) fn header<'r>(r: &'r Response, name: &str) -> Option<&'r str> {
+    r.1.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// A blocking HTTP/1.1 GET on loopback (one connection per request) with
+/// extra headers; the body is read to its end.
+pub(crate) fn ureq_like_get(url: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+    request("GET", url, headers)
+}
+
+pub(crate) fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http:// URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Ok((status, headers, String::from_utf8_lossy(&body).to_string()))
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
+        raw = &raw[eol + 2 + size + 2..];
+    }
+    out
+}
+
+pub(crate) fn token(account: &str) -> String {
+    common::run_ok_env(
+        &["token", "--account", account],
+        &[("ACCOUNT_USAGE_JWT_SECRET".to_string(), SECRET.to_string())],
+    )
+    .trim()
+    .to_string()
+}
+
+pub(crate) fn get(server: &Server, path: &str, token: &str) -> Response {
+    let auth = format!("Bearer {token}");
+    ureq_like_get(&format!("{}{path}", server.base), &[("Authorization", &auth)]).unwrap()
+}
+
+fn json(r: &Response) -> Value {
+    serde_json::from_str(&r.2).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.2))
+}
+
+/// The problem body without its request id (which differs per request).
+fn problem(r: &Response) -> Value {
+    assert_eq!(header(r, "content-type"), Some("application/problem+json"), "{r:?}");
+    let mut v = json(r);
+    assert_eq!(v["status"], r.0, "{r:?}");
+    assert_eq!(
+        v["request_id"].as_str(),
+        header(r, "x-request-id"),
+        "the problem echoes the request id"
+    );
+    v.as_object_mut().unwrap().remove("request_id");
+    v
+}
+
+const ZONES: [Option<&str>; 8] = [
+    None,
+    Some("Asia/Kathmandu"),
+    Some("Asia/Kolkata"),
+    Some("Australia/Lord_Howe"),
+    Some("America/Santiago"),
+    Some("Europe/London"),
+    Some("America/New_York"),
+    Some("UTC"),
+];
+const INTERVALS: [&str; 6] = ["hourly", "daily", "weekly", "monthly", "quarterly", "yearly"];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_answers_what_the_cli_answers_on_220_random_queries() {
+    let world = world().await;
+    let server = Server::start(&world.warehouse, &[]);
+    let service = token("*");
+    let warehouse = wh::open(&world.warehouse, &[]);
+    let mut channels = Vec::new();
+    for account in 1..=5 {
+        channels.push(
+            account_usage::report::channels_of(&warehouse, wh::day("2026-04-13"), account)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut rng = Rng::new(8);
+    let mut cases = Vec::new();
+    for _ in 0..220 {
+        let account = rng.range(1, 5);
+        let interval = INTERVALS[rng.range(0, 5) as usize];
+        let zone = ZONES[rng.range(0, 7) as usize];
+        let span = match interval {
+            "hourly" => rng.range(0, 3),
+            "daily" | "weekly" => rng.range(0, 40),
+            _ => rng.range(0, 100),
+        };
+        let mut from = wh::day("2026-01-02") + chrono::Days::new(rng.range(0, 99 - span.min(99)) as u64);
+        let mut to = (from + chrono::Days::new(span as u64)).min(wh::day("2026-04-12"));
+        // A third are whole buckets in the account's zone: the rollups' to answer.
+        let whole = matches!(interval, "daily" | "weekly" | "monthly") && rng.chance(0.35);
+        let zone = if whole {
+            let i: account_usage::calendar::Interval = clap::ValueEnum::from_str(interval, false).unwrap();
+            from = i.period_of(from).unwrap().0.max(wh::day("2026-01-01"));
+            from = i.period_of(from).unwrap().0;
+            if from < wh::day("2026-01-01") {
+                from = i.period_of(from).unwrap().1 + chrono::Days::new(1);
+            }
+            if from > wh::day("2026-03-31") && interval == "monthly" {
+                from = wh::day("2026-03-01");
+            }
+            to = i.period_of(to.max(from)).unwrap().1;
+            if to > wh::day("2026-04-12") {
+                // Weeks end on Sundays, and 2026-04-12 is one.
+                to = wh::day("2026-03-31");
+            }
+            None
+        } else {
+            zone
+        };
+        let mut q = vec![
+            ("from".to_string(), from.to_string()),
+            ("to".to_string(), to.to_string()),
+            ("interval".to_string(), interval.to_string()),
+            (
+                "group_by".to_string(),
+                if rng.chance(0.5) { "channel" } else { "platform" }.to_string(),
+            ),
+        ];
+        if let Some(z) = zone {
+            q.push(("time_zone".into(), z.into()));
+        }
+        if rng.chance(0.3) {
+            for c in &channels[account as usize - 1] {
+                if rng.chance(0.5) {
+                    q.push(("channel".into(), c.id.to_string()));
+                }
+            }
+        }
+        if rng.chance(0.2) {
+            q.push(("metric".into(), "active_agents".into()));
+            q.push(("metric".into(), "unique_monthly_contacts".into()));
+        }
+        if rng.chance(0.3) {
+            q.push(("base_grain".into(), "true".into()));
+        }
+        cases.push((account, q));
+    }
+
+    let answered: Vec<(String, bool)> = std::thread::scope(|scope| {
+        let chunks: Vec<_> = cases.chunks(cases.len().div_ceil(2)).collect();
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let (server, service, warehouse) = (&server, &service, &world.warehouse);
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    for (account, q) in chunk {
+                        out.push(compare(server, service, warehouse, *account, q));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let from_rollups = answered.iter().filter(|(from, _)| from == "rollups").count();
+    let from_base = answered.iter().filter(|(from, _)| from == "base_grain").count();
+    assert!(from_rollups >= 25, "only {from_rollups} answers came from rollups");
+    assert!(from_base >= 80, "only {from_base} answers came from the base grain");
+    assert!(
+        answered.iter().filter(|(_, rows)| *rows).count() >= 150,
+        "too few answers had rows"
+    );
+}
+
+/// One query through the API (JSON and CSV) and the CLI; where it came
+/// from and whether it had rows.
+fn compare(server: &Server, service: &str, warehouse: &str, account: i64, q: &[(String, String)]) -> (String, bool) {
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(q.iter())
+        .finish();
+    let path = format!("/v1/accounts/{account}/report?{query}");
+    let api = get(server, &path, service);
+    let account_arg = account.to_string();
+    let mut args = vec!["report", "--warehouse", warehouse, "--account", &account_arg];
+    let flags: Vec<(String, String)> = q
+        .iter()
+        .map(|(k, v)| (format!("--{}", k.replace('_', "-")), v.clone()))
+        .collect();
+    for (k, v) in &flags {
+        if k == "--base-grain" {
+            args.push("--base-grain");
+        } else {
+            args.push(k);
+            args.push(v);
+        }
+    }
+    let mut json_args = args.clone();
+    json_args.extend(["--format", "json"]);
+    let cli = common::run_bin(&json_args);
+    assert!(cli.status.success(), "{path}: {}", String::from_utf8_lossy(&cli.stderr));
+    assert_eq!(api.0, 200, "{path}: {}", api.2);
+    let api_json = json(&api);
+    let cli_json: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(api_json, cli_json, "{path}");
+
+    let csv = get(server, &format!("{path}&format=csv"), service);
+    assert_eq!(csv.0, 200);
+    assert!(header(&csv, "content-type").unwrap().starts_with("text/csv"));
+    let mut csv_args = args.clone();
+    csv_args.extend(["--format", "csv"]);
+    assert_eq!(csv.2, common::run_ok(&csv_args), "{path}: CSV");
+    (
+        api_json["answered_from"].as_str().unwrap().to_string(),
+        !api_json["rows"].as_array().unwrap().is_empty(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_reads_its_own_account_and_nothing_else() {
+    let world = world().await;
+    let server = Server::start(&world.warehouse, &[]);
+    let (a, b) = (token("1"), token("2"));
+    let warehouse = wh::open(&world.warehouse, &[]);
+    let latest = wh::day("2026-04-13");
+    let a_channels: BTreeSet<String> = account_usage::report::channels_of(&warehouse, latest, 1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.id.to_string())
+        .collect();
+    let b_channel = account_usage::report::channels_of(&warehouse, latest, 2).await.unwrap()[0].id;
+    let range = "from=2026-02-01&to=2026-02-28&group_by=channel";
+
+    // B's answer is in the cache before A asks for it.
+    assert_eq!(get(&server, &format!("/v1/accounts/2/report?{range}"), &b).0, 200);
+    assert_eq!(
+        get(&server, &format!("/v1/accounts/2/report?{range}"), &token("*")).0,
+        200
+    );
+
+    // An unknown account's body, with the id asked for in its place.
+    let unknown = |path: &str| {
+        let text = get(&server, &path.replace("{}", "99999"), &token("*"));
+        let mut p = problem(&text);
+        p["detail"] = Value::from(p["detail"].as_str().unwrap().replace("99999", "2"));
+        p
+    };
+    for path in [
+        "/v1/accounts/{}",
+        "/v1/accounts/{}/channels",
+        &format!("/v1/accounts/{{}}/report?{range}"),
+    ] {
+        let denied = get(&server, &path.replace("{}", "2"), &a);
+        assert_eq!(denied.0, 404, "{path}");
+        assert_eq!(
+            problem(&denied),
+            unknown(path),
+            "{path}: B looks exactly like an unknown account"
+        );
+        assert!(!denied.2.contains("Account 2"), "{}", denied.2);
+    }
+    // B's channel through A's path.
+    let r = get(
+        &server,
+        &format!("/v1/accounts/1/report?{range}&channel={b_channel}"),
+        &a,
+    );
+    assert_eq!(r.0, 404);
+    assert_eq!(
+        problem(&r)["detail"],
+        format!("unknown channel {b_channel} for account 1")
+    );
+    // A's own answers hold only A's channels.
+    let own = json(&get(&server, &format!("/v1/accounts/1/report?{range}"), &a));
+    for row in own["rows"].as_array().unwrap() {
+        assert!(a_channels.contains(row["group"].as_str().unwrap()), "{row}");
+    }
+    let listed = json(&get(&server, "/v1/accounts/1/channels", &a));
+    let ids: BTreeSet<String> = listed["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].to_string())
+        .collect();
+    assert_eq!(ids, a_channels);
+
+    // Tokens that are not valid: 401 with WWW-Authenticate, one body.
+    let secret = account_usage::serve::auth::Secret::new(SECRET.as_bytes()).unwrap();
+    let other = account_usage::serve::auth::Secret::new(b"some-other-secret-0123456789abcdefgh").unwrap();
+    let grant = account_usage::serve::auth::Grant::Account(1);
+    let expired = account_usage::serve::auth::mint_at(&secret, grant, 1_000_000).unwrap();
+    let foreign = account_usage::serve::auth::mint(&other, grant, Duration::from_secs(600)).unwrap();
+    let payload = a.split('.').nth(1).unwrap();
+    let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
+    let hs512 = {
+        // A valid signature under another algorithm (HS512) is refused too.
+        let header = "eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9";
+        format!("{header}.{payload}.{}", a.split('.').nth(2).unwrap())
+    };
+    let first = problem(&get(&server, "/v1/accounts/1", &expired));
+    for (label, t) in [
+        ("expired", expired.as_str()),
+        ("foreign", &foreign),
+        ("none", &none),
+        ("hs512", &hs512),
+        ("junk", "x.y.z"),
+    ] {
+        let r = get(&server, "/v1/accounts/1", t);
+        assert_eq!(r.0, 401, "{label}");
+        assert!(header(&r, "www-authenticate").unwrap().starts_with("Bearer"), "{label}");
+        assert_eq!(problem(&r), first, "{label}");
+    }
+    let missing = ureq_like_get(&format!("{}/v1/accounts/1/report?{range}", server.base), &[]).unwrap();
+    assert_eq!(missing.0, 401);
+    assert_eq!(problem(&missing), first);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_error_is_a_problem_with_the_cli_message_and_no_internals() {
+    let world = world().await;
+    let server = Server::start(&world.warehouse, &[]);
+    let t = token("1");
+    let base = "/v1/accounts/1/report?";
+    for (query, status, detail) in [
+        (
+            "from=2026-02-01&to=2026-02-02&time_zone=Mars/Olympus",
+            400,
+            "unknown time zone \"Mars/Olympus\": expected an IANA name such as Europe/London",
+        ),
+        (
+            "from=2026-02-05&to=2026-02-02",
+            400,
+            "--from 2026-02-05 is after --to 2026-02-02",
+        ),
+        (
+            "from=2026-02-30&to=2026-03-02",
+            400,
+            "from: expected a date as YYYY-MM-DD, got \"2026-02-30\"",
+        ),
+        (
+            "from=2026-02-01&to=2026-02-02&interval=fortnightly",
+            400,
+            "interval: unknown value \"fortnightly\"; expected one of hourly, daily, weekly, monthly, quarterly, yearly",
+        ),
+        (
+            "from=2026-02-01&to=2026-02-02&metric=umc",
+            400,
+            "metric: unknown value \"umc\"; expected one of active_agents, channels, proactive_messages, resolved_conversations, unique_monthly_contacts",
+        ),
+        (
+            "from=2026-02-01&to=2026-02-02&channel=123456789",
+            404,
+            "unknown channel 123456789 for account 1",
+        ),
+        (
+            "from=2026-04-10&to=2026-04-20",
+            422,
+            "no published data for 7 day(s) the report needs: 2026-04-14..2026-04-20",
+        ),
+    ] {
+        let r = get(&server, &format!("{base}{query}"), &t);
+        assert_eq!(r.0, status, "{query}: {}", r.2);
+        let p = problem(&r);
+        assert_eq!(p["detail"], detail, "{query}");
+        if status == 422 {
+            assert_eq!(p["missing_days"].as_array().unwrap().len(), 7);
+            assert_eq!(p["missing_days"][0], "2026-04-14");
+        }
+        // The CLI says the same.
+        if status != 404 {
+            let mut args = vec!["report", "--warehouse", world.warehouse.as_str(), "--account", "1"];
+            let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+                .map(|(k, v)| (format!("--{}", k.replace('_', "-")), v.to_string()))
+                .collect();
+            for (k, v) in &pairs {
+                args.push(k);
+                args.push(v);
+            }
+            let out = common::run_bin(&args);
+            assert_eq!(out.status.code(), Some(2), "{query}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            // clap words its enum errors itself; the rest is our own sentence.
+            let tail = match detail.split_once(": ") {
+                Some((_, t)) if t.starts_with("unknown value") => t
+                    .split(';')
+                    .next()
+                    .unwrap()
+                    .trim_start_matches("unknown value ")
+                    .trim_matches('"'),
+                Some((_, t)) if detail.starts_with("from:") => t,
+                _ => detail,
+            };
+            assert!(stderr.contains(tail), "{query}: CLI said {stderr}");
+        }
+        for secret_or_internal in [
+            "parquet",
+            "object_store",
+            "sqlx",
+            "panicked",
+            "/tmp",
+            "warehouse/",
+            "backtrace",
+        ] {
+            assert!(!r.2.to_lowercase().contains(secret_or_internal), "{query}: {}", r.2);
+        }
+    }
+    let unknown_route = get(&server, "/v2/nothing", &t);
+    assert_eq!(unknown_route.0, 404);
+    problem(&unknown_route);
+    let post = request("POST", &format!("{}/v1/accounts/1", server.base), &[]).unwrap();
+    assert_eq!(post.0, 405);
+    problem(&post);
+
+    // A request slower than --request-timeout gets its 503.
+    let slow = Server::start(&world.warehouse, &["--request-timeout", "1ms", "--result-cache", "0"]);
+    let r = get(
+        &slow,
+        &format!("{base}from=2026-01-02&to=2026-04-10&interval=hourly&time_zone=UTC"),
+        &t,
+    );
+    assert_eq!(r.0, 503, "{}", r.2);
+    assert_eq!(problem(&r)["type"], "urn:account-usage:problem:timeout");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_carry_etags_and_a_rerun_changes_them_within_one_refresh() {
+    let dir = TempDir::new("serve-cache");
+    let db = dir.path().join("source.db");
+    let source = format!("sqlite://{}", db.display());
+    let warehouse = dir.path().join("wh").display().to_string();
+    common::run_ok(&[
+        "seed",
+        "--source",
+        &source,
+        "--accounts",
+        "2",
+        "--days",
+        "3",
+        "--start",
+        "2026-05-01",
+        "--messages-per-day",
+        "600",
+        "--seed",
+        "3",
+    ]);
+    let run = || {
+        common::run_ok(&[
+            "run",
+            "--source",
+            &source,
+            "--warehouse",
+            &warehouse,
+            "--from",
+            "2026-05-01",
+            "--to",
+            "2026-05-03",
+        ])
+    };
+    run();
+    let server = Server::start(&warehouse, &["--refresh-interval", "1s"]);
+    let t = token("1");
+    let path = "/v1/accounts/1/report?from=2026-05-02&to=2026-05-02&time_zone=UTC&metric=proactive_messages";
+    let first = get(&server, path, &t);
+    assert_eq!(first.0, 200);
+    let etag = header(&first, "etag").unwrap().to_string();
+    assert!(etag.starts_with("W/\""), "{etag}");
+    assert_eq!(header(&first, "cache-control"), Some("private, no-cache"));
+    let auth = format!("Bearer {t}");
+    let revalidate = |tag: &str| {
+        ureq_like_get(
+            &format!("{}{path}", server.base),
+            &[("Authorization", &auth), ("If-None-Match", tag)],
+        )
+        .unwrap()
+    };
+    let same = revalidate(&etag);
+    assert_eq!(same.0, 304);
+    assert!(same.2.is_empty());
+    assert_eq!(header(&same, "etag"), Some(etag.as_str()));
+    // Another question has another tag.
+    let other = get(&server, &path.replace("05-02&to", "05-01&to"), &t);
+    assert_ne!(header(&other, "etag"), Some(etag.as_str()));
+
+    // More proactive messages on 2026-05-02, then a rerun of that day.
+    let conn = format!(
+        "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, agent_id, direction, sender_type, sent_at, created_at) \
+         SELECT 900000000 + id, account_id, conversation_id, channel_id, contact_id, NULL, 'outbound', 'proactive_api', sent_at, created_at \
+         FROM messages WHERE account_id = 1 AND sent_at >= {lo} AND sent_at < {hi} LIMIT 25;",
+        lo = 1_777_680_000_000_000i64,
+        hi = 1_777_766_400_000_000i64
+    );
+    crate::run::Src::Lite(source.clone()).exec(&conn).await;
+    run();
+    let changed_at = Instant::now();
+    let fresh = loop {
+        let r = revalidate(&etag);
+        if r.0 == 200 {
+            break r;
+        }
+        assert!(
+            changed_at.elapsed() < Duration::from_secs(3),
+            "the ETag did not change within a refresh"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_ne!(header(&fresh, "etag"), Some(etag.as_str()));
+    let before = json(&first)["totals"].as_array().unwrap().last().unwrap()["value"]
+        .as_u64()
+        .unwrap();
+    let after = json(&fresh)["totals"].as_array().unwrap().last().unwrap()["value"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(after, before + 25, "the numbers changed with the ETag");
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_way_to_check_tokens() {
+    let dir = TempDir::new("serve-refuse");
+    let wh = dir.path().display().to_string();
+    for (args, expect) in [
+        (
+            vec!["serve", "--warehouse", &wh],
+            "serve needs --jwt-secret-file or ACCOUNT_USAGE_JWT_SECRET",
+        ),
+        (
+            vec!["serve", "--warehouse", &wh, "--no-auth", "--listen", "0.0.0.0:0"],
+            "--no-auth is for local use only",
+        ),
+        (vec!["token", "--account", "1"], "token needs --jwt-secret-file"),
+        (
+            vec!["token", "--account", "one", "--jwt-secret-file", "/dev/null"],
+            "--account: expected an account id or *",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_account-usage"))
+            .args(&args)
+            .env_remove("ACCOUNT_USAGE_JWT_SECRET")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+    let short = dir.path().join("short");
+    std::fs::write(&short, "tiny\n").unwrap();
+    let out = common::run_bin(&[
+        "serve",
+        "--warehouse",
+        &wh,
+        "--jwt-secret-file",
+        short.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("at least 32"), "{stderr}");
+    assert!(!stderr.contains("tiny"), "the secret is never printed: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conventions_probes_metrics_and_a_clean_sigterm() {
+    let world = world().await;
+    let mut server = Server::start(&world.warehouse, &["--cors-origin", "https://app.example.com"]);
+    let t = token("1");
+    let path = "/v1/accounts/1/report?from=2026-02-01&to=2026-02-28";
+    let auth = format!("Bearer {t}");
+    let url = format!("{}{path}", server.base);
+    let gz = ureq_like_get(&url, &[("Authorization", &auth), ("Accept-Encoding", "gzip")]).unwrap();
+    assert_eq!(header(&gz, "content-encoding"), Some("gzip"));
+    let br = ureq_like_get(&url, &[("Authorization", &auth), ("Accept-Encoding", "br")]).unwrap();
+    assert_eq!(header(&br, "content-encoding"), Some("br"));
+    let allowed = ureq_like_get(&url, &[("Authorization", &auth), ("Origin", "https://app.example.com")]).unwrap();
+    assert_eq!(
+        header(&allowed, "access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    let other = ureq_like_get(&url, &[("Authorization", &auth), ("Origin", "https://evil.example")]).unwrap();
+    assert_eq!(header(&other, "access-control-allow-origin"), None);
+    assert!(header(&other, "x-request-id").is_some());
+    let ids: BTreeSet<String> = (0..3)
+        .map(|_| header(&get(&server, "/livez", ""), "x-request-id").unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "each response has its own request id");
+
+    let cached = get(&server, path, &t);
+    assert_eq!(cached.0, 200);
+    let metrics = get(&server, "/metrics", "").2;
+    assert!(
+        metrics.contains("route=\"/v1/accounts/{account}/report\",status=\"200\""),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("/v1/accounts/1/"), "raw paths never become labels");
+    assert!(
+        metrics.contains("account_usage_result_cache_requests_total{result=\"hit\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("account_usage_report_answers_total{answered_from=\"rollups\"}"));
+    assert!(metrics.contains("account_usage_snapshot_age_seconds "));
+    assert_eq!(get(&server, "/livez", "").0, 200);
+    assert_eq!(get(&server, "/readyz", "").0, 200);
+    let openapi: Value = serde_json::from_str(&get(&server, "/openapi.json", "").2).unwrap();
+    assert_eq!(openapi["openapi"], "3.1.0");
+
+    // SIGTERM: exit 0, promptly.
+    let started = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &server.pid().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(server.wait(Duration::from_secs(12)), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
