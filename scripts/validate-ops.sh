@@ -17,7 +17,7 @@ for tool in kubernetes-validate hadolint promtool; do
   command -v "$tool" >/dev/null || { echo "validate-ops: $tool is not installed (see the header of $0)" >&2; exit 1; }
 done
 
-manifests=(jobs/cronjob.yaml jobs/backfill-job.yaml)
+manifests=(jobs/cronjob.yaml jobs/backfill-job.yaml jobs/serve.yaml)
 for version in 1.33.0 1.35.0; do
   out=$(kubernetes-validate --strict -k "$version" "${manifests[@]}" 2>&1) || { echo "$out" >&2; exit 1; }
   echo "$out"

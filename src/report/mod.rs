@@ -34,6 +34,8 @@ pub enum Error {
     UnknownTimeZone(String),
     #[error("--from {from} is after --to {to}")]
     FromAfterTo { from: NaiveDate, to: NaiveDate },
+    #[error("the range {from}..{to} is longer than {MAX_RANGE_DAYS} days; ask for less")]
+    RangeTooLong { from: NaiveDate, to: NaiveDate },
     #[error("unknown account {0}: it is not in the published data")]
     UnknownAccount(i64),
     #[error("unknown channel {channel} for account {account}")]
@@ -79,6 +81,10 @@ impl Error {
         }
     }
 }
+
+/// Longest range a question may ask for (about ten years): beyond it a
+/// question is surely a typo, and its buckets would cost memory for nothing.
+pub const MAX_RANGE_DAYS: i64 = 3660;
 
 /// A report question, before validation against a [`Snapshot`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

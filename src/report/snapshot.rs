@@ -164,6 +164,9 @@ impl Snapshot {
         if q.from > q.to {
             return Err(Error::FromAfterTo { from: q.from, to: q.to });
         }
+        if (q.to - q.from).num_days() >= super::MAX_RANGE_DAYS {
+            return Err(Error::RangeTooLong { from: q.from, to: q.to });
+        }
         let requested_tz = q.time_zone.as_deref().map(parse_time_zone).transpose()?;
         let Some(&latest) = self.published.iter().next_back() else {
             return Err(Error::EmptyWarehouse);

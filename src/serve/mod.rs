@@ -336,7 +336,8 @@ async fn with_request_id_in_problem(response: Response, id: Option<&str>) -> Res
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, BODY_LIMIT * 4).await else {
+    // Our own body, already in memory: no limit is needed to read it.
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return Problem::internal().with_request_id(id).into_response();
     };
     let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({}));

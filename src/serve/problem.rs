@@ -116,9 +116,9 @@ impl Problem {
     /// the question got wrong, nothing of the rest.
     pub fn of_report(e: &report::Error, account: i64) -> Self {
         match e {
-            report::Error::UnknownTimeZone(_) | report::Error::FromAfterTo { .. } => {
-                Problem::bad_parameter(e.to_string())
-            }
+            report::Error::UnknownTimeZone(_)
+            | report::Error::FromAfterTo { .. }
+            | report::Error::RangeTooLong { .. } => Problem::bad_parameter(e.to_string()),
             report::Error::UnknownAccount(_) | report::Error::EmptyWarehouse => {
                 Problem::unknown_account(&account.to_string())
             }

@@ -755,3 +755,64 @@ async fn conventions_probes_metrics_and_a_clean_sigterm() {
     assert_eq!(server.wait(Duration::from_secs(12)), Some(0));
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_no_5xx_and_every_response_conforms() {
+    let world = world().await;
+    let server = Server::start(&world.warehouse, &[]);
+    let schemathesis = format!("{}/.venv/bin/schemathesis", env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        std::path::Path::new(&schemathesis).exists(),
+        "schemathesis is missing: scripts/test.sh installs it into .venv"
+    );
+    let auth = format!("Authorization: Bearer {}", token("*"));
+    let out = Command::new(&schemathesis)
+        .args(["run", &format!("{}/openapi.json", server.base), "--header", &auth])
+        .args(["--max-examples", "150", "--seed", "1", "--no-color"])
+        // Every conformance check; positive_data_acceptance is left out on
+        // purpose: a schema-valid range over unpublished days is a 422 by
+        // contract, not a rejection of valid data.
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,ignored_auth",
+        ])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("No issues found"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chromium_draws_what_the_api_answers() {
+    let world = world().await;
+    let server = Server::start(&world.warehouse, &[]);
+    let dir = format!("{}/tests/browser", env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        std::path::Path::new(&format!("{dir}/node_modules/playwright-core")).exists(),
+        "playwright-core is missing: scripts/test.sh installs it (npm ci in tests/browser)"
+    );
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "chromium is missing: apt-get install chromium"
+    );
+    let screenshot = format!("{}/page.png", env!("CARGO_TARGET_TMPDIR"));
+    let out = Command::new("node")
+        .args([&format!("{dir}/page.mjs"), &server.base, &token("1"), &screenshot])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the page test failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(result["charts_checked"].as_u64().unwrap() >= 15, "{result}");
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
+}
