@@ -245,6 +245,23 @@ fn request_id_of(headers: &HeaderMap) -> Option<&str> {
 
 /// The router with every layer: what `serve` runs and what tests drive.
 pub fn router(app: Arc<App>) -> Router {
+    let api = Router::new()
+        .route("/v1/accounts/{account}/report", get(report_handler))
+        .route("/v1/accounts/{account}/channels", get(channels_handler))
+        .route("/v1/accounts/{account}", get(account_handler))
+        .route("/openapi.json", get(openapi_handler))
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz_handler))
+        .route("/metrics", get(metrics_handler))
+        .route("/embed", get(page::embed))
+        .route("/", get(|| async { axum::response::Redirect::temporary("/embed") }))
+        .fallback(fallback_handler);
+    layered(api, app)
+}
+
+/// Every layer around `routes`: timing and metrics, panics as 500, the body
+/// limit, compression, request ids and CORS.
+fn layered(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
     let cors = if app.config.cors_origins.is_empty() {
         None
     } else {
@@ -261,24 +278,15 @@ pub fn router(app: Arc<App>) -> Router {
         prefix: random_u32(),
         counter: Arc::new(AtomicU64::new(1)),
     };
-    let api = Router::new()
-        .route("/v1/accounts/{account}/report", get(report_handler))
-        .route("/v1/accounts/{account}/channels", get(channels_handler))
-        .route("/v1/accounts/{account}", get(account_handler))
-        .route("/openapi.json", get(openapi_handler))
-        .route("/livez", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz_handler))
-        .route("/metrics", get(metrics_handler))
-        .route("/embed", get(page::embed))
-        .route("/", get(|| async { axum::response::Redirect::temporary("/embed") }))
-        .fallback(fallback_handler)
-        .layer(middleware::from_fn_with_state(app.clone(), observe))
-        .with_state(app);
-    let router = api
+    // A panic is caught inside `observe`, so its 500 is counted and carries
+    // the request id like any other problem.
+    let router = routes
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             tracing::error!("A handler panicked; answering 500 and serving on.");
             Problem::internal().into_response()
         }))
+        .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .with_state(app)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(CompressionLayer::new().gzip(true).br(true))
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -608,5 +616,66 @@ async fn refresh_forever(app: Arc<App>) {
             app.stats.refresh_failed();
             tracing::warn!(error = %crate::model::error_chain(&e), "A snapshot refresh failed; serving the previous snapshot.");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    fn app() -> Arc<App> {
+        App::new(ServeConfig {
+            warehouse: WarehouseUrl::Local(std::env::temp_dir().join("account-usage-serve-unit")),
+            store: StoreSettings::default(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            auth: Auth::None,
+            cors_origins: Vec::new(),
+            refresh_interval: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(1),
+            result_cache: 4,
+        })
+        .unwrap()
+    }
+
+    async fn call(router: &Router, path: &str) -> Response {
+        let request = axum::http::Request::builder().uri(path).body(Body::empty()).unwrap();
+        router.clone().oneshot(request).await.unwrap()
+    }
+
+    async fn boom() -> &'static str {
+        panic!("internal detail that must not leak")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500_problem_and_the_server_serves_on() {
+        let routes = Router::new()
+            .route("/boom", get(boom))
+            .route("/livez", get(|| async { "ok\n" }));
+        let router = layered(routes, app());
+        let r = call(&router, "/boom").await;
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/problem+json");
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("internal detail"), "{text}");
+        assert!(text.contains(&id), "the problem names its request id: {text}");
+        assert_eq!(call(&router, "/livez").await.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn not_ready_until_a_snapshot_is_loaded() {
+        let app = app();
+        let router = router(app.clone());
+        assert_eq!(call(&router, "/readyz").await.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            call(&router, "/v1/accounts/1").await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        app.refresh().await.unwrap();
+        assert_eq!(call(&router, "/readyz").await.status(), StatusCode::OK);
+        app.shutting_down.store(true, Ordering::SeqCst);
+        assert_eq!(call(&router, "/readyz").await.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

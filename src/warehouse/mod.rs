@@ -461,11 +461,9 @@ impl Warehouse {
         }
     }
 
-    /// Keys (relative to the root) under a folder, sorted.
-    pub async fn list(&self, folder: &str) -> Result<Vec<String>> {
+    async fn list_metas(&self, folder: &str) -> Result<Vec<object_store::ObjectMeta>> {
         let prefix = self.path(folder);
-        let metas: Vec<_> = self
-            .store
+        self.store
             .list(Some(&prefix))
             .try_collect()
             .await
@@ -473,8 +471,17 @@ impl Warehouse {
                 op: "list",
                 key: folder.into(),
                 source,
-            })?;
-        let mut keys: Vec<String> = metas.iter().map(|m| self.relative(&m.location)).collect();
+            })
+    }
+
+    /// Keys (relative to the root) under a folder, sorted.
+    pub async fn list(&self, folder: &str) -> Result<Vec<String>> {
+        let mut keys: Vec<String> = self
+            .list_metas(folder)
+            .await?
+            .iter()
+            .map(|m| self.relative(&m.location))
+            .collect();
         keys.sort();
         Ok(keys)
     }
@@ -483,18 +490,9 @@ impl Warehouse {
     /// whenever the object is written again (its ETag, else its size and
     /// modification time).
     pub async fn list_versions(&self, folder: &str) -> Result<Vec<(String, String)>> {
-        let prefix = self.path(folder);
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|source| Error::Store {
-                op: "list",
-                key: folder.into(),
-                source,
-            })?;
-        let mut keys: Vec<(String, String)> = metas
+        let mut keys: Vec<(String, String)> = self
+            .list_metas(folder)
+            .await?
             .iter()
             .map(|m| {
                 let version = match &m.e_tag {

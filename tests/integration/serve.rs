@@ -816,3 +816,62 @@ async fn chromium_draws_what_the_api_answers() {
     assert!(result["charts_checked"].as_u64().unwrap() >= 15, "{result}");
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 10_000);
 }
+
+#[test]
+fn demo_serve_prints_a_page_url_whose_token_reads_the_api() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new("demo-serve");
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_account-usage"))
+        .args([
+            "demo",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--messages-per-day",
+            "300",
+            "--days",
+            "35",
+        ])
+        .args(["--serve", "--listen", &listen])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let url = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(&format!("http://{listen}/embed#token="))
+                .map(str::to_string)
+        })
+        .expect("demo --serve prints the page's URL");
+    let base = format!("http://{listen}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ureq_like_get(&format!("{base}/readyz"), &[]).is_ok_and(|r| r.0 == 200) {
+        assert!(Instant::now() < deadline, "demo --serve never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let page = ureq_like_get(&format!("{base}/embed"), &[]).unwrap();
+    assert_eq!(page.0, 200);
+    assert!(page.2.contains("Chart.js v4"));
+    let auth = format!("Bearer {url}");
+    let account = ureq_like_get(&format!("{base}/v1/accounts/1"), &[("Authorization", &auth)]).unwrap();
+    assert_eq!(account.0, 200, "{}", account.2);
+    assert_eq!(
+        ureq_like_get(&format!("{base}/v1/accounts/2"), &[("Authorization", &auth)])
+            .unwrap()
+            .0,
+        404
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
