@@ -17,13 +17,16 @@
 #   q2, q3 uncached: at 2 connections p99 <= 2x the in-process median; at 64,
 #     req/s >= 0.8x the 2-connection figure, and every request answered (200)
 #     or refused (503) within the request timeout (no socket timeouts);
-#   the server's RSS at the end <= 1.2x its RSS after the warm-up.
+#   the server's RSS at the end <= 1.2x its RSS after the warm-up (WARMUP
+#   seconds, default 5, of each case's load at 64 connections: RSS after it
+#   holds the allocator's working set, so growth beyond it is a leak).
 #
 #   bench/serve_load.sh     DURATION=20 BENCH_DIR=/tmp/account-usage-bench-report
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${BENCH_DIR:-/tmp/account-usage-bench-report}
 DURATION=${DURATION:-20}
+WARMUP=${WARMUP:-5}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 cargo build --release --quiet
 BIN=$PWD/target/release/account-usage
@@ -83,6 +86,12 @@ load() { # name connections url [extra header]
   printf '%-15s %5s %10s %10s %10s %8s %8s\n' "$name" "$conns" "$p50" "$p99" "$rps" "$non2xx" "$errors"
   RESULT_P50=$p50 RESULT_P99=$p99 RESULT_RPS=$rps RESULT_NON2XX=$non2xx RESULT_ERRORS=$errors
 }
+warm_up() {
+  for q in q1 q2 q3; do
+    curl -sf -H "Authorization: Bearer $TOKEN" "$base?${QUERY[$q]}" -o /dev/null
+    wrk -t 2 -c 64 -d "${WARMUP}s" --timeout 11s -H "Authorization: Bearer $TOKEN" "$base?${QUERY[$q]}" > /dev/null
+  done
+}
 status=0
 check() { awk "BEGIN{exit !($1)}" || { echo "  target missed: $2" >&2; status=1; }; }
 
@@ -91,7 +100,7 @@ printf '%-15s %5s %10s %10s %10s %8s %8s\n' case conns p50_ms p99_ms req_per_s n
 
 start_server 1024
 base="http://127.0.0.1:$PORT/v1/accounts/1/report"
-for q in q1 q2 q3; do curl -sf -H "Authorization: Bearer $TOKEN" "$base?${QUERY[$q]}" -o /dev/null; done
+warm_up
 warm_rss=$(rss_kib)
 for q in q1 q2 q3; do
   load "$q-cached" 64 "$base?${QUERY[$q]}"
@@ -105,7 +114,7 @@ stop_server
 
 start_server 0
 base="http://127.0.0.1:$PORT/v1/accounts/1/report"
-for q in q1 q2 q3; do curl -sf -H "Authorization: Bearer $TOKEN" "$base?${QUERY[$q]}" -o /dev/null; done
+warm_up
 warm_rss0=$(rss_kib)
 load q1-uncached 64 "$base?${QUERY[q1]}"
 check "$RESULT_P50 <= 5 && $RESULT_NON2XX == 0" "q1 uncached: p50 $RESULT_P50 ms"
@@ -115,7 +124,8 @@ for q in q2 q3; do
   check "$RESULT_P99 <= 2 * ${INPROC[$q]}" "$q uncached at 2 connections: p99 $RESULT_P99 ms > 2x in-process ${INPROC[$q]} ms"
   load "$q-uncached" 64 "$base?${QUERY[$q]}"
   check "$RESULT_RPS >= 0.8 * $two_rps" "$q uncached at 64 connections: $RESULT_RPS req/s < 0.8x $two_rps"
-  check "$RESULT_ERRORS == 0 && $RESULT_P99 <= 10000" "$q uncached at 64: $RESULT_ERRORS socket errors/timeouts, p99 $RESULT_P99 ms"
+  # The server times a request from its arrival; 250 ms covers the client's side.
+  check "$RESULT_ERRORS == 0 && $RESULT_P99 <= 10250" "$q uncached at 64: $RESULT_ERRORS socket errors/timeouts, p99 $RESULT_P99 ms"
 done
 end_rss0=$(rss_kib)
 stop_server

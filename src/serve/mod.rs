@@ -140,9 +140,11 @@ pub struct App {
     cache: ResultCache<Answer>,
     stats: stats::Stats,
     shutting_down: AtomicBool,
-    /// Reports computed at once; the rest wait (within their timeout), so
-    /// a burst cannot take all memory.
-    computing: tokio::sync::Semaphore,
+    /// Reports computed at once, one per core; the rest wait (within their
+    /// timeout). A computation holds its permit to the end, even when its
+    /// request timed out meanwhile, so a burst can neither take all memory
+    /// nor pile up work nobody waits for.
+    computing: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -156,7 +158,7 @@ impl App {
             snapshot: RwLock::new(None),
             stats: stats::Stats::default(),
             shutting_down: AtomicBool::new(false),
-            computing: tokio::sync::Semaphore::new(threads * 2),
+            computing: Arc::new(tokio::sync::Semaphore::new(threads)),
         }))
     }
 
@@ -500,19 +502,10 @@ async fn report_handler(
         }
         None => {
             app.stats.cache(false);
-            let _permit = app.computing.acquire().await;
-            match snapshot.report(&key.question).await {
-                Ok(report) => {
-                    app.stats.answered(report.answered_from == AnsweredFrom::Rollups);
-                    let a = Arc::new(Answer {
-                        report,
-                        json: Default::default(),
-                        csv: Default::default(),
-                    });
-                    app.cache.insert(key.clone(), a.clone());
-                    a
-                }
-                Err(e) => {
+            match compute(&app, snapshot, key).await {
+                Ok(a) => a,
+                Err(None) => return Problem::internal().into_response(),
+                Err(Some(e)) => {
                     let problem = Problem::of_report(&e, id);
                     if problem.status >= 500 {
                         tracing::error!(
@@ -534,6 +527,35 @@ async fn report_handler(
     let mut r = ([(header::CONTENT_TYPE, content_type)], answer.body(format)).into_response();
     cache_headers(&mut r);
     r
+}
+
+/// Computes an answer under a permit, in a task of its own that finishes
+/// (and fills the cache) even if the request is dropped; `Err(None)` if that
+/// task failed.
+async fn compute(app: &Arc<App>, snapshot: Arc<Snapshot>, key: Key) -> Result<Arc<Answer>, Option<report::Error>> {
+    let Ok(permit) = app.computing.clone().acquire_owned().await else {
+        return Err(None);
+    };
+    let app = app.clone();
+    let task = tokio::spawn(async move {
+        let _permit = permit;
+        let report = snapshot.report(&key.question).await?;
+        app.stats.answered(report.answered_from == AnsweredFrom::Rollups);
+        let answer = Arc::new(Answer {
+            report,
+            json: Default::default(),
+            csv: Default::default(),
+        });
+        app.cache.insert(key, answer.clone());
+        Ok(answer)
+    });
+    match task.await {
+        Ok(result) => result.map_err(Some),
+        Err(e) => {
+            tracing::error!(error = %e, "A report task failed.");
+            Err(None)
+        }
+    }
 }
 
 /// Serves until `stop` resolves, then drains: `/readyz` turns 503 at once,
