@@ -180,8 +180,10 @@ pub struct DayReport {
 pub struct RunReport {
     pub run_id: RunId,
     pub days: Vec<DayReport>,
-    /// Rollup files written, per interval.
+    /// Rollup parts written, per interval.
     pub rollups: BTreeMap<&'static str, u64>,
+    /// Rollup parts recomputed whose rows did not change (not written).
+    pub rollups_unchanged: u64,
     pub late_days: Vec<NaiveDate>,
     pub elapsed: Duration,
     pub warehouse: String,
@@ -387,6 +389,7 @@ async fn work(
             run_id: plan.run_id,
             days: Vec::new(),
             rollups: BTreeMap::new(),
+            rollups_unchanged: 0,
             late_days: plan.late_days,
             elapsed: started.elapsed(),
             warehouse: warehouse.url().to_string(),
@@ -476,12 +479,20 @@ async fn work(
             },
         })
         .collect();
-    let rollups = rollup::refresh(warehouse, &rollup_days, &accounts, &own).await?;
+    let scope = rollup::RefreshScope {
+        shard: config.shard,
+        utc_days: &rollup_days,
+        accounts: &accounts,
+        own: &own,
+        refreshed_at: started_at.timestamp_micros(),
+    };
+    let rollups = rollup::refresh(warehouse, scope).await?;
     for key in inherited.iter().chain(std::iter::once(&marker.relative())) {
         warehouse.delete(key).await?;
     }
     tracing::info!(
-        files = rollups.files.values().sum::<u64>(),
+        parts_written = rollups.files.values().sum::<u64>(),
+        parts_unchanged = rollups.unchanged,
         elapsed_ms = rollup_started.elapsed().as_millis() as u64,
         daily_ms = rollups.daily_ms,
         coarse_ms = rollups.coarse_ms,
@@ -518,6 +529,7 @@ async fn work(
             serde_json::to_vec_pretty(&run_manifest).expect("serializable").into(),
         )
         .await?;
+    crate::warehouse::index::record_run(warehouse, config.shard, &plan.run_id).await?;
     let state = State {
         run_id: plan.run_id.clone(),
         watermark: plan.watermark.or(plan.previous.as_ref().and_then(|s| s.watermark)),
@@ -532,6 +544,7 @@ async fn work(
         run_id: plan.run_id,
         days,
         rollups: rollups.files,
+        rollups_unchanged: rollups.unchanged,
         late_days: plan.late_days,
         elapsed: started.elapsed(),
         warehouse: warehouse.url().to_string(),
@@ -992,9 +1005,13 @@ impl RunReport {
             out.push_str(&format!("  {reason:<24}{n:>12}\n"));
         }
         let rollups: Vec<String> = self.rollups.iter().map(|(i, n)| format!("{n} {i}")).collect();
-        out.push_str(&format!("rollups refreshed: {}\n", rollups.join(", ")));
         out.push_str(&format!(
-            "parquet: {}/<table>/dt=YYYY-MM-DD/*.parquet, {}/rollups/account=*/interval=*/period=*/rollup.parquet\n",
+            "rollups refreshed: {} ({} parts unchanged)\n",
+            rollups.join(", "),
+            self.rollups_unchanged
+        ));
+        out.push_str(&format!(
+            "parquet: {}/<table>/dt=YYYY-MM-DD/*.parquet, {}/rollups/interval=*/period=*/part-*.parquet\n",
             self.warehouse, self.warehouse
         ));
         out

@@ -1,6 +1,6 @@
 //! Answering a report from materialized rollups, when they match the query:
 //! the account's own zone, an interval of a day or longer, whole buckets,
-//! no refresh in progress over its days, and every rollup file present.
+//! no refresh in progress over its days, and every bucket present in a part.
 //! Otherwise [`try_answer`] returns `None` and the caller uses the base
 //! grain; the answers are the same either way (tested).
 //!
@@ -20,23 +20,21 @@ use super::engine::{self, AnsweredFrom, Group, GroupBy, Grouping, Metric, Metric
 use crate::aggregate::ChannelDim;
 use crate::calendar::{self, Buckets, Interval};
 use crate::rollup::cells::{RollupGroup, cover, rollup_metric_name};
-use crate::rollup::{self, RollupFile};
+use crate::rollup::{self, AccountBucket};
 use crate::warehouse::Warehouse;
-use crate::warehouse::paths::RollupKey;
 
-/// The rollup files one metric needs.
+/// One bucket of the query's account.
+type BucketKey = (Interval, NaiveDate);
+
+/// The rollup buckets one metric needs.
 struct Plan {
     buckets: Buckets,
-    rows: Vec<RollupKey>,
-    cover: Vec<RollupKey>,
+    rows: Vec<BucketKey>,
+    cover: Vec<BucketKey>,
 }
 
 fn plan(query: &Query, metric: Metric) -> Plan {
-    let key = |interval, period| RollupKey {
-        account: query.account_id,
-        interval,
-        period,
-    };
+    let key = |interval, period| (interval, period);
     let (buckets, interval, first, last) = if metric == Metric::UniqueMonthlyContacts {
         let months = calendar::umc_months(query.tz, query.from, query.to);
         let last_month = calendar::local_date(&query.tz, months.edges[months.len() - 1]);
@@ -71,6 +69,7 @@ pub async fn try_answer(
     account_zone: Tz,
     channels: &[ChannelDim],
     utc_days: &BTreeSet<NaiveDate>,
+    shard_counts: &BTreeSet<u32>,
 ) -> Result<Option<Report>, rollup::Error> {
     if !matches(query, account_zone) {
         return Ok(None);
@@ -89,8 +88,8 @@ pub async fn try_answer(
         .filter(|m| query.metrics.contains(m) && *m != Metric::Channels)
         .collect();
     let plans: Vec<(Metric, Plan)> = metrics.iter().map(|m| (*m, plan(query, *m))).collect();
-    // A file is read with its id lists only when unions need them.
-    let mut wanted: BTreeMap<RollupKey, bool> = BTreeMap::new();
+    // A bucket is read with its id lists only when unions need them.
+    let mut wanted: BTreeMap<BucketKey, bool> = BTreeMap::new();
     for (_, p) in &plans {
         for k in &p.rows {
             *wanted.entry(*k).or_default() |= query.channels.is_some();
@@ -100,24 +99,25 @@ pub async fn try_answer(
         }
     }
     let (with_ids, without): (Vec<_>, Vec<_>) = wanted.into_iter().partition(|(_, ids)| *ids);
-    let with_ids: Vec<RollupKey> = with_ids.into_iter().map(|(k, _)| k).collect();
-    let without: Vec<RollupKey> = without.into_iter().map(|(k, _)| k).collect();
+    let with_ids: Vec<BucketKey> = with_ids.into_iter().map(|(k, _)| k).collect();
+    let without: Vec<BucketKey> = without.into_iter().map(|(k, _)| k).collect();
+    let account = query.account_id;
     let (a, b) = futures::try_join!(
-        rollup::read_many(warehouse, &with_ids, true),
-        rollup::read_many(warehouse, &without, false)
+        rollup::read_for_account(warehouse, shard_counts, account, &with_ids, true),
+        rollup::read_for_account(warehouse, shard_counts, account, &without, false)
     )?;
-    let mut files: HashMap<RollupKey, RollupFile> = HashMap::new();
-    for (key, file) in with_ids.iter().chain(&without).zip(a.into_iter().chain(b)) {
+    let mut files: HashMap<BucketKey, AccountBucket> = HashMap::new();
+    for ((interval, period), file) in with_ids.iter().chain(&without).zip(a.into_iter().chain(b)) {
         match file {
             Some(f) if f.time_zone == query.tz.name() => {
-                files.insert(*key, f);
+                files.insert((*interval, *period), f);
             }
             Some(_) => {
-                tracing::info!(rollup = %key.relative(), "A rollup is in another zone; answering from the base grain.");
+                tracing::info!(account, interval = interval.as_str(), %period, "A rollup is in another zone; answering from the base grain.");
                 return Ok(None);
             }
             None => {
-                tracing::warn!(rollup = %key.relative(), "A rollup is missing; answering from the base grain. The next run of its days writes it.");
+                tracing::warn!(account, interval = interval.as_str(), %period, "A rollup is missing; answering from the base grain. The next run of its days writes it.");
                 return Ok(None);
             }
         }
@@ -169,7 +169,7 @@ fn metric_values(
     query: &Query,
     metric: Metric,
     plan: &Plan,
-    files: &HashMap<RollupKey, RollupFile>,
+    files: &HashMap<BucketKey, AccountBucket>,
     grouping: &Grouping,
 ) -> MetricValues {
     let name = rollup_metric_name(metric);
@@ -178,7 +178,7 @@ fn metric_values(
         GroupBy::Platform => RollupGroup::Platform,
         GroupBy::Channel => RollupGroup::Channel,
     };
-    let stored = |file: &RollupFile| -> Vec<(Group, u64)> {
+    let stored = |file: &AccountBucket| -> Vec<(Group, u64)> {
         file.rows
             .iter()
             .filter(|r| r.metric == name && r.group_by == stored_group)
@@ -193,7 +193,7 @@ fn metric_values(
             .collect()
     };
     // Channel rows (within the filter), grouped, plus all of them together.
-    let unions = |keys: &[RollupKey]| -> (HashMap<Group, Acc>, Acc) {
+    let unions = |keys: &[BucketKey]| -> (HashMap<Group, Acc>, Acc) {
         let mut groups: HashMap<Group, Acc> = HashMap::new();
         let mut all = Acc::new(distinct);
         for file in keys.iter().map(|k| &files[k]) {
@@ -218,7 +218,7 @@ fn metric_values(
         (groups, all)
     };
 
-    let stored_all = |file: &RollupFile| {
+    let stored_all = |file: &AccountBucket| {
         file.rows
             .iter()
             .find(|r| r.metric == name && r.group_by == RollupGroup::All)

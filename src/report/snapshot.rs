@@ -24,7 +24,7 @@ use crate::calendar;
 use crate::metric::ChannelDim;
 use crate::model::MICROS_PER_DAY;
 use crate::warehouse::Warehouse;
-use crate::warehouse::manifest::{Fnv64, published_days_and_fingerprint, read_day_table};
+use crate::warehouse::manifest::read_day_table;
 use crate::warehouse::paths::{RunId, Table};
 
 /// An account as of the latest published day.
@@ -50,6 +50,7 @@ impl AccountInfo {
 pub struct Snapshot {
     warehouse: Warehouse,
     published: BTreeSet<NaiveDate>,
+    shard_counts: BTreeSet<u32>,
     accounts: BTreeMap<i64, AccountInfo>,
     channels: HashMap<i64, Vec<ChannelDim>>,
     latest_run: Option<RunId>,
@@ -57,16 +58,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Lists the manifests and runs, and reads the latest day's dimension
-    /// tables. An empty warehouse is a snapshot with no days.
+    /// Reads the published-days index (`warehouse::index`) and the latest
+    /// day's dimension tables: a few objects, however old the warehouse. An empty warehouse is a snapshot with no days.
     pub async fn load(warehouse: Warehouse) -> Result<Snapshot, Error> {
-        let (published, manifests) = published_days_and_fingerprint(&warehouse).await?;
-        let latest_run = warehouse
-            .list("_runs")
-            .await?
-            .iter()
-            .filter_map(|k| RunId::of_run_manifest(k))
-            .max();
+        let index = crate::warehouse::index::load(&warehouse).await?;
+        let (published, latest_run) = (index.days, index.latest_run);
         let mut accounts = BTreeMap::new();
         let mut channels: HashMap<i64, Vec<ChannelDim>> = HashMap::new();
         if let Some(&latest) = published.iter().next_back() {
@@ -96,16 +92,14 @@ impl Snapshot {
                 channels.entry(c.account_id).or_default().push(c);
             }
         }
-        let mut version = Fnv64::default();
-        version.write(&manifests.to_le_bytes());
-        version.write(latest_run.as_ref().map_or("", |r| r.as_str()).as_bytes());
         Ok(Snapshot {
             warehouse,
             published,
+            shard_counts: index.shard_counts,
             accounts,
             channels,
             latest_run,
-            version: version.finish(),
+            version: index.fingerprint,
         })
     }
 
@@ -144,7 +138,7 @@ impl Snapshot {
         let (query, account_tz, wanted) = self.plan(question)?;
         let channels = self.channels(question.account).to_vec();
         if !question.base_grain_only {
-            match rollups::try_answer(&self.warehouse, &query, account_tz, &channels, &wanted).await {
+            match rollups::try_answer(&self.warehouse, &query, account_tz, &channels, &wanted, &self.shard_counts).await {
                 Ok(Some(report)) => return Ok(report),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "Rollups could not be read; answering from the base grain."),

@@ -1,21 +1,29 @@
-//! Materialized rollups: per account, in the account's own time zone, one
-//! Parquet file per calendar bucket (daily, weekly, monthly, quarterly,
-//! yearly) with every metric by channel, by platform and over all channels.
+//! Materialized rollups: per account, in the account's own time zone, every
+//! metric by channel, by platform and over all channels, for each daily,
+//! weekly, monthly, quarterly and yearly bucket. One Parquet part per
+//! (interval, period, shard) holds every account of the shard, sorted by
+//! account in row groups that never split one, so a reader of one account
+//! skips the rest by the `account_id` statistics.
 //!
 //! ```text
 //!  run publishes UTC days ──► local dates they overlap (per account zone)
-//!     ──► daily files from the base grain of the UTC days around them
-//!     ──► weekly and monthly files from daily ones
-//!     ──► quarterly files from monthly ones, yearly from quarterly ones
+//!     ──► daily parts from the base grain of the UTC days around them
+//!     ──► weekly and monthly parts from daily ones
+//!     ──► quarterly parts from monthly ones, yearly from quarterly ones
 //! ```
 //!
 //! What must always hold:
 //! - a run recomputes only the buckets that contain a local date overlapping
-//!   a UTC day it processed, so a night's cost does not grow with history;
-//! - a bucket's file is replaced by one put (never half-written), and is
-//!   recomputed whole from its parts, so reruns are idempotent;
+//!   a UTC day it processed, and writes one part per (interval, period) it
+//!   touches, so a night's cost grows with neither history nor accounts;
+//! - a part is replaced by one put (never half-written); the accounts a run
+//!   does not refresh are carried over unchanged, and a part whose rows would
+//!   not change is not written, so reruns are idempotent;
 //! - channel rows of distinct metrics carry their id lists, so a range made
 //!   of several buckets is answered by a union, never by a sum of counts;
+//! - when parts of two shard counts hold one account (the fleet was
+//!   resharded, or a backfill ran with another count), the rows refreshed
+//!   last win (`refreshed_at`);
 //! - while a run refreshes, its days are named in a dirty marker
 //!   ([`DirtyMarkerKey`]); the report answers those days from the base grain.
 
@@ -37,11 +45,11 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::aggregate::ChannelDim;
+use crate::aggregate::{ChannelDim, shard_of};
 use crate::calendar::{Interval, day_start};
 use crate::model::UnixMicros;
-use crate::warehouse::manifest::{DayManifest, published_day, published_days};
-use crate::warehouse::paths::{DirtyMarkerKey, RollupKey, Table};
+use crate::warehouse::manifest::{DayManifest, account_row_groups, published_day};
+use crate::warehouse::paths::{DirtyMarkerKey, RollupKey, ShardSpec, Table};
 use crate::warehouse::read::stream_batches;
 use crate::warehouse::{self, Warehouse};
 use cells::{Cells, DailyBuilder, RollupGroup, RollupRow};
@@ -63,6 +71,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 const IO_CONCURRENCY: usize = 16;
 /// Local dates whose base grain is held in memory at once during a refresh.
 const DATES_PER_WINDOW: u64 = 16;
+/// A row group is closed at the first account boundary past this many
+/// rows: small enough that a reader of one account decodes little else.
+const ROW_GROUP_ROWS: usize = 1024;
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let ts = |name: &str| {
@@ -77,6 +88,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("time_zone", DataType::Utf8, false),
         ts("bucket_start"),
         ts("bucket_end"),
+        ts("refreshed_at"),
         Field::new("metric", DataType::Utf8, false),
         Field::new("group_by", DataType::Utf8, false),
         Field::new("group_key", DataType::Utf8, true),
@@ -90,25 +102,41 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 /// Column index of `ids`, the only column a report can leave unread.
-const IDS_COLUMN: usize = 8;
+const IDS_COLUMN: usize = 9;
 
 pub fn schema() -> SchemaRef {
     SCHEMA.clone()
 }
 
-/// One rollup file: one calendar bucket of one account.
+/// One account's rows of one calendar bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RollupFile {
+pub struct AccountBucket {
+    pub account: i64,
     pub time_zone: String,
     pub start: UnixMicros,
     pub end: UnixMicros,
+    /// When the run that computed these rows started.
+    pub refreshed_at: UnixMicros,
     pub rows: Vec<RollupRow>,
 }
 
-pub fn encode(key: &RollupKey, file: &RollupFile) -> Result<Bytes> {
-    let n = file.rows.len();
-    let mut ids = ListBuilder::new(Int64Builder::new());
-    for row in &file.rows {
+impl AccountBucket {
+    fn same_rows(&self, other: &AccountBucket) -> bool {
+        (self.account, &self.time_zone, self.start, self.end, &self.rows)
+            == (other.account, &other.time_zone, other.start, other.end, &other.rows)
+    }
+}
+
+/// Encodes a part: `buckets` sorted by account, one account never split
+/// over two row groups.
+pub fn encode(key: &RollupKey, buckets: &[AccountBucket]) -> Result<Bytes> {
+    let n: usize = buckets.iter().map(|b| b.rows.len()).sum();
+    let rows = || buckets.iter().flat_map(|b| b.rows.iter());
+    let per_row = |f: fn(&AccountBucket) -> i64| -> Vec<i64> {
+        buckets.iter().flat_map(|b| std::iter::repeat_n(f(b), b.rows.len())).collect()
+    };
+    let mut ids = ListBuilder::with_capacity(Int64Builder::new(), n);
+    for row in rows() {
         match &row.ids {
             Some(list) => {
                 ids.values().append_slice(list);
@@ -117,18 +145,21 @@ pub fn encode(key: &RollupKey, file: &RollupFile) -> Result<Bytes> {
             None => ids.append(false),
         }
     }
-    let utc = |t| Arc::new(TimestampMicrosecondArray::from(vec![t; n]).with_timezone("UTC")) as ArrayRef;
+    let utc = |v: Vec<i64>| Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC")) as ArrayRef;
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(Int64Array::from(vec![key.account; n])),
-        Arc::new(StringArray::from(vec![file.time_zone.as_str(); n])),
-        utc(file.start),
-        utc(file.end),
-        Arc::new(StringArray::from_iter_values(file.rows.iter().map(|r| r.metric))),
+        Arc::new(Int64Array::from(per_row(|b| b.account))),
         Arc::new(StringArray::from_iter_values(
-            file.rows.iter().map(|r| r.group_by.as_str()),
+            buckets
+                .iter()
+                .flat_map(|b| std::iter::repeat_n(b.time_zone.as_str(), b.rows.len())),
         )),
-        Arc::new(StringArray::from_iter(file.rows.iter().map(|r| r.group_key.as_deref()))),
-        Arc::new(Int64Array::from_iter_values(file.rows.iter().map(|r| r.value as i64))),
+        utc(per_row(|b| b.start)),
+        utc(per_row(|b| b.end)),
+        utc(per_row(|b| b.refreshed_at)),
+        Arc::new(StringArray::from_iter_values(rows().map(|r| r.metric))),
+        Arc::new(StringArray::from_iter_values(rows().map(|r| r.group_by.as_str()))),
+        Arc::new(StringArray::from_iter(rows().map(|r| r.group_key.as_deref()))),
+        Arc::new(Int64Array::from_iter_values(rows().map(|r| r.value as i64))),
         Arc::new(ids.finish()),
     ];
     let rel = key.relative();
@@ -143,15 +174,27 @@ pub fn encode(key: &RollupKey, file: &RollupFile) -> Result<Bytes> {
     let batch = RecordBatch::try_new(schema(), columns).map_err(arrow_err)?;
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, schema(), Some(properties())).map_err(parquet_err)?;
-    writer.write(&batch).map_err(parquet_err)?;
+    let (mut offset, mut group) = (0, 0);
+    for b in buckets {
+        group += b.rows.len();
+        if group >= ROW_GROUP_ROWS {
+            writer.write(&batch.slice(offset, group)).map_err(parquet_err)?;
+            writer.flush().map_err(parquet_err)?;
+            (offset, group) = (offset + group, 0);
+        }
+    }
+    if group > 0 || n == 0 {
+        writer.write(&batch.slice(offset, group)).map_err(parquet_err)?;
+    }
     writer.close().map_err(parquet_err)?;
     Ok(Bytes::from(out))
 }
 
-/// Rollup files are small except for their id lists: only those are worth a
+/// Rollup parts are small except for their id lists: only those are worth a
 /// zstd context (creating one per column chunk was a visible cost).
 fn properties() -> parquet::file::properties::WriterProperties {
     use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::metadata::SortingColumn;
     use parquet::schema::types::ColumnPath;
     parquet::file::properties::WriterProperties::builder()
         .set_compression(Compression::UNCOMPRESSED)
@@ -160,12 +203,20 @@ fn properties() -> parquet::file::properties::WriterProperties {
             Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")),
         )
         .set_dictionary_enabled(false)
+        // Row groups are cut at account boundaries by `encode`.
+        .set_max_row_group_row_count(None)
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: 0,
+            descending: false,
+            nulls_first: true,
+        }]))
         .set_created_by(format!("account-usage {}", env!("CARGO_PKG_VERSION")))
         .build()
 }
 
-/// Decodes a rollup file; without `with_ids`, id lists are not read.
-pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool) -> Result<RollupFile> {
+/// Decodes a part: every account, or only `accounts` (sorted), whose row
+/// groups alone are read. Without `with_ids`, id lists are not read.
+pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[i64]>) -> Result<Vec<AccountBucket>> {
     let rel = key.relative();
     let bad = |reason: String| Error::BadRollup {
         key: rel.clone(),
@@ -189,15 +240,15 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool) -> Result<RollupFil
         let names: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
         return Err(bad(format!("it has another schema (columns {})", names.join(", "))));
     }
+    let row_groups = account_row_groups(builder.metadata(), builder.parquet_schema(), accounts);
     let roots: Vec<usize> = (0..=IDS_COLUMN).filter(|i| with_ids || *i != IDS_COLUMN).collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = builder.with_projection(mask).build().map_err(|e| bad(e.to_string()))?;
-    let mut file = RollupFile {
-        time_zone: String::new(),
-        start: 0,
-        end: 0,
-        rows: Vec::new(),
-    };
+    let reader = builder
+        .with_projection(mask)
+        .with_row_groups(row_groups)
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    let mut out: Vec<AccountBucket> = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| bad(e.to_string()))?;
         let column = |name: &str| {
@@ -217,17 +268,30 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool) -> Result<RollupFil
             text("group_by")?,
             text("group_key")?,
         );
-        let (start, end, value) = (int("bucket_start")?, int("bucket_end")?, int("value")?);
+        let account = int("account_id")?;
+        let (start, end, refreshed_at, value) =
+            (int("bucket_start")?, int("bucket_end")?, int("refreshed_at")?, int("value")?);
         let ids = if with_ids {
             Some(column("ids")?.as_list_opt::<i32>().ok_or_else(|| bad("ids".into()))?)
         } else {
             None
         };
         for i in 0..batch.num_rows() {
-            if file.time_zone.is_empty() {
-                file.time_zone = zone.value(i).to_string();
-                file.start = start[i];
-                file.end = end[i];
+            if accounts.is_some_and(|wanted| wanted.binary_search(&account[i]).is_err()) {
+                continue;
+            }
+            if out.last().is_none_or(|b| b.account != account[i]) {
+                if out.last().is_some_and(|b| b.account > account[i]) {
+                    return Err(bad("accounts are not sorted".into()));
+                }
+                out.push(AccountBucket {
+                    account: account[i],
+                    time_zone: zone.value(i).to_string(),
+                    start: start[i],
+                    end: end[i],
+                    refreshed_at: refreshed_at[i],
+                    rows: Vec::new(),
+                });
             }
             let metric = known_metric(metric.value(i)).ok_or_else(|| bad(format!("metric {:?}", metric.value(i))))?;
             let group_by = RollupGroup::parse(group_by.value(i)).ok_or_else(|| bad("group_by".into()))?;
@@ -235,7 +299,7 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool) -> Result<RollupFil
                 let v = l.value(i);
                 v.as_primitive::<Int64Type>().values().to_vec()
             });
-            file.rows.push(RollupRow {
+            out.last_mut().expect("pushed above").rows.push(RollupRow {
                 metric,
                 group_by,
                 group_key: group_key.is_valid(i).then(|| group_key.value(i).to_string()),
@@ -244,7 +308,7 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool) -> Result<RollupFil
             });
         }
     }
-    Ok(file)
+    Ok(out)
 }
 
 fn known_metric(name: &str) -> Option<&'static str> {
@@ -254,18 +318,76 @@ fn known_metric(name: &str) -> Option<&'static str> {
         .find(|m| *m == name)
 }
 
-/// One rollup file, if it exists.
-pub async fn read(warehouse: &Warehouse, key: RollupKey, with_ids: bool) -> Result<Option<RollupFile>> {
+/// One part, if it exists: every account, or only `accounts` (sorted).
+pub async fn read_part(
+    warehouse: &Warehouse,
+    key: RollupKey,
+    with_ids: bool,
+    accounts: Option<&[i64]>,
+) -> Result<Option<Vec<AccountBucket>>> {
     match warehouse.get(&key.relative()).await? {
-        Some(bytes) => Ok(Some(decode(&key, bytes, with_ids)?)),
+        Some(bytes) => Ok(Some(decode(&key, bytes, with_ids, accounts)?)),
         None => Ok(None),
     }
 }
 
-/// Several rollup files at once, in the order asked.
-pub async fn read_many(warehouse: &Warehouse, keys: &[RollupKey], with_ids: bool) -> Result<Vec<Option<RollupFile>>> {
-    futures::stream::iter(keys.iter().copied())
-        .map(|key| read(warehouse, key, with_ids))
+/// The bucket `(interval, period)` of each of `accounts`, from the parts of
+/// every shard count in `counts`; of two parts holding one account, the
+/// rows refreshed last. Accounts no part holds are left out.
+pub async fn read_accounts(
+    warehouse: &Warehouse,
+    counts: &BTreeSet<u32>,
+    interval: Interval,
+    period: NaiveDate,
+    accounts: &[i64],
+    with_ids: bool,
+) -> Result<HashMap<i64, AccountBucket>> {
+    let mut wanted: BTreeMap<RollupKey, Vec<i64>> = BTreeMap::new();
+    for &count in counts {
+        for &account in accounts {
+            let shard = ShardSpec {
+                index: shard_of(account, count),
+                count,
+            };
+            wanted
+                .entry(RollupKey { interval, period, shard })
+                .or_default()
+                .push(account);
+        }
+    }
+    let parts: Vec<Option<Vec<AccountBucket>>> = futures::stream::iter(wanted.into_iter().map(|(key, mut ids)| {
+        ids.sort_unstable();
+        ids.dedup();
+        async move { read_part(warehouse, key, with_ids, Some(&ids)).await }
+    }))
+    .buffered(IO_CONCURRENCY)
+    .try_collect()
+    .await?;
+    let mut out: HashMap<i64, AccountBucket> = HashMap::new();
+    for bucket in parts.into_iter().flatten().flatten() {
+        match out.get(&bucket.account) {
+            Some(have) if have.refreshed_at >= bucket.refreshed_at => {}
+            _ => {
+                out.insert(bucket.account, bucket);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Several buckets of one account at once, in the order asked.
+pub async fn read_for_account(
+    warehouse: &Warehouse,
+    counts: &BTreeSet<u32>,
+    account: i64,
+    buckets: &[(Interval, NaiveDate)],
+    with_ids: bool,
+) -> Result<Vec<Option<AccountBucket>>> {
+    futures::stream::iter(buckets.iter().copied())
+        .map(|(interval, period)| async move {
+            let mut found = read_accounts(warehouse, counts, interval, period, &[account], with_ids).await?;
+            Ok::<_, Error>(found.remove(&account))
+        })
         .buffered(IO_CONCURRENCY)
         .try_collect()
         .await
@@ -279,32 +401,126 @@ pub struct AccountSpec {
     pub channels: Vec<ChannelDim>,
 }
 
+/// What one refresh works on.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshScope<'a> {
+    /// The shard whose parts this run writes.
+    pub shard: ShardSpec,
+    /// UTC days whose rollups are stale.
+    pub utc_days: &'a BTreeSet<NaiveDate>,
+    pub accounts: &'a [AccountSpec],
+    /// The manifests this run just published (read in place of the readable
+    /// set, which for a sharded day may still be the previous version until
+    /// every shard is in).
+    pub own: &'a BTreeMap<NaiveDate, DayManifest>,
+    /// The run's start, stamped on every row it writes.
+    pub refreshed_at: UnixMicros,
+}
+
 /// What a refresh wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RefreshReport {
-    /// Files written per interval.
+    /// Parts written per interval.
     pub files: BTreeMap<&'static str, u64>,
+    /// Parts left as they were (their rows did not change).
+    pub unchanged: u64,
     /// Time spent on daily buckets (from the base grain) and on coarser ones.
     pub daily_ms: u64,
     pub coarse_ms: u64,
 }
 
+/// Where parts may be read and how they are replaced, for one refresh.
+struct Parts<'a> {
+    warehouse: &'a Warehouse,
+    shard: ShardSpec,
+    /// Every shard count whose parts may hold an account of this run.
+    counts: BTreeSet<u32>,
+    refreshed_at: UnixMicros,
+}
+
+impl Parts<'_> {
+    /// Replaces the rows of `fresh`'s accounts in this shard's part of
+    /// `(interval, period)`, carrying the others over; returns whether the
+    /// part was written.
+    async fn replace(&self, interval: Interval, period: NaiveDate, mut fresh: Vec<AccountBucket>) -> Result<bool> {
+        let key = RollupKey {
+            interval,
+            period,
+            shard: self.shard,
+        };
+        let old = match read_part(self.warehouse, key, true, None).await {
+            Ok(old) => old.unwrap_or_default(),
+            // A part nobody can read is rebuilt from this run's accounts; the
+            // others' buckets there are answered from the base grain until
+            // their next run.
+            Err(e @ Error::BadRollup { .. }) => {
+                tracing::warn!(error = %e, "Replacing an unreadable rollup part.");
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
+        let warehouse = self.warehouse.clone();
+        // When parts of another count may hold these accounts too, rows must
+        // carry this run's stamp to win over theirs, even if unchanged.
+        let only_count = self.counts.len() == 1;
+        let refreshed_at = self.refreshed_at;
+        let bytes = tokio::task::spawn_blocking(move || {
+            fresh.sort_by_key(|b| b.account);
+            let mut merged: Vec<AccountBucket> = Vec::with_capacity(old.len().max(fresh.len()));
+            let mut changed = false;
+            let mut old = old.into_iter().peekable();
+            for mut new in fresh {
+                while let Some(o) = old.next_if(|o| o.account < new.account) {
+                    merged.push(o);
+                }
+                match old.next_if(|o| o.account == new.account) {
+                    Some(o) if only_count && o.same_rows(&new) => merged.push(o),
+                    was => {
+                        changed |= was.is_some() || !new.rows.is_empty();
+                        new.refreshed_at = refreshed_at;
+                        if !new.rows.is_empty() {
+                            merged.push(new);
+                        }
+                    }
+                }
+            }
+            merged.extend(old);
+            if changed { encode(&key, &merged).map(Some) } else { Ok(None) }
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        match bytes {
+            Some(bytes) => {
+                warehouse.put(&key.relative(), bytes).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
 /// Recomputes, for every account, the buckets of every interval that hold a
-/// local date overlapping one of `utc_days`. `own` holds the manifests this
-/// run just published (read in place of the readable set, which for a
-/// sharded day may still be the previous version until every shard is in).
-pub async fn refresh(
-    warehouse: &Warehouse,
-    utc_days: &BTreeSet<NaiveDate>,
-    accounts: &[AccountSpec],
-    own: &BTreeMap<NaiveDate, DayManifest>,
-) -> Result<RefreshReport> {
+/// local date overlapping one of the scope's UTC days.
+pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<RefreshReport> {
     let mut report = RefreshReport::default();
+    let index = warehouse::index::load(warehouse).await?;
+    let mut published = index.days;
+    published.extend(scope.own.keys().copied());
+    let mut counts = index.shard_counts;
+    counts.insert(scope.shard.count);
+    let parts = Parts {
+        warehouse,
+        shard: scope.shard,
+        counts,
+        refreshed_at: scope.refreshed_at,
+    };
+    let accounts = scope.accounts;
     // Local dates each account needs recomputed.
     let dates: Vec<BTreeSet<NaiveDate>> = accounts
         .iter()
         .map(|a| {
-            utc_days
+            scope
+                .utc_days
                 .iter()
                 .flat_map(|d| {
                     let (first, last) = cells::local_dates_of_utc_day(&a.tz, *d);
@@ -313,6 +529,13 @@ pub async fn refresh(
                 .collect()
         })
         .collect();
+    let count = |report: &mut RefreshReport, interval: Interval, written: bool| {
+        if written {
+            *report.files.entry(interval.as_str()).or_default() += 1;
+        } else {
+            report.unchanged += 1;
+        }
+    };
 
     let started = std::time::Instant::now();
     // Daily buckets from the base grain, a window of dates at a time.
@@ -328,61 +551,46 @@ pub async fn refresh(
         let in_window: Vec<usize> = (0..accounts.len())
             .filter(|i| dates[*i].range(w0..=w1).next().is_some())
             .collect();
-        let files = daily_window(warehouse, own, accounts, &dates, &in_window, w0, w1).await?;
-        *report.files.entry(Interval::Daily.as_str()).or_default() += files;
+        let by_date = daily_window(warehouse, scope.own, accounts, &dates, &in_window, w0, w1).await?;
+        let writes = by_date
+            .into_iter()
+            .map(|(date, fresh)| parts.replace(Interval::Daily, date, fresh));
+        let written: Vec<bool> = futures::stream::iter(writes).buffer_unordered(4).try_collect().await?;
+        for w in written {
+            count(&mut report, Interval::Daily, w);
+        }
     }
-
     report.daily_ms = started.elapsed().as_millis() as u64;
+
     let started = std::time::Instant::now();
-    // Coarser buckets from finer rollups; only parts that can hold data (a
-    // published UTC day overlaps them) are read.
-    let mut published = published_days(warehouse).await?;
-    published.extend(own.keys().copied());
-    let published = Arc::new(published);
-    // One task per account (accounts run on every core); within an account,
-    // weeks and months come from daily files, quarters from months, years
-    // from quarters.
-    let tasks = accounts.iter().zip(&dates).map(|(account, dates)| {
-        let (warehouse, published, account) = (warehouse.clone(), published.clone(), account.clone());
-        let periods = |interval: Interval| -> BTreeSet<NaiveDate> {
-            dates
-                .iter()
-                .filter_map(|d| interval.period_of(*d).map(|p| p.0))
-                .collect()
-        };
-        let plan: Vec<(Interval, Interval, BTreeSet<NaiveDate>)> = [
-            (Interval::Weekly, Interval::Daily),
-            (Interval::Monthly, Interval::Daily),
-            (Interval::Quarterly, Interval::Monthly),
-            (Interval::Yearly, Interval::Quarterly),
-        ]
-        .into_iter()
-        .map(|(interval, from)| (interval, from, periods(interval)))
-        .collect();
-        tokio::spawn(async move {
-            let mut written = Vec::new();
-            for (interval, from, periods) in plan {
-                for period in periods {
-                    coarse(&warehouse, &published, &account, interval, from, period).await?;
-                    written.push(interval.as_str());
-                }
+    // Coarser buckets from finer ones; only parts that can hold data (a
+    // published UTC day overlaps them) are read. Weeks and months come from
+    // days, quarters from months, years from quarters, in that order.
+    for (interval, from) in [
+        (Interval::Weekly, Interval::Daily),
+        (Interval::Monthly, Interval::Daily),
+        (Interval::Quarterly, Interval::Monthly),
+        (Interval::Yearly, Interval::Quarterly),
+    ] {
+        let mut periods: BTreeMap<NaiveDate, Vec<&AccountSpec>> = BTreeMap::new();
+        for (account, dates) in accounts.iter().zip(&dates) {
+            let mine: BTreeSet<NaiveDate> = dates.iter().filter_map(|d| interval.period_of(*d).map(|p| p.0)).collect();
+            for p in mine {
+                periods.entry(p).or_default().push(account);
             }
-            Ok::<_, Error>(written)
-        })
-    });
-    let results: Vec<_> = futures::stream::iter(tasks).buffer_unordered(8).collect().await;
-    for result in results {
-        let written = result.map_err(|e| Error::Task(e.to_string()))??;
-        for interval in written {
-            *report.files.entry(interval).or_default() += 1;
+        }
+        for (period, members) in periods {
+            let fresh = coarse(&parts, &published, &members, interval, from, period).await?;
+            let written = parts.replace(interval, period, fresh).await?;
+            count(&mut report, interval, written);
         }
     }
     report.coarse_ms = started.elapsed().as_millis() as u64;
     Ok(report)
 }
 
-/// Daily files of accounts `which` for the dates of `dates` in `w0..=w1`;
-/// returns how many were written.
+/// Daily buckets of accounts `which` for the dates of `dates` in `w0..=w1`,
+/// by date.
 async fn daily_window(
     warehouse: &Warehouse,
     own: &BTreeMap<NaiveDate, DayManifest>,
@@ -391,7 +599,7 @@ async fn daily_window(
     which: &[usize],
     w0: NaiveDate,
     w1: NaiveDate,
-) -> Result<u64> {
+) -> Result<BTreeMap<NaiveDate, Vec<AccountBucket>>> {
     let mut builders: Vec<DailyBuilder> = which
         .iter()
         .map(|i| DailyBuilder::new(accounts[*i].tz, w0, w1))
@@ -435,52 +643,32 @@ async fn daily_window(
         day = day + Days::new(1);
     }
 
-    let mut puts = Vec::new();
+    let mut out: BTreeMap<NaiveDate, Vec<AccountBucket>> = BTreeMap::new();
     for (builder, i) in builders.into_iter().zip(which) {
         let account = &accounts[*i];
         for (date, cells) in builder.finish() {
             if dates[*i].contains(&date) {
-                let key = RollupKey {
-                    account: account.id,
-                    interval: Interval::Daily,
-                    period: date,
-                };
-                puts.push((key, file_of(account, Interval::Daily, date, &cells)));
+                out.entry(date)
+                    .or_default()
+                    .push(bucket_of(account, Interval::Daily, date, &cells));
             }
         }
     }
-    let n = puts.len() as u64;
-    // Encoding is CPU work: spread the files over every core.
-    let results: Vec<_> = futures::stream::iter(puts)
-        .map(|(key, file)| {
-            let warehouse = warehouse.clone();
-            tokio::spawn(async move { write(&warehouse, key, file).await })
-        })
-        .buffer_unordered(IO_CONCURRENCY)
-        .collect()
-        .await;
-    for result in results {
-        result.map_err(|e| Error::Task(e.to_string()))??;
-    }
-    Ok(n)
+    Ok(out)
 }
 
-fn file_of(account: &AccountSpec, interval: Interval, period: NaiveDate, cells: &Cells) -> RollupFile {
+fn bucket_of(account: &AccountSpec, interval: Interval, period: NaiveDate, cells: &Cells) -> AccountBucket {
     let (_, last) = interval.period_of(period).expect("not hourly");
     let start = day_start(&account.tz, period);
     let end = day_start(&account.tz, last + Days::new(1));
-    RollupFile {
+    AccountBucket {
+        account: account.id,
         time_zone: account.tz.name().to_string(),
         start,
         end,
+        refreshed_at: 0,
         rows: cells::rows(cells, &account.channels, start, end),
     }
-}
-
-async fn write(warehouse: &Warehouse, key: RollupKey, file: RollupFile) -> Result<()> {
-    let bytes = encode(&key, &file)?;
-    warehouse.put(&key.relative(), bytes).await?;
-    Ok(())
 }
 
 /// Feeds one batch of a base-grain table to the builders of its accounts.
@@ -545,15 +733,16 @@ fn feed(
     Ok(())
 }
 
-/// Recomputes one coarse bucket from the finer buckets inside it.
+/// The coarse bucket `(interval, period)` of each of `members`, from the
+/// finer buckets inside it.
 async fn coarse(
-    warehouse: &Warehouse,
+    parts: &Parts<'_>,
     published: &BTreeSet<NaiveDate>,
-    account: &AccountSpec,
+    members: &[&AccountSpec],
     interval: Interval,
     from: Interval,
     period: NaiveDate,
-) -> Result<()> {
+) -> Result<Vec<AccountBucket>> {
     let (first, last) = interval.period_of(period).expect("not hourly");
     // A part's local dates overlap UTC days from the day before its first to
     // the day after its last; parts with no published day there hold nothing.
@@ -561,32 +750,43 @@ async fn coarse(
         let (a, b) = from.period_of(p).expect("not hourly");
         published.range(a - Days::new(1)..=b + Days::new(1)).next().is_some()
     };
-    let parts: BTreeSet<NaiveDate> = first
+    let part_periods: BTreeSet<NaiveDate> = first
         .iter_days()
         .take_while(|d| *d <= last)
         .filter_map(|d| from.period_of(d).map(|p| p.0))
         .filter(|p| has_data(*p))
         .collect();
-    let keys: Vec<RollupKey> = parts
-        .into_iter()
-        .map(|p| RollupKey {
-            account: account.id,
-            interval: from,
-            period: p,
+    let ids: Vec<i64> = members.iter().map(|a| a.id).collect();
+    let mut children: HashMap<i64, Vec<Cells>> = HashMap::new();
+    let mut reads = futures::stream::iter(part_periods.into_iter().map(|p| {
+        let ids = &ids;
+        async move { read_accounts(parts.warehouse, &parts.counts, from, p, ids, true).await }
+    }))
+    .buffered(IO_CONCURRENCY);
+    while let Some(found) = reads.try_next().await? {
+        for (account, bucket) in found {
+            children.entry(account).or_default().push(cells::cells_from_rows(&bucket.rows));
+        }
+    }
+    let members: Vec<AccountSpec> = members.iter().map(|a| (*a).clone()).collect();
+    // Merging id lists is CPU work: off the async workers, a chunk of
+    // accounts per core.
+    let chunks = members.chunks(members.len().div_ceil(2).max(1)).map(|chunk| {
+        let chunk = chunk.to_vec();
+        let mine: Vec<Vec<Cells>> = chunk.iter().map(|a| children.remove(&a.id).unwrap_or_default()).collect();
+        tokio::task::spawn_blocking(move || {
+            chunk
+                .iter()
+                .zip(mine)
+                .map(|(account, cells)| bucket_of(account, interval, period, &cells::merge(cells)))
+                .collect::<Vec<_>>()
         })
-        .collect();
-    let files = read_many(warehouse, &keys, true).await?;
-    let merged = cells::merge(files.into_iter().flatten().map(|f| cells::cells_from_rows(&f.rows)));
-    write(
-        warehouse,
-        RollupKey {
-            account: account.id,
-            interval,
-            period,
-        },
-        file_of(account, interval, period, &merged),
-    )
-    .await
+    });
+    let mut out = Vec::with_capacity(members.len());
+    for chunk in futures::future::join_all(chunks).await {
+        out.extend(chunk.map_err(|e| Error::Task(e.to_string()))?);
+    }
+    Ok(out)
 }
 
 /// Days that unfinished refreshes (dirty markers) name, by marker key.

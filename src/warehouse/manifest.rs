@@ -8,6 +8,10 @@
 //! switch; only after that are the 3-shard manifests and files deleted
 //! (manifests first). A run killed at any point leaves the previous complete
 //! set readable, and its own stray files are deleted by the next run.
+//!
+//! Which days are published at all is read from the index
+//! (`warehouse::index`), which each publish updates after its manifest, so
+//! no reader lists `_manifests/` as a whole.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -56,8 +60,9 @@ impl DayManifest {
     }
 }
 
-/// Writes the manifest (data files must already be written), then removes
-/// what no published manifest refers to any more.
+/// Writes the manifest (data files must already be written), removes what
+/// no published manifest refers to any more, then lists the day in the
+/// shard's index (`warehouse::index`), which is what readers go by.
 pub async fn publish_day(warehouse: &Warehouse, manifest: &DayManifest) -> Result<()> {
     let shard = manifest.shard()?;
     let key = DayManifestKey {
@@ -66,7 +71,8 @@ pub async fn publish_day(warehouse: &Warehouse, manifest: &DayManifest) -> Resul
     };
     let json = serde_json::to_vec_pretty(manifest).expect("manifests serialize");
     warehouse.put(&key.relative(), Bytes::from(json)).await?;
-    clean_up_day(warehouse, manifest.day, shard, &manifest.run_id).await
+    clean_up_day(warehouse, manifest.day, shard, &manifest.run_id).await?;
+    super::index::record_day(warehouse, shard, manifest.day, &manifest.run_id).await
 }
 
 async fn manifest_shards(warehouse: &Warehouse, day: NaiveDate) -> Result<BTreeSet<ShardSpec>> {
@@ -247,23 +253,7 @@ pub fn read_account_columns(
     let roots: Vec<usize> = (0..schema.root_schema().get_fields().len())
         .filter(|i| columns.contains(&schema.root_schema().get_fields()[*i].name()))
         .collect();
-    let account_column = schema.columns().iter().position(|c| c.name() == "account_id");
-    let row_groups: Vec<usize> = builder
-        .metadata()
-        .row_groups()
-        .iter()
-        .enumerate()
-        .filter(|(_, rg)| {
-            let stats = account_column.and_then(|c| rg.column(c).statistics());
-            match stats {
-                Some(parquet::file::statistics::Statistics::Int64(v)) => {
-                    v.min_opt().is_none_or(|lo| *lo <= account) && v.max_opt().is_none_or(|hi| *hi >= account)
-                }
-                _ => true,
-            }
-        })
-        .map(|(i, _)| i)
-        .collect();
+    let row_groups = account_row_groups(builder.metadata(), schema, Some(&[account]));
     let mask = parquet::arrow::ProjectionMask::roots(schema, roots);
     let reader = builder
         .with_projection(mask)
@@ -277,6 +267,36 @@ pub fn read_account_columns(
     })
 }
 
+/// The row groups of a Parquet object (sorted by its `account_id` column)
+/// whose statistics admit one of `accounts` (sorted); all of them for `None`
+/// or when the statistics are missing.
+pub fn account_row_groups(
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    schema: &parquet::schema::types::SchemaDescriptor,
+    accounts: Option<&[i64]>,
+) -> Vec<usize> {
+    let account_column = schema.columns().iter().position(|c| c.name() == "account_id");
+    metadata
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, rg)| {
+            let Some(accounts) = accounts else { return true };
+            match account_column.and_then(|c| rg.column(c).statistics()) {
+                Some(parquet::file::statistics::Statistics::Int64(v)) => {
+                    let lo = v.min_opt().copied().unwrap_or(i64::MIN);
+                    let hi = v.max_opt().copied().unwrap_or(i64::MAX);
+                    // The first wanted account at or above `lo` is within `hi`.
+                    let at = accounts.partition_point(|a| *a < lo);
+                    accounts.get(at).is_some_and(|a| *a <= hi)
+                }
+                _ => true,
+            }
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// Row counts per table of a published day (from its manifests).
 pub fn rows_per_table(manifests: &[DayManifest]) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
@@ -286,39 +306,6 @@ pub fn rows_per_table(manifests: &[DayManifest]) -> BTreeMap<String, u64> {
         }
     }
     out
-}
-
-/// Days with a complete set of manifests for some shard count, from one
-/// listing of `_manifests/`.
-pub async fn published_days(warehouse: &Warehouse) -> Result<BTreeSet<NaiveDate>> {
-    Ok(complete_days(warehouse.list("_manifests").await?.iter()))
-}
-
-/// The published days and a fingerprint of every manifest's version: it
-/// changes whenever any day is published again (a rerun), so answers
-/// cached against it go stale exactly when the data may have changed.
-pub async fn published_days_and_fingerprint(warehouse: &Warehouse) -> Result<(BTreeSet<NaiveDate>, u64)> {
-    let listing = warehouse.list_versions("_manifests").await?;
-    let mut fingerprint = Fnv64::default();
-    for (key, version) in &listing {
-        fingerprint.write(key.as_bytes());
-        fingerprint.write(version.as_bytes());
-    }
-    Ok((complete_days(listing.iter().map(|(k, _)| k)), fingerprint.finish()))
-}
-
-fn complete_days<'k>(keys: impl Iterator<Item = &'k String>) -> BTreeSet<NaiveDate> {
-    let mut shards: BTreeMap<NaiveDate, BTreeSet<ShardSpec>> = BTreeMap::new();
-    for key in keys {
-        if let Ok(parsed) = DayManifestKey::parse(key) {
-            shards.entry(parsed.day).or_default().insert(parsed.shard);
-        }
-    }
-    shards
-        .into_iter()
-        .filter(|(_, set)| set.iter().any(|s| is_complete(set, s.count)))
-        .map(|(day, _)| day)
-        .collect()
 }
 
 /// FNV-1a: a stable hash (the same in every process and release), for

@@ -20,6 +20,7 @@
 
 mod bodies;
 pub mod gate;
+pub mod index;
 pub mod manifest;
 pub mod paths;
 pub mod read;

@@ -7,8 +7,9 @@
 //! _manifests/dt=YYYY-MM-DD/s<i>of<n>.json                 publishes one shard of one day
 //! _runs/<run_id>.json                                     one per finished run
 //! _state/s<i>of<n>.json                                   source watermark of the last run
-//! rollups/account=<a>/interval=<i>/period=YYYY-MM-DD/rollup.parquet
-//!                                                         one calendar bucket of one account
+//! _index/s<i>of<n>.json                                  days (and latest run) one shard spec published
+//! rollups/interval=<i>/period=YYYY-MM-DD/part-s<i>of<n>.parquet
+//!                                                         one calendar bucket of one shard's accounts
 //! _rollups/dirty/s<i>of<n>-<run_id>.json                  days whose rollups a run is refreshing
 //! ```
 //!
@@ -225,13 +226,15 @@ pub fn state_key(shard: ShardSpec) -> String {
     format!("_state/{shard}.json")
 }
 
-/// `rollups/account=<a>/interval=<i>/period=<first local date>/rollup.parquet`:
-/// one calendar bucket of one account, replaced whole by a single put.
+/// `rollups/interval=<i>/period=<first local date>/part-<shard>.parquet`:
+/// one calendar bucket of every account of one shard, sorted by account and
+/// replaced whole by a single put. A night writes a few of these per shard,
+/// however many accounts the shard has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RollupKey {
-    pub account: i64,
     pub interval: crate::calendar::Interval,
     pub period: NaiveDate,
+    pub shard: ShardSpec,
 }
 
 impl RollupKey {
@@ -239,12 +242,35 @@ impl RollupKey {
 
     pub fn relative(&self) -> String {
         format!(
-            "{}/account={}/interval={}/period={}/rollup.parquet",
+            "{}/interval={}/period={}/part-{}.parquet",
             Self::TABLE,
-            self.account,
             self.interval.as_str(),
-            self.period.format("%Y-%m-%d")
+            self.period.format("%Y-%m-%d"),
+            self.shard
         )
+    }
+}
+
+/// `_index/<shard>.json`: what one shard spec has published (`warehouse::index`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IndexKey {
+    pub shard: ShardSpec,
+}
+
+impl IndexKey {
+    pub const FOLDER: &'static str = "_index";
+
+    pub fn relative(&self) -> String {
+        format!("{}/{}.json", Self::FOLDER, self.shard)
+    }
+
+    pub fn parse(relative: &str) -> Result<Self, KeyError> {
+        let shard = relative
+            .strip_prefix(Self::FOLDER)
+            .and_then(|r| r.strip_prefix('/'))
+            .and_then(|r| r.strip_suffix(".json"))
+            .ok_or_else(|| KeyError(relative.to_string()))?;
+        Ok(IndexKey { shard: shard.parse()? })
     }
 }
 
@@ -361,14 +387,18 @@ mod tests {
     #[test]
     fn rollup_and_marker_keys() {
         let key = RollupKey {
-            account: 12,
             interval: crate::calendar::Interval::Weekly,
             period: NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
+            shard: ShardSpec { index: 1, count: 4 },
         };
         assert_eq!(
             key.relative(),
-            "rollups/account=12/interval=weekly/period=2026-03-02/rollup.parquet"
+            "rollups/interval=weekly/period=2026-03-02/part-s1of4.parquet"
         );
+        let index = IndexKey { shard: ShardSpec::WHOLE };
+        assert_eq!(index.relative(), "_index/s0of1.json");
+        assert_eq!(IndexKey::parse(&index.relative()), Ok(index));
+        assert!(IndexKey::parse("_index/s1of1.json").is_err());
         let marker = DirtyMarkerKey {
             shard: ShardSpec { index: 1, count: 2 },
             run_id: run(),

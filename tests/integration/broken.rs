@@ -78,7 +78,7 @@ fn broken_objects_are_named_or_skipped_never_wrong_and_the_next_run_replaces_the
 
     let base_file = |wh: &Path, table: &str| only_file(&wh.join(format!("{table}/dt={DAY}")));
     let manifest = |wh: &Path| wh.join(format!("_manifests/dt={DAY}/s0of1.json"));
-    let rollup = |wh: &Path| wh.join(format!("rollups/account=1/interval=daily/period={DAY}/rollup.parquet"));
+    let rollup = |wh: &Path| wh.join(format!("rollups/interval=daily/period={DAY}/part-s0of1.parquet"));
     type Break = Box<dyn Fn(&Path)>;
     let cases: Vec<(&str, Break)> = vec![
         (

@@ -1,0 +1,201 @@
+//! The published-days index: one small object per shard spec,
+//! `_index/s<i>of<n>.json`, naming every day that spec has a manifest for
+//! (with the run that published it) and its latest finished run.
+//!
+//! Readers learn what is published from one listing of `_index/` (one key
+//! per shard spec ever used, not one per day) and one get per key, so the
+//! cost of a report or a night does not grow with the warehouse's age.
+//!
+//! What must always hold:
+//! - a day enters an index only after its manifest is written (the index
+//!   never names data that is not readable yet); a run killed in between
+//!   leaves the day unlisted until its rerun, never half-listed;
+//! - only runs of one shard spec write its index, and the lease serializes
+//!   them (`job::lease`); within a process, updates take turns; so a
+//!   read-modify-write never loses an update;
+//! - a day is published when every shard of some count lists it, the same
+//!   rule as for manifests (`warehouse::manifest`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::manifest::Fnv64;
+use super::paths::{IndexKey, RunId, ShardSpec};
+use super::{Error, Result, Warehouse};
+
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `_index/<shard>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardIndex {
+    pub format_version: u32,
+    pub shard: String,
+    /// Every day this shard spec has published, with the run that last did.
+    pub days: BTreeMap<NaiveDate, RunId>,
+    pub latest_run: Option<RunId>,
+}
+
+impl ShardIndex {
+    fn empty(shard: ShardSpec) -> Self {
+        ShardIndex {
+            format_version: FORMAT_VERSION,
+            shard: shard.to_string(),
+            days: BTreeMap::new(),
+            latest_run: None,
+        }
+    }
+}
+
+fn parse(key: &str, bytes: &[u8]) -> Result<ShardIndex> {
+    let index: ShardIndex = serde_json::from_slice(bytes).map_err(|e| Error::BadManifest {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })?;
+    if index.format_version != FORMAT_VERSION {
+        return Err(Error::BadManifest {
+            key: key.to_string(),
+            reason: format!("format_version {} is not {FORMAT_VERSION}", index.format_version),
+        });
+    }
+    Ok(index)
+}
+
+/// Days of one run publish concurrently: their read-change-puts of the
+/// index take turns within the process (across processes, the lease).
+static UPDATES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn update(warehouse: &Warehouse, shard: ShardSpec, change: impl FnOnce(&mut ShardIndex)) -> Result<()> {
+    let _turn = UPDATES.lock().await;
+    let key = IndexKey { shard }.relative();
+    let mut index = match warehouse.get(&key).await? {
+        Some(bytes) => parse(&key, &bytes)?,
+        None => ShardIndex::empty(shard),
+    };
+    let before = index.clone();
+    change(&mut index);
+    if index != before {
+        let json = serde_json::to_vec(&index).expect("indexes serialize");
+        warehouse.put(&key, json.into()).await?;
+    }
+    Ok(())
+}
+
+/// Records that `run` published `day` for `shard` (its manifest is written).
+pub async fn record_day(warehouse: &Warehouse, shard: ShardSpec, day: NaiveDate, run: &RunId) -> Result<()> {
+    update(warehouse, shard, |index| {
+        index.days.insert(day, run.clone());
+    })
+    .await
+}
+
+/// Records `run` as the shard spec's latest finished run.
+pub async fn record_run(warehouse: &Warehouse, shard: ShardSpec, run: &RunId) -> Result<()> {
+    update(warehouse, shard, |index| {
+        if index.latest_run.as_ref().is_none_or(|r| r < run) {
+            index.latest_run = Some(run.clone());
+        }
+    })
+    .await
+}
+
+/// What the indexes say, read at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    pub days: BTreeSet<NaiveDate>,
+    /// Shard counts that have published anything: where rollups may be.
+    pub shard_counts: BTreeSet<u32>,
+    pub latest_run: Option<RunId>,
+    /// Changes whenever any index does: a day published (again), a run.
+    pub fingerprint: u64,
+}
+
+pub async fn load(warehouse: &Warehouse) -> Result<Published> {
+    let mut keys: Vec<(IndexKey, String)> = warehouse
+        .list(IndexKey::FOLDER)
+        .await?
+        .into_iter()
+        .filter_map(|k| Some((IndexKey::parse(&k).ok()?, k)))
+        .collect();
+    keys.sort();
+    let mut fingerprint = Fnv64::default();
+    let mut by_count: BTreeMap<u32, BTreeMap<u32, BTreeSet<NaiveDate>>> = BTreeMap::new();
+    let mut latest_run: Option<RunId> = None;
+    for (parsed, key) in keys {
+        // Deleted since listing: nobody deletes indexes, but a store may be
+        // edited by hand; what is gone publishes nothing.
+        let Some(bytes) = warehouse.get(&key).await? else {
+            continue;
+        };
+        fingerprint.write(key.as_bytes());
+        fingerprint.write(&bytes);
+        let index = parse(&key, &bytes)?;
+        latest_run = latest_run.max(index.latest_run);
+        by_count
+            .entry(parsed.shard.count)
+            .or_default()
+            .insert(parsed.shard.index, index.days.into_keys().collect());
+    }
+    let mut days = BTreeSet::new();
+    for (count, shards) in &by_count {
+        if shards.len() as u32 != *count {
+            continue;
+        }
+        let mut sets = shards.values();
+        let first = sets.next().cloned().unwrap_or_default();
+        days.extend(sets.fold(first, |acc, s| acc.intersection(s).copied().collect()));
+    }
+    Ok(Published {
+        days,
+        shard_counts: by_count.into_keys().collect(),
+        latest_run,
+        fingerprint: fingerprint.finish(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::warehouse::WarehouseUrl;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_day_is_published_when_every_shard_of_a_count_lists_it() {
+        let dir = std::env::temp_dir().join(format!("account-usage-index-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let url: WarehouseUrl = dir.to_str().unwrap().parse().unwrap();
+        let wh = Warehouse::open(&url).unwrap();
+        let run = RunId::new(chrono::Utc::now(), 1);
+        let (s0, s1) = (ShardSpec { index: 0, count: 2 }, ShardSpec { index: 1, count: 2 });
+        assert_eq!(load(&wh).await.unwrap(), Published {
+            fingerprint: Fnv64::default().finish(),
+            ..Published::default()
+        });
+        record_day(&wh, s0, day(1), &run).await.unwrap();
+        record_day(&wh, s0, day(2), &run).await.unwrap();
+        record_day(&wh, s1, day(2), &run).await.unwrap();
+        let first = load(&wh).await.unwrap();
+        assert_eq!(first.days, BTreeSet::from([day(2)]));
+        assert_eq!(first.shard_counts, BTreeSet::from([2]));
+        record_day(&wh, ShardSpec::WHOLE, day(1), &run).await.unwrap();
+        record_run(&wh, ShardSpec::WHOLE, &run).await.unwrap();
+        let second = load(&wh).await.unwrap();
+        assert_eq!(second.days, BTreeSet::from([day(1), day(2)]));
+        assert_eq!(second.shard_counts, BTreeSet::from([1, 2]));
+        assert_eq!(second.latest_run, Some(run.clone()));
+        assert_ne!(first.fingerprint, second.fingerprint);
+        // A rerun of a day changes the fingerprint; recording it twice does not.
+        let rerun = RunId::new(chrono::Utc::now(), 2);
+        record_day(&wh, ShardSpec::WHOLE, day(1), &rerun).await.unwrap();
+        let third = load(&wh).await.unwrap();
+        assert_ne!(third.fingerprint, second.fingerprint);
+        record_day(&wh, ShardSpec::WHOLE, day(1), &rerun).await.unwrap();
+        assert_eq!(load(&wh).await.unwrap(), third);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
