@@ -484,7 +484,9 @@ async fn work(
         utc_days: &rollup_days,
         accounts: &accounts,
         own: &own,
-        refreshed_at: started_at.timestamp_micros(),
+        // Taken under the lease, so of two runs over one account the one
+        // that refreshes later has the later stamp.
+        refreshed_at: Utc::now().timestamp_micros(),
     };
     let rollups = rollup::refresh(warehouse, scope).await?;
     for key in inherited.iter().chain(std::iter::once(&marker.relative())) {

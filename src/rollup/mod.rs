@@ -115,7 +115,7 @@ pub struct AccountBucket {
     pub time_zone: String,
     pub start: UnixMicros,
     pub end: UnixMicros,
-    /// When the run that computed these rows started.
+    /// When the refresh that computed these rows started.
     pub refreshed_at: UnixMicros,
     pub rows: Vec<RollupRow>,
 }
@@ -413,7 +413,8 @@ pub struct RefreshScope<'a> {
     /// set, which for a sharded day may still be the previous version until
     /// every shard is in).
     pub own: &'a BTreeMap<NaiveDate, DayManifest>,
-    /// The run's start, stamped on every row it writes.
+    /// When this refresh started (under the run's lease), stamped on every
+    /// row it writes.
     pub refreshed_at: UnixMicros,
 }
 

@@ -139,16 +139,42 @@ pub fn distinct_by(batches: &[RecordBatch], key: &str, div: i64, entity: &str) -
     sets.into_iter().map(|(k, s)| (k, s.len() as i64)).collect()
 }
 
-/// Every rollup file, by key, with its rows rendered and sorted.
+/// The rollups as readers see them: per bucket folder
+/// (`rollups/interval=I/period=P`) and account, the rows of the part that
+/// refreshed the account last (of any shard count), rendered without the
+/// stamp. Fails on an account held twice with the same stamp.
 pub async fn rollup_snapshot(wh: &Warehouse) -> BTreeMap<String, Vec<String>> {
-    let mut out = BTreeMap::new();
+    let mut newest: BTreeMap<(String, i64), account_usage::rollup::AccountBucket> = BTreeMap::new();
     for key in wh.list("rollups").await.unwrap() {
         let bytes = wh.get(&key).await.unwrap().unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap()
-            .build()
-            .unwrap();
-        out.insert(key, rendered_rows(reader.map(Result::unwrap)));
+        let folder = key.rsplit_once('/').unwrap().0.to_string();
+        let any_key = account_usage::warehouse::paths::RollupKey {
+            interval: account_usage::calendar::Interval::Daily,
+            period: NaiveDate::MIN,
+            shard: account_usage::warehouse::paths::ShardSpec::WHOLE,
+        };
+        for bucket in account_usage::rollup::decode(&any_key, bytes, true, None).unwrap() {
+            let slot = (folder.clone(), bucket.account);
+            match newest.get(&slot) {
+                Some(have) if have.refreshed_at > bucket.refreshed_at => {}
+                Some(have) if have.refreshed_at == bucket.refreshed_at => {
+                    assert_eq!(have, &bucket, "{key}: two parts hold account {} with one stamp", bucket.account)
+                }
+                _ => {
+                    newest.insert(slot, bucket);
+                }
+            }
+        }
+    }
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for ((folder, account), bucket) in newest {
+        let rows = out.entry(folder).or_default();
+        for r in &bucket.rows {
+            rows.push(format!(
+                "{account}|{}|{}|{}|{}|{:?}|{:?}|{}|{:?}",
+                bucket.time_zone, bucket.start, bucket.end, r.metric, r.group_by, r.group_key, r.value, r.ids
+            ));
+        }
     }
     out
 }

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Benchmark: a night's cost against the size of the fleet and the age of the
+# warehouse, each as a ratio between two cases measured in this script, on
+# one throwaway PostgreSQL cluster.
+#
+# Fleet: the same 1M messages a day over 50 accounts and over 2,000 accounts.
+#   Two days are backfilled (`run --from D1 --to D2`), then the night
+#   (`run --date D3`) runs REPEAT times, each on a fresh copy of the
+#   backfilled warehouse. Per case: wall time and peak RSS of the night
+#   (medians, worst peak), and the objects the night wrote, rollup parts
+#   and everything else (base files, manifests, index, run record) apart.
+#   Targets: 2,000 accounts <= 1.2x 50 accounts; <= 20 rollup objects per
+#   shard and night.
+#
+# History: 50 accounts, HISTORY_PER_DAY messages a day for 1,096 days. One
+#   warehouse holds the 30 days before the night, the other the 1,095 days
+#   (3 years) before it; the night runs REPEAT times on a copy of each.
+#   Target: 3 years <= 1.1x 30 days. Then q1 of bench/report_vs_duckdb.sh
+#   (a year, monthly, the account's zone) in process on the 3-year
+#   warehouse: median <= 20 ms.
+#
+#   bench/fleet.sh            REPEAT=5; FLEET_PER_DAY=1000000; HISTORY_PER_DAY=3000;
+#                             BENCH_DIR (default /tmp/account-usage-bench-fleet);
+#                             CASES="fleet history" to run one part only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib/pg.sh
+WORK=${BENCH_DIR:-/tmp/account-usage-bench-fleet}
+REPEAT=${REPEAT:-5}
+FLEET_PER_DAY=${FLEET_PER_DAY:-1000000}
+HISTORY_PER_DAY=${HISTORY_PER_DAY:-3000}
+CASES=${CASES:-fleet history}
+
+cargo build --release --quiet
+BIN=$PWD/target/release/account-usage
+rm -rf "$WORK"; mkdir -p "$WORK"
+pg_start "$WORK/pg"
+PSQL=$(pg_bin psql)
+status=0
+
+# night NAME WAREHOUSE DB DAY: REPEAT timed nights on copies of WAREHOUSE;
+# sets night_s (median), night_rss (worst, MiB), parts and others (objects
+# written by the last night).
+night() {
+  local name=$1 wh=$2 db=$3 day=$4 ts=() rss=()
+  for r in $(seq "$REPEAT"); do
+    rm -rf "$WORK/night"; cp -a "$wh" "$WORK/night"
+    sync; touch "$WORK/mark"; sleep 0.01
+    local t0 t1
+    t0=$(now)
+    /usr/bin/time -f '%M' -o "$WORK/rss" "$BIN" run --source "$PG_URL_BASE/$db" --warehouse "$WORK/night" \
+      --date "$day" > "$WORK/$name.night.txt" 2>/dev/null
+    t1=$(now)
+    ts+=("$(secs "$t0" "$t1")")
+    rss+=("$(awk '{printf "%.0f", $1 / 1024}' "$WORK/rss")")
+  done
+  night_s=$(median "${ts[@]}")
+  night_rss=$(printf '%s\n' "${rss[@]}" | sort -n | tail -n 1)
+  parts=$(find "$WORK/night/rollups" -type f -newer "$WORK/mark" | wc -l)
+  others=$(find "$WORK/night" -path "$WORK/night/rollups" -prune -o -type f -newer "$WORK/mark" -print | wc -l)
+  echo "  $name nights: s=${ts[*]} rss_MiB=${rss[*]}; $(grep 'rollups refreshed' "$WORK/$name.night.txt")" >&2
+}
+
+if [[ " $CASES " == *" fleet "* ]]; then
+  echo "fleet: $FLEET_PER_DAY messages a day, nights after two backfilled days (REPEAT=$REPEAT)"
+  printf '%-9s %8s %9s %14s %14s\n' accounts night_s rss_MiB rollup_objects other_objects
+  declare -A fleet_s
+  for accounts in 50 2000; do
+    db="fleet$accounts"
+    q -d "$PG_URL_BASE/postgres" -c "CREATE DATABASE $db"
+    "$BIN" seed --source "$PG_URL_BASE/$db" --accounts "$accounts" --days 3 --start 2026-03-01 \
+      --messages-per-day "$FLEET_PER_DAY" --seed 11 >/dev/null 2>&1
+    q -d "$PG_URL_BASE/$db" -c "VACUUM ANALYZE"
+    "$BIN" run --source "$PG_URL_BASE/$db" --warehouse "$WORK/wh-$accounts" \
+      --from 2026-03-01 --to 2026-03-02 >/dev/null 2>&1
+    night "fleet-$accounts" "$WORK/wh-$accounts" "$db" 2026-03-03
+    fleet_s[$accounts]=$night_s
+    printf '%-9s %8s %9s %14s %14s\n' "$accounts" "$night_s" "$night_rss" "$parts" "$others"
+    awk "BEGIN{exit !($parts <= 20)}" || { echo "  target missed: $parts rollup objects in one night (> 20)" >&2; status=1; }
+    q -d "$PG_URL_BASE/postgres" -c "DROP DATABASE $db"
+    rm -rf "$WORK/wh-$accounts"
+  done
+  ratio=$(awk "BEGIN{printf \"%.2f\", ${fleet_s[2000]} / ${fleet_s[50]}}")
+  echo "2000 / 50 accounts: $ratio (target <= 1.2)"
+  awk "BEGIN{exit !($ratio <= 1.2)}" || { echo "  target missed: $ratio > 1.2" >&2; status=1; }
+fi
+
+if [[ " $CASES " == *" history "* ]]; then
+  echo "history: $HISTORY_PER_DAY messages a day over 50 accounts, the night of 2026-03-01 (REPEAT=$REPEAT)"
+  db=history
+  q -d "$PG_URL_BASE/postgres" -c "CREATE DATABASE $db"
+  "$BIN" seed --source "$PG_URL_BASE/$db" --accounts 50 --days 1096 --start 2023-03-02 \
+    --messages-per-day "$HISTORY_PER_DAY" --seed 12 >/dev/null 2>&1
+  q -d "$PG_URL_BASE/$db" -c "VACUUM ANALYZE"
+  t0=$(now)
+  "$BIN" run --source "$PG_URL_BASE/$db" --warehouse "$WORK/wh-3y" --from 2023-03-02 --to 2026-02-28 \
+    --parallel 2 >/dev/null 2>&1
+  t1=$(now)
+  "$BIN" run --source "$PG_URL_BASE/$db" --warehouse "$WORK/wh-30d" --from 2026-01-30 --to 2026-02-28 \
+    --parallel 2 >/dev/null 2>&1
+  echo "  the 3-year backfill took $(secs "$t0" "$t1") s" >&2
+  printf '%-9s %8s %9s %14s %14s\n' history night_s rss_MiB rollup_objects other_objects
+  night history-30d "$WORK/wh-30d" "$db" 2026-03-01
+  short=$night_s
+  printf '%-9s %8s %9s %14s %14s\n' 30d "$night_s" "$night_rss" "$parts" "$others"
+  night history-3y "$WORK/wh-3y" "$db" 2026-03-01
+  long=$night_s
+  printf '%-9s %8s %9s %14s %14s\n' 3y "$night_s" "$night_rss" "$parts" "$others"
+  ratio=$(awk "BEGIN{printf \"%.2f\", $long / $short}")
+  echo "3 years / 30 days: $ratio (target <= 1.1)"
+  awk "BEGIN{exit !($ratio <= 1.1)}" || { echo "  target missed: $ratio > 1.1" >&2; status=1; }
+
+  # q1 on the 3-year warehouse (with the night published), in process.
+  "$BIN" report --warehouse "$WORK/night" --account 1 --from 2025-01-01 --to 2025-12-31 --interval monthly \
+    --group-by platform --format json --repeat $((REPEAT * 4 + 1)) > "$WORK/q1.json" 2> "$WORK/q1.err"
+  runs=$(sed -n 's/.*runs (ms): //p' "$WORK/q1.err" | tr ' ' '\n' | tail -n +2)
+  q1=$(median $runs)
+  from_where=$(sed -n 's/.*answered from \([A-Za-z]*\).*/\1/p' "$WORK/q1.err")
+  echo "q1 on 3 years, in process: median $q1 ms, answered from $from_where (runs: $(echo $runs))"
+  awk "BEGIN{exit !($q1 <= 20)}" || { echo "  target missed: q1 $q1 ms > 20 ms" >&2; status=1; }
+fi
+exit $status
