@@ -190,19 +190,21 @@ pub fn encode(key: &RollupKey, buckets: &[AccountBucket]) -> Result<Bytes> {
     Ok(Bytes::from(out))
 }
 
-/// Rollup parts are small except for their id lists: only those are worth a
-/// zstd context (creating one per column chunk was a visible cost).
+/// Every column but the id lists repeats a few values (one account, zone
+/// and bucket per run of rows; five metrics; three groupings): dictionary
+/// and run-length encoding make them nearly free, where plain strings were
+/// nine tenths of a part. Only the id lists are worth a zstd context
+/// (creating one per column chunk was a visible cost), and no dictionary.
 fn properties() -> parquet::file::properties::WriterProperties {
     use parquet::basic::{Compression, ZstdLevel};
     use parquet::file::metadata::SortingColumn;
     use parquet::schema::types::ColumnPath;
+    let ids = ColumnPath::new(vec!["ids".into(), "list".into(), "item".into()]);
     parquet::file::properties::WriterProperties::builder()
         .set_compression(Compression::UNCOMPRESSED)
-        .set_column_compression(
-            ColumnPath::new(vec!["ids".into(), "list".into(), "item".into()]),
-            Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")),
-        )
-        .set_dictionary_enabled(false)
+        .set_column_compression(ids.clone(), Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")))
+        .set_dictionary_enabled(true)
+        .set_column_dictionary_enabled(ids, false)
         // Row groups are cut at account boundaries by `encode`.
         .set_max_row_group_row_count(None)
         .set_sorting_columns(Some(vec![SortingColumn {
@@ -430,6 +432,60 @@ pub struct RefreshReport {
     pub coarse_ms: u64,
 }
 
+/// A bucket a refresh computed, with the cells it was made from.
+type Fresh = (AccountBucket, Cells);
+
+/// The cells this refresh just computed, by bucket and account: coarser
+/// buckets take them from here instead of reading back and decoding the
+/// parts just written. Kept only for intervals with few periods in the
+/// refresh (a night's), so a long backfill's memory stays bounded.
+struct JustComputed {
+    cells: HashMap<(Interval, NaiveDate), HashMap<i64, Cells>>,
+    keeping: BTreeSet<Interval>,
+}
+
+impl JustComputed {
+    /// Periods of one interval worth keeping in memory.
+    const MAX_PERIODS: usize = 4;
+
+    fn new(daily_periods: usize) -> Self {
+        let mut keeping = BTreeSet::new();
+        if daily_periods <= Self::MAX_PERIODS {
+            keeping.insert(Interval::Daily);
+        }
+        JustComputed {
+            cells: HashMap::new(),
+            keeping,
+        }
+    }
+
+    /// `interval` is about to be computed over `periods` periods.
+    fn start(&mut self, interval: Interval, periods: usize) {
+        if periods <= Self::MAX_PERIODS {
+            self.keeping.insert(interval);
+        }
+    }
+
+    /// Keeps the cells (when the interval is kept) and hands the buckets on.
+    fn keep(&mut self, interval: Interval, period: NaiveDate, fresh: Vec<Fresh>) -> Vec<AccountBucket> {
+        if !self.keeping.contains(&interval) {
+            return fresh.into_iter().map(|(bucket, _)| bucket).collect();
+        }
+        let kept = self.cells.entry((interval, period)).or_default();
+        fresh
+            .into_iter()
+            .map(|(bucket, cells)| {
+                kept.insert(bucket.account, cells);
+                bucket
+            })
+            .collect()
+    }
+
+    fn get(&self, interval: Interval, period: NaiveDate) -> Option<&HashMap<i64, Cells>> {
+        self.cells.get(&(interval, period))
+    }
+}
+
 /// Where parts may be read and how they are replaced, for one refresh.
 struct Parts<'a> {
     warehouse: &'a Warehouse,
@@ -440,26 +496,48 @@ struct Parts<'a> {
 }
 
 impl Parts<'_> {
-    /// Replaces the rows of `fresh`'s accounts in this shard's part of
-    /// `(interval, period)`, carrying the others over; returns whether the
-    /// part was written.
-    async fn replace(&self, interval: Interval, period: NaiveDate, mut fresh: Vec<AccountBucket>) -> Result<bool> {
-        let key = RollupKey {
+    fn key(&self, interval: Interval, period: NaiveDate) -> RollupKey {
+        RollupKey {
             interval,
             period,
             shard: self.shard,
+        }
+    }
+
+    /// This shard's part of `(interval, period)` as it is now, decoded off
+    /// the async workers (so it overlaps computing the new one). A part
+    /// nobody can read counts as empty: it is rebuilt from this run's
+    /// accounts, and the others' buckets there are answered from the base
+    /// grain until their next run.
+    async fn current(&self, interval: Interval, period: NaiveDate) -> Result<Vec<AccountBucket>> {
+        let key = self.key(interval, period);
+        let Some(bytes) = self.warehouse.get(&key.relative()).await? else {
+            return Ok(Vec::new());
         };
-        let old = match read_part(self.warehouse, key, true, None).await {
-            Ok(old) => old.unwrap_or_default(),
-            // A part nobody can read is rebuilt from this run's accounts; the
-            // others' buckets there are answered from the base grain until
-            // their next run.
+        let decoded = tokio::task::spawn_blocking(move || decode(&key, bytes, true, None))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?;
+        match decoded {
+            Ok(old) => Ok(old),
             Err(e @ Error::BadRollup { .. }) => {
                 tracing::warn!(error = %e, "Replacing an unreadable rollup part.");
-                Vec::new()
+                Ok(Vec::new())
             }
-            Err(e) => return Err(e),
-        };
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replaces the rows of `fresh`'s accounts in `old` (this shard's part
+    /// of `(interval, period)`, from [`Parts::current`]), carrying the
+    /// others over; returns whether the part was written.
+    async fn replace(
+        &self,
+        interval: Interval,
+        period: NaiveDate,
+        mut fresh: Vec<AccountBucket>,
+        old: Vec<AccountBucket>,
+    ) -> Result<bool> {
+        let key = self.key(interval, period);
         let warehouse = self.warehouse.clone();
         // When parts of another count may hold these accounts too, rows must
         // carry this run's stamp to win over theirs, even if unchanged.
@@ -541,6 +619,7 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
     let started = std::time::Instant::now();
     // Daily buckets from the base grain, a window of dates at a time.
     let all: BTreeSet<NaiveDate> = dates.iter().flatten().copied().collect();
+    let mut just_computed = JustComputed::new(all.len());
     let mut pending: Vec<NaiveDate> = all.into_iter().collect();
     while let Some(&w0) = pending.first() {
         let w1 = *pending
@@ -553,9 +632,14 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
             .filter(|i| dates[*i].range(w0..=w1).next().is_some())
             .collect();
         let by_date = daily_window(warehouse, scope.own, accounts, &dates, &in_window, w0, w1).await?;
-        let writes = by_date
-            .into_iter()
-            .map(|(date, fresh)| parts.replace(Interval::Daily, date, fresh));
+        let writes = by_date.into_iter().map(|(date, fresh)| {
+            let buckets = just_computed.keep(Interval::Daily, date, fresh);
+            let parts = &parts;
+            async move {
+                let old = parts.current(Interval::Daily, date).await?;
+                parts.replace(Interval::Daily, date, buckets, old).await
+            }
+        });
         let written: Vec<bool> = futures::stream::iter(writes).buffer_unordered(4).try_collect().await?;
         for w in written {
             count(&mut report, Interval::Daily, w);
@@ -580,9 +664,14 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
                 periods.entry(p).or_default().push(account);
             }
         }
+        just_computed.start(interval, periods.len());
         for (period, members) in periods {
-            let fresh = coarse(&parts, &published, &members, interval, from, period).await?;
-            let written = parts.replace(interval, period, fresh).await?;
+            let (fresh, old) = futures::try_join!(
+                coarse(&parts, &just_computed, &published, &members, interval, from, period),
+                parts.current(interval, period)
+            )?;
+            let buckets = just_computed.keep(interval, period, fresh);
+            let written = parts.replace(interval, period, buckets, old).await?;
             count(&mut report, interval, written);
         }
     }
@@ -590,8 +679,8 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
     Ok(report)
 }
 
-/// Daily buckets of accounts `which` for the dates of `dates` in `w0..=w1`,
-/// by date.
+/// Daily buckets (and their cells) of accounts `which` for the dates of
+/// `dates` in `w0..=w1`, by date.
 async fn daily_window(
     warehouse: &Warehouse,
     own: &BTreeMap<NaiveDate, DayManifest>,
@@ -600,7 +689,7 @@ async fn daily_window(
     which: &[usize],
     w0: NaiveDate,
     w1: NaiveDate,
-) -> Result<BTreeMap<NaiveDate, Vec<AccountBucket>>> {
+) -> Result<BTreeMap<NaiveDate, Vec<Fresh>>> {
     let mut builders: Vec<DailyBuilder> = which
         .iter()
         .map(|i| DailyBuilder::new(accounts[*i].tz, w0, w1))
@@ -644,14 +733,13 @@ async fn daily_window(
         day = day + Days::new(1);
     }
 
-    let mut out: BTreeMap<NaiveDate, Vec<AccountBucket>> = BTreeMap::new();
+    let mut out: BTreeMap<NaiveDate, Vec<Fresh>> = BTreeMap::new();
     for (builder, i) in builders.into_iter().zip(which) {
         let account = &accounts[*i];
         for (date, cells) in builder.finish() {
             if dates[*i].contains(&date) {
-                out.entry(date)
-                    .or_default()
-                    .push(bucket_of(account, Interval::Daily, date, &cells));
+                let bucket = bucket_of(account, Interval::Daily, date, &cells);
+                out.entry(date).or_default().push((bucket, cells));
             }
         }
     }
@@ -738,12 +826,13 @@ fn feed(
 /// finer buckets inside it.
 async fn coarse(
     parts: &Parts<'_>,
+    just_computed: &JustComputed,
     published: &BTreeSet<NaiveDate>,
     members: &[&AccountSpec],
     interval: Interval,
     from: Interval,
     period: NaiveDate,
-) -> Result<Vec<AccountBucket>> {
+) -> Result<Vec<Fresh>> {
     let (first, last) = interval.period_of(period).expect("not hourly");
     // A part's local dates overlap UTC days from the day before its first to
     // the day after its last; parts with no published day there hold nothing.
@@ -757,11 +846,25 @@ async fn coarse(
         .filter_map(|d| from.period_of(d).map(|p| p.0))
         .filter(|p| has_data(*p))
         .collect();
-    let ids: Vec<i64> = members.iter().map(|a| a.id).collect();
     let mut children: HashMap<i64, Vec<Cells>> = HashMap::new();
-    let mut reads = futures::stream::iter(part_periods.into_iter().map(|p| {
-        let ids = &ids;
-        async move { read_accounts(parts.warehouse, &parts.counts, from, p, ids, true).await }
+    // Members whose part this refresh just computed take it from memory;
+    // the others are read.
+    let mut to_read: Vec<(NaiveDate, Vec<i64>)> = Vec::new();
+    for p in part_periods {
+        let kept = just_computed.get(from, p);
+        let mut missing = Vec::new();
+        for account in members {
+            match kept.and_then(|k| k.get(&account.id)) {
+                Some(cells) => children.entry(account.id).or_default().push(cells.clone()),
+                None => missing.push(account.id),
+            }
+        }
+        if !missing.is_empty() {
+            to_read.push((p, missing));
+        }
+    }
+    let mut reads = futures::stream::iter(to_read.iter().map(|(p, ids)| async move {
+        read_accounts(parts.warehouse, &parts.counts, from, *p, ids, true).await
     }))
     .buffered(IO_CONCURRENCY);
     while let Some(found) = reads.try_next().await? {
@@ -779,7 +882,10 @@ async fn coarse(
             chunk
                 .iter()
                 .zip(mine)
-                .map(|(account, cells)| bucket_of(account, interval, period, &cells::merge(cells)))
+                .map(|(account, cells)| {
+                    let merged = cells::merge(cells);
+                    (bucket_of(account, interval, period, &merged), merged)
+                })
                 .collect::<Vec<_>>()
         })
     });
