@@ -138,7 +138,16 @@ impl Snapshot {
         let (query, account_tz, wanted) = self.plan(question)?;
         let channels = self.channels(question.account).to_vec();
         if !question.base_grain_only {
-            match rollups::try_answer(&self.warehouse, &query, account_tz, &channels, &wanted, &self.shard_counts).await {
+            match rollups::try_answer(
+                &self.warehouse,
+                &query,
+                account_tz,
+                &channels,
+                &wanted,
+                &self.shard_counts,
+            )
+            .await
+            {
                 Ok(Some(report)) => return Ok(report),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "Rollups could not be read; answering from the base grain."),

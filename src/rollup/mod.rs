@@ -133,7 +133,10 @@ pub fn encode(key: &RollupKey, buckets: &[AccountBucket]) -> Result<Bytes> {
     let n: usize = buckets.iter().map(|b| b.rows.len()).sum();
     let rows = || buckets.iter().flat_map(|b| b.rows.iter());
     let per_row = |f: fn(&AccountBucket) -> i64| -> Vec<i64> {
-        buckets.iter().flat_map(|b| std::iter::repeat_n(f(b), b.rows.len())).collect()
+        buckets
+            .iter()
+            .flat_map(|b| std::iter::repeat_n(f(b), b.rows.len()))
+            .collect()
     };
     let mut ids = ListBuilder::with_capacity(Int64Builder::new(), n);
     for row in rows() {
@@ -202,7 +205,10 @@ fn properties() -> parquet::file::properties::WriterProperties {
     let ids = ColumnPath::new(vec!["ids".into(), "list".into(), "item".into()]);
     parquet::file::properties::WriterProperties::builder()
         .set_compression(Compression::UNCOMPRESSED)
-        .set_column_compression(ids.clone(), Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")))
+        .set_column_compression(
+            ids.clone(),
+            Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")),
+        )
         .set_dictionary_enabled(true)
         .set_column_dictionary_enabled(ids, false)
         // Row groups are cut at account boundaries by `encode`.
@@ -271,8 +277,12 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[
             text("group_key")?,
         );
         let account = int("account_id")?;
-        let (start, end, refreshed_at, value) =
-            (int("bucket_start")?, int("bucket_end")?, int("refreshed_at")?, int("value")?);
+        let (start, end, refreshed_at, value) = (
+            int("bucket_start")?,
+            int("bucket_end")?,
+            int("refreshed_at")?,
+            int("value")?,
+        );
         let ids = if with_ids {
             Some(column("ids")?.as_list_opt::<i32>().ok_or_else(|| bad("ids".into()))?)
         } else {
@@ -352,7 +362,11 @@ pub async fn read_accounts(
                 count,
             };
             wanted
-                .entry(RollupKey { interval, period, shard })
+                .entry(RollupKey {
+                    interval,
+                    period,
+                    shard,
+                })
                 .or_default()
                 .push(account);
         }
@@ -564,7 +578,11 @@ impl Parts<'_> {
                 }
             }
             merged.extend(old);
-            if changed { encode(&key, &merged).map(Some) } else { Ok(None) }
+            if changed {
+                encode(&key, &merged).map(Some)
+            } else {
+                Ok(None)
+            }
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))??;
@@ -659,7 +677,10 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
     ] {
         let mut periods: BTreeMap<NaiveDate, Vec<&AccountSpec>> = BTreeMap::new();
         for (account, dates) in accounts.iter().zip(&dates) {
-            let mine: BTreeSet<NaiveDate> = dates.iter().filter_map(|d| interval.period_of(*d).map(|p| p.0)).collect();
+            let mine: BTreeSet<NaiveDate> = dates
+                .iter()
+                .filter_map(|d| interval.period_of(*d).map(|p| p.0))
+                .collect();
             for p in mine {
                 periods.entry(p).or_default().push(account);
             }
@@ -863,13 +884,18 @@ async fn coarse(
             to_read.push((p, missing));
         }
     }
-    let mut reads = futures::stream::iter(to_read.iter().map(|(p, ids)| async move {
-        read_accounts(parts.warehouse, &parts.counts, from, *p, ids, true).await
-    }))
+    let mut reads = futures::stream::iter(
+        to_read
+            .iter()
+            .map(|(p, ids)| async move { read_accounts(parts.warehouse, &parts.counts, from, *p, ids, true).await }),
+    )
     .buffered(IO_CONCURRENCY);
     while let Some(found) = reads.try_next().await? {
         for (account, bucket) in found {
-            children.entry(account).or_default().push(cells::cells_from_rows(&bucket.rows));
+            children
+                .entry(account)
+                .or_default()
+                .push(cells::cells_from_rows(&bucket.rows));
         }
     }
     let members: Vec<AccountSpec> = members.iter().map(|a| (*a).clone()).collect();
@@ -877,7 +903,10 @@ async fn coarse(
     // accounts per core.
     let chunks = members.chunks(members.len().div_ceil(2).max(1)).map(|chunk| {
         let chunk = chunk.to_vec();
-        let mine: Vec<Vec<Cells>> = chunk.iter().map(|a| children.remove(&a.id).unwrap_or_default()).collect();
+        let mine: Vec<Vec<Cells>> = chunk
+            .iter()
+            .map(|a| children.remove(&a.id).unwrap_or_default())
+            .collect();
         tokio::task::spawn_blocking(move || {
             chunk
                 .iter()

@@ -172,10 +172,13 @@ mod tests {
         let wh = Warehouse::open(&url).unwrap();
         let run = RunId::new(chrono::Utc::now(), 1);
         let (s0, s1) = (ShardSpec { index: 0, count: 2 }, ShardSpec { index: 1, count: 2 });
-        assert_eq!(load(&wh).await.unwrap(), Published {
-            fingerprint: Fnv64::default().finish(),
-            ..Published::default()
-        });
+        assert_eq!(
+            load(&wh).await.unwrap(),
+            Published {
+                fingerprint: Fnv64::default().finish(),
+                ..Published::default()
+            }
+        );
         record_day(&wh, s0, day(1), &run).await.unwrap();
         record_day(&wh, s0, day(2), &run).await.unwrap();
         record_day(&wh, s1, day(2), &run).await.unwrap();

@@ -395,7 +395,9 @@ mod tests {
             key.relative(),
             "rollups/interval=weekly/period=2026-03-02/part-s1of4.parquet"
         );
-        let index = IndexKey { shard: ShardSpec::WHOLE };
+        let index = IndexKey {
+            shard: ShardSpec::WHOLE,
+        };
         assert_eq!(index.relative(), "_index/s0of1.json");
         assert_eq!(IndexKey::parse(&index.relative()), Ok(index));
         assert!(IndexKey::parse("_index/s1of1.json").is_err());

@@ -9,8 +9,8 @@ use std::path::Path;
 use account_usage::calendar::Interval;
 use account_usage::report::engine::{AnsweredFrom, GroupBy, Metric, Report};
 use account_usage::report::{self, ReportQuestion, ReportRequest};
-use account_usage::seed::rng::Rng;
 use account_usage::rollup;
+use account_usage::seed::rng::Rng;
 use account_usage::warehouse::paths::{RollupKey, ShardSpec, Table};
 use chrono::{Days, NaiveDate};
 use chrono_tz::Tz;
@@ -274,7 +274,11 @@ async fn a_rerun_of_one_day_rewrites_only_the_buckets_that_contain_it() {
         .filter(|(k, (_, _, b))| *b != before[*k].2)
         .map(|(k, _)| k)
         .collect();
-    assert_eq!(changed, rewritten.iter().collect(), "a part was written with the same rows");
+    assert_eq!(
+        changed,
+        rewritten.iter().collect(),
+        "a part was written with the same rows"
+    );
     // Within the parts, only account 1's rows changed.
     let key = RollupKey {
         interval: Interval::Daily,

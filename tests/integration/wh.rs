@@ -158,7 +158,11 @@ pub async fn rollup_snapshot(wh: &Warehouse) -> BTreeMap<String, Vec<String>> {
             match newest.get(&slot) {
                 Some(have) if have.refreshed_at > bucket.refreshed_at => {}
                 Some(have) if have.refreshed_at == bucket.refreshed_at => {
-                    assert_eq!(have, &bucket, "{key}: two parts hold account {} with one stamp", bucket.account)
+                    assert_eq!(
+                        have, &bucket,
+                        "{key}: two parts hold account {} with one stamp",
+                        bucket.account
+                    )
                 }
                 _ => {
                     newest.insert(slot, bucket);
