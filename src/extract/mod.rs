@@ -221,18 +221,21 @@ impl DayReader {
         .await
     }
 
-    /// For conversations resolved in the day: what happened before it.
+    /// For `conversations` (resolved in the day; sorted): what happened before it.
     pub async fn resolve_history(
         &mut self,
         day: DayRange,
-        filter: &AccountFilter,
+        conversations: &[i64],
         on_row: impl FnMut(&RawHistory),
     ) -> Result<()> {
+        if conversations.is_empty() {
+            return Ok(());
+        }
         let limit = self.limit;
         bounded(limit, "resolve_history.sql", async {
             match &mut self.backend {
-                ReaderBackend::Postgres(r) => r.resolve_history(day, filter, on_row).await,
-                ReaderBackend::Sqlite(r) => r.resolve_history(day, filter, on_row).await,
+                ReaderBackend::Postgres(r) => r.resolve_history(day, conversations, on_row).await,
+                ReaderBackend::Sqlite(r) => r.resolve_history(day, conversations, on_row).await,
             }
         })
         .await

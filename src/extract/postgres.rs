@@ -216,14 +216,12 @@ impl PgDayReader {
     pub async fn resolve_history(
         &mut self,
         day: DayRange,
-        filter: &AccountFilter,
+        conversations: &[i64],
         mut on_row: impl FnMut(&RawHistory),
     ) -> Result<()> {
         let mut rows = sqlx::query(RESOLVE_HISTORY)
             .bind(dt(day.start))
-            .bind(dt(day.end))
-            .bind(filter.accounts.clone())
-            .bind(filter.strays_outside.clone())
+            .bind(conversations)
             .fetch(&mut *self.tx);
         while let Some(r) = rows.try_next().await.map_err(qerr("resolve_history.sql"))? {
             let direction: Option<String> = r.try_get(3).map_err(qerr("resolve_history.sql"))?;
@@ -356,27 +354,43 @@ impl<const N: usize> Default for CopyParser<N> {
 const HEADER_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
 impl<const N: usize> CopyParser<N> {
-    fn push(&mut self, chunk: &[u8], mut on_tuple: impl FnMut(&[Option<&[u8]>; N])) -> Result<(), String> {
-        self.buf.extend_from_slice(chunk);
+    fn push(&mut self, chunk: &[u8], on_tuple: impl FnMut(&[Option<&[u8]>; N])) -> Result<(), String> {
+        // PostgreSQL sends one CopyData message per row: parse straight from
+        // the chunk, and keep only an incomplete tail for the next one.
+        if self.buf.is_empty() {
+            let used = self.parse(chunk, on_tuple)?;
+            self.buf.extend_from_slice(&chunk[used..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.extend_from_slice(chunk);
+            let used = self.parse(&buf, on_tuple)?;
+            buf.drain(..used);
+            self.buf = buf;
+        }
+        Ok(())
+    }
+
+    /// Hands every complete tuple of `data` to `on_tuple`; returns the bytes used.
+    fn parse(&mut self, data: &[u8], mut on_tuple: impl FnMut(&[Option<&[u8]>; N])) -> Result<usize, String> {
         let mut pos = 0;
         if !self.header_done {
             // signature, flags (4), extension length (4), extension
-            if self.buf.len() < HEADER_SIGNATURE.len() + 8 {
-                return Ok(());
+            if data.len() < HEADER_SIGNATURE.len() + 8 {
+                return Ok(0);
             }
-            if &self.buf[..HEADER_SIGNATURE.len()] != HEADER_SIGNATURE {
+            if &data[..HEADER_SIGNATURE.len()] != HEADER_SIGNATURE {
                 return Err("missing PGCOPY signature".into());
             }
             let ext_at = HEADER_SIGNATURE.len() + 4;
-            let ext = u32::from_be_bytes(self.buf[ext_at..ext_at + 4].try_into().expect("4 bytes")) as usize;
-            if self.buf.len() < ext_at + 4 + ext {
-                return Ok(());
+            let ext = u32::from_be_bytes(data[ext_at..ext_at + 4].try_into().expect("4 bytes")) as usize;
+            if data.len() < ext_at + 4 + ext {
+                return Ok(0);
             }
             pos = ext_at + 4 + ext;
             self.header_done = true;
         }
         loop {
-            let rest = &self.buf[pos..];
+            let rest = &data[pos..];
             if rest.len() < 2 {
                 break;
             }
@@ -416,8 +430,7 @@ impl<const N: usize> CopyParser<N> {
             on_tuple(&fields);
             pos += at;
         }
-        self.buf.drain(..pos);
-        Ok(())
+        Ok(pos)
     }
 
     fn finish(&self) -> Result<(), String> {

@@ -192,14 +192,13 @@ impl SqliteDayReader {
     pub async fn resolve_history(
         &mut self,
         day: DayRange,
-        filter: &AccountFilter,
+        conversations: &[i64],
         mut on_row: impl FnMut(&RawHistory),
     ) -> Result<()> {
+        let ids = serde_json::to_string(conversations).expect("integers serialize");
         let mut rows = sqlx::query(RESOLVE_HISTORY)
             .bind(day.start)
-            .bind(day.end)
-            .bind(json_ids(&filter.accounts))
-            .bind(json_ids(&filter.strays_outside))
+            .bind(ids)
             .fetch(&mut *self.tx);
         while let Some(r) = rows.try_next().await.map_err(qerr("resolve_history.sql"))? {
             // Values of the wrong type here belong to rows the day's own

@@ -688,8 +688,10 @@ async fn process_day(
     let mut events = Stream::new(dims, range.start, spill_root.join("events"), budget);
     let mut message_reader = snapshot.day_reader().await?;
     let mut event_reader = snapshot.day_reader().await?;
-    // The first failure (a timeout, say) ends the other stream too.
-    tokio::try_join!(
+    let horizon = range.start - i64::from(config.max_late_days) * MICROS_PER_DAY;
+    // The first failure (a timeout, say) ends the other stream too. The
+    // events' side is the shorter: it also counts the rows that came too late.
+    let ((), too_late) = tokio::try_join!(
         message_reader.messages(range, &plan.filter, |m| {
             messages.agg.push_message(m);
             messages.spill_if_full();
@@ -701,12 +703,14 @@ async fn process_day(
                     events.spill_if_full();
                 })
                 .await?;
+            let resolved = events.agg.take_resolved_conversations();
             event_reader
-                .resolve_history(range, &plan.filter, |h| {
+                .resolve_history(range, &resolved, |h| {
                     events.agg.push_history(h);
                     events.spill_if_full();
                 })
-                .await
+                .await?;
+            event_reader.too_late(range, horizon, &plan.filter).await
         },
     )?;
     for stream in [&mut messages, &mut events] {
@@ -721,12 +725,11 @@ async fn process_day(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "Extracted."
     );
-    let horizon = range.start - i64::from(config.max_late_days) * MICROS_PER_DAY;
     let mut rejects = std::mem::take(&mut messages.agg.rejects);
     for (key, (rows, example)) in std::mem::take(&mut events.agg.rejects).counts {
         rejects.add(key.0, key.1, key.2, rows, example);
     }
-    for row in message_reader.too_late(range, horizon, &plan.filter).await? {
+    for row in too_late {
         let table = if row.table == "messages" {
             SourceTable::Messages
         } else {

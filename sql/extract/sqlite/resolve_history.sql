@@ -1,17 +1,13 @@
 -- What a day's resolves need from before the day: for every conversation
--- with a resolve in the UTC day that also has messages before it, its first
+-- with a valid resolve in the UTC day (the job passes them, from events.sql)
+-- that also has messages before it, its first
 -- message and earliest outbound message before the day, and whether a resolve
 -- before the day already counted it (see postgres/resolve_history.sql).
--- Parameters: as events.sql.
+-- Parameters: ?1 the day's first instant; ?2 the conversations, a JSON array.
 -- Returns, in order: conversation_id, first_at, first_id, first_direction,
 --   first_outbound (NULL when none before the day), settled (0 or 1).
 WITH r AS (
-    SELECT DISTINCT e.conversation_id
-    FROM conversation_events e
-    LEFT JOIN conversations c ON c.id = e.conversation_id
-    WHERE e.kind = 'resolved' AND e.occurred_at >= ?1 AND e.occurred_at < ?2
-      AND (?3 IS NULL OR c.account_id IN (SELECT value FROM json_each(?3))
-           OR (?4 IS NOT NULL AND (c.account_id IS NULL OR c.account_id NOT IN (SELECT value FROM json_each(?4)))))
+    SELECT value AS conversation_id FROM json_each(?2)
 ),
 h AS (
     SELECT r.conversation_id,
