@@ -28,7 +28,22 @@ struct Stopped;
 
 const EXIT_STOPPED: u8 = 143;
 
+/// glibc gives every thread that allocates its own arena and hands freed
+/// memory back to no other: the rollup refresh, spread over the runtime's
+/// and the blocking pool's threads, kept 2.3x its live memory resident on an
+/// 8M-message day (bench/RESULTS.md). One arena, with glibc's per-thread
+/// caches in front of it, keeps the peak at what is live.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator settings; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),
