@@ -451,8 +451,10 @@ type Fresh = (AccountBucket, Cells);
 
 /// The cells this refresh just computed, by bucket and account: coarser
 /// buckets take them from here instead of reading back and decoding the
-/// parts just written. Kept only for intervals with few periods in the
-/// refresh (a night's), so a long backfill's memory stays bounded.
+/// parts just written. Kept only for intervals a coarser one is built from,
+/// with few periods in the refresh (a night's), and only until that coarser
+/// one is done: every level holds a copy of the same id lists, so a night's
+/// peak memory is two levels of them, not five.
 struct JustComputed {
     cells: HashMap<(Interval, NaiveDate), HashMap<i64, Cells>>,
     keeping: BTreeSet<Interval>,
@@ -473,11 +475,18 @@ impl JustComputed {
         }
     }
 
-    /// `interval` is about to be computed over `periods` periods.
-    fn start(&mut self, interval: Interval, periods: usize) {
-        if periods <= Self::MAX_PERIODS {
+    /// `interval` is about to be computed over `periods` periods; `feeds`
+    /// says whether a coarser interval is built from it.
+    fn start(&mut self, interval: Interval, periods: usize, feeds: bool) {
+        if feeds && periods <= Self::MAX_PERIODS {
             self.keeping.insert(interval);
         }
+    }
+
+    /// Nothing is built from `interval` any more.
+    fn release(&mut self, interval: Interval) {
+        self.keeping.remove(&interval);
+        self.cells.retain(|(i, _), _| *i != interval);
     }
 
     /// Keeps the cells (when the interval is kept) and hands the buckets on.
@@ -685,7 +694,8 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
                 periods.entry(p).or_default().push(account);
             }
         }
-        just_computed.start(interval, periods.len());
+        let feeds = matches!(interval, Interval::Monthly | Interval::Quarterly);
+        just_computed.start(interval, periods.len(), feeds);
         for (period, members) in periods {
             let (fresh, old) = futures::try_join!(
                 coarse(&parts, &just_computed, &published, &members, interval, from, period),
@@ -694,6 +704,11 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
             let buckets = just_computed.keep(interval, period, fresh);
             let written = parts.replace(interval, period, buckets, old).await?;
             count(&mut report, interval, written);
+        }
+        // Weeks and months are built from days, quarters from months and
+        // years from quarters: after months, days are no longer needed.
+        if interval != Interval::Weekly {
+            just_computed.release(from);
         }
     }
     report.coarse_ms = started.elapsed().as_millis() as u64;
