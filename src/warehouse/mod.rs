@@ -487,30 +487,6 @@ impl Warehouse {
         Ok(keys)
     }
 
-    /// Keys under a folder, sorted, each with a version tag that changes
-    /// whenever the object is written again (its ETag, else its size and
-    /// modification time).
-    pub async fn list_versions(&self, folder: &str) -> Result<Vec<(String, String)>> {
-        let mut keys: Vec<(String, String)> = self
-            .list_metas(folder)
-            .await?
-            .iter()
-            .map(|m| {
-                let version = match &m.e_tag {
-                    Some(tag) => tag.clone(),
-                    None => format!(
-                        "{}:{}",
-                        m.size,
-                        m.last_modified.timestamp_nanos_opt().unwrap_or_default()
-                    ),
-                };
-                (self.relative(&m.location), version)
-            })
-            .collect();
-        keys.sort();
-        Ok(keys)
-    }
-
     /// Deletes one object; a missing object is fine (clean-up is idempotent).
     pub async fn delete(&self, relative: &str) -> Result<()> {
         match self.store.delete(&self.path(relative)).await {

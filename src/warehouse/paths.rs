@@ -117,10 +117,6 @@ impl RunId {
         let millis: i64 = self.0.get(15..18)?.parse().ok()?;
         Some(seconds.and_utc() + chrono::Duration::milliseconds(millis))
     }
-    /// The run of a run manifest's key (`_runs/<run_id>.json`).
-    pub fn of_run_manifest(key: &str) -> Option<RunId> {
-        key.strip_prefix("_runs/")?.strip_suffix(".json")?.parse().ok()
-    }
 }
 
 impl FromStr for RunId {
@@ -418,8 +414,6 @@ mod tests {
         let t = chrono::DateTime::from_timestamp_millis(1_780_000_000_123).unwrap();
         let id = RunId::new(t, 7);
         assert_eq!(id.started_at(), Some(t));
-        assert_eq!(RunId::of_run_manifest(&run_manifest_key(&id)), Some(id));
-        assert_eq!(RunId::of_run_manifest("_runs/nope.json"), None);
         let a = RunId::new(chrono::DateTime::from_timestamp(1, 0).unwrap(), 0xffff_ffff);
         let b = RunId::new(chrono::DateTime::from_timestamp(2, 0).unwrap(), 0);
         assert!(a < b);
