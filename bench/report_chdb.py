@@ -13,15 +13,12 @@ bucket from toStartOf*(t, zone), uniqExact for distinct counts, GROUPING SETS
 for the totals (distinct over the range, never sums).
 """
 
-import datetime as dt
 import json
-import statistics
 import sys
-import time
 
 from chdb import session
 
-from report_duckdb import instant
+from report_duckdb import query_args, timed, write_answer
 
 START_OF = {
     "hourly": "toStartOfHour({t}, '{tz}')",
@@ -38,16 +35,9 @@ def ts(u):
 
 
 def main():
-    wh, account, tz, d_from, d_to, interval, group_by, repeat, out = sys.argv[1:]
-    account, repeat = int(account), int(repeat)
-    d_from = dt.date.fromisoformat(d_from)
-    d_to = dt.date.fromisoformat(d_to)
-    start, end = instant(tz, d_from), instant(tz, d_to + dt.timedelta(days=1))
-    m0 = d_from.replace(day=1)
-    m1 = (d_to.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
-    umc_start, umc_end = instant(tz, m0), instant(tz, m1)
-    day = lambda u: u.date().isoformat()
-    lo_dt, hi_dt = day(min(start, umc_start)), day(max(end, umc_end) - dt.timedelta(microseconds=1))
+    q = query_args(sys.argv[1:])
+    wh, account, tz, interval, group_by, repeat, out = q.wh, q.account, q.tz, q.interval, q.group_by, q.repeat, q.out
+    start, end, umc_start, umc_end, lo_dt, hi_dt = q.start, q.end, q.umc_start, q.umc_end, q.lo_dt, q.hi_dt
     group = "c.platform" if group_by == "platform" else "toString(c.channel_id)"
     bucket = lambda t: START_OF[interval].format(t=t, tz=tz)
     month = lambda t: START_OF["monthly"].format(t=t, tz=tz)
@@ -123,23 +113,9 @@ SELECT metric, formatDateTime(toTimeZone(greatest(toDateTime64(b, 6, 'UTC'), {ts
   SELECT * FROM agents UNION ALL SELECT * FROM resolved UNION ALL SELECT * FROM proactive UNION ALL SELECT * FROM channels)
 SETTINGS joined_subquery_requires_alias = 0
 """
-    times = []
-    result = None
-    for i in range(repeat + 1):
-        t0 = time.perf_counter()
-        result = s.query(sql, "JSONCompact").bytes()
-        if i > 0:
-            times.append(time.perf_counter() - t0)
-    rows, totals = [], []
-    for metric, b, g, v, gb, gg in json.loads(result)["data"]:
-        if int(gb) == 0:
-            rows.append([metric, b, g, int(v)])
-        else:
-            totals.append([metric, None if int(gg) else g, int(v)])
-    with open(out, "w") as f:
-        json.dump({"rows": sorted(rows), "totals": sorted(totals, key=lambda t: (t[0], t[1] or ""))}, f)
-    print(f"{statistics.median(times):.6f}")
-
+    result, median = timed(repeat, lambda: s.query(sql, "JSONCompact").bytes())
+    write_answer(out, json.loads(result)["data"])
+    print(f"{median:.6f}")
 
 if __name__ == "__main__":
     main()

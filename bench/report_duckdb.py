@@ -20,6 +20,7 @@ import json
 import statistics
 import sys
 import time
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -47,18 +48,53 @@ def ts(u):
     return "TIMESTAMPTZ '" + u.strftime("%Y-%m-%d %H:%M:%S") + "+00'"
 
 
-def main():
-    wh, account, tz, d_from, d_to, interval, group_by, repeat, out = sys.argv[1:]
-    account, repeat = int(account), int(repeat)
+def query_args(argv):
+    """The command line, with the query's instants: the range [start, end),
+    the whole months UMC counts over [umc_start, umc_end), and the UTC days
+    under them (lo_dt..hi_dt, for partition pruning). Shared with report_chdb.py."""
+    wh, account, tz, d_from, d_to, interval, group_by, repeat, out = argv
     d_from = dt.date.fromisoformat(d_from)
     d_to = dt.date.fromisoformat(d_to)
     start, end = instant(tz, d_from), instant(tz, d_to + dt.timedelta(days=1))
     m0 = d_from.replace(day=1)
     m1 = (d_to.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
     umc_start, umc_end = instant(tz, m0), instant(tz, m1)
-    # Partition pruning: UTC days under the instants.
     day = lambda u: u.date().isoformat()
-    lo_dt, hi_dt = day(min(start, umc_start)), day(max(end, umc_end) - dt.timedelta(microseconds=1))
+    return SimpleNamespace(
+        wh=wh, account=int(account), tz=tz, interval=interval, group_by=group_by, repeat=int(repeat), out=out,
+        start=start, end=end, umc_start=umc_start, umc_end=umc_end,
+        lo_dt=day(min(start, umc_start)), hi_dt=day(max(end, umc_end) - dt.timedelta(microseconds=1)),
+    )
+
+
+def timed(repeat, run):
+    """Runs `run` once to warm up and `repeat` times more: (last result, median seconds)."""
+    times, result = [], None
+    for i in range(repeat + 1):
+        t0 = time.perf_counter()
+        result = run()
+        if i > 0:
+            times.append(time.perf_counter() - t0)
+    return result, statistics.median(times)
+
+
+def write_answer(out, result):
+    """Writes (metric, bucket start in UTC, group, value, grouping(bucket),
+    grouping(group)) rows as the answer file the script compares."""
+    rows, totals = [], []
+    for metric, b, g, v, gb, gg in result:
+        if int(gb) == 0:
+            rows.append([metric, b, g, int(v)])
+        else:
+            totals.append([metric, None if int(gg) else g, int(v)])
+    with open(out, "w") as f:
+        json.dump({"rows": sorted(rows), "totals": sorted(totals, key=lambda t: (t[0], t[1] or ""))}, f)
+
+
+def main():
+    q = query_args(sys.argv[1:])
+    wh, account, tz, interval, group_by, repeat, out = q.wh, q.account, q.tz, q.interval, q.group_by, q.repeat, q.out
+    start, end, umc_start, umc_end, lo_dt, hi_dt = q.start, q.end, q.umc_start, q.umc_end, q.lo_dt, q.hi_dt
     trunc = TRUNC[interval]
     group = "c.platform" if group_by == "platform" else "CAST(c.channel_id AS VARCHAR)"
 
@@ -143,23 +179,10 @@ UNION ALL
 SELECT metric, {clip('b', start)}, g, v, gb, gg FROM (
   SELECT * FROM agents UNION ALL SELECT * FROM resolved UNION ALL SELECT * FROM proactive UNION ALL SELECT * FROM channels)
 """
-    times = []
-    result = None
-    for i in range(repeat + 1):
-        t0 = time.perf_counter()
-        result = con.execute(sql).fetchall()
-        if i > 0:
-            times.append(time.perf_counter() - t0)
-    rows, totals = [], []
-    for metric, b, g, v, gb, gg in result:
-        if gb == 0:
-            rows.append([metric, b.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), g, int(v)])
-        else:
-            totals.append([metric, None if gg else g, int(v)])
-    with open(out, "w") as f:
-        json.dump({"rows": sorted(rows), "totals": sorted(totals, key=lambda t: (t[0], t[1] or ""))}, f)
-    print(f"{statistics.median(times):.6f}")
-
+    result, median = timed(repeat, lambda: con.execute(sql).fetchall())
+    utc = lambda b: b.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if b is not None else None
+    write_answer(out, [(m, utc(b) if gb == 0 else None, g, v, gb, gg) for m, b, g, v, gb, gg in result])
+    print(f"{median:.6f}")
 
 if __name__ == "__main__":
     main()
