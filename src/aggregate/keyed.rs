@@ -115,6 +115,10 @@ impl KeyedAgg {
         self.map.is_empty()
     }
 
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.map.keys()
+    }
+
     /// Empties the map into a run sorted by key, releasing its memory (keeping
     /// the capacity was measured: no faster, and the map and the run then
     /// coexist at the peak).

@@ -225,10 +225,6 @@ pub struct DayAggregator<'d> {
     /// read is either here or in `rejects`.
     pub messages_accepted: u64,
     pub events_accepted: u64,
-    /// Conversations of the day's valid resolves, the only ones whose
-    /// history [`decide_resolved`] looks at. 8 bytes per resolve: the one
-    /// state of a day not bounded by the entry budget, a twelfth of an entry.
-    resolved_conversations: Vec<i64>,
 }
 
 /// Which ids were seen; ids of a day are dense, so a bitmap per 2^16 block
@@ -263,21 +259,15 @@ impl<'d> DayAggregator<'d> {
             events_read: 0,
             messages_accepted: 0,
             events_accepted: 0,
-            resolved_conversations: Vec::new(),
         }
-    }
-
-    /// The conversations with a valid resolve in the day, sorted and
-    /// distinct, for the history lookup ([`push_history`](Self::push_history)).
-    pub fn take_resolved_conversations(&mut self) -> Vec<i64> {
-        let mut ids = std::mem::take(&mut self.resolved_conversations);
-        ids.sort_unstable();
-        ids.dedup();
-        ids
     }
 
     pub fn day_start(&self) -> UnixMicros {
         self.day_start
+    }
+
+    pub fn keyed(&self, which: Aggregate) -> &KeyedAgg {
+        &self.maps[which.index()]
     }
 
     pub fn keyed_mut(&mut self, which: Aggregate) -> &mut KeyedAgg {
@@ -417,7 +407,6 @@ impl<'d> DayAggregator<'d> {
         self.events_accepted += 1;
         if kind == EventKind::Resolved {
             let conversation = e.conversation_id.expect("checked above");
-            self.resolved_conversations.push(conversation);
             self.add(
                 Aggregate::ResolveCandidates,
                 [conversation, e.occurred_at, id, 0],
@@ -427,7 +416,7 @@ impl<'d> DayAggregator<'d> {
     }
 
     /// Adds what happened before the day to a conversation resolved in it
-    /// (one of [`take_resolved_conversations`](Self::take_resolved_conversations)).
+    /// (a key of [`Aggregate::ResolveCandidates`]).
     pub fn push_history(&mut self, h: &RawHistory) {
         let key = [h.conversation_id, 0, 0, 0];
         let inbound = matches!(h.first_direction, Text::Known(Direction::Inbound));

@@ -183,6 +183,9 @@ impl Snapshot {
 }
 
 /// Reads the rows of one day; one per concurrently processed day.
+/// Conversations per resolve-history query (a 0.8 MB parameter).
+pub const HISTORY_CHUNK: usize = 65_536;
+
 pub struct DayReader {
     backend: ReaderBackend,
     limit: Duration,
@@ -221,24 +224,34 @@ impl DayReader {
         .await
     }
 
-    /// For `conversations` (resolved in the day; sorted): what happened before it.
+    /// For `conversations` (resolved in the day; sorted and distinct): what
+    /// happened before it.
+    ///
+    /// Asked [`HISTORY_CHUNK`] conversations at a time, pulled as they are
+    /// needed: neither the day's list nor one parameter of all of it is ever
+    /// held (a pooled connection keeps the capacity of the largest request it
+    /// encoded, so one big array stayed resident for the whole run).
     pub async fn resolve_history(
         &mut self,
         day: DayRange,
-        conversations: &[i64],
-        on_row: impl FnMut(&RawHistory),
+        conversations: impl Iterator<Item = i64>,
+        mut on_row: impl FnMut(&RawHistory),
     ) -> Result<()> {
-        if conversations.is_empty() {
-            return Ok(());
-        }
         let limit = self.limit;
-        bounded(limit, "resolve_history.sql", async {
-            match &mut self.backend {
-                ReaderBackend::Postgres(r) => r.resolve_history(day, conversations, on_row).await,
-                ReaderBackend::Sqlite(r) => r.resolve_history(day, conversations, on_row).await,
-            }
-        })
-        .await
+        let mut conversations = conversations.peekable();
+        let mut chunk = Vec::with_capacity(HISTORY_CHUNK);
+        while conversations.peek().is_some() {
+            chunk.clear();
+            chunk.extend(conversations.by_ref().take(HISTORY_CHUNK));
+            bounded(limit, "resolve_history.sql", async {
+                match &mut self.backend {
+                    ReaderBackend::Postgres(r) => r.resolve_history(day, &chunk, &mut on_row).await,
+                    ReaderBackend::Sqlite(r) => r.resolve_history(day, &chunk, &mut on_row).await,
+                }
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Rows that arrived during `arrival` but belong before `horizon`.

@@ -40,7 +40,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{
-    Aggregate, DayAggregator, Dimensions, Entry, RejectReason, SourceTable, decide_resolved, merge_sorted_runs,
+    Aggregate, DayAggregator, Dimensions, Entry, Merge, RejectReason, SourceTable, decide_resolved, merge_sorted_runs,
     shard_of,
 };
 use crate::extract::{AccountFilter, DayRange, Snapshot};
@@ -689,13 +689,19 @@ async fn process_day(
     let mut message_reader = snapshot.day_reader().await?;
     let mut event_reader = snapshot.day_reader().await?;
     let horizon = range.start - i64::from(config.max_late_days) * MICROS_PER_DAY;
+    // A spilled run that cannot be read back ends early; checked before
+    // anything is published.
+    let error = Arc::new(Mutex::new(None));
     // The first failure (a timeout, say) ends the other stream too. The
     // events' side is the shorter: it also counts the rows that came too late.
     let ((), too_late) = tokio::try_join!(
-        message_reader.messages(range, &plan.filter, |m| {
-            messages.agg.push_message(m);
-            messages.spill_if_full();
-        }),
+        async {
+            let read = message_reader.messages(range, &plan.filter, |m| {
+                messages.agg.push_message(m);
+                messages.spill_if_full();
+            });
+            Ok::<_, Error>(read.await?)
+        },
         async {
             event_reader
                 .events(range, &plan.filter, |e| {
@@ -703,14 +709,14 @@ async fn process_day(
                     events.spill_if_full();
                 })
                 .await?;
-            let resolved = events.agg.take_resolved_conversations();
+            let resolved = events.resolved_conversations(&error).map_err(spill_err)?;
             event_reader
-                .resolve_history(range, &resolved, |h| {
+                .resolve_history(range, resolved, |h| {
                     events.agg.push_history(h);
                     events.spill_if_full();
                 })
                 .await?;
-            event_reader.too_late(range, horizon, &plan.filter).await
+            Ok(event_reader.too_late(range, horizon, &plan.filter).await?)
         },
     )?;
     for stream in [&mut messages, &mut events] {
@@ -763,7 +769,6 @@ async fn process_day(
         Aggregate::ResolvedConversations => Table::ResolvedConversations,
         _ => Table::ProactiveMessages,
     };
-    let error = Arc::new(Mutex::new(None));
     // The tables that need nothing more are merged and written on other
     // workers while this one decides the resolves.
     let mut writes = Vec::new();
@@ -922,6 +927,26 @@ impl<'d> Stream<'d> {
             failure: None,
             budget,
         }
+    }
+
+    /// The conversations of the day's valid resolves so far, sorted and
+    /// distinct, read from the candidates' runs as they are consumed: held in
+    /// memory are the in-memory candidates' ids only, within the budget.
+    fn resolved_conversations(
+        &self,
+        error: &Arc<Mutex<Option<std::io::Error>>>,
+    ) -> std::io::Result<impl Iterator<Item = i64> + Send + use<>> {
+        let which = Aggregate::ResolveCandidates;
+        let only_conversation = |(k, _): Entry| -> Entry { ([k[0], 0, 0, 0], [0, 0]) };
+        let mut runs: Vec<EntryRun> = Vec::new();
+        for reader in self.spills[which.index()].readers(error)? {
+            runs.push(Box::new(reader.map(only_conversation)));
+        }
+        let mut in_memory: Vec<i64> = self.agg.keyed(which).keys().map(|k| k[0]).collect();
+        in_memory.sort_unstable();
+        in_memory.dedup();
+        runs.push(Box::new(in_memory.into_iter().map(|c| ([c, 0, 0, 0], [0, 0]))));
+        Ok(merge_sorted_runs(runs, Merge::Earliest).map(|(k, _)| k[0]))
     }
 
     /// Spills every non-empty map as a sorted run once the budget is reached.

@@ -74,6 +74,9 @@ const DATES_PER_WINDOW: u64 = 16;
 /// A row group is closed at the first account boundary past this many
 /// rows: small enough that a reader of one account decodes little else.
 const ROW_GROUP_ROWS: usize = 1024;
+/// Nor past this many id values: a group's columns (and the writer's level
+/// buffers, four bytes a value) are what encoding holds at once.
+const ROW_GROUP_IDS: usize = 256 * 1024;
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let ts = |name: &str| {
@@ -128,8 +131,55 @@ impl AccountBucket {
 }
 
 /// Encodes a part: `buckets` sorted by account, one account never split
-/// over two row groups.
+/// over two row groups. Each row group is built and written on its own, so
+/// what is held besides `buckets` is one group's columns, not the part's.
 pub fn encode(key: &RollupKey, buckets: &[AccountBucket]) -> Result<Bytes> {
+    let rel = key.relative();
+    let parquet_err = |source| warehouse::Error::Parquet {
+        key: rel.clone(),
+        source,
+    };
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, schema(), Some(properties())).map_err(parquet_err)?;
+    let mut groups = row_groups(buckets).peekable();
+    if groups.peek().is_none() {
+        // An empty part still carries the schema (and one empty group).
+        writer.write(&group_batch(&rel, &[])?).map_err(parquet_err)?;
+    }
+    for group in groups {
+        writer.write(&group_batch(&rel, group)?).map_err(parquet_err)?;
+        writer.flush().map_err(parquet_err)?;
+    }
+    writer.close().map_err(parquet_err)?;
+    Ok(Bytes::from(out))
+}
+
+/// `buckets` cut into row groups at the first account boundary past
+/// [`ROW_GROUP_ROWS`] rows or [`ROW_GROUP_IDS`] id values.
+fn row_groups(buckets: &[AccountBucket]) -> impl Iterator<Item = &[AccountBucket]> {
+    let mut rest = buckets;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (mut rows, mut ids, mut end) = (0, 0, 0);
+        while end < rest.len() && rows < ROW_GROUP_ROWS && ids < ROW_GROUP_IDS {
+            rows += rest[end].rows.len();
+            ids += rest[end]
+                .rows
+                .iter()
+                .map(|r| r.ids.as_ref().map_or(0, Vec::len))
+                .sum::<usize>();
+            end += 1;
+        }
+        let (group, tail) = rest.split_at(end);
+        rest = tail;
+        Some(group)
+    })
+}
+
+/// The columns of one row group.
+fn group_batch(rel: &str, buckets: &[AccountBucket]) -> Result<RecordBatch> {
     let n: usize = buckets.iter().map(|b| b.rows.len()).sum();
     let rows = || buckets.iter().flat_map(|b| b.rows.iter());
     let per_row = |f: fn(&AccountBucket) -> i64| -> Vec<i64> {
@@ -138,7 +188,8 @@ pub fn encode(key: &RollupKey, buckets: &[AccountBucket]) -> Result<Bytes> {
             .flat_map(|b| std::iter::repeat_n(f(b), b.rows.len()))
             .collect()
     };
-    let mut ids = ListBuilder::with_capacity(Int64Builder::new(), n);
+    let values: usize = rows().map(|r| r.ids.as_ref().map_or(0, Vec::len)).sum();
+    let mut ids = ListBuilder::with_capacity(Int64Builder::with_capacity(values), n);
     for row in rows() {
         match &row.ids {
             Some(list) => {
@@ -165,32 +216,13 @@ pub fn encode(key: &RollupKey, buckets: &[AccountBucket]) -> Result<Bytes> {
         Arc::new(Int64Array::from_iter_values(rows().map(|r| r.value as i64))),
         Arc::new(ids.finish()),
     ];
-    let rel = key.relative();
-    let arrow_err = |source| warehouse::Error::Arrow {
-        key: rel.clone(),
-        source,
-    };
-    let parquet_err = |source| warehouse::Error::Parquet {
-        key: rel.clone(),
-        source,
-    };
-    let batch = RecordBatch::try_new(schema(), columns).map_err(arrow_err)?;
-    let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema(), Some(properties())).map_err(parquet_err)?;
-    let (mut offset, mut group) = (0, 0);
-    for b in buckets {
-        group += b.rows.len();
-        if group >= ROW_GROUP_ROWS {
-            writer.write(&batch.slice(offset, group)).map_err(parquet_err)?;
-            writer.flush().map_err(parquet_err)?;
-            (offset, group) = (offset + group, 0);
+    RecordBatch::try_new(schema(), columns).map_err(|source| {
+        warehouse::Error::Arrow {
+            key: rel.to_string(),
+            source,
         }
-    }
-    if group > 0 || n == 0 {
-        writer.write(&batch.slice(offset, group)).map_err(parquet_err)?;
-    }
-    writer.close().map_err(parquet_err)?;
-    Ok(Bytes::from(out))
+        .into()
+    })
 }
 
 /// Every column but the id lists repeats a few values (one account, zone
@@ -504,8 +536,15 @@ impl JustComputed {
             .collect()
     }
 
-    fn get(&self, interval: Interval, period: NaiveDate) -> Option<&HashMap<i64, Cells>> {
-        self.cells.get(&(interval, period))
+    /// The cells of `account` in `(interval, period)`: moved out when
+    /// `last_use` (no other bucket is built from them), else copied.
+    fn child(&mut self, interval: Interval, period: NaiveDate, account: i64, last_use: bool) -> Option<Cells> {
+        let kept = self.cells.get_mut(&(interval, period))?;
+        if last_use {
+            kept.remove(&account)
+        } else {
+            kept.get(&account).cloned()
+        }
     }
 }
 
@@ -698,7 +737,7 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
         just_computed.start(interval, periods.len(), feeds);
         for (period, members) in periods {
             let (fresh, old) = futures::try_join!(
-                coarse(&parts, &just_computed, &published, &members, interval, from, period),
+                coarse(&parts, &mut just_computed, &published, &members, interval, from, period),
                 parts.current(interval, period)
             )?;
             let buckets = just_computed.keep(interval, period, fresh);
@@ -862,7 +901,7 @@ fn feed(
 /// finer buckets inside it.
 async fn coarse(
     parts: &Parts<'_>,
-    just_computed: &JustComputed,
+    just_computed: &mut JustComputed,
     published: &BTreeSet<NaiveDate>,
     members: &[&AccountSpec],
     interval: Interval,
@@ -886,12 +925,13 @@ async fn coarse(
     // Members whose part this refresh just computed take it from memory;
     // the others are read.
     let mut to_read: Vec<(NaiveDate, Vec<i64>)> = Vec::new();
+    // Days feed weeks and then months; every other level feeds one.
+    let last_use = interval != Interval::Weekly;
     for p in part_periods {
-        let kept = just_computed.get(from, p);
         let mut missing = Vec::new();
         for account in members {
-            match kept.and_then(|k| k.get(&account.id)) {
-                Some(cells) => children.entry(account.id).or_default().push(cells.clone()),
+            match just_computed.child(from, p, account.id, last_use) {
+                Some(cells) => children.entry(account.id).or_default().push(cells),
                 None => missing.push(account.id),
             }
         }

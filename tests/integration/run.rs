@@ -262,6 +262,12 @@ async fn postgres_run_matches_counts_from_the_source() {
     let out = run_range(&src, &warehouse, &["--parallel", "2"]);
     assert!(out.contains("3 day(s) published"), "{out}");
     assert_tables_match_source(&src, &warehouse).await;
+    // The smallest budget, 1,000 entries, spills every aggregate, the resolve
+    // candidates (whose conversations the history lookup reads back from
+    // the spilled runs) among them.
+    let spilled = dir.path().join("wh-spilled").display().to_string();
+    run_range(&src, &spilled, &["--max-entries-in-memory", "1000"]);
+    assert_tables_match_source(&src, &spilled).await;
 }
 
 #[tokio::test]
