@@ -479,6 +479,12 @@ pub struct ServeArgs {
     #[arg(long, env = "RESULT_CACHE", default_value_t = 1024, value_name = "N")]
     pub result_cache: usize,
 
+    /// MiB of decoded rollup parts kept in memory, e.g. 256 (0 turns it off).
+    /// Each use asks the store whether the part changed (a conditional GET
+    /// with no body when it did not), so answers never lag the warehouse.
+    #[arg(long, env = "ROLLUP_CACHE_MIB", default_value_t = 128, value_name = "MIB")]
+    pub rollup_cache_mib: u64,
+
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -558,6 +564,7 @@ impl ServeArgs {
             refresh_interval: self.refresh_interval,
             request_timeout: self.request_timeout,
             result_cache: self.result_cache,
+            rollup_cache_mib: self.rollup_cache_mib,
         })
     }
 }

@@ -180,6 +180,7 @@ pub fn serve_config(
         refresh_interval: std::time::Duration::from_secs(30),
         request_timeout: std::time::Duration::from_secs(10),
         result_cache: 1024,
+        rollup_cache_mib: 128,
     };
     Ok((serve, format!("http://{listen}/embed#token={token}")))
 }

@@ -6,7 +6,7 @@
 //!
 //! | layer | modules |
 //! | --- | --- |
-//! | definitions (pure) | [`model`], [`calendar`], [`metric`] |
+//! | definitions (pure) | [`model`], [`calendar`], [`metric`], [`fifo`] |
 //! | aggregate (pure) | [`aggregate`] |
 //! | extract | [`source`], [`extract`] |
 //! | warehouse | [`warehouse`] |
@@ -25,6 +25,7 @@ pub mod calendar;
 pub mod cli;
 pub mod demo;
 pub mod extract;
+pub mod fifo;
 pub mod job;
 pub mod metric;
 pub mod model;
@@ -47,14 +48,26 @@ mod layering {
         ("model", &[]),
         ("calendar", &["model"]),
         ("metric", &["model"]),
+        ("fifo", &[]),
         ("aggregate", &["model", "calendar", "metric"]),
         ("source", &[]),
         ("extract", &["model", "calendar", "metric", "aggregate", "source"]),
         ("warehouse", &["model", "calendar", "metric", "aggregate"]),
-        ("rollup", &["model", "calendar", "metric", "aggregate", "warehouse"]),
+        (
+            "rollup",
+            &["model", "calendar", "metric", "fifo", "aggregate", "warehouse"],
+        ),
         (
             "report",
-            &["model", "calendar", "metric", "aggregate", "warehouse", "rollup"],
+            &[
+                "model",
+                "calendar",
+                "metric",
+                "fifo",
+                "aggregate",
+                "warehouse",
+                "rollup",
+            ],
         ),
         (
             "job",
@@ -75,6 +88,7 @@ mod layering {
                 "model",
                 "calendar",
                 "metric",
+                "fifo",
                 "aggregate",
                 "warehouse",
                 "rollup",

@@ -129,7 +129,7 @@ pub async fn report(request: &ReportRequest) -> Result<Report, Error> {
     }
     let warehouse = Warehouse::open_read_only(&request.warehouse, &request.store)?;
     warehouse.check_access().await?;
-    Snapshot::load(warehouse).await?.report(q).await
+    Snapshot::load(warehouse, None).await?.report(q).await
 }
 
 /// Days of base grain read and decoded at once.

@@ -70,6 +70,7 @@ pub async fn try_answer(
     channels: &[ChannelDim],
     utc_days: &BTreeSet<NaiveDate>,
     shard_counts: &BTreeSet<u32>,
+    cache: Option<&rollup::PartCache>,
 ) -> Result<Option<Report>, rollup::Error> {
     if !matches(query, account_zone) {
         return Ok(None);
@@ -103,8 +104,8 @@ pub async fn try_answer(
     let without: Vec<BucketKey> = without.into_iter().map(|(k, _)| k).collect();
     let account = query.account_id;
     let (a, b) = futures::try_join!(
-        rollup::read_for_account(warehouse, shard_counts, account, &with_ids, true),
-        rollup::read_for_account(warehouse, shard_counts, account, &without, false)
+        rollup::read_for_account(warehouse, shard_counts, account, &with_ids, true, cache),
+        rollup::read_for_account(warehouse, shard_counts, account, &without, false, cache)
     )?;
     let mut files: HashMap<BucketKey, AccountBucket> = HashMap::new();
     for ((interval, period), file) in with_ids.iter().chain(&without).zip(a.into_iter().chain(b)) {

@@ -13,6 +13,7 @@
 //!   [`Snapshot::version`] at the next refresh.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
 use chrono::NaiveDate;
@@ -23,6 +24,7 @@ use super::{Error, ReportQuestion, ints, parse_time_zone, rollups, strings};
 use crate::calendar;
 use crate::metric::ChannelDim;
 use crate::model::MICROS_PER_DAY;
+use crate::rollup::PartCache;
 use crate::warehouse::Warehouse;
 use crate::warehouse::manifest::read_day_table;
 use crate::warehouse::paths::{RunId, Table};
@@ -55,12 +57,17 @@ pub struct Snapshot {
     channels: HashMap<i64, Vec<ChannelDim>>,
     latest_run: Option<RunId>,
     version: u64,
+    /// Decoded rollup parts, shared by the snapshots of one `serve`.
+    parts: Option<Arc<PartCache>>,
 }
 
 impl Snapshot {
     /// Reads the published-days index (`warehouse::index`) and the latest
-    /// day's dimension tables: a few objects, however old the warehouse. An empty warehouse is a snapshot with no days.
-    pub async fn load(warehouse: Warehouse) -> Result<Snapshot, Error> {
+    /// day's dimension tables: a few objects, however old the warehouse. An
+    /// empty warehouse is a snapshot with no days. Rollup parts are decoded
+    /// through `parts` when given (it revalidates every use, so it may
+    /// outlive the snapshot).
+    pub async fn load(warehouse: Warehouse, parts: Option<Arc<PartCache>>) -> Result<Snapshot, Error> {
         let index = crate::warehouse::index::load(&warehouse).await?;
         let (published, latest_run) = (index.days, index.latest_run);
         let mut accounts = BTreeMap::new();
@@ -100,6 +107,7 @@ impl Snapshot {
             channels,
             latest_run,
             version: index.fingerprint,
+            parts,
         })
     }
 
@@ -145,6 +153,7 @@ impl Snapshot {
                 &channels,
                 &wanted,
                 &self.shard_counts,
+                self.parts.as_deref(),
             )
             .await
             {

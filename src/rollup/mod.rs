@@ -30,7 +30,7 @@
 pub mod cells;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, Int64Builder, ListBuilder, RecordBatch, StringArray,
@@ -47,11 +47,12 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::aggregate::{ChannelDim, shard_of};
 use crate::calendar::{Interval, day_start};
+use crate::fifo::Fifo;
 use crate::model::UnixMicros;
 use crate::warehouse::manifest::{DayManifest, account_row_groups, published_day};
 use crate::warehouse::paths::{DirtyMarkerKey, RollupKey, ShardSpec, Table};
 use crate::warehouse::read::stream_batches;
-use crate::warehouse::{self, Warehouse};
+use crate::warehouse::{self, Fetched, Warehouse};
 use cells::{Cells, DailyBuilder, RollupGroup, RollupRow};
 
 #[derive(Debug, thiserror::Error)]
@@ -362,16 +363,97 @@ fn known_metric(name: &str) -> Option<&'static str> {
         .find(|m| *m == name)
 }
 
+/// Decoded parts kept across reports (`serve` holds one): the buckets of
+/// some accounts in one part, with the version (ETag) of the object they
+/// were decoded from. Every use asks the store whether the object changed,
+/// in one conditional request that carries no body when it did not, so an
+/// answer is always what reading the part now gives: only the transfer and
+/// the decoding are saved.
+#[derive(Debug)]
+pub struct PartCache {
+    entries: Mutex<PartEntries>,
+}
+
+/// The part, whether id lists were read, and the accounts read.
+type PartCacheKey = (String, bool, Option<Vec<i64>>);
+/// By key: the ETag decoded, and the buckets.
+type PartEntries = Fifo<PartCacheKey, (String, Arc<Vec<AccountBucket>>)>;
+
+impl PartCache {
+    /// At most about `capacity_bytes` of decoded buckets (0 turns it off).
+    pub fn new(capacity_bytes: u64) -> Self {
+        PartCache {
+            entries: Mutex::new(Fifo::new(capacity_bytes)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PartEntries> {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What decoded buckets take in memory, roughly.
+    fn weight(buckets: &[AccountBucket]) -> u64 {
+        let rows = buckets.iter().flat_map(|b| b.rows.iter());
+        let bytes: usize = std::mem::size_of_val(buckets)
+            + rows
+                .map(|r| {
+                    std::mem::size_of::<RollupRow>()
+                        + r.group_key.as_ref().map_or(0, String::len)
+                        + r.ids.as_ref().map_or(0, |ids| ids.len() * 8)
+                })
+                .sum::<usize>();
+        bytes as u64
+    }
+
+    /// Entries held, and the bytes they weigh.
+    pub fn usage(&self) -> (usize, u64) {
+        let entries = self.lock();
+        (entries.len(), entries.used())
+    }
+}
+
 /// One part, if it exists: every account, or only `accounts` (sorted).
 pub async fn read_part(
     warehouse: &Warehouse,
     key: RollupKey,
     with_ids: bool,
     accounts: Option<&[i64]>,
+    cache: Option<&PartCache>,
 ) -> Result<Option<Vec<AccountBucket>>> {
-    match warehouse.get(&key.relative()).await? {
-        Some(bytes) => Ok(Some(decode(&key, bytes, with_ids, accounts)?)),
-        None => Ok(None),
+    let rel = key.relative();
+    let Some(cache) = cache else {
+        return match warehouse.get(&rel).await? {
+            Some(bytes) => Ok(Some(decode(&key, bytes, with_ids, accounts)?)),
+            None => Ok(None),
+        };
+    };
+    let cache_key: PartCacheKey = (rel.clone(), with_ids, accounts.map(<[i64]>::to_vec));
+    let known = cache.lock().get(&cache_key).cloned();
+    let fetched = warehouse
+        .get_if_changed(&rel, known.as_ref().map(|(e_tag, _)| e_tag.as_str()))
+        .await?;
+    match (fetched, known) {
+        (Fetched::Missing, _) => {
+            cache.lock().remove(&cache_key);
+            Ok(None)
+        }
+        (Fetched::Unchanged, Some((_, buckets))) => Ok(Some(buckets.as_ref().clone())),
+        // Only a known version can be unchanged; a store that says so
+        // anyway is read again, plainly.
+        (Fetched::Unchanged, None) => Box::pin(read_part(warehouse, key, with_ids, accounts, None)).await,
+        (Fetched::Body { bytes, e_tag }, _) => {
+            let decoded = decode(&key, bytes, with_ids, accounts)?;
+            match e_tag {
+                Some(e_tag) => {
+                    let weight = PartCache::weight(&decoded);
+                    cache
+                        .lock()
+                        .insert(cache_key, (e_tag, Arc::new(decoded.clone())), weight);
+                }
+                None => cache.lock().remove(&cache_key),
+            }
+            Ok(Some(decoded))
+        }
     }
 }
 
@@ -385,6 +467,7 @@ pub async fn read_accounts(
     period: NaiveDate,
     accounts: &[i64],
     with_ids: bool,
+    cache: Option<&PartCache>,
 ) -> Result<HashMap<i64, AccountBucket>> {
     let mut wanted: BTreeMap<RollupKey, Vec<i64>> = BTreeMap::new();
     for &count in counts {
@@ -406,7 +489,7 @@ pub async fn read_accounts(
     let parts: Vec<Option<Vec<AccountBucket>>> = futures::stream::iter(wanted.into_iter().map(|(key, mut ids)| {
         ids.sort_unstable();
         ids.dedup();
-        async move { read_part(warehouse, key, with_ids, Some(&ids)).await }
+        async move { read_part(warehouse, key, with_ids, Some(&ids), cache).await }
     }))
     .buffered(IO_CONCURRENCY)
     .try_collect()
@@ -430,10 +513,11 @@ pub async fn read_for_account(
     account: i64,
     buckets: &[(Interval, NaiveDate)],
     with_ids: bool,
+    cache: Option<&PartCache>,
 ) -> Result<Vec<Option<AccountBucket>>> {
     futures::stream::iter(buckets.iter().copied())
         .map(|(interval, period)| async move {
-            let mut found = read_accounts(warehouse, counts, interval, period, &[account], with_ids).await?;
+            let mut found = read_accounts(warehouse, counts, interval, period, &[account], with_ids, cache).await?;
             Ok::<_, Error>(found.remove(&account))
         })
         .buffered(IO_CONCURRENCY)
@@ -939,12 +1023,11 @@ async fn coarse(
             to_read.push((p, missing));
         }
     }
-    let mut reads = futures::stream::iter(
-        to_read
-            .iter()
-            .map(|(p, ids)| async move { read_accounts(parts.warehouse, &parts.counts, from, *p, ids, true).await }),
-    )
-    .buffered(IO_CONCURRENCY);
+    let mut reads =
+        futures::stream::iter(to_read.iter().map(|(p, ids)| async move {
+            read_accounts(parts.warehouse, &parts.counts, from, *p, ids, true, None).await
+        }))
+        .buffered(IO_CONCURRENCY);
     while let Some(found) = reads.try_next().await? {
         for (account, bucket) in found {
             children
@@ -1003,4 +1086,99 @@ pub async fn write_dirty_marker(warehouse: &Warehouse, key: &DirtyMarkerKey, day
     let json = serde_json::to_vec(days).expect("dates serialize");
     warehouse.put(&key.relative(), json.into()).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::warehouse::WarehouseUrl;
+
+    fn bucket(account: i64, value: u64, ids: Vec<i64>) -> AccountBucket {
+        AccountBucket {
+            account,
+            time_zone: "UTC".into(),
+            start: 0,
+            end: 86_400_000_000,
+            refreshed_at: 1,
+            rows: vec![RollupRow {
+                metric: cells::UNIQUE_CONTACTS,
+                group_by: RollupGroup::Channel,
+                group_key: Some("7".into()),
+                value,
+                ids: Some(ids),
+            }],
+        }
+    }
+
+    /// A cached read is what a plain read gives, before and after the part
+    /// is replaced or deleted.
+    #[tokio::test]
+    async fn cached_reads_follow_the_object() {
+        let dir = std::env::temp_dir().join(format!("account-usage-part-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let url: WarehouseUrl = dir.to_str().unwrap().parse().unwrap();
+        let wh = Warehouse::open(&url).unwrap();
+        let key = RollupKey {
+            interval: Interval::Monthly,
+            period: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            shard: ShardSpec { index: 0, count: 1 },
+        };
+        let cache = PartCache::new(1 << 20);
+        let read = |with_ids: bool, cached: bool| {
+            let (wh, key, cache) = (&wh, key, &cache);
+            async move {
+                read_part(wh, key, with_ids, Some(&[2]), cached.then_some(cache))
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(read(true, true).await, None);
+
+        let first = vec![bucket(1, 1, vec![10]), bucket(2, 2, vec![20, 21])];
+        wh.put(&key.relative(), encode(&key, &first).unwrap()).await.unwrap();
+        let plain = read(true, false).await;
+        assert_eq!(plain.as_ref().map(|b| b[0].rows[0].value), Some(2));
+        assert_eq!(read(true, true).await, plain, "a miss");
+        assert_eq!(cache.usage().0, 1);
+        assert_eq!(read(true, true).await, plain, "a hit");
+        let without_ids = read(false, true).await.unwrap();
+        assert_eq!(without_ids[0].rows[0].ids, None, "with and without ids are apart");
+        assert_eq!(cache.usage().0, 2);
+
+        // Replaced by a part of the same size: another version all the same.
+        let second = vec![bucket(1, 1, vec![10]), bucket(2, 3, vec![20, 22])];
+        wh.put(&key.relative(), encode(&key, &second).unwrap()).await.unwrap();
+        let plain = read(true, false).await;
+        assert_eq!(plain.as_ref().map(|b| b[0].rows[0].value), Some(3));
+        assert_eq!(read(true, true).await, plain);
+
+        wh.delete(&key.relative()).await.unwrap();
+        assert_eq!(read(true, true).await, None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_part_is_cut_into_row_groups_at_account_boundaries() {
+        let many_ids: Vec<i64> = (0..ROW_GROUP_IDS as i64 / 2 + 1).collect();
+        let buckets = vec![
+            bucket(1, 1, many_ids.clone()),
+            bucket(2, 1, many_ids.clone()),
+            bucket(3, 1, vec![1]),
+        ];
+        let groups: Vec<Vec<i64>> = row_groups(&buckets)
+            .map(|g| g.iter().map(|b| b.account).collect())
+            .collect();
+        assert_eq!(groups, vec![vec![1, 2], vec![3]]);
+        let key = RollupKey {
+            interval: Interval::Daily,
+            period: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            shard: ShardSpec { index: 0, count: 1 },
+        };
+        let bytes = encode(&key, &buckets).unwrap();
+        assert_eq!(decode(&key, bytes.clone(), true, None).unwrap(), buckets);
+        assert_eq!(decode(&key, bytes, true, Some(&[3])).unwrap(), buckets[2..].to_vec());
+        let empty = encode(&key, &[]).unwrap();
+        assert_eq!(decode(&key, empty, true, None).unwrap(), Vec::new());
+    }
 }

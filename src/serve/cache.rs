@@ -6,9 +6,9 @@
 //! - At most `capacity` entries; the oldest inserted goes first. A swap to
 //!   a new snapshot empties the cache, as nothing in it can be hit again.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use crate::fifo::Fifo;
 use crate::report::ReportQuestion;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -17,54 +17,36 @@ pub struct Key {
     pub question: ReportQuestion,
 }
 
-/// Entries, and their keys in insertion order.
-type Entries<V> = (HashMap<Key, Arc<V>>, VecDeque<Key>);
-
 #[derive(Debug)]
 pub struct ResultCache<V> {
-    capacity: usize,
-    inner: Mutex<Entries<V>>,
+    inner: Mutex<Fifo<Key, Arc<V>>>,
 }
 
 impl<V> ResultCache<V> {
     pub fn new(capacity: usize) -> Self {
         ResultCache {
-            capacity,
-            inner: Mutex::new((HashMap::new(), VecDeque::new())),
+            inner: Mutex::new(Fifo::new(capacity as u64)),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries<V>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Fifo<Key, Arc<V>>> {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn get(&self, key: &Key) -> Option<Arc<V>> {
-        self.lock().0.get(key).cloned()
+        self.lock().get(key).cloned()
     }
 
     pub fn insert(&self, key: Key, value: Arc<V>) {
-        if self.capacity == 0 {
-            return;
-        }
-        let mut guard = self.lock();
-        let (map, order) = &mut *guard;
-        if map.insert(key.clone(), value).is_none() {
-            order.push_back(key);
-        }
-        while map.len() > self.capacity {
-            let Some(oldest) = order.pop_front() else { break };
-            map.remove(&oldest);
-        }
+        self.lock().insert(key, value, 1);
     }
 
     pub fn clear(&self) {
-        let mut guard = self.lock();
-        guard.0.clear();
-        guard.1.clear();
+        self.lock().clear();
     }
 
     pub fn len(&self) -> usize {
-        self.lock().0.len()
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {

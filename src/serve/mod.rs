@@ -49,6 +49,7 @@ use crate::calendar::Interval;
 use crate::metric::Metric;
 use crate::report::engine::{AnsweredFrom, Report};
 use crate::report::{self, Snapshot, format};
+use crate::rollup::PartCache;
 use crate::warehouse::manifest::Fnv64;
 use crate::warehouse::{self, StoreSettings, Warehouse, WarehouseUrl};
 use auth::{Grant, Verifier};
@@ -112,6 +113,8 @@ pub struct ServeConfig {
     pub refresh_interval: Duration,
     pub request_timeout: Duration,
     pub result_cache: usize,
+    /// MiB of decoded rollup parts kept (0: decode every read).
+    pub rollup_cache_mib: u64,
 }
 
 /// One computed answer, rendered lazily per format.
@@ -138,6 +141,8 @@ pub struct App {
     warehouse: Warehouse,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     cache: ResultCache<Answer>,
+    /// Outlives snapshots: every use revalidates a part against its object.
+    parts: Option<Arc<PartCache>>,
     stats: stats::Stats,
     shutting_down: AtomicBool,
     /// Reports computed at once, one per core; the rest wait (within their
@@ -153,6 +158,8 @@ impl App {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Arc::new(App {
             cache: ResultCache::new(config.result_cache),
+            parts: (config.rollup_cache_mib > 0)
+                .then(|| Arc::new(PartCache::new(config.rollup_cache_mib.saturating_mul(1 << 20)))),
             config,
             warehouse,
             snapshot: RwLock::new(None),
@@ -172,7 +179,7 @@ impl App {
     /// Loads a snapshot and swaps it in if the data changed; `Ok(true)`
     /// when it did.
     pub async fn refresh(&self) -> Result<bool, report::Error> {
-        let fresh = Snapshot::load(self.warehouse.clone()).await?;
+        let fresh = Snapshot::load(self.warehouse.clone(), self.parts.clone()).await?;
         let changed = self.snapshot().is_none_or(|s| s.version() != fresh.version());
         self.stats.snapshot_loaded();
         if changed {
@@ -584,6 +591,7 @@ pub async fn serve(config: ServeConfig, stop: impl Future<Output = ()> + Send + 
         refresh_interval_s = config.refresh_interval.as_secs_f64(),
         request_timeout_s = config.request_timeout.as_secs_f64(),
         result_cache = config.result_cache,
+        rollup_cache_mib = config.rollup_cache_mib,
         "Serving."
     );
     let refresher = tokio::spawn(refresh_forever(app.clone()));
@@ -656,6 +664,7 @@ mod tests {
             refresh_interval: Duration::from_secs(30),
             request_timeout: Duration::from_secs(1),
             result_cache: 4,
+            rollup_cache_mib: 1,
         })
         .unwrap()
     }

@@ -269,6 +269,19 @@ impl fmt::Display for WarehouseUrl {
     }
 }
 
+/// What [`Warehouse::get_if_changed`] found.
+#[derive(Debug)]
+pub enum Fetched {
+    Missing,
+    /// Still the version the caller knows.
+    Unchanged,
+    /// The object, and its version when the store gives one.
+    Body {
+        bytes: Bytes,
+        e_tag: Option<String>,
+    },
+}
+
 /// An open warehouse: a store and the root key prefix inside it.
 #[derive(Clone)]
 pub struct Warehouse {
@@ -458,6 +471,32 @@ impl Warehouse {
         match self.store.get(&self.path(relative)).await {
             Ok(r) => Ok(Some(r.bytes().await.map_err(err)?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// Reads one object unless its version is still `known` (an ETag from
+    /// an earlier read): one conditional request, no body when unchanged.
+    pub async fn get_if_changed(&self, relative: &str, known: Option<&str>) -> Result<Fetched> {
+        let err = |source| Error::Store {
+            op: "get",
+            key: relative.into(),
+            source,
+        };
+        let options = object_store::GetOptions {
+            if_none_match: known.map(str::to_string),
+            ..Default::default()
+        };
+        match self.store.get_opts(&self.path(relative), options).await {
+            Ok(r) => {
+                let e_tag = r.meta.e_tag.clone();
+                Ok(Fetched::Body {
+                    bytes: r.bytes().await.map_err(err)?,
+                    e_tag,
+                })
+            }
+            Err(object_store::Error::NotModified { .. }) => Ok(Fetched::Unchanged),
+            Err(object_store::Error::NotFound { .. }) => Ok(Fetched::Missing),
             Err(e) => Err(err(e)),
         }
     }

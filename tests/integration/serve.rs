@@ -600,7 +600,43 @@ async fn answers_carry_etags_and_a_rerun_changes_them_within_one_refresh() {
     };
     run();
     let server = Server::start(&warehouse, &["--refresh-interval", "1s"]);
+    // Without the result cache, rollup answers come through the decoded
+    // parts kept across requests: a rewritten part must be read again.
+    let uncached = Server::start(&warehouse, &["--refresh-interval", "1s", "--result-cache", "0"]);
     let t = token("1");
+    // The account's own zone (Asia/Kathmandu) and whole days: rollups answer.
+    let rollup_question =
+        "/v1/accounts/1/report?from=2026-05-02&to=2026-05-02&interval=daily&metric=proactive_messages";
+    let from_rollups = |server: &Server| {
+        let r = get(server, rollup_question, &t);
+        assert_eq!(r.0, 200, "{}", r.2);
+        let body = json(&r);
+        assert_eq!(body["answered_from"], "rollups");
+        body
+    };
+    let cli_answer = || -> Value {
+        let out = common::run_ok(&[
+            "report",
+            "--warehouse",
+            &warehouse,
+            "--account",
+            "1",
+            "--from",
+            "2026-05-02",
+            "--to",
+            "2026-05-02",
+            "--interval",
+            "daily",
+            "--metric",
+            "proactive_messages",
+            "--format",
+            "json",
+        ]);
+        serde_json::from_str(&out).unwrap()
+    };
+    let rollups_before = from_rollups(&uncached);
+    assert_eq!(from_rollups(&uncached), rollups_before, "a part read twice");
+    assert_eq!(rollups_before, cli_answer());
     let path = "/v1/accounts/1/report?from=2026-05-02&to=2026-05-02&time_zone=UTC&metric=proactive_messages";
     let first = get(&server, path, &t);
     assert_eq!(first.0, 200);
@@ -653,6 +689,17 @@ async fn answers_carry_etags_and_a_rerun_changes_them_within_one_refresh() {
         .as_u64()
         .unwrap();
     assert_eq!(after, before + 25, "the numbers changed with the ETag");
+
+    let expected = cli_answer();
+    assert_ne!(expected, rollups_before);
+    let changed_at = Instant::now();
+    while from_rollups(&uncached) != expected {
+        assert!(
+            changed_at.elapsed() < Duration::from_secs(3),
+            "rollup answers kept the parts decoded before the rerun"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
