@@ -333,9 +333,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_overlapping_run_waits_then_gives_up_naming_the_holder_and_a_disjoint_one_does_not_wait() {
-        let dir = std::env::temp_dir().join(format!("account-usage-lease-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let wh = Warehouse::open(&crate::warehouse::WarehouseUrl::Local(dir.clone())).unwrap();
+        let temp = crate::warehouse::testing::TempWarehouse::new("lease");
+        let wh = temp.wh.clone();
         let settings = LeaseSettings {
             ttl: Duration::from_secs(5),
             wait: Duration::from_millis(300),
@@ -364,6 +363,5 @@ mod tests {
             .unwrap()
             .release()
             .await;
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1091,7 +1091,7 @@ pub async fn write_dirty_marker(warehouse: &Warehouse, key: &DirtyMarkerKey, day
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::warehouse::WarehouseUrl;
+    use crate::warehouse::testing::TempWarehouse;
 
     fn bucket(account: i64, value: u64, ids: Vec<i64>) -> AccountBucket {
         AccountBucket {
@@ -1114,11 +1114,8 @@ mod tests {
     /// is replaced or deleted.
     #[tokio::test]
     async fn cached_reads_follow_the_object() {
-        let dir = std::env::temp_dir().join(format!("account-usage-part-cache-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let url: WarehouseUrl = dir.to_str().unwrap().parse().unwrap();
-        let wh = Warehouse::open(&url).unwrap();
+        let temp = TempWarehouse::new("part-cache");
+        let wh = &temp.wh;
         let key = RollupKey {
             interval: Interval::Monthly,
             period: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
@@ -1126,7 +1123,7 @@ mod tests {
         };
         let cache = PartCache::new(1 << 20);
         let read = |with_ids: bool, cached: bool| {
-            let (wh, key, cache) = (&wh, key, &cache);
+            let (key, cache) = (key, &cache);
             async move {
                 read_part(wh, key, with_ids, Some(&[2]), cached.then_some(cache))
                     .await
@@ -1155,7 +1152,6 @@ mod tests {
 
         wh.delete(&key.relative()).await.unwrap();
         assert_eq!(read(true, true).await, None);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

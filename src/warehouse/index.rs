@@ -157,7 +157,6 @@ pub async fn load(warehouse: &Warehouse) -> Result<Published> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::warehouse::WarehouseUrl;
 
     fn day(d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 3, d).unwrap()
@@ -165,11 +164,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_day_is_published_when_every_shard_of_a_count_lists_it() {
-        let dir = std::env::temp_dir().join(format!("account-usage-index-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let url: WarehouseUrl = dir.to_str().unwrap().parse().unwrap();
-        let wh = Warehouse::open(&url).unwrap();
+        let temp = crate::warehouse::testing::TempWarehouse::new("index");
+        let wh = temp.wh.clone();
         let run = RunId::new(chrono::Utc::now(), 1);
         let (s0, s1) = (ShardSpec { index: 0, count: 2 }, ShardSpec { index: 1, count: 2 });
         assert_eq!(
@@ -199,6 +195,5 @@ mod tests {
         assert_ne!(third.fingerprint, second.fingerprint);
         record_day(&wh, ShardSpec::WHOLE, day(1), &rerun).await.unwrap();
         assert_eq!(load(&wh).await.unwrap(), third);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -564,3 +564,32 @@ mod tests {
         assert!("file://relative".parse::<WarehouseUrl>().is_err());
     }
 }
+
+/// For unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Warehouse, WarehouseUrl};
+
+    /// A local warehouse in a fresh folder of the temp directory, removed
+    /// with the value.
+    pub(crate) struct TempWarehouse {
+        pub(crate) wh: Warehouse,
+        dir: std::path::PathBuf,
+    }
+
+    impl TempWarehouse {
+        pub(crate) fn new(label: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("account-usage-{label}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("temp folder");
+            let wh = Warehouse::open(&WarehouseUrl::Local(dir.clone())).expect("local warehouse");
+            TempWarehouse { wh, dir }
+        }
+    }
+
+    impl Drop for TempWarehouse {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
