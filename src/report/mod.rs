@@ -50,6 +50,8 @@ pub enum Error {
     Warehouse(#[from] crate::warehouse::Error),
     #[error("a decoding task failed: {0}")]
     Task(String),
+    #[error("reading the rollups' dirty markers failed")]
+    DirtyMarkers(#[source] crate::rollup::Error),
 }
 
 fn list_days(days: &[NaiveDate]) -> String {
@@ -76,7 +78,7 @@ impl Error {
     pub fn is_input(&self) -> bool {
         match self {
             Error::Warehouse(e) => e.is_bad_input(),
-            Error::BadColumn { .. } | Error::Task(_) => false,
+            Error::BadColumn { .. } | Error::Task(_) | Error::DirtyMarkers(_) => false,
             _ => true,
         }
     }

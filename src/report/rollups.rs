@@ -1,6 +1,7 @@
 //! Answering a report from materialized rollups, when they match the query:
 //! the account's own zone, an interval of a day or longer, whole buckets,
-//! no refresh in progress over its days, and every bucket present in a part.
+//! no refresh in progress over its days, and every bucket present in a part
+//! and from a refresh the reader's view saw finish.
 //! Otherwise [`try_answer`] returns `None` and the caller uses the base
 //! grain; the answers are the same either way (tested).
 //!
@@ -12,6 +13,7 @@
 //!   otherwise; distinct totals are never sums.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
@@ -20,7 +22,7 @@ use super::engine::{self, AnsweredFrom, Group, GroupBy, Grouping, Metric, Metric
 use crate::aggregate::ChannelDim;
 use crate::calendar::{self, Buckets, Interval};
 use crate::rollup::cells::{RollupGroup, cover, rollup_metric_name};
-use crate::rollup::{self, AccountBucket};
+use crate::rollup::{self, AccountBucket, Lookup};
 use crate::warehouse::Warehouse;
 
 /// One bucket of the query's account.
@@ -63,24 +65,21 @@ pub fn matches(query: &Query, account_zone: Tz) -> bool {
 }
 
 /// The report from rollups, or `None` when they cannot answer it exactly.
+/// `refreshing` holds the days of refreshes under way (dirty markers).
 pub async fn try_answer(
     warehouse: &Warehouse,
+    view: rollup::View<'_>,
+    refreshing: &BTreeSet<NaiveDate>,
     query: &Query,
     account_zone: Tz,
     channels: &[ChannelDim],
     utc_days: &BTreeSet<NaiveDate>,
-    shard_counts: &BTreeSet<u32>,
-    cache: Option<&rollup::PartCache>,
 ) -> Result<Option<Report>, rollup::Error> {
     if !matches(query, account_zone) {
         return Ok(None);
     }
-    let refreshing = rollup::dirty_markers(warehouse).await?;
-    if let Some((key, _)) = refreshing
-        .iter()
-        .find(|(_, (_, days))| days.iter().any(|d| utc_days.contains(d)))
-    {
-        tracing::info!(marker = %key, "Rollups are being refreshed for days of the range; answering from the base grain.");
+    if let Some(day) = utc_days.intersection(refreshing).next() {
+        tracing::debug!(%day, "Rollups are being refreshed for days of the range; answering from the base grain.");
         return Ok(None);
     }
 
@@ -104,20 +103,24 @@ pub async fn try_answer(
     let without: Vec<BucketKey> = without.into_iter().map(|(k, _)| k).collect();
     let account = query.account_id;
     let (a, b) = futures::try_join!(
-        rollup::read_for_account(warehouse, shard_counts, account, &with_ids, true, cache),
-        rollup::read_for_account(warehouse, shard_counts, account, &without, false, cache)
+        rollup::read_for_account(warehouse, view, account, &with_ids, true),
+        rollup::read_for_account(warehouse, view, account, &without, false)
     )?;
-    let mut files: HashMap<BucketKey, AccountBucket> = HashMap::new();
+    let mut files: HashMap<BucketKey, Arc<AccountBucket>> = HashMap::new();
     for ((interval, period), file) in with_ids.iter().chain(&without).zip(a.into_iter().chain(b)) {
         match file {
-            Some(f) if f.time_zone == query.tz.name() => {
+            Lookup::Found(f) if f.time_zone == query.tz.name() => {
                 files.insert((*interval, *period), f);
             }
-            Some(_) => {
+            Lookup::Found(_) => {
                 tracing::info!(account, interval = interval.as_str(), %period, "A rollup is in another zone; answering from the base grain.");
                 return Ok(None);
             }
-            None => {
+            Lookup::Unfinished => {
+                tracing::debug!(account, interval = interval.as_str(), %period, "A rollup is from a refresh not yet seen finished; answering from the base grain.");
+                return Ok(None);
+            }
+            Lookup::Missing => {
                 tracing::warn!(account, interval = interval.as_str(), %period, "A rollup is missing; answering from the base grain. The next run of its days writes it.");
                 return Ok(None);
             }
@@ -170,7 +173,7 @@ fn metric_values(
     query: &Query,
     metric: Metric,
     plan: &Plan,
-    files: &HashMap<BucketKey, AccountBucket>,
+    files: &HashMap<BucketKey, Arc<AccountBucket>>,
     grouping: &Grouping,
 ) -> MetricValues {
     let name = rollup_metric_name(metric);

@@ -11,6 +11,10 @@
 //!   request needs them, through the day manifests, so a rerun that lands
 //!   between two refreshes shows its numbers at once and changes
 //!   [`Snapshot::version`] at the next refresh.
+//! - Rollups are answered from only as the snapshot's view has them: days
+//!   of refreshes under way go to the base grain, rows of refreshes it did
+//!   not see finish are not used, and a cached part is confirmed against the
+//!   store once per version, so one answer never mixes two refreshes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -24,10 +28,11 @@ use super::{Error, ReportQuestion, ints, parse_time_zone, rollups, strings};
 use crate::calendar;
 use crate::metric::ChannelDim;
 use crate::model::MICROS_PER_DAY;
-use crate::rollup::PartCache;
+use crate::model::UnixMicros;
+use crate::rollup::{PartCache, View};
 use crate::warehouse::Warehouse;
-use crate::warehouse::manifest::read_day_table;
-use crate::warehouse::paths::{RunId, Table};
+use crate::warehouse::manifest::{Fnv64, read_day_table};
+use crate::warehouse::paths::{RunId, ShardSpec, Table};
 
 /// An account as of the latest published day.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,19 +61,36 @@ pub struct Snapshot {
     accounts: BTreeMap<i64, AccountInfo>,
     channels: HashMap<i64, Vec<ChannelDim>>,
     latest_run: Option<RunId>,
+    /// Days of rollup refreshes under way when the snapshot was loaded.
+    refreshing: BTreeSet<NaiveDate>,
+    /// By shard spec, the stamp of its latest finished rollup refresh.
+    rollups_refreshed: BTreeMap<ShardSpec, UnixMicros>,
     version: u64,
     /// Decoded rollup parts, shared by the snapshots of one `serve`.
     parts: Option<Arc<PartCache>>,
 }
 
 impl Snapshot {
-    /// Reads the published-days index (`warehouse::index`) and the latest
-    /// day's dimension tables: a few objects, however old the warehouse. An
-    /// empty warehouse is a snapshot with no days. Rollup parts are decoded
-    /// through `parts` when given (it revalidates every use, so it may
-    /// outlive the snapshot).
+    /// Reads the rollups' dirty markers, the published-days index
+    /// (`warehouse::index`) and the latest day's dimension tables: a few
+    /// objects, however old the warehouse. An empty warehouse is a snapshot
+    /// with no days. Rollup parts are decoded through `parts` when given; a
+    /// part is confirmed against the store once per snapshot version, so
+    /// the cache may outlive the snapshot.
     pub async fn load(warehouse: Warehouse, parts: Option<Arc<PartCache>>) -> Result<Snapshot, Error> {
+        // Markers first: a refresh that ends in between records its stamp
+        // before it deletes its marker, so it is seen as under way or as
+        // finished, never as neither.
+        let markers = crate::rollup::dirty_markers(&warehouse)
+            .await
+            .map_err(Error::DirtyMarkers)?;
         let index = crate::warehouse::index::load(&warehouse).await?;
+        let mut version = Fnv64::default();
+        version.write(&index.fingerprint.to_le_bytes());
+        for key in markers.keys() {
+            version.write(key.as_bytes());
+        }
+        let refreshing = markers.into_values().flat_map(|(_, days)| days).collect();
         let (published, latest_run) = (index.days, index.latest_run);
         let mut accounts = BTreeMap::new();
         let mut channels: HashMap<i64, Vec<ChannelDim>> = HashMap::new();
@@ -106,7 +128,9 @@ impl Snapshot {
             accounts,
             channels,
             latest_run,
-            version: index.fingerprint,
+            refreshing,
+            rollups_refreshed: index.rollups_refreshed,
+            version: version.finish(),
             parts,
         })
     }
@@ -115,7 +139,8 @@ impl Snapshot {
         &self.warehouse
     }
 
-    /// Changes whenever any day is published (again) or a run finishes.
+    /// Changes whenever any day is published (again), a run finishes, or a
+    /// rollup refresh starts or ends.
     pub fn version(&self) -> u64 {
         self.version
     }
@@ -146,14 +171,19 @@ impl Snapshot {
         let (query, account_tz, wanted) = self.plan(question)?;
         let channels = self.channels(question.account).to_vec();
         if !question.base_grain_only {
+            let view = View {
+                counts: &self.shard_counts,
+                finished: Some(&self.rollups_refreshed),
+                cache: self.parts.as_deref().map(|c| (c, self.version)),
+            };
             match rollups::try_answer(
                 &self.warehouse,
+                view,
+                &self.refreshing,
                 &query,
                 account_tz,
                 &channels,
                 &wanted,
-                &self.shard_counts,
-                self.parts.as_deref(),
             )
             .await
             {

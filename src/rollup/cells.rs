@@ -197,6 +197,13 @@ pub struct RollupRow {
     pub ids: Option<Vec<i64>>,
 }
 
+impl RollupRow {
+    /// Ids the row carries (none when they were not read).
+    pub fn id_count(&self) -> usize {
+        self.ids.as_ref().map_or(0, Vec::len)
+    }
+}
+
 /// The rows of one bucket: every metric by channel (with id lists for the
 /// distinct ones), by platform and over all channels. Zero values are left
 /// out.

@@ -1,6 +1,7 @@
 //! The published-days index: one small object per shard spec,
 //! `_index/s<i>of<n>.json`, naming every day that spec has a manifest for
-//! (with the run that published it) and its latest finished run.
+//! (with the run that published it), its latest finished run, and the stamp
+//! of its latest finished rollup refresh.
 //!
 //! Readers learn what is published from one listing of `_index/` (one key
 //! per shard spec ever used, not one per day) and one get per key, so the
@@ -14,7 +15,11 @@
 //!   them (`job::lease`); within a process, updates take turns; so a
 //!   read-modify-write never loses an update;
 //! - a day is published when every shard of some count lists it, the same
-//!   rule as for manifests (`warehouse::manifest`).
+//!   rule as for manifests (`warehouse::manifest`);
+//! - a refresh's stamp is recorded after all its rollup parts are written
+//!   and before its dirty marker is deleted, so a rollup row stamped later
+//!   than its spec's recorded stamp belongs to a refresh that readers of
+//!   this index have not seen finish.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::manifest::Fnv64;
 use super::paths::{IndexKey, RunId, ShardSpec};
 use super::{Error, Result, Warehouse};
+use crate::model::UnixMicros;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -35,6 +41,10 @@ pub struct ShardIndex {
     /// Every day this shard spec has published, with the run that last did.
     pub days: BTreeMap<NaiveDate, RunId>,
     pub latest_run: Option<RunId>,
+    /// The `refreshed_at` of the latest rollup refresh that finished.
+    /// Absent in indexes written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollups_refreshed_at: Option<UnixMicros>,
 }
 
 impl ShardIndex {
@@ -44,6 +54,7 @@ impl ShardIndex {
             shard: shard.to_string(),
             days: BTreeMap::new(),
             latest_run: None,
+            rollups_refreshed_at: None,
         }
     }
 }
@@ -100,6 +111,15 @@ pub async fn record_run(warehouse: &Warehouse, shard: ShardSpec, run: &RunId) ->
     .await
 }
 
+/// Records that the rollup refresh stamped `refreshed_at` finished writing
+/// every part for `shard`.
+pub async fn record_rollups(warehouse: &Warehouse, shard: ShardSpec, refreshed_at: UnixMicros) -> Result<()> {
+    update(warehouse, shard, |index| {
+        index.rollups_refreshed_at = index.rollups_refreshed_at.max(Some(refreshed_at));
+    })
+    .await
+}
+
 /// What the indexes say, read at once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Published {
@@ -107,6 +127,8 @@ pub struct Published {
     /// Shard counts that have published anything: where rollups may be.
     pub shard_counts: BTreeSet<u32>,
     pub latest_run: Option<RunId>,
+    /// By shard spec, the stamp of its latest finished rollup refresh.
+    pub rollups_refreshed: BTreeMap<ShardSpec, UnixMicros>,
     /// Changes whenever any index does: a day published (again), a run.
     pub fingerprint: u64,
 }
@@ -122,6 +144,7 @@ pub async fn load(warehouse: &Warehouse) -> Result<Published> {
     let mut fingerprint = Fnv64::default();
     let mut by_count: BTreeMap<u32, BTreeMap<u32, BTreeSet<NaiveDate>>> = BTreeMap::new();
     let mut latest_run: Option<RunId> = None;
+    let mut rollups_refreshed = BTreeMap::new();
     for (parsed, key) in keys {
         // Deleted since listing: nobody deletes indexes, but a store may be
         // edited by hand; what is gone publishes nothing.
@@ -132,6 +155,9 @@ pub async fn load(warehouse: &Warehouse) -> Result<Published> {
         fingerprint.write(&bytes);
         let index = parse(&key, &bytes)?;
         latest_run = latest_run.max(index.latest_run);
+        if let Some(stamp) = index.rollups_refreshed_at {
+            rollups_refreshed.insert(parsed.shard, stamp);
+        }
         by_count
             .entry(parsed.shard.count)
             .or_default()
@@ -150,6 +176,7 @@ pub async fn load(warehouse: &Warehouse) -> Result<Published> {
         days,
         shard_counts: by_count.into_keys().collect(),
         latest_run,
+        rollups_refreshed,
         fingerprint: fingerprint.finish(),
     })
 }
@@ -195,5 +222,12 @@ mod tests {
         assert_ne!(third.fingerprint, second.fingerprint);
         record_day(&wh, ShardSpec::WHOLE, day(1), &rerun).await.unwrap();
         assert_eq!(load(&wh).await.unwrap(), third);
+        assert!(third.rollups_refreshed.is_empty());
+        // A refresh's stamp only moves forward, and changes the fingerprint.
+        record_rollups(&wh, s1, 20).await.unwrap();
+        record_rollups(&wh, s1, 10).await.unwrap();
+        let fourth = load(&wh).await.unwrap();
+        assert_eq!(fourth.rollups_refreshed, BTreeMap::from([(s1, 20)]));
+        assert_ne!(fourth.fingerprint, third.fingerprint);
     }
 }
