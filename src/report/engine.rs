@@ -426,35 +426,42 @@ pub fn assemble(query: &Query, channels: &[ChannelDim], values: Vec<(Metric, Met
     let mut rows = Vec::new();
     let mut bucket_totals = Vec::new();
     let mut totals = Vec::new();
+    // Metrics share most of their buckets; each edge is formatted once.
+    let mut labels: HashMap<UnixMicros, String> = HashMap::new();
     for (metric, values) in values {
         // Every group that is non-zero anywhere gets a row in every bucket.
-        let groups: BTreeSet<&Group> = values
-            .cells
-            .iter()
-            .filter(|(_, v)| **v > 0)
-            .map(|((_, g), _)| g)
-            .collect();
+        let mut by_group: BTreeMap<&Group, Vec<u64>> = BTreeMap::new();
+        for ((i, g), v) in &values.cells {
+            if *v > 0 {
+                by_group.entry(g).or_insert_with(|| vec![0; values.buckets.len()])[*i] = *v;
+            }
+        }
+        let groups: Vec<(String, &Group, Vec<u64>)> = by_group.into_iter().map(|(g, v)| (g.render(), g, v)).collect();
+        rows.reserve(values.buckets.len() * groups.len());
         for i in 0..values.buckets.len() {
-            let label = values.buckets.label(i);
-            bucket_totals.push(BucketTotal {
-                metric: metric.as_str(),
-                bucket_start: label.clone(),
-                value: values.bucket_all[i],
-            });
-            for g in &groups {
+            let label = labels
+                .entry(values.buckets.edges[i])
+                .or_insert_with(|| values.buckets.label(i))
+                .clone();
+            for (rendered, _, by_bucket) in &groups {
                 rows.push(Row {
                     metric: metric.as_str(),
                     bucket_start: label.clone(),
-                    group: g.render(),
-                    value: values.cells.get(&(i, (*g).clone())).copied().unwrap_or(0),
+                    group: rendered.clone(),
+                    value: by_bucket[i],
                 });
             }
+            bucket_totals.push(BucketTotal {
+                metric: metric.as_str(),
+                bucket_start: label,
+                value: values.bucket_all[i],
+            });
         }
-        for g in &groups {
+        for (rendered, g, _) in groups {
             totals.push(Total {
                 metric: metric.as_str(),
-                group: Some(g.render()),
-                value: values.totals.get(*g).copied().unwrap_or(0),
+                group: Some(rendered),
+                value: values.totals.get(g).copied().unwrap_or(0),
             });
         }
         totals.push(Total {

@@ -13,6 +13,14 @@ pub fn json(report: &Report) -> String {
     serde_json::to_string_pretty(report).expect("reports serialize") + "\n"
 }
 
+/// The same document as [`json`] without the indentation people read: what
+/// the API sends, as about half the bytes.
+pub fn json_compact(report: &Report) -> Vec<u8> {
+    let mut out = serde_json::to_vec(report).expect("reports serialize");
+    out.push(b'\n');
+    out
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))

@@ -84,6 +84,16 @@ impl Error {
     }
 }
 
+/// The days of `set` in `span`; none when the span is empty (where
+/// `BTreeSet::range` would panic).
+pub(crate) fn days_within<'a>(
+    set: &'a BTreeSet<NaiveDate>,
+    span: &std::ops::RangeInclusive<NaiveDate>,
+) -> impl Iterator<Item = NaiveDate> + 'a {
+    let span = (!span.is_empty()).then(|| set.range(span.clone()));
+    span.into_iter().flatten().copied()
+}
+
 /// Longest range a question may ask for (about ten years): beyond it a
 /// question is surely a typo, and its buckets would cost memory for nothing.
 pub const MAX_RANGE_DAYS: i64 = 3660;

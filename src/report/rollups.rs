@@ -13,6 +13,7 @@
 //!   otherwise; distinct totals are never sums.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -73,12 +74,12 @@ pub async fn try_answer(
     query: &Query,
     account_zone: Tz,
     channels: &[ChannelDim],
-    utc_days: &BTreeSet<NaiveDate>,
+    utc_days: &RangeInclusive<NaiveDate>,
 ) -> Result<Option<Report>, rollup::Error> {
     if !matches(query, account_zone) {
         return Ok(None);
     }
-    if let Some(day) = utc_days.intersection(refreshing).next() {
+    if let Some(day) = super::days_within(refreshing, utc_days).next() {
         tracing::debug!(%day, "Rollups are being refreshed for days of the range; answering from the base grain.");
         return Ok(None);
     }

@@ -17,6 +17,7 @@
 //!   store once per version, so one answer never mixes two refreshes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
@@ -192,7 +193,7 @@ impl Snapshot {
                 Err(e) => tracing::warn!(error = %e, "Rollups could not be read; answering from the base grain."),
             }
         }
-        let days: BTreeSet<NaiveDate> = wanted.intersection(&self.published).copied().collect();
+        let days: BTreeSet<NaiveDate> = super::days_within(&self.published, &wanted).collect();
         let grain = super::load_account(&self.warehouse, question.account, &days, &query.metrics, channels).await?;
         // Counting is CPU work: off the async workers, so a long report
         // never stalls other requests (or their timeouts).
@@ -202,7 +203,7 @@ impl Snapshot {
     }
 
     /// The validated query, the account's zone, and the UTC days it reads.
-    fn plan(&self, q: &ReportQuestion) -> Result<(Query, Tz, BTreeSet<NaiveDate>), Error> {
+    fn plan(&self, q: &ReportQuestion) -> Result<(Query, Tz, RangeInclusive<NaiveDate>), Error> {
         if q.from > q.to {
             return Err(Error::FromAfterTo { from: q.from, to: q.to });
         }
@@ -244,29 +245,38 @@ impl Snapshot {
 
         // UTC days under the range must be published; so must the days of
         // the whole months of UMC, up to the latest published day (later
-        // ones have not happened yet).
-        let utc_days = |start: i64, end: i64| -> BTreeSet<NaiveDate> {
-            let first = start.div_euclid(MICROS_PER_DAY);
-            let last = (end - 1).div_euclid(MICROS_PER_DAY);
-            (first..=last)
-                .filter_map(|d| NaiveDate::from_epoch_days(i32::try_from(d).ok()?))
-                .collect()
+        // ones have not happened yet). Both are spans of days: counted in
+        // the published set, not listed, unless some are missing.
+        let utc_days = |start: i64, end: i64| -> RangeInclusive<NaiveDate> {
+            let day = |t: i64| NaiveDate::from_epoch_days(i32::try_from(t.div_euclid(MICROS_PER_DAY)).ok()?);
+            match (day(start), day(end - 1)) {
+                (Some(first), Some(last)) => first..=last,
+                _ => NaiveDate::MAX..=NaiveDate::MIN,
+            }
         };
         let (start, end) = calendar::range(&tz, query.from, query.to);
-        let mut required = utc_days(start, end);
-        let mut wanted = required.clone();
-        if query.metrics.contains(&Metric::UniqueMonthlyContacts) {
+        let range = utc_days(start, end);
+        let (wanted, months_so_far) = if query.metrics.contains(&Metric::UniqueMonthlyContacts) {
             let months = calendar::umc_months(tz, query.from, query.to);
             let month_days = utc_days(months.start(), months.end());
-            required.extend(month_days.iter().filter(|d| **d <= latest));
-            wanted.extend(month_days);
-        }
-        let missing: Vec<NaiveDate> = required
-            .iter()
-            .filter(|d| !self.published.contains(d))
-            .copied()
-            .collect();
-        if !missing.is_empty() {
+            let so_far = *month_days.start()..=(*month_days.end()).min(latest);
+            let hull = (*range.start()).min(*month_days.start())..=(*range.end()).max(*month_days.end());
+            (hull, so_far)
+        } else {
+            (range.clone(), NaiveDate::MAX..=NaiveDate::MIN)
+        };
+        let published_all = |span: &RangeInclusive<NaiveDate>| {
+            span.is_empty()
+                || super::days_within(&self.published, span).count() as i64
+                    == (*span.end() - *span.start()).num_days() + 1
+        };
+        if !(published_all(&range) && published_all(&months_so_far)) {
+            let required: BTreeSet<NaiveDate> = [range, months_so_far]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .flat_map(|s| s.start().iter_days().take_while(move |d| d <= s.end()))
+                .collect();
+            let missing: Vec<NaiveDate> = required.into_iter().filter(|d| !self.published.contains(d)).collect();
             return Err(Error::MissingDays(missing));
         }
         Ok((query, account.zone(), wanted))

@@ -128,7 +128,10 @@ pub struct Answer {
 impl Answer {
     fn body(&self, format: Format) -> bytes::Bytes {
         match format {
-            Format::Json => self.json.get_or_init(|| format::json(&self.report).into()).clone(),
+            Format::Json => self
+                .json
+                .get_or_init(|| format::json_compact(&self.report).into())
+                .clone(),
             Format::Csv => self.csv.get_or_init(|| format::csv(&self.report).into()).clone(),
         }
     }
