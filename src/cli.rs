@@ -480,8 +480,9 @@ pub struct ServeArgs {
     pub result_cache: usize,
 
     /// MiB of decoded rollup parts kept in memory, e.g. 256 (0 turns it off).
-    /// Each use asks the store whether the part changed (a conditional GET
-    /// with no body when it did not), so answers never lag the warehouse.
+    /// The first use in each snapshot version asks the store whether the
+    /// part changed (a conditional GET with no body when it did not), so
+    /// answers follow the warehouse at the next --refresh-interval.
     #[arg(long, env = "ROLLUP_CACHE_MIB", default_value_t = 128, value_name = "MIB")]
     pub rollup_cache_mib: u64,
 

@@ -36,22 +36,34 @@ const EXIT_STOPPED: u8 = 143;
 /// `serve` computes on every core at once, and threads waiting on one
 /// arena's lock cost a third of its throughput: it gets one arena a core.
 /// An operator's `MALLOC_ARENA_MAX` wins.
-fn limit_malloc_arenas(command: &Command) {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-        return;
-    }
+///
+/// Readers (`serve`, `report`) also keep freed memory instead of handing
+/// it back to the kernel at once: reading Parquet allocates and frees
+/// short-lived buffers (a zstd context per column chunk among them) that
+/// glibc otherwise trims and faults in again, which took a seventh of a
+/// base-grain report's profile (page faults, TLB shootdowns). Their memory
+/// is bounded by their caches and by one answer at a time per core, so
+/// what is kept is what a busy moment needed. `GLIBC_TUNABLES` wins.
+fn tune_malloc(command: &Command) {
     let arenas = match command {
         Command::Serve(_) => std::thread::available_parallelism().map_or(2, |n| n.get()),
         _ => 1,
     };
+    let reader = matches!(command, Command::Serve(_) | Command::Report(_));
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator settings; called before any
     // other thread exists.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, arenas as libc::c_int);
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            libc::mallopt(libc::M_ARENA_MAX, arenas as libc::c_int);
+        }
+        if reader && std::env::var_os("GLIBC_TUNABLES").is_none() {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+        }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    let _ = arenas;
+    let _ = (arenas, reader);
 }
 
 fn main() -> ExitCode {
@@ -59,7 +71,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),
     };
-    limit_malloc_arenas(&cli.command);
+    tune_malloc(&cli.command);
     init_tracing(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

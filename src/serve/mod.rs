@@ -144,7 +144,8 @@ pub struct App {
     warehouse: Warehouse,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     cache: ResultCache<Answer>,
-    /// Outlives snapshots: every use revalidates a part against its object.
+    /// Outlives snapshots: a part is revalidated against its object once
+    /// per snapshot version.
     parts: Option<Arc<PartCache>>,
     stats: stats::Stats,
     shutting_down: AtomicBool,
