@@ -176,11 +176,11 @@ pub struct RunArgs {
     pub date: Option<NaiveDate>,
 
     /// First UTC day of a backfill (inclusive); needs --to.
-    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date, requires = "to")]
+    #[arg(long, env = "RUN_FROM", value_name = "YYYY-MM-DD", value_parser = parse_date, requires = "to")]
     pub from: Option<NaiveDate>,
 
     /// Last UTC day of a backfill (inclusive); needs --from.
-    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date, requires = "from")]
+    #[arg(long, env = "RUN_TO", value_name = "YYYY-MM-DD", value_parser = parse_date, requires = "from")]
     pub to: Option<NaiveDate>,
 
     /// Days processed at once in a backfill.
@@ -205,7 +205,7 @@ pub struct RunArgs {
     pub max_late_days: u32,
 
     /// Print the days, accounts and objects the run would write, and write nothing.
-    #[arg(long)]
+    #[arg(long, env = "RUN_DRY_RUN")]
     pub dry_run: bool,
 
     /// Local folder for aggregates spilled when a day outgrows
@@ -383,20 +383,20 @@ pub struct DemoArgs {
     pub dir: std::path::PathBuf,
 
     /// Number of synthetic accounts.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, env = "DEMO_ACCOUNTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub accounts: u32,
 
     /// Number of days of data, ending yesterday (UTC); extended back when the
     /// closing report's whole months need more.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3660))]
+    #[arg(long, env = "DEMO_DAYS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=3660))]
     pub days: u32,
 
     /// Messages per day, all accounts together.
-    #[arg(long, default_value_t = 4_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    #[arg(long, env = "DEMO_MESSAGES_PER_DAY", default_value_t = 4_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub messages_per_day: u64,
 
     /// Days processed at once.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, env = "DEMO_PARALLEL", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub parallel: u32,
 
     /// End by serving the demo's warehouse on --listen (no auth, loopback
@@ -449,7 +449,7 @@ pub struct ServeArgs {
     /// File holding the HS256 key that tokens are signed with (at least 32
     /// bytes; a trailing newline is ignored). ACCOUNT_USAGE_JWT_SECRET holds
     /// the key itself instead.
-    #[arg(long, value_name = "PATH", conflicts_with = "no_auth")]
+    #[arg(long, env = "JWT_SECRET_FILE", value_name = "PATH", conflicts_with = "no_auth")]
     pub jwt_secret_file: Option<std::path::PathBuf>,
 
     /// Accept requests without a token: for local use only, refused unless
@@ -596,7 +596,7 @@ pub struct TokenArgs {
 
     /// File holding the HS256 key (as for `serve`); ACCOUNT_USAGE_JWT_SECRET
     /// holds the key itself instead.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, env = "JWT_SECRET_FILE", value_name = "PATH")]
     pub jwt_secret_file: Option<std::path::PathBuf>,
 }
 
@@ -649,39 +649,45 @@ pub struct ReportArgs {
     pub warehouse: String,
 
     /// The account to report on.
-    #[arg(long, value_name = "ID")]
+    #[arg(long, env = "REPORT_ACCOUNT", value_name = "ID")]
     pub account: i64,
 
     /// First local date of the range (inclusive).
-    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    #[arg(long, env = "REPORT_FROM", value_name = "YYYY-MM-DD", value_parser = parse_date)]
     pub from: NaiveDate,
 
     /// Last local date of the range (inclusive).
-    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    #[arg(long, env = "REPORT_TO", value_name = "YYYY-MM-DD", value_parser = parse_date)]
     pub to: NaiveDate,
 
     /// IANA time zone of the dates and buckets [default: the account's time zone].
-    #[arg(long, value_name = "TZ")]
+    #[arg(long, env = "REPORT_TIME_ZONE", value_name = "TZ")]
     pub time_zone: Option<String>,
 
     /// Bucket size.
-    #[arg(long, value_enum, default_value_t = crate::calendar::Interval::Daily)]
+    #[arg(long, env = "REPORT_INTERVAL", value_enum, default_value_t = crate::calendar::Interval::Daily)]
     pub interval: crate::calendar::Interval,
 
     /// What each row's group is.
-    #[arg(long, value_enum, default_value_t = crate::report::engine::GroupBy::Platform)]
+    #[arg(long, env = "REPORT_GROUP_BY", value_enum, default_value_t = crate::report::engine::GroupBy::Platform)]
     pub group_by: crate::report::engine::GroupBy,
 
     /// Only this channel (repeatable); filters every metric [default: all channels].
-    #[arg(long = "channel", value_name = "ID")]
+    #[arg(long = "channel", env = "REPORT_CHANNELS", value_delimiter = ',', value_name = "ID")]
     pub channels: Vec<i64>,
 
     /// Only this metric (repeatable) [default: all five].
-    #[arg(long = "metric", value_enum, value_name = "NAME")]
+    #[arg(
+        long = "metric",
+        env = "REPORT_METRICS",
+        value_delimiter = ',',
+        value_enum,
+        value_name = "NAME"
+    )]
     pub metrics: Vec<crate::metric::Metric>,
 
     /// Output format.
-    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    #[arg(long, env = "REPORT_FORMAT", value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
 
     /// Answer from the base grain even where materialized rollups match the
@@ -821,6 +827,27 @@ mod tests {
             }
         }
         walk(&Cli::command());
+    }
+
+    /// Every flag can come from the environment (a CronJob or a Deployment
+    /// sets env, not argv), but for one-off actions that make no sense there.
+    #[test]
+    fn every_flag_has_an_env_fallback() {
+        fn walk(cmd: &clap::Command, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") || arg.is_positional() || arg.get_env().is_some() {
+                    continue;
+                }
+                missing.push(format!("{} --{id}", cmd.get_name()));
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), &mut missing);
+        assert_eq!(missing, Vec::<String>::new());
     }
 
     #[test]
