@@ -440,8 +440,8 @@ pub struct View<'a> {
 }
 
 impl<'a> View<'a> {
-    /// Reads every part from the store, checks no stamps: what a refresh
-    /// reads its own shard count's parts with.
+    /// Reads every part from the store and checks no stamps: what a
+    /// refresh reads finer buckets with, under its lease.
     pub fn plain(counts: &'a BTreeSet<u32>) -> Self {
         View {
             counts,
@@ -642,9 +642,6 @@ pub struct RefreshReport {
     /// Time spent on daily buckets (from the base grain) and on coarser ones.
     pub daily_ms: u64,
     pub coarse_ms: u64,
-    /// The stamp its rows carry, recorded in the shard's index once every
-    /// part was written.
-    pub refreshed_at: UnixMicros,
 }
 
 /// A bucket a refresh computed, with the cells it was made from.
@@ -826,7 +823,6 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
         Some(last) => scope.refreshed_at.max(last + 1),
         None => scope.refreshed_at,
     };
-    report.refreshed_at = refreshed_at;
     let parts = Parts {
         warehouse,
         shard: scope.shard,
