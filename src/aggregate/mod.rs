@@ -23,10 +23,12 @@
 //!   [`merge_sorted_runs`] combines the runs (and any duplicate keys) again.
 //!   Memory is bounded by that budget, not by the messages of the day.
 
+mod derived;
 mod keyed;
 mod rows;
 
 pub use crate::metric::ChannelDim;
+pub use derived::{ContactDays, Fold, SlotCounts, fold_all};
 pub use keyed::{Entry, IdBuildHasher, Key, KeyedAgg, Merge, Value, merge_sorted_runs};
 pub use rows::{AccountDim, Dimensions, RawEvent, RawHistory, RawMessage, Text};
 

@@ -40,8 +40,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{
-    Aggregate, DayAggregator, Dimensions, Entry, Merge, RejectReason, SourceTable, decide_resolved, merge_sorted_runs,
-    shard_of,
+    Aggregate, ContactDays, DayAggregator, Dimensions, Entry, Fold, Merge, RejectReason, SlotCounts, SourceTable,
+    decide_resolved, merge_sorted_runs, shard_of,
 };
 use crate::extract::{AccountFilter, DayRange, Snapshot};
 use crate::model::{MICROS_PER_DAY, UnixMicros, to_datetime};
@@ -779,9 +779,20 @@ async fn process_day(
     ] {
         let sources = runs_of(&mut [&mut messages, &mut events], which, &error).map_err(spill_err)?;
         let (warehouse, table, key) = (warehouse.clone(), table_of(which), key_of(table_of(which)));
+        let derived = (which == Aggregate::ContactActivity).then(|| Derived {
+            table: Table::ContactDays,
+            key: key_of(Table::ContactDays),
+            fold: Box::new(ContactDays::default()),
+        });
         writes.push(tokio::spawn(async move {
-            let rows = write_entries(&warehouse, &key, table, merge_sorted_runs(sources, which.merge())).await?;
-            Ok::<_, Error>((table, key, rows))
+            write_entries(
+                &warehouse,
+                &key,
+                table,
+                merge_sorted_runs(sources, which.merge()),
+                derived,
+            )
+            .await
         }));
     }
 
@@ -808,17 +819,20 @@ async fn process_day(
     }
     let which = Aggregate::ResolvedConversations;
     let sources = runs_of(&mut [&mut decided], which, &error).map_err(spill_err)?;
-    let key = key_of(Table::ResolvedConversations);
-    let rows = write_entries(
+    let mut written = write_entries(
         warehouse,
-        &key,
+        &key_of(Table::ResolvedConversations),
         Table::ResolvedConversations,
         merge_sorted_runs(sources, which.merge()),
+        Some(Derived {
+            table: Table::ResolvedSlots,
+            key: key_of(Table::ResolvedSlots),
+            fold: Box::new(SlotCounts::default()),
+        }),
     )
     .await?;
-    let mut written = vec![(Table::ResolvedConversations, key, rows)];
     for write in writes {
-        written.push(write.await.map_err(|e| Error::Task(e.to_string()))??);
+        written.extend(write.await.map_err(|e| Error::Task(e.to_string()))??);
     }
     if let Some(e) = error.lock().expect("spill error slot").take() {
         return Err(spill_err(e));
@@ -855,7 +869,7 @@ async fn process_day(
             source,
         })?;
         let key = key_of(table);
-        let mut file = ParquetFile::create(warehouse, &key, batch.schema(), 1)?;
+        let mut file = ParquetFile::create(warehouse, &key, table)?;
         file.write(&batch).await?;
         let rows = file.finish().await?;
         files.push(FileEntry {
@@ -968,32 +982,65 @@ impl<'d> Stream<'d> {
     }
 }
 
-/// Writes a sorted entry stream as one Parquet file. An empty stream still
-/// gets a (zero-row) file, so that every table has a file for every
-/// published day and BI tools' globs never come up empty.
+/// A table folded from another's entries as they are written.
+struct Derived {
+    table: Table,
+    key: String,
+    fold: Box<dyn Fold>,
+}
+
+/// Writes a sorted entry stream as one Parquet file, and the table folded
+/// from it (if any) as another. An empty stream still gets a (zero-row)
+/// file, so that every table has a file for every published day and BI
+/// tools' globs never come up empty. Returns each file's table, key and rows.
 async fn write_entries(
     warehouse: &Warehouse,
     key: &str,
     table: Table,
     mut entries: impl Iterator<Item = Entry>,
-) -> Result<u64> {
-    let sorted_by = match table {
-        Table::ProactiveMessages => 3,
-        _ => 4,
-    };
-    let mut file = ParquetFile::create(warehouse, key, tables::schema(table), sorted_by)?;
-    loop {
-        let chunk: Vec<Entry> = entries.by_ref().take(ROW_GROUP_ROWS).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        let batch = tables::entries_batch(table, &chunk).map_err(|source| Error::Arrow {
+    derived: Option<Derived>,
+) -> Result<Vec<(Table, String, u64)>> {
+    let batch_of = |table, chunk: &[Entry]| {
+        tables::entries_batch(table, chunk).map_err(|source| Error::Arrow {
             table: table.name(),
             source,
-        })?;
-        file.write(&batch).await?;
+        })
+    };
+    let mut file = ParquetFile::create(warehouse, key, table)?;
+    let mut derived = match derived {
+        Some(d) => {
+            let file = ParquetFile::create(warehouse, &d.key, d.table)?;
+            Some((d, file, Vec::new()))
+        }
+        None => None,
+    };
+    loop {
+        let chunk: Vec<Entry> = entries.by_ref().take(ROW_GROUP_ROWS).collect();
+        let last = chunk.len() < ROW_GROUP_ROWS;
+        if !chunk.is_empty() {
+            file.write(&batch_of(table, &chunk)?).await?;
+        }
+        if let Some((d, out, folded)) = &mut derived {
+            for e in chunk {
+                d.fold.push(e, folded);
+            }
+            if last {
+                d.fold.finish(folded);
+            }
+            if folded.len() >= ROW_GROUP_ROWS || (last && !folded.is_empty()) {
+                out.write(&batch_of(d.table, folded)?).await?;
+                folded.clear();
+            }
+        }
+        if last {
+            break;
+        }
     }
-    Ok(file.finish().await?)
+    let mut written = vec![(table, key.to_string(), file.finish().await?)];
+    if let Some((d, out, _)) = derived {
+        written.push((d.table, d.key, out.finish().await?));
+    }
+    Ok(written)
 }
 
 impl RunReport {

@@ -33,17 +33,23 @@ pub enum Table {
     AgentActivity,
     ResolvedConversations,
     ProactiveMessages,
+    /// Derived from `contact_activity`: one row per contact and channel of a UTC day.
+    ContactDays,
+    /// Derived from `resolved_conversations`: counts per 15-minute UTC slot.
+    ResolvedSlots,
     Accounts,
     Channels,
     Rejects,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 9] = [
         Table::ContactActivity,
         Table::AgentActivity,
         Table::ResolvedConversations,
         Table::ProactiveMessages,
+        Table::ContactDays,
+        Table::ResolvedSlots,
         Table::Accounts,
         Table::Channels,
         Table::Rejects,
@@ -55,6 +61,8 @@ impl Table {
             Table::AgentActivity => "agent_activity",
             Table::ResolvedConversations => "resolved_conversations",
             Table::ProactiveMessages => "proactive_messages",
+            Table::ContactDays => "contact_days",
+            Table::ResolvedSlots => "resolved_slots",
             Table::Accounts => "accounts",
             Table::Channels => "channels",
             Table::Rejects => "rejects",

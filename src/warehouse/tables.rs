@@ -27,7 +27,7 @@ fn text(name: &str, nullable: bool) -> Field {
     Field::new(name, DataType::Utf8, nullable)
 }
 
-static SCHEMAS: LazyLock<[SchemaRef; 7]> = LazyLock::new(|| {
+static SCHEMAS: LazyLock<[SchemaRef; 9]> = LazyLock::new(|| {
     let s = |fields: Vec<Field>| Arc::new(Schema::new(fields));
     [
         s(vec![
@@ -58,6 +58,19 @@ static SCHEMAS: LazyLock<[SchemaRef; 7]> = LazyLock::new(|| {
             int("channel_id", false),
             ts("slot_start", false),
             int("messages", false),
+        ]),
+        s(vec![
+            int("account_id", false),
+            int("channel_id", false),
+            int("contact_id", false),
+            ts("first_slot", false),
+            ts("last_slot", false),
+        ]),
+        s(vec![
+            int("account_id", false),
+            int("channel_id", false),
+            ts("slot_start", false),
+            int("conversations", false),
         ]),
         s(vec![
             int("account_id", false),
@@ -139,11 +152,18 @@ pub fn entries_batch(table: Table, entries: &[Entry]) -> Result<RecordBatch, Arr
             utc_req(col(|e| e.1[0])),
             ints(col(|e| e.1[1])),
         ],
-        Table::ProactiveMessages => vec![
+        Table::ProactiveMessages | Table::ResolvedSlots => vec![
             ints(col(|e| e.0[0])),
             ints(col(|e| e.0[1])),
             utc_req(col(|e| e.0[2])),
             ints(col(|e| e.1[0])),
+        ],
+        Table::ContactDays => vec![
+            ints(col(|e| e.0[0])),
+            ints(col(|e| e.0[1])),
+            ints(col(|e| e.0[2])),
+            utc_req(col(|e| e.1[0])),
+            utc_req(col(|e| e.1[1])),
         ],
         other => {
             return Err(ArrowError::InvalidArgumentError(format!(

@@ -3,36 +3,75 @@
 //! by one row group however large the file.
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
 use object_store::buffered::BufWriter;
 use parquet::arrow::AsyncArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
-use super::{Error, Result, Warehouse};
+use super::paths::Table;
+use super::{Error, Result, Warehouse, tables};
 
 /// Rows per row group: large enough for good compression, small enough that
 /// pruning by the leading `account_id` column skips most of a big file.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
-pub fn properties(sorted_by_leading: usize) -> WriterProperties {
-    let sorting: Vec<SortingColumn> = (0..sorted_by_leading as i32)
+/// How many leading columns a table's rows are sorted by (recorded in the
+/// file metadata for readers).
+fn sorted_by(table: Table) -> usize {
+    match table {
+        Table::ContactActivity | Table::AgentActivity | Table::ResolvedConversations => 4,
+        Table::ProactiveMessages | Table::ContactDays | Table::ResolvedSlots => 3,
+        Table::Accounts | Table::Channels | Table::Rejects => 1,
+    }
+}
+
+/// The writer settings of a table.
+///
+/// - The exact-grain and dimension tables are zstd-compressed (level 1).
+/// - The derived tables that reports read most (`contact_days`,
+///   `resolved_slots`) are written without a compression codec: their sorted
+///   ids are delta-encoded and their slot columns dictionary-encoded, which
+///   makes them smaller than zstd makes the same columns plain, and reading
+///   them needs no codec (parquet builds a zstd compressor and decompressor
+///   for every column chunk it reads, which cost a reader more than the
+///   decompression itself).
+pub fn properties(table: Table) -> WriterProperties {
+    let sorting: Vec<SortingColumn> = (0..sorted_by(table) as i32)
         .map(|column_idx| SortingColumn {
             column_idx,
             descending: false,
             nulls_first: true,
         })
         .collect();
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")))
+    let builder = WriterProperties::builder()
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        // Sorted integer columns compress well with zstd alone; dictionaries
-        // of high-cardinality ids cost time and save nothing.
-        .set_dictionary_enabled(false)
-        .set_sorting_columns((!sorting.is_empty()).then_some(sorting))
-        .set_created_by(format!("account-usage {}", env!("CARGO_PKG_VERSION")))
-        .build()
+        .set_sorting_columns(Some(sorting))
+        .set_created_by(format!("account-usage {}", env!("CARGO_PKG_VERSION")));
+    match table {
+        Table::ContactDays | Table::ResolvedSlots => {
+            let slots: &[&str] = match table {
+                Table::ContactDays => &["first_slot", "last_slot"],
+                _ => &["slot_start"],
+            };
+            let mut builder = builder
+                .set_compression(Compression::UNCOMPRESSED)
+                .set_dictionary_enabled(false)
+                .set_encoding(Encoding::DELTA_BINARY_PACKED);
+            for column in slots {
+                // At most 96 slots a day: a dictionary of them, 7 bits a row.
+                builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), true);
+            }
+            builder.build()
+        }
+        _ => builder
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")))
+            // Sorted integer columns compress well with zstd alone; dictionaries
+            // of high-cardinality ids cost time and save nothing.
+            .set_dictionary_enabled(false)
+            .build(),
+    }
 }
 
 /// A Parquet file being written; nothing is visible until [`finish`](Self::finish).
@@ -43,9 +82,8 @@ pub struct ParquetFile {
 }
 
 impl ParquetFile {
-    /// `sorted_by_leading`: how many leading columns the rows are sorted by
-    /// (recorded in the file metadata for readers).
-    pub fn create(warehouse: &Warehouse, key: &str, schema: SchemaRef, sorted_by_leading: usize) -> Result<Self> {
+    /// A file of `table`, written with the table's settings ([`properties`]).
+    pub fn create(warehouse: &Warehouse, key: &str, table: Table) -> Result<Self> {
         let sink = BufWriter::with_capacity(
             warehouse.store().clone(),
             warehouse.path(key),
@@ -53,7 +91,7 @@ impl ParquetFile {
         )
         .with_max_concurrency(2);
         let writer =
-            AsyncArrowWriter::try_new(sink, schema, Some(properties(sorted_by_leading))).map_err(|source| {
+            AsyncArrowWriter::try_new(sink, tables::schema(table), Some(properties(table))).map_err(|source| {
                 Error::Parquet {
                     key: key.to_string(),
                     source,
