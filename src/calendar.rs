@@ -18,7 +18,7 @@
 use chrono::{Datelike, Days, Months, NaiveDate, NaiveTime, Offset, SecondsFormat, TimeZone, Timelike};
 use chrono_tz::Tz;
 
-use crate::model::{MICROS_PER_MINUTE, UnixMicros, to_datetime};
+use crate::model::{MICROS_PER_DAY, MICROS_PER_MINUTE, UnixMicros, to_datetime};
 
 const QUARTER: i64 = 15 * MICROS_PER_MINUTE;
 
@@ -127,6 +127,19 @@ impl Buckets {
     /// RFC 3339 with the zone's offset at the bucket's first instant.
     pub fn label(&self, i: usize) -> String {
         rfc3339_in(&self.tz, self.edges[i])
+    }
+
+    /// Whether no UTC day holds more than one edge strictly inside it. Then
+    /// an entity's first and last instant of a UTC day decide exactly which
+    /// buckets it was active in (the day grain), as those of a UTC hour do
+    /// for any buckets. True for months, and for local dates in every zone
+    /// in use today (local days are 23 hours or longer and no offset lies
+    /// strictly between -01:00 and 00:00); checked, not assumed.
+    pub fn cut_each_utc_day_at_most_once(&self) -> bool {
+        let inside = |t: UnixMicros| t.rem_euclid(MICROS_PER_DAY) != 0;
+        self.edges.windows(2).all(|w| {
+            !(inside(w[0]) && inside(w[1]) && w[0].div_euclid(MICROS_PER_DAY) == w[1].div_euclid(MICROS_PER_DAY))
+        })
     }
 }
 
@@ -351,6 +364,39 @@ mod tests {
         assert_eq!(p(Interval::Quarterly, "2026-11-30"), (d("2026-10-01"), d("2026-12-31")));
         assert_eq!(p(Interval::Yearly, "2026-07-01"), (d("2026-01-01"), d("2026-12-31")));
         assert_eq!(Interval::Hourly.period_of(d("2026-07-01")), None);
+    }
+
+    /// The day grain's premise, over every zone and 1970..2100: daily
+    /// buckets cut each UTC day at most once; hourly ones do not.
+    #[test]
+    fn local_dates_cut_each_utc_day_at_most_once_in_every_zone() {
+        let mut checked = 0;
+        for tz in chrono_tz::TZ_VARIANTS {
+            for year in [1970, 1990, 2000, 2010, 2020, 2026, 2027, 2040, 2070, 2099] {
+                let b = buckets(
+                    tz,
+                    d(&format!("{year}-01-01")),
+                    d(&format!("{year}-12-31")),
+                    Interval::Daily,
+                );
+                assert!(b.cut_each_utc_day_at_most_once(), "{} in {year}", tz.name());
+                checked += 1;
+            }
+        }
+        assert!(checked > 5000);
+        let kathmandu: Tz = "Asia/Kathmandu".parse().unwrap();
+        let hourly = buckets(kathmandu, d("2026-03-01"), d("2026-03-02"), Interval::Hourly);
+        assert!(!hourly.cut_each_utc_day_at_most_once());
+        let two_cuts = Buckets {
+            tz: kathmandu,
+            edges: vec![0, MICROS_PER_DAY + 1, MICROS_PER_DAY + 2, 3 * MICROS_PER_DAY],
+        };
+        assert!(!two_cuts.cut_each_utc_day_at_most_once());
+        let on_midnights = Buckets {
+            tz: kathmandu,
+            edges: vec![0, MICROS_PER_DAY, MICROS_PER_DAY + 5, 2 * MICROS_PER_DAY],
+        };
+        assert!(on_midnights.cut_each_utc_day_at_most_once());
     }
 
     #[test]

@@ -18,6 +18,10 @@
 //!     before the day ([`RawHistory`]);
 //!   - proactive messages: counts per 15-minute UTC slot, a grain every
 //!     zone's bucket edges fall on.
+//! - **Derived grains** ([`ContactDays`], [`SlotCounts`]): contacts per UTC
+//!   day and resolved conversations per slot, folded from the sorted exact
+//!   entries as they are written; exact for the buckets their readers use
+//!   them for (see `derived`).
 //! - **Bounded memory.** Entries accumulate in [`KeyedAgg`] maps that the
 //!   caller drains into sorted runs whenever they grow past its budget;
 //!   [`merge_sorted_runs`] combines the runs (and any duplicate keys) again.

@@ -1,16 +1,26 @@
 //! `account-usage report`: the Account usage report, from the warehouse only.
 //!
-//! [`crate::calendar`] and [`engine`] are pure; this module reads what they need
-//! (one account's base grain for the days a query touches, and the latest
-//! dimension snapshots) through the day manifests, and [`format`] renders
-//! the result.
+//! [`crate::calendar`], [`engine`] and `distinct` are pure; this module reads
+//! what they need (one account's base grain for the days a query touches, and
+//! the latest dimension snapshots), and [`format`] renders the result.
+//!
+//! What always holds:
+//! - each metric reads the coarsest table that answers it exactly, and only
+//!   for the days it needs ([`SOURCES`], [`GrainDays`]); a day published
+//!   before a derived table existed is read from the exact one instead;
+//! - a day's files are those of one published version: found by the keys of
+//!   the runs the index names when all are there, else through the day's
+//!   manifests, re-read when a concurrent publish replaces the day;
+//! - a day is decoded and counted on the blocking pool, then dropped.
 
+mod distinct;
 pub mod engine;
 pub mod format;
 pub mod rollups;
 pub mod snapshot;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
@@ -22,9 +32,9 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::calendar::Interval;
 use crate::warehouse::manifest::{published_day, read_account_columns, read_day_table};
-use crate::warehouse::paths::Table;
+use crate::warehouse::paths::{DataFileKey, RunId, ShardSpec, Table};
 use crate::warehouse::{Warehouse, WarehouseUrl};
-use engine::{AccountGrain, GroupBy, Metric, Report};
+use engine::{AccountGrain, Counter, GroupBy, Metric, Report};
 pub use snapshot::{AccountInfo, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
@@ -147,42 +157,117 @@ pub async fn report(request: &ReportRequest) -> Result<Report, Error> {
 /// Days of base grain read and decoded at once.
 const DAYS_AT_ONCE: usize = 8;
 
-/// One account's base grain for `days`, with its channels as given. Days are
-/// fetched concurrently and decoded on the blocking pool (both cores), only
-/// the columns and row groups the account's metrics need.
+/// The UTC days a base-grain answer reads: those under the range (every
+/// metric but unique monthly contacts) and those of the whole months of
+/// unique monthly contacts; and, where the published-days index names
+/// them, the runs that published each day's shards.
+#[derive(Debug, Clone, Default)]
+pub struct GrainDays {
+    pub range: BTreeSet<NaiveDate>,
+    pub months: BTreeSet<NaiveDate>,
+    pub runs: BTreeMap<NaiveDate, Vec<(ShardSpec, RunId)>>,
+}
+
+/// Which table a metric reads: the coarsest that answers it exactly, or,
+/// for a day published before that table existed, the exact grain.
+///
+/// - Unique monthly contacts: a month's edges cut a UTC day at most once, so
+///   a contact's first and last instant of the day (`contact_days`) decide
+///   its months exactly.
+/// - Resolved conversations: every bucket edge falls on a UTC quarter hour,
+///   so counts per 15-minute slot (`resolved_slots`) are exact.
+/// - Active agents need the hour grain (hourly buckets cut a day many times).
+const SOURCES: [(Metric, Table, Option<Table>); 4] = [
+    (
+        Metric::UniqueMonthlyContacts,
+        Table::ContactDays,
+        Some(Table::ContactActivity),
+    ),
+    (Metric::ActiveAgents, Table::AgentActivity, None),
+    (
+        Metric::ResolvedConversations,
+        Table::ResolvedSlots,
+        Some(Table::ResolvedConversations),
+    ),
+    (Metric::ProactiveMessages, Table::ProactiveMessages, None),
+];
+
+/// Counts one account's base grain for `days` into `counter`. Each day is
+/// counted once decoded and then dropped, so memory holds the counts, not
+/// the rows.
+pub async fn count_account(
+    warehouse: &Warehouse,
+    account: i64,
+    days: &GrainDays,
+    metrics: &BTreeSet<Metric>,
+    counter: &Arc<Mutex<Counter>>,
+) -> Result<(), Error> {
+    let counter = counter.clone();
+    let sink: DaySink = Arc::new(move |part| counter.lock().unwrap_or_else(PoisonError::into_inner).add(&part));
+    for_each_day(warehouse, account, days, metrics, sink).await
+}
+
+/// One account's base grain for `days` (every metric's rows, from the
+/// tables [`count_account`] reads), with its channels as given.
 pub async fn load_account(
     warehouse: &Warehouse,
     account: i64,
-    days: &BTreeSet<NaiveDate>,
+    days: &GrainDays,
     metrics: &BTreeSet<Metric>,
     channels: Vec<ChannelDim>,
 ) -> Result<AccountGrain, Error> {
-    let mut grain = AccountGrain {
+    let grain = Arc::new(Mutex::new(AccountGrain {
         channels,
         ..AccountGrain::default()
-    };
-    let tables: Vec<Table> = [
-        (Metric::UniqueMonthlyContacts, Table::ContactActivity),
-        (Metric::ActiveAgents, Table::AgentActivity),
-        (Metric::ResolvedConversations, Table::ResolvedConversations),
-        (Metric::ProactiveMessages, Table::ProactiveMessages),
-    ]
-    .into_iter()
-    .filter(|(m, _)| metrics.contains(m))
-    .map(|(_, t)| t)
-    .collect();
-    let parts: Vec<AccountGrain> = futures::stream::iter(days.iter().copied())
-        .map(|day| load_day(warehouse, day, account, &tables))
-        .buffered(DAYS_AT_ONCE)
-        .try_collect()
-        .await?;
-    for part in parts {
+    }));
+    let into = grain.clone();
+    let sink: DaySink = Arc::new(move |part| {
+        let mut grain = into.lock().unwrap_or_else(PoisonError::into_inner);
         grain.contacts.extend(part.contacts);
         grain.agents.extend(part.agents);
         grain.resolved.extend(part.resolved);
         grain.proactive.extend(part.proactive);
-    }
+    });
+    for_each_day(warehouse, account, days, metrics, sink).await?;
+    let grain = std::mem::take(&mut *grain.lock().unwrap_or_else(PoisonError::into_inner));
     Ok(grain)
+}
+
+/// Where a decoded day's rows go (on the blocking pool).
+type DaySink = Arc<dyn Fn(AccountGrain) + Send + Sync>;
+
+/// Reads and decodes each of `days` for the metrics that need it, and
+/// hands its rows to `sink`. Days are fetched concurrently and decoded on
+/// the blocking pool (both cores), only the tables, columns and row groups
+/// the metrics need.
+async fn for_each_day(
+    warehouse: &Warehouse,
+    account: i64,
+    days: &GrainDays,
+    metrics: &BTreeSet<Metric>,
+    sink: DaySink,
+) -> Result<(), Error> {
+    let all: BTreeSet<NaiveDate> = days.range.union(&days.months).copied().collect();
+    futures::stream::iter(all)
+        .map(|day| {
+            let sources: Vec<(Table, Option<Table>)> = SOURCES
+                .iter()
+                .filter(|(m, _, _)| metrics.contains(m))
+                .filter(|(m, _, _)| {
+                    let days = if *m == Metric::UniqueMonthlyContacts {
+                        &days.months
+                    } else {
+                        &days.range
+                    };
+                    days.contains(&day)
+                })
+                .map(|(_, table, fallback)| (*table, *fallback))
+                .collect();
+            read_day(warehouse, day, days.runs.get(&day), account, sources, sink.clone())
+        })
+        .buffer_unordered(DAYS_AT_ONCE)
+        .try_collect::<()>()
+        .await
 }
 
 fn ints(batch: &RecordBatch, column: &'static str, table: Table) -> Result<Vec<Option<i64>>, Error> {
@@ -246,17 +331,27 @@ pub async fn channels_of_all(warehouse: &Warehouse, day: NaiveDate) -> Result<Ve
     Ok(out)
 }
 
-/// One day's rows of `account` in `tables`.
-async fn load_day(
+/// One day's rows of `account` from `sources` (each a table, and the one to
+/// read instead where a manifest does not have it), handed to `sink`.
+async fn read_day(
     warehouse: &Warehouse,
     day: NaiveDate,
+    runs: Option<&Vec<(ShardSpec, RunId)>>,
     account: i64,
-    tables: &[Table],
-) -> Result<AccountGrain, Error> {
+    sources: Vec<(Table, Option<Table>)>,
+    sink: DaySink,
+) -> Result<(), Error> {
     let mut attempt = 0;
+    let indexed = match runs {
+        Some(runs) => files_of_runs(warehouse, day, runs, &sources).await?,
+        None => None,
+    };
     let files = loop {
+        if let Some(files) = indexed {
+            break files;
+        }
         attempt += 1;
-        match day_files(warehouse, day, tables).await? {
+        match day_files(warehouse, day, &sources).await? {
             Ok(files) => break files,
             // A concurrent publish replaced the day since its listing: read it again.
             Err(_) if attempt < 5 => tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await,
@@ -268,7 +363,10 @@ async fn load_day(
             }
         }
     };
-    let decoded = tokio::task::spawn_blocking(move || {
+    if files.is_empty() {
+        return Ok(());
+    }
+    tokio::task::spawn_blocking(move || {
         let mut grain = AccountGrain::default();
         for (table, key, bytes) in files {
             let batches = read_account_columns(&key, bytes, table, account, columns_of(table))?;
@@ -276,20 +374,52 @@ async fn load_day(
                 add_rows(b, table, account, &mut grain)?;
             }
         }
-        Ok::<_, Error>(grain)
+        sink(grain);
+        Ok::<_, Error>(())
     })
     .await
-    .map_err(|e| Error::Task(e.to_string()))??;
-    Ok(decoded)
+    .map_err(|e| Error::Task(e.to_string()))?
 }
 
-/// The files of `tables` of a published day and their bytes; `Err` with
+/// The files of `sources` of a published day, found by their keys from the
+/// runs the index names, and their bytes; `None` when one is missing (a day
+/// published before its table existed, or one replaced since the index was
+/// read): then the day's manifests say what to read.
+async fn files_of_runs(
+    warehouse: &Warehouse,
+    day: NaiveDate,
+    runs: &[(ShardSpec, RunId)],
+    sources: &[(Table, Option<Table>)],
+) -> Result<Option<Vec<(Table, String, bytes::Bytes)>>, Error> {
+    let mut files = Vec::new();
+    for (shard, run_id) in runs {
+        for (table, _) in sources {
+            let key = DataFileKey {
+                table: *table,
+                day,
+                shard: *shard,
+                run_id: run_id.clone(),
+            }
+            .relative();
+            let Some(bytes) = warehouse.get(&key).await? else {
+                return Ok(None);
+            };
+            files.push((*table, key, bytes));
+        }
+    }
+    Ok(Some(files))
+}
+
+/// The files of `sources` of a published day and their bytes; `Err` with
 /// what disappeared while being read.
 async fn day_files(
     warehouse: &Warehouse,
     day: NaiveDate,
-    tables: &[Table],
+    sources: &[(Table, Option<Table>)],
 ) -> Result<Result<Vec<(Table, String, bytes::Bytes)>, String>, Error> {
+    if sources.is_empty() {
+        return Ok(Ok(Vec::new()));
+    }
     let manifests = match published_day(warehouse, day).await {
         Ok(Some(m)) => m,
         Ok(None) => return Ok(Ok(Vec::new())),
@@ -300,12 +430,16 @@ async fn day_files(
     };
     let mut files = Vec::new();
     for manifest in &manifests {
-        for table in tables {
-            for file in manifest.files_of(*table) {
+        for (table, fallback) in sources {
+            let table = match fallback {
+                Some(older) if manifest.files_of(*table).next().is_none() => *older,
+                _ => *table,
+            };
+            for file in manifest.files_of(table) {
                 let Some(bytes) = warehouse.get(&file.key).await? else {
                     return Ok(Err(file.key.clone()));
                 };
-                files.push((*table, file.key.clone(), bytes));
+                files.push((table, file.key.clone(), bytes));
             }
         }
     }
@@ -315,9 +449,11 @@ async fn day_files(
 fn columns_of(table: Table) -> &'static [&'static str] {
     match table {
         Table::ContactActivity => &["account_id", "channel_id", "contact_id", "first_at", "last_at"],
+        Table::ContactDays => &["account_id", "channel_id", "contact_id", "first_slot", "last_slot"],
         Table::AgentActivity => &["account_id", "channel_id", "agent_id", "first_at", "last_at"],
         Table::ResolvedConversations => &["account_id", "channel_id", "resolved_at"],
         Table::ProactiveMessages => &["account_id", "channel_id", "slot_start", "messages"],
+        Table::ResolvedSlots => &["account_id", "channel_id", "slot_start", "conversations"],
         _ => &[],
     }
 }
@@ -334,21 +470,24 @@ fn add_rows(b: &RecordBatch, table: Table, account: i64, grain: &mut AccountGrai
     let channels = i64s(b, "channel_id", table)?;
     let mine = |i: usize| accounts[i] == account;
     match table {
-        Table::ContactActivity | Table::AgentActivity => {
+        Table::ContactActivity | Table::ContactDays | Table::AgentActivity => {
             let entity = i64s(
                 b,
-                if table == Table::ContactActivity {
-                    "contact_id"
-                } else {
+                if table == Table::AgentActivity {
                     "agent_id"
+                } else {
+                    "contact_id"
                 },
                 table,
             )?;
-            let (first, last) = (i64s(b, "first_at", table)?, i64s(b, "last_at", table)?);
-            let out = if table == Table::ContactActivity {
-                &mut grain.contacts
-            } else {
+            let (first, last) = match table {
+                Table::ContactDays => (i64s(b, "first_slot", table)?, i64s(b, "last_slot", table)?),
+                _ => (i64s(b, "first_at", table)?, i64s(b, "last_at", table)?),
+            };
+            let out = if table == Table::AgentActivity {
                 &mut grain.agents
+            } else {
+                &mut grain.contacts
             };
             out.extend(
                 (0..b.num_rows())
@@ -360,11 +499,21 @@ fn add_rows(b: &RecordBatch, table: Table, account: i64, grain: &mut AccountGrai
             let at = i64s(b, "resolved_at", table)?;
             grain
                 .resolved
-                .extend((0..b.num_rows()).filter(|i| mine(*i)).map(|i| (channels[i], at[i])));
+                .extend((0..b.num_rows()).filter(|i| mine(*i)).map(|i| (channels[i], at[i], 1)));
         }
-        Table::ProactiveMessages => {
-            let (slot, n) = (i64s(b, "slot_start", table)?, i64s(b, "messages", table)?);
-            grain.proactive.extend(
+        Table::ProactiveMessages | Table::ResolvedSlots => {
+            let count = if table == Table::ProactiveMessages {
+                "messages"
+            } else {
+                "conversations"
+            };
+            let (slot, n) = (i64s(b, "slot_start", table)?, i64s(b, count, table)?);
+            let out = if table == Table::ProactiveMessages {
+                &mut grain.proactive
+            } else {
+                &mut grain.resolved
+            };
+            out.extend(
                 (0..b.num_rows())
                     .filter(|i| mine(*i))
                     .map(|i| (channels[i], slot[i], n[i].max(0) as u64)),

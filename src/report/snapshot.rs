@@ -18,13 +18,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::RangeInclusive;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::array::{Array, AsArray};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 
-use super::engine::{self, Metric, Query, Report};
+use super::engine::{Counter, Metric, Query, Report};
 use super::{Error, ReportQuestion, ints, parse_time_zone, rollups, strings};
 use crate::calendar;
 use crate::metric::ChannelDim;
@@ -58,6 +58,8 @@ impl AccountInfo {
 pub struct Snapshot {
     warehouse: Warehouse,
     published: BTreeSet<NaiveDate>,
+    /// The runs that published each day's shards, where the index names them.
+    runs: BTreeMap<NaiveDate, Vec<(ShardSpec, RunId)>>,
     shard_counts: BTreeSet<u32>,
     accounts: BTreeMap<i64, AccountInfo>,
     channels: HashMap<i64, Vec<ChannelDim>>,
@@ -125,6 +127,7 @@ impl Snapshot {
         Ok(Snapshot {
             warehouse,
             published,
+            runs: index.runs,
             shard_counts: index.shard_counts,
             accounts,
             channels,
@@ -169,7 +172,8 @@ impl Snapshot {
 
     /// Validates a question against this snapshot and answers it.
     pub async fn report(&self, question: &ReportQuestion) -> Result<Report, Error> {
-        let (query, account_tz, wanted) = self.plan(question)?;
+        let (query, account_tz, spans) = self.plan(question)?;
+        let wanted = spans.hull();
         let channels = self.channels(question.account).to_vec();
         if !question.base_grain_only {
             let view = View {
@@ -193,17 +197,34 @@ impl Snapshot {
                 Err(e) => tracing::warn!(error = %e, "Rollups could not be read; answering from the base grain."),
             }
         }
-        let days: BTreeSet<NaiveDate> = super::days_within(&self.published, &wanted).collect();
-        let grain = super::load_account(&self.warehouse, question.account, &days, &query.metrics, channels).await?;
+        let mut days = super::GrainDays {
+            range: super::days_within(&self.published, &spans.range).collect(),
+            months: spans
+                .months
+                .iter()
+                .flat_map(|m| super::days_within(&self.published, m))
+                .collect(),
+            runs: BTreeMap::new(),
+        };
+        days.runs = days
+            .range
+            .union(&days.months)
+            .filter_map(|d| Some((*d, self.runs.get(d)?.clone())))
+            .collect();
+        let counter = Arc::new(Mutex::new(Counter::new(&query, &channels)));
+        super::count_account(&self.warehouse, question.account, &days, &query.metrics, &counter).await?;
         // Counting is CPU work: off the async workers, so a long report
         // never stalls other requests (or their timeouts).
-        tokio::task::spawn_blocking(move || engine::compute(&query, &grain))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            let counter = Arc::into_inner(counter).expect("every day was counted");
+            counter.into_inner().unwrap_or_else(PoisonError::into_inner).finish()
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))
     }
 
     /// The validated query, the account's zone, and the UTC days it reads.
-    fn plan(&self, q: &ReportQuestion) -> Result<(Query, Tz, RangeInclusive<NaiveDate>), Error> {
+    fn plan(&self, q: &ReportQuestion) -> Result<(Query, Tz, Spans), Error> {
         if q.from > q.to {
             return Err(Error::FromAfterTo { from: q.from, to: q.to });
         }
@@ -256,14 +277,13 @@ impl Snapshot {
         };
         let (start, end) = calendar::range(&tz, query.from, query.to);
         let range = utc_days(start, end);
-        let (wanted, months_so_far) = if query.metrics.contains(&Metric::UniqueMonthlyContacts) {
+        let (months, months_so_far) = if query.metrics.contains(&Metric::UniqueMonthlyContacts) {
             let months = calendar::umc_months(tz, query.from, query.to);
             let month_days = utc_days(months.start(), months.end());
             let so_far = *month_days.start()..=(*month_days.end()).min(latest);
-            let hull = (*range.start()).min(*month_days.start())..=(*range.end()).max(*month_days.end());
-            (hull, so_far)
+            (Some(month_days), so_far)
         } else {
-            (range.clone(), NaiveDate::MAX..=NaiveDate::MIN)
+            (None, NaiveDate::MAX..=NaiveDate::MIN)
         };
         let published_all = |span: &RangeInclusive<NaiveDate>| {
             span.is_empty()
@@ -271,7 +291,7 @@ impl Snapshot {
                     == (*span.end() - *span.start()).num_days() + 1
         };
         if !(published_all(&range) && published_all(&months_so_far)) {
-            let required: BTreeSet<NaiveDate> = [range, months_so_far]
+            let required: BTreeSet<NaiveDate> = [range.clone(), months_so_far]
                 .into_iter()
                 .filter(|s| !s.is_empty())
                 .flat_map(|s| s.start().iter_days().take_while(move |d| d <= s.end()))
@@ -279,6 +299,23 @@ impl Snapshot {
             let missing: Vec<NaiveDate> = required.into_iter().filter(|d| !self.published.contains(d)).collect();
             return Err(Error::MissingDays(missing));
         }
-        Ok((query, account.zone(), wanted))
+        Ok((query, account.zone(), Spans { range, months }))
+    }
+}
+
+/// The UTC days a question covers: those under its range, and those of the
+/// whole months of unique monthly contacts (when asked).
+struct Spans {
+    range: RangeInclusive<NaiveDate>,
+    months: Option<RangeInclusive<NaiveDate>>,
+}
+
+impl Spans {
+    /// From the first day either needs to the last.
+    fn hull(&self) -> RangeInclusive<NaiveDate> {
+        match &self.months {
+            Some(m) => (*self.range.start()).min(*m.start())..=(*self.range.end()).max(*m.end()),
+            None => self.range.clone(),
+        }
     }
 }

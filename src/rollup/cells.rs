@@ -62,7 +62,16 @@ impl DailyBuilder {
         self.cells[i].entry(channel).or_default()
     }
 
-    /// One row of contact_activity: an entity's first and last instant in a UTC hour.
+    /// Whether the day grain decides these dates exactly (see
+    /// [`Buckets::cut_each_utc_day_at_most_once`]).
+    pub fn cut_each_utc_day_at_most_once(&self) -> bool {
+        self.buckets.cut_each_utc_day_at_most_once()
+    }
+
+    /// One row of contact_activity (an entity's first and last instant in a
+    /// UTC hour) or, where local dates cut each UTC day at most once, of
+    /// contact_days (the 15-minute slots of its first and last message of a
+    /// UTC day).
     pub fn contact(&mut self, channel: i64, contact: i64, first_at: UnixMicros, last_at: UnixMicros) {
         for i in self.indices(first_at, last_at).into_iter().flatten() {
             push_bounded(&mut self.cell(i, channel).contacts, contact);
@@ -75,9 +84,11 @@ impl DailyBuilder {
         }
     }
 
-    pub fn resolved(&mut self, channel: i64, at: UnixMicros) {
+    /// Conversations resolved at `at` (one of resolved_conversations, or the
+    /// count of a resolved_slots slot).
+    pub fn resolved(&mut self, channel: i64, at: UnixMicros, conversations: u64) {
         if let Some(i) = self.buckets.index_of(at) {
-            self.cell(i, channel).resolved += 1;
+            self.cell(i, channel).resolved += conversations;
         }
     }
 
@@ -452,7 +463,7 @@ mod tests {
         b.contact(7, 101, midnight - 600_000_000, midnight - 1);
         b.contact(8, 100, midnight + 1, midnight + 2);
         b.agent(7, 5, midnight, midnight);
-        b.resolved(8, midnight - 1);
+        b.resolved(8, midnight - 1, 1);
         b.proactive(8, midnight, 3);
         let days = b.finish();
         assert_eq!(days[0].1[&7].contacts, vec![100, 101]);

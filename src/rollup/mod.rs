@@ -945,6 +945,10 @@ async fn daily_window(
         .collect();
     let slot: HashMap<i64, usize> = which.iter().enumerate().map(|(s, i)| (accounts[*i].id, s)).collect();
 
+    // Contacts' day grain decides local dates exactly when no UTC day holds
+    // two date edges of any of the accounts' zones (true for every zone in
+    // use today); the hour grain always does.
+    let days_decide = builders.iter().all(DailyBuilder::cut_each_utc_day_at_most_once);
     // A local date overlaps at most the UTC days either side of it.
     let mut day = w0 - Days::new(1);
     while day <= w1 + Days::new(1) {
@@ -953,12 +957,20 @@ async fn daily_window(
             None => published_day(warehouse, day).await?,
         };
         for manifest in manifests.into_iter().flatten() {
-            for table in [
-                Table::ContactActivity,
-                Table::AgentActivity,
-                Table::ResolvedConversations,
-                Table::ProactiveMessages,
-            ] {
+            // The coarser tables where the day has them (days published
+            // before they existed do not).
+            let has = |table| manifest.files_of(table).next().is_some();
+            let contacts = if days_decide && has(Table::ContactDays) {
+                Table::ContactDays
+            } else {
+                Table::ContactActivity
+            };
+            let resolved = if has(Table::ResolvedSlots) {
+                Table::ResolvedSlots
+            } else {
+                Table::ResolvedConversations
+            };
+            for table in [contacts, Table::AgentActivity, resolved, Table::ProactiveMessages] {
                 for file in manifest.files_of(table) {
                     let Some(mut batches) = stream_batches(warehouse, &file.key).await? else {
                         return Err(Error::BadRollup {
@@ -1032,20 +1044,20 @@ fn feed(
         }
     };
     match table {
-        Table::ContactActivity | Table::AgentActivity => {
-            let entity = col(if table == Table::ContactActivity {
-                "contact_id"
-            } else {
-                "agent_id"
-            })?;
-            let (first, last_at) = (col("first_at")?, col("last_at")?);
+        Table::ContactActivity | Table::ContactDays | Table::AgentActivity => {
+            let agents = table == Table::AgentActivity;
+            let entity = col(if agents { "agent_id" } else { "contact_id" })?;
+            let (first, last_at) = match table {
+                Table::ContactDays => (col("first_slot")?, col("last_slot")?),
+                _ => (col("first_at")?, col("last_at")?),
+            };
             for i in 0..batch.num_rows() {
                 if let Some(s) = slot_of(accounts[i]) {
                     let b = &mut builders[s];
-                    if table == Table::ContactActivity {
-                        b.contact(channels[i], entity[i], first[i], last_at[i]);
-                    } else {
+                    if agents {
                         b.agent(channels[i], entity[i], first[i], last_at[i]);
+                    } else {
+                        b.contact(channels[i], entity[i], first[i], last_at[i]);
                     }
                 }
             }
@@ -1054,7 +1066,15 @@ fn feed(
             let at = col("resolved_at")?;
             for i in 0..batch.num_rows() {
                 if let Some(s) = slot_of(accounts[i]) {
-                    builders[s].resolved(channels[i], at[i]);
+                    builders[s].resolved(channels[i], at[i], 1);
+                }
+            }
+        }
+        Table::ResolvedSlots => {
+            let (slot_start, conversations) = (col("slot_start")?, col("conversations")?);
+            for i in 0..batch.num_rows() {
+                if let Some(s) = slot_of(accounts[i]) {
+                    builders[s].resolved(channels[i], slot_start[i], conversations[i].max(0) as u64);
                 }
             }
         }

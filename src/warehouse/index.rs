@@ -131,6 +131,11 @@ pub struct Published {
     pub rollups_refreshed: BTreeMap<ShardSpec, UnixMicros>,
     /// Changes whenever any index does: a day published (again), a run.
     pub fingerprint: u64,
+    /// For a day that one shard count alone has complete, the run that
+    /// published each of its shards: its data file keys, without reading
+    /// its manifests. Days of two complete counts are not here (which set
+    /// is readable is the manifests' call).
+    pub runs: BTreeMap<NaiveDate, Vec<(ShardSpec, RunId)>>,
 }
 
 pub async fn load(warehouse: &Warehouse) -> Result<Published> {
@@ -142,7 +147,7 @@ pub async fn load(warehouse: &Warehouse) -> Result<Published> {
         .collect();
     keys.sort();
     let mut fingerprint = Fnv64::default();
-    let mut by_count: BTreeMap<u32, BTreeMap<u32, BTreeSet<NaiveDate>>> = BTreeMap::new();
+    let mut by_count: BTreeMap<u32, BTreeMap<u32, BTreeMap<NaiveDate, RunId>>> = BTreeMap::new();
     let mut latest_run: Option<RunId> = None;
     let mut rollups_refreshed = BTreeMap::new();
     for (parsed, key) in keys {
@@ -161,19 +166,41 @@ pub async fn load(warehouse: &Warehouse) -> Result<Published> {
         by_count
             .entry(parsed.shard.count)
             .or_default()
-            .insert(parsed.shard.index, index.days.into_keys().collect());
+            .insert(parsed.shard.index, index.days);
     }
-    let mut days = BTreeSet::new();
+    // Day -> the complete counts' runs, one list per count.
+    let mut complete: BTreeMap<NaiveDate, Vec<Vec<(ShardSpec, RunId)>>> = BTreeMap::new();
     for (count, shards) in &by_count {
         if shards.len() as u32 != *count {
             continue;
         }
-        let mut sets = shards.values();
-        let first = sets.next().cloned().unwrap_or_default();
-        days.extend(sets.fold(first, |acc, s| acc.intersection(s).copied().collect()));
+        let mut sets = shards
+            .values()
+            .map(|days| days.keys().copied().collect::<BTreeSet<_>>());
+        let first = sets.next().unwrap_or_default();
+        for day in sets.fold(first, |acc, s| acc.intersection(&s).copied().collect()) {
+            let runs = shards
+                .iter()
+                .map(|(index, days)| {
+                    (
+                        ShardSpec {
+                            index: *index,
+                            count: *count,
+                        },
+                        days[&day].clone(),
+                    )
+                })
+                .collect();
+            complete.entry(day).or_default().push(runs);
+        }
     }
     Ok(Published {
-        days,
+        days: complete.keys().copied().collect(),
+        runs: complete
+            .into_iter()
+            .filter(|(_, counts)| counts.len() == 1)
+            .filter_map(|(day, mut counts)| Some((day, counts.pop()?)))
+            .collect(),
         shard_counts: by_count.into_keys().collect(),
         latest_run,
         rollups_refreshed,
@@ -208,10 +235,21 @@ mod tests {
         let first = load(&wh).await.unwrap();
         assert_eq!(first.days, BTreeSet::from([day(2)]));
         assert_eq!(first.shard_counts, BTreeSet::from([2]));
+        assert_eq!(
+            first.runs,
+            BTreeMap::from([(day(2), vec![(s0, run.clone()), (s1, run.clone())])])
+        );
         record_day(&wh, ShardSpec::WHOLE, day(1), &run).await.unwrap();
         record_run(&wh, ShardSpec::WHOLE, &run).await.unwrap();
         let second = load(&wh).await.unwrap();
         assert_eq!(second.days, BTreeSet::from([day(1), day(2)]));
+        assert_eq!(
+            second.runs,
+            BTreeMap::from([
+                (day(1), vec![(ShardSpec::WHOLE, run.clone())]),
+                (day(2), vec![(s0, run.clone()), (s1, run.clone())]),
+            ])
+        );
         assert_eq!(second.shard_counts, BTreeSet::from([1, 2]));
         assert_eq!(second.latest_run, Some(run.clone()));
         assert_ne!(first.fingerprint, second.fingerprint);
@@ -223,11 +261,16 @@ mod tests {
         record_day(&wh, ShardSpec::WHOLE, day(1), &rerun).await.unwrap();
         assert_eq!(load(&wh).await.unwrap(), third);
         assert!(third.rollups_refreshed.is_empty());
+        // Day 2 complete in two counts: which set is readable is the manifests' call.
+        record_day(&wh, ShardSpec::WHOLE, day(2), &rerun).await.unwrap();
+        let both = load(&wh).await.unwrap();
+        assert_eq!(both.runs.keys().collect::<Vec<_>>(), [&day(1)]);
+        assert_eq!(both.days, BTreeSet::from([day(1), day(2)]));
         // A refresh's stamp only moves forward, and changes the fingerprint.
         record_rollups(&wh, s1, 20).await.unwrap();
         record_rollups(&wh, s1, 10).await.unwrap();
         let fourth = load(&wh).await.unwrap();
         assert_eq!(fourth.rollups_refreshed, BTreeMap::from([(s1, 20)]));
-        assert_ne!(fourth.fingerprint, third.fingerprint);
+        assert_ne!(fourth.fingerprint, both.fingerprint);
     }
 }

@@ -29,14 +29,17 @@ fn sorted_by(table: Table) -> usize {
 
 /// The writer settings of a table.
 ///
-/// - The exact-grain and dimension tables are zstd-compressed (level 1).
-/// - The derived tables that reports read most (`contact_days`,
-///   `resolved_slots`) are written without a compression codec: their sorted
-///   ids are delta-encoded and their slot columns dictionary-encoded, which
-///   makes them smaller than zstd makes the same columns plain, and reading
-///   them needs no codec (parquet builds a zstd compressor and decompressor
-///   for every column chunk it reads, which cost a reader more than the
-///   decompression itself).
+/// - The tables that base-grain reports read for every day of a range
+///   (`contact_days`, `agent_activity`, `resolved_slots`,
+///   `proactive_messages`) are written without a compression codec: their
+///   sorted ids are delta-encoded and their hour and slot columns
+///   dictionary-encoded, which makes them as small as zstd makes the plain
+///   columns, and reading them needs no codec (parquet builds a zstd
+///   compressor and decompressor for every column chunk it reads, which cost
+///   a reader more than the decompression itself).
+/// - The others (the exact grains of contacts and resolves, which reports
+///   read only for days published before the derived tables, and the
+///   dimensions) are zstd-compressed (level 1).
 pub fn properties(table: Table) -> WriterProperties {
     let sorting: Vec<SortingColumn> = (0..sorted_by(table) as i32)
         .map(|column_idx| SortingColumn {
@@ -50,9 +53,10 @@ pub fn properties(table: Table) -> WriterProperties {
         .set_sorting_columns(Some(sorting))
         .set_created_by(format!("account-usage {}", env!("CARGO_PKG_VERSION")));
     match table {
-        Table::ContactDays | Table::ResolvedSlots => {
+        Table::ContactDays | Table::AgentActivity | Table::ResolvedSlots | Table::ProactiveMessages => {
             let slots: &[&str] = match table {
                 Table::ContactDays => &["first_slot", "last_slot"],
+                Table::AgentActivity => &["hour"],
                 _ => &["slot_start"],
             };
             let mut builder = builder
@@ -60,7 +64,7 @@ pub fn properties(table: Table) -> WriterProperties {
                 .set_dictionary_enabled(false)
                 .set_encoding(Encoding::DELTA_BINARY_PACKED);
             for column in slots {
-                // At most 96 slots a day: a dictionary of them, 7 bits a row.
+                // At most 96 slots (24 hours) a day: a dictionary, 7 bits a row.
                 builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), true);
             }
             builder.build()

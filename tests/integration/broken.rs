@@ -1,7 +1,8 @@
 //! Broken objects in the warehouse: `report` names the object and fails with
 //! exit 1, or, for a rollup, answers from the base grain with a warning and
-//! the same numbers. Never a panic, never other numbers; the next run of the
-//! day replaces what it owns.
+//! the same numbers, or, for a manifest it did not need, answers the same
+//! numbers. Never a panic, never other numbers; the next run of the day
+//! replaces what it owns.
 
 use std::path::Path;
 
@@ -80,6 +81,10 @@ fn broken_objects_are_named_or_skipped_never_wrong_and_the_next_run_replaces_the
     let manifest = |wh: &Path| wh.join(format!("_manifests/dt={DAY}/s0of1.json"));
     let rollup = |wh: &Path| wh.join(format!("rollups/interval=daily/period={DAY}/part-s0of1.parquet"));
     type Break = Box<dyn Fn(&Path)>;
+    // Reports find a day's data files from the runs the index names, and
+    // read its manifest only when one is missing: a broken manifest alone may
+    // go unread (then with the clean numbers); a broken data file never.
+    let manifest_only = ["garbled manifest", "empty manifest"];
     let cases: Vec<(&str, Break)> = vec![
         (
             "truncated Parquet",
@@ -112,13 +117,21 @@ fn broken_objects_are_named_or_skipped_never_wrong_and_the_next_run_replaces_the
             "listed file gone",
             Box::new(move |wh: &Path| std::fs::remove_file(base_file(wh, "agent_activity")).unwrap()),
         ),
+        (
+            "garbled manifest and a file gone",
+            Box::new(move |wh: &Path| {
+                std::fs::remove_file(base_file(wh, "agent_activity")).unwrap();
+                std::fs::write(manifest(wh), "{not json").unwrap();
+            }),
+        ),
     ];
     for (case, break_it) in &cases {
         let wh = dir.path().join(case.replace(' ', "-"));
         copy_dir(&clean, &wh);
         break_it(&wh);
-        // The base grain must read the broken object: it is named, exit 1.
+        // The base grain must read a broken data file: it is named, exit 1.
         match report(&wh, true) {
+            Ok(v) if manifest_only.contains(case) => assert_eq!(v, expected, "{case}: other numbers"),
             Ok(v) => panic!("{case}: answered from a broken object: {v}"),
             Err((code, stderr)) => {
                 assert_eq!(code, Some(1), "{case}: {stderr}");
