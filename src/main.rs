@@ -33,8 +33,9 @@ const EXIT_STOPPED: u8 = 143;
 /// and the blocking pool's threads, kept 2.3x its live memory resident on an
 /// 8M-message day (bench/RESULTS.md). One arena, with glibc's per-thread
 /// caches in front of it, keeps a batch command's peak at what is live.
-/// `serve` computes on every core at once, and threads waiting on one
-/// arena's lock cost a third of its throughput: it gets one arena a core.
+/// The readers (`serve`, `report`) compute on every core at once, and
+/// threads waiting on one arena's lock cost a third of serve's throughput
+/// and a tenth of a base-grain report's time: they get one arena a core.
 /// An operator's `MALLOC_ARENA_MAX` wins.
 ///
 /// Readers (`serve`, `report`) also keep freed memory instead of handing
@@ -45,11 +46,12 @@ const EXIT_STOPPED: u8 = 143;
 /// is bounded by their caches and by one answer at a time per core, so
 /// what is kept is what a busy moment needed. `GLIBC_TUNABLES` wins.
 fn tune_malloc(command: &Command) {
-    let arenas = match command {
-        Command::Serve(_) => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        _ => 1,
-    };
     let reader = matches!(command, Command::Serve(_) | Command::Report(_));
+    let arenas = if reader {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        1
+    };
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator settings; called before any
     // other thread exists.

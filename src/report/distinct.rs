@@ -103,6 +103,13 @@ impl DistinctCells {
         blocks.bits[offset + bucket * BLOCK_WORDS + bit / 64] |= 1 << (bit % 64);
     }
 
+    /// Counts each of `entities` in bucket `bucket` of group `group`.
+    pub fn insert_all(&mut self, group: usize, bucket: usize, entities: &[i64]) {
+        for e in entities {
+            self.insert(group, bucket, *e);
+        }
+    }
+
     fn insert_hashed(&mut self, group: usize, bucket: usize, entity: i64) {
         let State::Hashed(groups) = &mut self.state else {
             unreachable!("called once hashed");
@@ -267,11 +274,21 @@ mod tests {
         /// all count what the definition counts.
         #[test]
         fn every_layout_counts_by_definition((n_buckets, rows) in inserts()) {
-            let expected = naive(&rows, 5, n_buckets);
+            let (_, runs) = rows.split_at(rows.len() / 2);
+            let with_runs: Vec<(usize, usize, i64)> = rows
+                .iter()
+                .copied()
+                .chain(runs.iter().map(|(g, b, e)| (*g, *b, e.wrapping_add(1))))
+                .collect();
+            let expected = naive(&with_runs, 5, n_buckets);
             for budget in [BUDGET_WORDS, n_buckets * BLOCK_WORDS * 3, 0] {
                 let mut cells = DistinctCells::with_budget(n_buckets, budget);
-                for (g, b, e) in &rows {
+                let (one_by_one, runs) = rows.split_at(rows.len() / 2);
+                for (g, b, e) in one_by_one {
                     cells.insert(*g, *b, *e);
+                }
+                for (g, b, e) in runs {
+                    cells.insert_all(*g, *b, &[*e, e.wrapping_add(1), *e]);
                 }
                 prop_assert_eq!(&cells.finish(5), &expected, "budget {}", budget);
             }

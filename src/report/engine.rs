@@ -225,32 +225,105 @@ impl Counter {
 
     /// Counts a part's rows (its `channels` are not read).
     pub fn add(&mut self, part: &AccountGrain) {
-        let groups = &mut self.groups;
-        for (rows, counting) in [(&part.contacts, &mut self.contacts), (&part.agents, &mut self.agents)] {
-            let Some((buckets, cells)) = counting else { continue };
+        for (metric, rows) in [
+            (Metric::UniqueMonthlyContacts, &part.contacts),
+            (Metric::ActiveAgents, &part.agents),
+        ] {
             for &(channel, entity, first, last) in rows {
-                let Some(g) = groups.of(channel) else { continue };
-                let a = buckets.index_of(first);
-                let b = buckets.index_of(last).filter(|b| Some(*b) != a);
-                for i in [a, b].into_iter().flatten() {
-                    cells.insert(g as usize, i, entity);
-                }
+                self.add_entity(metric, channel, entity, first, last);
             }
         }
-        for (rows, counting) in [
-            (&part.resolved, &mut self.resolved),
-            (&part.proactive, &mut self.proactive),
+        for (metric, rows) in [
+            (Metric::ResolvedConversations, &part.resolved),
+            (Metric::ProactiveMessages, &part.proactive),
         ] {
-            let Some((buckets, sums)) = counting else { continue };
             for &(channel, at, n) in rows {
-                if let (Some(g), Some(i)) = (groups.of(channel), buckets.index_of(at)) {
-                    let g = g as usize;
-                    if sums.len() <= g {
-                        sums.resize(g + 1, vec![0; buckets.len()]);
+                self.add_count(metric, channel, at, n);
+            }
+        }
+    }
+
+    /// Counts rows of a distinct metric given as columns (`entities[i]`
+    /// active on `channels[i]` from `first[i]` to `last[i]`, as in [`Activity`]).
+    pub fn add_entities(&mut self, metric: Metric, channels: &[i64], entities: &[i64], first: &[i64], last: &[i64]) {
+        let counting = match metric {
+            Metric::UniqueMonthlyContacts => &mut self.contacts,
+            Metric::ActiveAgents => &mut self.agents,
+            _ => return,
+        };
+        let Some((buckets, cells)) = counting else { return };
+        let n = channels.len().min(entities.len()).min(first.len()).min(last.len());
+        // Buckets are contiguous: when the earliest first and the latest
+        // last instant fall in one bucket, so does every row (a day inside
+        // a month, say), and no row needs a search.
+        let one_bucket = match (first[..n].iter().min(), last[..n].iter().max()) {
+            (Some(lo), Some(hi)) => Some(buckets.index_of(*lo)).filter(|b| b.is_some() && *b == buckets.index_of(*hi)),
+            _ => None,
+        }
+        .flatten();
+        // Rows come in runs of one channel (files are sorted by channel).
+        let mut i = 0;
+        while i < n {
+            let channel = channels[i];
+            let run = i + channels[i..n].iter().take_while(|c| **c == channel).count();
+            if let Some(g) = self.groups.of(channel) {
+                let g = g as usize;
+                match one_bucket {
+                    Some(b) => cells.insert_all(g, b, &entities[i..run]),
+                    None => {
+                        for k in i..run {
+                            let a = buckets.index_of(first[k]);
+                            let b = buckets.index_of(last[k]).filter(|b| Some(*b) != a);
+                            for bucket in [a, b].into_iter().flatten() {
+                                cells.insert(g, bucket, entities[k]);
+                            }
+                        }
                     }
-                    sums[g][i] += n;
                 }
             }
+            i = run;
+        }
+    }
+
+    /// Counts rows of an additive metric given as columns: `counts[i]` (or
+    /// one) on `channels[i]` at `at[i]`.
+    pub fn add_counts(&mut self, metric: Metric, channels: &[i64], at: &[i64], counts: Option<&[i64]>) {
+        for i in 0..channels.len().min(at.len()) {
+            let n = counts.map_or(Some(1), |c| c.get(i).copied()).unwrap_or(0);
+            self.add_count(metric, channels[i], at[i], n.max(0) as u64);
+        }
+    }
+
+    #[inline]
+    fn add_entity(&mut self, metric: Metric, channel: i64, entity: i64, first: UnixMicros, last: UnixMicros) {
+        let counting = match metric {
+            Metric::UniqueMonthlyContacts => &mut self.contacts,
+            Metric::ActiveAgents => &mut self.agents,
+            _ => return,
+        };
+        let Some((buckets, cells)) = counting else { return };
+        let Some(g) = self.groups.of(channel) else { return };
+        let a = buckets.index_of(first);
+        let b = buckets.index_of(last).filter(|b| Some(*b) != a);
+        for i in [a, b].into_iter().flatten() {
+            cells.insert(g as usize, i, entity);
+        }
+    }
+
+    #[inline]
+    fn add_count(&mut self, metric: Metric, channel: i64, at: UnixMicros, n: u64) {
+        let counting = match metric {
+            Metric::ResolvedConversations => &mut self.resolved,
+            Metric::ProactiveMessages => &mut self.proactive,
+            _ => return,
+        };
+        let Some((buckets, sums)) = counting else { return };
+        if let (Some(g), Some(i)) = (self.groups.of(channel), buckets.index_of(at)) {
+            let g = g as usize;
+            if sums.len() <= g {
+                sums.resize(g + 1, vec![0; buckets.len()]);
+            }
+            sums[g][i] += n;
         }
     }
 
@@ -542,6 +615,45 @@ mod tests {
                     proactive: grain.proactive[slice(grain.proactive.len())].to_vec(),
                     channels: Vec::new(),
                 });
+            }
+            assert_eq!(counter.finish(), whole);
+
+            // As a loader feeds it: columns of day-sized chunks sorted by
+            // channel, whose rows often all fall in one bucket.
+            let mut counter = Counter::new(&query, &channels);
+            let day = |t: i64| t.div_euclid(86_400_000_000);
+            let mut contacts = grain.contacts.clone();
+            contacts.sort_by_key(|r| (day(r.2), r.0, r.1));
+            let mut agents = grain.agents.clone();
+            agents.sort_by_key(|r| (day(r.2), r.0, r.1));
+            for (metric, rows) in [
+                (Metric::UniqueMonthlyContacts, contacts),
+                (Metric::ActiveAgents, agents),
+            ] {
+                for chunk in rows.chunk_by(|a, b| day(a.2) == day(b.2)) {
+                    let column = |f: fn(&Activity) -> i64| chunk.iter().map(f).collect::<Vec<_>>();
+                    counter.add_entities(
+                        metric,
+                        &column(|r| r.0),
+                        &column(|r| r.1),
+                        &column(|r| r.2),
+                        &column(|r| r.3),
+                    );
+                }
+            }
+            for (metric, rows) in [
+                (Metric::ResolvedConversations, &grain.resolved),
+                (Metric::ProactiveMessages, &grain.proactive),
+            ] {
+                let column = |f: fn(&(i64, i64, u64)) -> i64| rows.iter().map(f).collect::<Vec<_>>();
+                let counts = column(|r| r.2 as i64);
+                let ones = counts.iter().all(|n| *n == 1);
+                counter.add_counts(
+                    metric,
+                    &column(|r| r.0),
+                    &column(|r| r.1),
+                    (!ones).then_some(&counts[..]),
+                );
             }
             assert_eq!(counter.finish(), whole);
         }

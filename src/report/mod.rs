@@ -19,6 +19,7 @@ pub mod format;
 pub mod rollups;
 pub mod snapshot;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -202,9 +203,7 @@ pub async fn count_account(
     metrics: &BTreeSet<Metric>,
     counter: &Arc<Mutex<Counter>>,
 ) -> Result<(), Error> {
-    let counter = counter.clone();
-    let sink: DaySink = Arc::new(move |part| counter.lock().unwrap_or_else(PoisonError::into_inner).add(&part));
-    for_each_day(warehouse, account, days, metrics, sink).await
+    for_each_day(warehouse, account, days, metrics, DaySink::Count(counter.clone())).await
 }
 
 /// One account's base grain for `days` (every metric's rows, from the
@@ -220,21 +219,65 @@ pub async fn load_account(
         channels,
         ..AccountGrain::default()
     }));
-    let into = grain.clone();
-    let sink: DaySink = Arc::new(move |part| {
-        let mut grain = into.lock().unwrap_or_else(PoisonError::into_inner);
-        grain.contacts.extend(part.contacts);
-        grain.agents.extend(part.agents);
-        grain.resolved.extend(part.resolved);
-        grain.proactive.extend(part.proactive);
-    });
-    for_each_day(warehouse, account, days, metrics, sink).await?;
+    for_each_day(warehouse, account, days, metrics, DaySink::Collect(grain.clone())).await?;
     let grain = std::mem::take(&mut *grain.lock().unwrap_or_else(PoisonError::into_inner));
     Ok(grain)
 }
 
-/// Where a decoded day's rows go (on the blocking pool).
-type DaySink = Arc<dyn Fn(AccountGrain) + Send + Sync>;
+/// Where a decoded day's rows go (from the blocking pool).
+#[derive(Clone)]
+enum DaySink {
+    Count(Arc<Mutex<Counter>>),
+    Collect(Arc<Mutex<AccountGrain>>),
+}
+
+impl DaySink {
+    fn take(&self, table: Table, rows: &AccountRows) {
+        let c = &rows.columns;
+        match self {
+            DaySink::Count(counter) => {
+                let mut counter = counter.lock().unwrap_or_else(PoisonError::into_inner);
+                match (table, c.as_slice()) {
+                    (_, [entities, first, last]) => {
+                        counter.add_entities(metric_of(table), &rows.channels, entities, first, last);
+                    }
+                    (_, [at, counts]) => counter.add_counts(metric_of(table), &rows.channels, at, Some(counts)),
+                    (_, [at]) => counter.add_counts(metric_of(table), &rows.channels, at, None),
+                    _ => {}
+                }
+            }
+            DaySink::Collect(grain) => {
+                let mut grain = grain.lock().unwrap_or_else(PoisonError::into_inner);
+                let channels = rows.channels.iter().copied();
+                match (metric_of(table), c.as_slice()) {
+                    (Metric::UniqueMonthlyContacts | Metric::ActiveAgents, [e, f, l]) => {
+                        let out = if table == Table::AgentActivity {
+                            &mut grain.agents
+                        } else {
+                            &mut grain.contacts
+                        };
+                        out.extend(
+                            channels
+                                .zip(e.iter())
+                                .zip(f.iter().zip(l.iter()))
+                                .map(|((c, e), (f, l))| (c, *e, *f, *l)),
+                        );
+                    }
+                    (metric, [at, counts @ ..]) => {
+                        let out = if metric == Metric::ProactiveMessages {
+                            &mut grain.proactive
+                        } else {
+                            &mut grain.resolved
+                        };
+                        let n = |i: usize| counts.first().map_or(1, |n| n[i].max(0) as u64);
+                        out.extend(channels.zip(at.iter()).enumerate().map(|(i, (c, at))| (c, *at, n(i))));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
 
 /// Reads and decodes each of `days` for the metrics that need it, and
 /// hands its rows to `sink`. Days are fetched concurrently and decoded on
@@ -248,6 +291,9 @@ async fn for_each_day(
     sink: DaySink,
 ) -> Result<(), Error> {
     let all: BTreeSet<NaiveDate> = days.range.union(&days.months).copied().collect();
+    // Days are fetched DAYS_AT_ONCE ahead, decoded one per core.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let decoding = Arc::new(tokio::sync::Semaphore::new(cores));
     futures::stream::iter(all)
         .map(|day| {
             let sources: Vec<(Table, Option<Table>)> = SOURCES
@@ -263,7 +309,14 @@ async fn for_each_day(
                 })
                 .map(|(_, table, fallback)| (*table, *fallback))
                 .collect();
-            read_day(warehouse, day, days.runs.get(&day), account, sources, sink.clone())
+            read_day(
+                warehouse,
+                day,
+                days.runs.get(&day),
+                account,
+                sources,
+                (sink.clone(), decoding.clone()),
+            )
         })
         .buffer_unordered(DAYS_AT_ONCE)
         .try_collect::<()>()
@@ -304,15 +357,41 @@ pub async fn channels_of(warehouse: &Warehouse, day: NaiveDate, account: i64) ->
 
 /// Every account's channels, from the `channels` snapshot of a published day.
 pub async fn channels_of_all(warehouse: &Warehouse, day: NaiveDate) -> Result<Vec<ChannelDim>, Error> {
-    let mut out = Vec::new();
-    for b in read_day_table(warehouse, day, Table::Channels)
-        .await?
-        .unwrap_or_default()
+    channels_from(
+        &read_day_table(warehouse, day, Table::Channels)
+            .await?
+            .unwrap_or_default(),
+    )
+}
+
+/// Every row of one table of a published day: from the files of the runs
+/// the index names when they are all there, else through its manifests.
+pub(crate) async fn day_table(
+    warehouse: &Warehouse,
+    day: NaiveDate,
+    runs: Option<&Vec<(ShardSpec, RunId)>>,
+    table: Table,
+) -> Result<Vec<RecordBatch>, Error> {
+    if let Some(runs) = runs
+        && let Some(files) = files_of_runs(warehouse, day, runs, &[(table, None)]).await?
     {
+        let mut batches = Vec::new();
+        for (_, key, bytes) in files {
+            batches.extend(crate::warehouse::manifest::read_parquet(&key, bytes)?);
+        }
+        return Ok(batches);
+    }
+    Ok(read_day_table(warehouse, day, table).await?.unwrap_or_default())
+}
+
+/// Channels from batches of the `channels` table.
+pub(crate) fn channels_from(batches: &[RecordBatch]) -> Result<Vec<ChannelDim>, Error> {
+    let mut out = Vec::new();
+    for b in batches {
         let t = Table::Channels;
-        let (accounts, ids) = (ints(&b, "account_id", t)?, ints(&b, "channel_id", t)?);
-        let (connected, disconnected) = (ints(&b, "connected_at", t)?, ints(&b, "disconnected_at", t)?);
-        let (platforms, names, envs) = (strings(&b, "platform"), strings(&b, "name"), strings(&b, "environment"));
+        let (accounts, ids) = (ints(b, "account_id", t)?, ints(b, "channel_id", t)?);
+        let (connected, disconnected) = (ints(b, "connected_at", t)?, ints(b, "disconnected_at", t)?);
+        let (platforms, names, envs) = (strings(b, "platform"), strings(b, "name"), strings(b, "environment"));
         for i in 0..b.num_rows() {
             let (Some(account_id), Some(id)) = (accounts[i], ids[i]) else {
                 continue;
@@ -339,7 +418,7 @@ async fn read_day(
     runs: Option<&Vec<(ShardSpec, RunId)>>,
     account: i64,
     sources: Vec<(Table, Option<Table>)>,
-    sink: DaySink,
+    (sink, decoding): (DaySink, Arc<tokio::sync::Semaphore>),
 ) -> Result<(), Error> {
     let mut attempt = 0;
     let indexed = match runs {
@@ -366,15 +445,15 @@ async fn read_day(
     if files.is_empty() {
         return Ok(());
     }
+    let permit = decoding.acquire_owned().await.map_err(|e| Error::Task(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
-        let mut grain = AccountGrain::default();
+        let _permit = permit;
         for (table, key, bytes) in files {
-            let batches = read_account_columns(&key, bytes, table, account, columns_of(table))?;
+            let batches = read_account_columns(&key, bytes, table, account, &columns_of(table))?;
             for b in &batches {
-                add_rows(b, table, account, &mut grain)?;
+                sink.take(table, &account_rows(b, table, account)?);
             }
         }
-        sink(grain);
         Ok::<_, Error>(())
     })
     .await
@@ -446,16 +525,35 @@ async fn day_files(
     Ok(Ok(files))
 }
 
-fn columns_of(table: Table) -> &'static [&'static str] {
+/// The metric a base-grain table is read for.
+fn metric_of(table: Table) -> Metric {
     match table {
-        Table::ContactActivity => &["account_id", "channel_id", "contact_id", "first_at", "last_at"],
-        Table::ContactDays => &["account_id", "channel_id", "contact_id", "first_slot", "last_slot"],
-        Table::AgentActivity => &["account_id", "channel_id", "agent_id", "first_at", "last_at"],
-        Table::ResolvedConversations => &["account_id", "channel_id", "resolved_at"],
-        Table::ProactiveMessages => &["account_id", "channel_id", "slot_start", "messages"],
-        Table::ResolvedSlots => &["account_id", "channel_id", "slot_start", "conversations"],
+        Table::AgentActivity => Metric::ActiveAgents,
+        Table::ResolvedConversations | Table::ResolvedSlots => Metric::ResolvedConversations,
+        Table::ProactiveMessages => Metric::ProactiveMessages,
+        _ => Metric::UniqueMonthlyContacts,
+    }
+}
+
+/// The columns a metric reads from a table, after `account_id` and
+/// `channel_id`: entity, first and last instant; or instant and count; or
+/// the instant alone (one conversation a row).
+fn value_columns(table: Table) -> &'static [&'static str] {
+    match table {
+        Table::ContactActivity => &["contact_id", "first_at", "last_at"],
+        Table::ContactDays => &["contact_id", "first_slot", "last_slot"],
+        Table::AgentActivity => &["agent_id", "first_at", "last_at"],
+        Table::ResolvedConversations => &["resolved_at"],
+        Table::ProactiveMessages => &["slot_start", "messages"],
+        Table::ResolvedSlots => &["slot_start", "conversations"],
         _ => &[],
     }
+}
+
+fn columns_of(table: Table) -> Vec<&'static str> {
+    let mut columns = vec!["account_id", "channel_id"];
+    columns.extend(value_columns(table));
+    columns
 }
 
 fn i64s<'b>(batch: &'b RecordBatch, column: &'static str, table: Table) -> Result<&'b [i64], Error> {
@@ -465,61 +563,40 @@ fn i64s<'b>(batch: &'b RecordBatch, column: &'static str, table: Table) -> Resul
     })
 }
 
-fn add_rows(b: &RecordBatch, table: Table, account: i64, grain: &mut AccountGrain) -> Result<(), Error> {
+/// One account's rows of a batch, as columns: `channel_id`, then the
+/// table's [`value_columns`].
+struct AccountRows<'b> {
+    channels: Cow<'b, [i64]>,
+    columns: Vec<Cow<'b, [i64]>>,
+}
+
+/// The account's rows of a batch. Files are sorted by account, so they are
+/// one run of the batch, taken as slices; a batch that is not sorted has
+/// them picked out.
+fn account_rows<'b>(b: &'b RecordBatch, table: Table, account: i64) -> Result<AccountRows<'b>, Error> {
     let accounts = i64s(b, "account_id", table)?;
-    let channels = i64s(b, "channel_id", table)?;
-    let mine = |i: usize| accounts[i] == account;
-    match table {
-        Table::ContactActivity | Table::ContactDays | Table::AgentActivity => {
-            let entity = i64s(
-                b,
-                if table == Table::AgentActivity {
-                    "agent_id"
-                } else {
-                    "contact_id"
-                },
-                table,
-            )?;
-            let (first, last) = match table {
-                Table::ContactDays => (i64s(b, "first_slot", table)?, i64s(b, "last_slot", table)?),
-                _ => (i64s(b, "first_at", table)?, i64s(b, "last_at", table)?),
-            };
-            let out = if table == Table::AgentActivity {
-                &mut grain.agents
-            } else {
-                &mut grain.contacts
-            };
-            out.extend(
-                (0..b.num_rows())
-                    .filter(|i| mine(*i))
-                    .map(|i| (channels[i], entity[i], first[i], last[i])),
-            );
+    let sorted = accounts.is_sorted();
+    let (lo, hi) = (
+        accounts.partition_point(|a| *a < account),
+        accounts.partition_point(|a| *a <= account),
+    );
+    let pick = |column: &'b [i64]| -> Cow<'b, [i64]> {
+        if sorted {
+            Cow::Borrowed(&column[lo..hi])
+        } else {
+            Cow::Owned(
+                (0..column.len())
+                    .filter(|i| accounts[*i] == account)
+                    .map(|i| column[i])
+                    .collect(),
+            )
         }
-        Table::ResolvedConversations => {
-            let at = i64s(b, "resolved_at", table)?;
-            grain
-                .resolved
-                .extend((0..b.num_rows()).filter(|i| mine(*i)).map(|i| (channels[i], at[i], 1)));
-        }
-        Table::ProactiveMessages | Table::ResolvedSlots => {
-            let count = if table == Table::ProactiveMessages {
-                "messages"
-            } else {
-                "conversations"
-            };
-            let (slot, n) = (i64s(b, "slot_start", table)?, i64s(b, count, table)?);
-            let out = if table == Table::ProactiveMessages {
-                &mut grain.proactive
-            } else {
-                &mut grain.resolved
-            };
-            out.extend(
-                (0..b.num_rows())
-                    .filter(|i| mine(*i))
-                    .map(|i| (channels[i], slot[i], n[i].max(0) as u64)),
-            );
-        }
-        _ => {}
-    }
-    Ok(())
+    };
+    Ok(AccountRows {
+        channels: pick(i64s(b, "channel_id", table)?),
+        columns: value_columns(table)
+            .iter()
+            .map(|c| Ok(pick(i64s(b, c, table)?)))
+            .collect::<Result<_, Error>>()?,
+    })
 }

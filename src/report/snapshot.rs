@@ -32,7 +32,7 @@ use crate::model::MICROS_PER_DAY;
 use crate::model::UnixMicros;
 use crate::rollup::{PartCache, View};
 use crate::warehouse::Warehouse;
-use crate::warehouse::manifest::{Fnv64, read_day_table};
+use crate::warehouse::manifest::Fnv64;
 use crate::warehouse::paths::{RunId, ShardSpec, Table};
 
 /// An account as of the latest published day.
@@ -98,10 +98,12 @@ impl Snapshot {
         let mut accounts = BTreeMap::new();
         let mut channels: HashMap<i64, Vec<ChannelDim>> = HashMap::new();
         if let Some(&latest) = published.iter().next_back() {
-            for b in read_day_table(&warehouse, latest, Table::Accounts)
-                .await?
-                .unwrap_or_default()
-            {
+            let runs = index.runs.get(&latest);
+            let (account_batches, channel_batches) = futures::try_join!(
+                super::day_table(&warehouse, latest, runs, Table::Accounts),
+                super::day_table(&warehouse, latest, runs, Table::Channels),
+            )?;
+            for b in account_batches {
                 let ids = ints(&b, "account_id", Table::Accounts)?;
                 let names = strings(&b, "name");
                 let zones = b.column_by_name("time_zone").map(|c| c.as_string::<i32>().clone());
@@ -120,7 +122,7 @@ impl Snapshot {
                     );
                 }
             }
-            for c in super::channels_of_all(&warehouse, latest).await? {
+            for c in super::channels_from(&channel_batches)? {
                 channels.entry(c.account_id).or_default().push(c);
             }
         }

@@ -337,6 +337,13 @@ impl Warehouse {
     /// wrong: a bucket that does not exist or refused credentials (input
     /// errors), or an unreachable store after the configured retries.
     pub async fn check_access(&self) -> Result<()> {
+        // A local folder that can be read is all there is to check; the
+        // store's listing would read every folder under it.
+        if let Some(folder) = &self.local
+            && std::fs::read_dir(folder).is_ok()
+        {
+            return Ok(());
+        }
         self.store
             .list_with_delimiter(Some(&self.root))
             .await
