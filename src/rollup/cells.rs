@@ -141,6 +141,30 @@ fn sort_distinct(ids: &mut Vec<i64>) {
     ids.dedup();
 }
 
+/// The size of the union of sorted, distinct lists: a merge that counts,
+/// with no list built or sorted (a list per channel: a handful).
+fn union_len(lists: &[&[i64]]) -> u64 {
+    match lists {
+        [] => 0,
+        [one] => one.len() as u64,
+        _ => {
+            let mut heads = vec![0usize; lists.len()];
+            let mut count = 0;
+            loop {
+                let Some(min) = lists.iter().zip(&heads).filter_map(|(l, h)| l.get(*h)).min().copied() else {
+                    return count;
+                };
+                count += 1;
+                for (list, head) in lists.iter().zip(heads.iter_mut()) {
+                    if list.get(*head) == Some(&min) {
+                        *head += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The channel-wise union of cells of several buckets.
 pub fn merge(children: impl IntoIterator<Item = Cells>) -> Cells {
     let mut out = Cells::new();
@@ -222,28 +246,23 @@ pub fn rows(cells: &Cells, channels: &[ChannelDim], start: UnixMicros, end: Unix
     let by_id: HashMap<i64, &ChannelDim> = channels.iter().map(|c| (c.id, c)).collect();
     let mut out = Vec::new();
     let mut emit = |metric: &'static str, per_channel: BTreeMap<i64, (u64, Option<Vec<i64>>)>, distinct: bool| {
-        // Per platform (and over all channels): the sum, or the union of the
-        // channels' sorted id lists.
-        let mut platforms: BTreeMap<String, (u64, Vec<i64>)> = BTreeMap::new();
-        let mut all = (0u64, Vec::new());
+        // Per platform (and over all channels): the sum, or the size of the
+        // union of the channels' sorted id lists.
+        let mut platforms: BTreeMap<String, (u64, Vec<&[i64]>)> = BTreeMap::new();
+        let mut all: (u64, Vec<&[i64]>) = (0, Vec::new());
         for (channel, (value, ids)) in &per_channel {
             let platform = platforms.entry(platform_of(by_id.get(channel).copied())).or_default();
             platform.0 += value;
             all.0 += value;
             if let Some(ids) = ids {
-                platform.1.extend_from_slice(ids);
-                all.1.extend_from_slice(ids);
+                platform.1.push(ids);
+                all.1.push(ids);
             }
         }
-        let value_of = |(sum, ids): &mut (u64, Vec<i64>)| {
-            if distinct {
-                sort_distinct(ids);
-                ids.len() as u64
-            } else {
-                *sum
-            }
-        };
-        let all_value = value_of(&mut all);
+        let value_of = |(sum, lists): &(u64, Vec<&[i64]>)| if distinct { union_len(lists) } else { *sum };
+        let all_value = value_of(&all);
+        let platform_values: Vec<(String, u64)> = platforms.iter().map(|(p, acc)| (p.clone(), value_of(acc))).collect();
+        drop((platforms, all));
         if all_value > 0 {
             out.push(RollupRow {
                 metric,
@@ -262,17 +281,14 @@ pub fn rows(cells: &Cells, channels: &[ChannelDim], start: UnixMicros, end: Unix
                 ids,
             });
         }
-        for (platform, mut acc) in platforms {
-            let value = value_of(&mut acc);
-            if value > 0 {
-                out.push(RollupRow {
-                    metric,
-                    group_by: RollupGroup::Platform,
-                    group_key: Some(platform),
-                    value,
-                    ids: None,
-                });
-            }
+        for (platform, value) in platform_values.into_iter().filter(|(_, v)| *v > 0) {
+            out.push(RollupRow {
+                metric,
+                group_by: RollupGroup::Platform,
+                group_key: Some(platform),
+                value,
+                ids: None,
+            });
         }
     };
     let ids = |f: fn(&Cell) -> &Vec<i64>| -> BTreeMap<i64, (u64, Option<Vec<i64>>)> {
@@ -371,6 +387,20 @@ pub fn cover(first: NaiveDate, last: NaiveDate) -> Vec<(Interval, NaiveDate)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The merge counts what concatenating and sorting counts.
+        #[test]
+        fn union_len_is_the_size_of_the_union(
+            lists in proptest::collection::vec(proptest::collection::btree_set(-50i64..50, 0..30), 0..6)
+        ) {
+            let lists: Vec<Vec<i64>> = lists.into_iter().map(|s| s.into_iter().collect()).collect();
+            let slices: Vec<&[i64]> = lists.iter().map(Vec::as_slice).collect();
+            let mut all: Vec<i64> = lists.concat();
+            sort_distinct(&mut all);
+            proptest::prop_assert_eq!(union_len(&slices), all.len() as u64);
+        }
+    }
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()

@@ -134,6 +134,27 @@ impl AccountBucket {
         (self.account, &self.time_zone, self.start, self.end, &self.rows)
             == (other.account, &other.time_zone, other.start, other.end, &other.rows)
     }
+
+    /// Whether the rows are the same but for their id lists.
+    fn same_rows_but_ids(&self, other: &AccountBucket) -> bool {
+        let key = |r: &RollupRow| (r.metric, r.group_by, r.group_key.clone(), r.value);
+        (self.account, &self.time_zone, self.start, self.end, self.rows.len())
+            == (
+                other.account,
+                &other.time_zone,
+                other.start,
+                other.end,
+                other.rows.len(),
+            )
+            && self.rows.iter().zip(&other.rows).all(|(a, b)| key(a) == key(b))
+    }
+}
+
+/// A part as it was before a refresh: its buckets without id lists, and its
+/// bytes, to read the ids of the accounts that need them.
+struct OldPart {
+    buckets: Vec<AccountBucket>,
+    bytes: Option<Bytes>,
 }
 
 /// Encodes a part: `buckets` sorted by account, one account never split
@@ -737,33 +758,43 @@ impl Parts<'_> {
     /// nobody can read counts as empty: it is rebuilt from this run's
     /// accounts, and the others' buckets there are answered from the base
     /// grain until their next run.
-    async fn current(&self, interval: Interval, period: NaiveDate) -> Result<Vec<AccountBucket>> {
+    /// The part as it is, decoded without its id lists: a night changes
+    /// every account's rows, and only an account whose other columns are
+    /// unchanged (or that is carried over) needs its ids ([`Self::replace`]).
+    async fn current(&self, interval: Interval, period: NaiveDate) -> Result<OldPart> {
         let key = self.key(interval, period);
         let Some(bytes) = self.warehouse.get(&key.relative()).await? else {
-            return Ok(Vec::new());
+            return Ok(OldPart {
+                buckets: Vec::new(),
+                bytes: None,
+            });
         };
-        let decoded = tokio::task::spawn_blocking(move || decode(&key, bytes, true, None))
+        let kept = bytes.clone();
+        let decoded = tokio::task::spawn_blocking(move || decode(&key, bytes, false, None))
             .await
             .map_err(|e| Error::Task(e.to_string()))?;
         match decoded {
-            Ok(old) => Ok(old),
+            Ok(buckets) => Ok(OldPart {
+                buckets,
+                bytes: Some(kept),
+            }),
             Err(e @ Error::BadRollup { .. }) => {
                 tracing::warn!(error = %e, "Replacing an unreadable rollup part.");
-                Ok(Vec::new())
+                Ok(OldPart {
+                    buckets: Vec::new(),
+                    bytes: None,
+                })
             }
             Err(e) => Err(e),
         }
     }
 
-    /// Replaces the rows of `fresh`'s accounts in `old` (this shard's part
-    /// of `(interval, period)`, from [`Parts::current`]), carrying the
-    /// others over; returns whether the part was written.
     async fn replace(
         &self,
         interval: Interval,
         period: NaiveDate,
         mut fresh: Vec<AccountBucket>,
-        old: Vec<AccountBucket>,
+        old: OldPart,
     ) -> Result<bool> {
         let key = self.key(interval, period);
         let warehouse = self.warehouse.clone();
@@ -772,26 +803,69 @@ impl Parts<'_> {
         let only_count = self.counts.len() == 1;
         let refreshed_at = self.refreshed_at;
         let bytes = tokio::task::spawn_blocking(move || {
+            /// Where each account's rows come from, in account order.
+            enum Slot {
+                Fresh(AccountBucket),
+                /// Carried over unchanged (the refresh did not compute it).
+                Kept(i64),
+                /// Fresh, unless its old rows (ids too) are the same.
+                Compare(AccountBucket),
+            }
             fresh.sort_by_key(|b| b.account);
-            let mut merged: Vec<AccountBucket> = Vec::with_capacity(old.len().max(fresh.len()));
+            let mut slots = Vec::with_capacity(old.buckets.len().max(fresh.len()));
+            let mut need_ids = Vec::new();
             let mut changed = false;
-            let mut old = old.into_iter().peekable();
+            let mut olds = old.buckets.into_iter().peekable();
             for mut new in fresh {
-                while let Some(o) = old.next_if(|o| o.account < new.account) {
-                    merged.push(o);
+                while let Some(o) = olds.next_if(|o| o.account < new.account) {
+                    need_ids.push(o.account);
+                    slots.push(Slot::Kept(o.account));
                 }
-                match old.next_if(|o| o.account == new.account) {
-                    Some(o) if only_count && o.same_rows(&new) => merged.push(o),
+                match olds.next_if(|o| o.account == new.account) {
+                    Some(o) if only_count && o.same_rows_but_ids(&new) => {
+                        need_ids.push(o.account);
+                        slots.push(Slot::Compare(new));
+                    }
                     was => {
                         changed |= was.is_some() || !new.rows.is_empty();
                         new.refreshed_at = refreshed_at;
                         if !new.rows.is_empty() {
-                            merged.push(new);
+                            slots.push(Slot::Fresh(new));
                         }
                     }
                 }
             }
-            merged.extend(old);
+            for o in olds {
+                need_ids.push(o.account);
+                slots.push(Slot::Kept(o.account));
+            }
+            // The old rows with their ids, of just the accounts that need them.
+            let mut with_ids: HashMap<i64, AccountBucket> = HashMap::new();
+            if let (false, Some(bytes)) = (need_ids.is_empty(), old.bytes) {
+                match decode(&key, bytes, true, Some(&need_ids)) {
+                    Ok(buckets) => with_ids.extend(buckets.into_iter().map(|b| (b.account, b))),
+                    Err(e @ Error::BadRollup { .. }) => {
+                        tracing::warn!(error = %e, "Replacing an unreadable rollup part.");
+                        changed = true;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let mut merged: Vec<AccountBucket> = Vec::with_capacity(slots.len());
+            for slot in slots {
+                match slot {
+                    Slot::Fresh(new) => merged.push(new),
+                    Slot::Kept(account) => merged.extend(with_ids.remove(&account)),
+                    Slot::Compare(mut new) => match with_ids.remove(&new.account) {
+                        Some(o) if o.same_rows(&new) => merged.push(o),
+                        _ => {
+                            changed = true;
+                            new.refreshed_at = refreshed_at;
+                            merged.push(new);
+                        }
+                    },
+                }
+            }
             if changed {
                 encode(&key, &merged).map(Some)
             } else {
@@ -905,14 +979,24 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
         }
         let feeds = matches!(interval, Interval::Monthly | Interval::Quarterly);
         just_computed.start(interval, periods.len(), feeds);
+        let level = std::time::Instant::now();
         for (period, members) in periods {
             let (fresh, old) = futures::try_join!(
                 coarse(&parts, &mut just_computed, &published, &members, interval, from, period),
                 parts.current(interval, period)
             )?;
+            let computed_ms = level.elapsed().as_millis() as u64;
             let buckets = just_computed.keep(interval, period, fresh);
             let written = parts.replace(interval, period, buckets, old).await?;
             count(&mut report, interval, written);
+            tracing::debug!(
+                interval = interval.as_str(),
+                %period,
+                accounts = members.len(),
+                computed_ms,
+                elapsed_ms = level.elapsed().as_millis() as u64,
+                "Rollup bucket refreshed."
+            );
         }
         // Weeks and months are built from days, quarters from months and
         // years from quarters: after months, days are no longer needed.
@@ -1217,6 +1301,46 @@ mod tests {
                 ids: Some(ids),
             }],
         }
+    }
+
+    /// A replace keeps the rows of accounts it did not compute and of
+    /// accounts whose rows came out the same (ids included), writes nothing
+    /// when none changed, and rewrites an account whose ids changed under
+    /// the same counts.
+    #[tokio::test]
+    async fn a_replace_compares_ids_and_carries_other_accounts_over() {
+        let temp = TempWarehouse::new("replace");
+        let day = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let parts = |refreshed_at| Parts {
+            warehouse: &temp.wh,
+            shard: ShardSpec::WHOLE,
+            counts: BTreeSet::from([1]),
+            refreshed_at,
+        };
+        let replace = |refreshed_at, fresh: Vec<AccountBucket>| async move {
+            let parts = parts(refreshed_at);
+            let old = parts.current(Interval::Daily, day).await.unwrap();
+            parts.replace(Interval::Daily, day, fresh, old).await.unwrap()
+        };
+        let stored = || async {
+            let key = parts(0).key(Interval::Daily, day);
+            let bytes = temp.wh.get(&key.relative()).await.unwrap().unwrap();
+            decode(&key, bytes, true, None).unwrap()
+        };
+        assert!(replace(10, vec![bucket(2, 1, vec![5]), bucket(1, 2, vec![1, 2])]).await);
+        // Account 1 again, the same: nothing written, account 2 carried over.
+        assert!(!replace(20, vec![bucket(1, 2, vec![1, 2])]).await);
+        let first = stored().await;
+        assert_eq!(
+            first.iter().map(|b| (b.account, b.refreshed_at)).collect::<Vec<_>>(),
+            [(1, 10), (2, 10)]
+        );
+        // Account 1's ids changed, not its count: rewritten, account 2 kept.
+        assert!(replace(30, vec![bucket(1, 2, vec![1, 3])]).await);
+        let second = stored().await;
+        assert_eq!(second[0].rows[0].ids, Some(vec![1, 3]));
+        assert_eq!(second[0].refreshed_at, 30);
+        assert_eq!(second[1], first[1]);
     }
 
     /// A cached read is what a plain read gave when its generation first
