@@ -165,21 +165,36 @@ fn union_len(lists: &[&[i64]]) -> u64 {
     }
 }
 
-/// The channel-wise union of cells of several buckets.
+/// The channel-wise union of cells of several buckets. A channel's lists
+/// are moved when one bucket alone has it; otherwise its sorted lists are
+/// concatenated and sorted again (the stable sort merges sorted runs).
 pub fn merge(children: impl IntoIterator<Item = Cells>) -> Cells {
     let mut out = Cells::new();
+    let mut joined: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
     for cells in children {
         for (channel, cell) in cells {
-            let into = out.entry(channel).or_default();
-            into.contacts.extend(cell.contacts);
-            into.agents.extend(cell.agents);
-            into.resolved += cell.resolved;
-            into.proactive += cell.proactive;
+            match out.entry(channel) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(cell);
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    let into = e.get_mut();
+                    joined.insert(channel);
+                    into.contacts.extend(cell.contacts);
+                    into.agents.extend(cell.agents);
+                    into.resolved += cell.resolved;
+                    into.proactive += cell.proactive;
+                }
+            }
         }
     }
-    for cell in out.values_mut() {
-        sort_distinct(&mut cell.contacts);
-        sort_distinct(&mut cell.agents);
+    for channel in joined {
+        if let Some(cell) = out.get_mut(&channel) {
+            for ids in [&mut cell.contacts, &mut cell.agents] {
+                ids.sort();
+                ids.dedup();
+            }
+        }
     }
     out.retain(|_, c| !c.is_empty());
     out
@@ -389,6 +404,42 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
+        /// Merged cells are the channel-wise unions and sums, by definition.
+        #[test]
+        fn merge_is_the_channel_wise_union(
+            children in proptest::collection::vec(
+                proptest::collection::btree_map(
+                    0i64..4,
+                    (proptest::collection::btree_set(0i64..40, 0..12), proptest::collection::btree_set(0i64..9, 0..4), 0u64..3),
+                    0..4,
+                ),
+                0..4,
+            )
+        ) {
+            let as_cells = |m: &BTreeMap<i64, (std::collections::BTreeSet<i64>, std::collections::BTreeSet<i64>, u64)>| -> Cells {
+                m.iter()
+                    .map(|(ch, (c, a, n))| (*ch, Cell {
+                        contacts: c.iter().copied().collect(),
+                        agents: a.iter().copied().collect(),
+                        resolved: *n,
+                        proactive: n * 2,
+                    }))
+                    .collect()
+            };
+            let mut expected: BTreeMap<i64, (std::collections::BTreeSet<i64>, std::collections::BTreeSet<i64>, u64)> = BTreeMap::new();
+            for child in &children {
+                for (ch, (c, a, n)) in child {
+                    let e = expected.entry(*ch).or_default();
+                    e.0.extend(c);
+                    e.1.extend(a);
+                    e.2 += n;
+                }
+            }
+            let mut expected = as_cells(&expected);
+            expected.retain(|_, c| !c.is_empty());
+            proptest::prop_assert_eq!(merge(children.iter().map(as_cells)), expected);
+        }
+
         /// The merge counts what concatenating and sorting counts.
         #[test]
         fn union_len_is_the_size_of_the_union(
