@@ -8,9 +8,12 @@
 //!   same numbers.
 //! - Which days are published, and the dimensions, come from the snapshot
 //!   for the whole of a request. Day files and rollups are read when a
-//!   request needs them, through the day manifests, so a rerun that lands
-//!   between two refreshes shows its numbers at once and changes
-//!   [`Snapshot::version`] at the next refresh.
+//!   request needs them: a day's files by the keys of the runs the
+//!   snapshot's index names, or, when one of them is gone, through the
+//!   day's manifests. A rerun deletes the files it replaced right after it
+//!   writes its manifest, so a rerun that lands between two refreshes shows
+//!   its numbers from then on (one version of the day either way, never a
+//!   mix), and changes [`Snapshot::version`] at the next refresh.
 //! - Rollups are answered from only as the snapshot's view has them: days
 //!   of refreshes under way go to the base grain, rows of refreshes it did
 //!   not see finish are not used, and a cached part is confirmed against the
