@@ -258,15 +258,18 @@ impl RollupRow {
 /// distinct ones), by platform and over all channels. Zero values are left
 /// out.
 pub fn rows(cells: &Cells, channels: &[ChannelDim], start: UnixMicros, end: UnixMicros) -> Vec<RollupRow> {
-    let by_id: HashMap<i64, &ChannelDim> = channels.iter().map(|c| (c.id, c)).collect();
+    // Each channel's platform, named once per bucket rather than per row.
+    let platform_by_id: HashMap<i64, String> = channels.iter().map(|c| (c.id, platform_of(Some(c)))).collect();
+    let unknown = platform_of(None);
     let mut out = Vec::new();
     let mut emit = |metric: &'static str, per_channel: BTreeMap<i64, (u64, Option<Vec<i64>>)>, distinct: bool| {
         // Per platform (and over all channels): the sum, or the size of the
         // union of the channels' sorted id lists.
-        let mut platforms: BTreeMap<String, (u64, Vec<&[i64]>)> = BTreeMap::new();
+        let mut platforms: BTreeMap<&str, (u64, Vec<&[i64]>)> = BTreeMap::new();
         let mut all: (u64, Vec<&[i64]>) = (0, Vec::new());
         for (channel, (value, ids)) in &per_channel {
-            let platform = platforms.entry(platform_of(by_id.get(channel).copied())).or_default();
+            let name = platform_by_id.get(channel).unwrap_or(&unknown);
+            let platform = platforms.entry(name.as_str()).or_default();
             platform.0 += value;
             all.0 += value;
             if let Some(ids) = ids {
@@ -276,7 +279,10 @@ pub fn rows(cells: &Cells, channels: &[ChannelDim], start: UnixMicros, end: Unix
         }
         let value_of = |(sum, lists): &(u64, Vec<&[i64]>)| if distinct { union_len(lists) } else { *sum };
         let all_value = value_of(&all);
-        let platform_values: Vec<(String, u64)> = platforms.iter().map(|(p, acc)| (p.clone(), value_of(acc))).collect();
+        let platform_values: Vec<(String, u64)> = platforms
+            .iter()
+            .map(|(p, acc)| (p.to_string(), value_of(acc)))
+            .collect();
         drop((platforms, all));
         if all_value > 0 {
             out.push(RollupRow {

@@ -135,25 +135,17 @@ impl AccountBucket {
             == (other.account, &other.time_zone, other.start, other.end, &other.rows)
     }
 
-    /// Whether the rows are the same but for their id lists.
-    fn same_rows_but_ids(&self, other: &AccountBucket) -> bool {
-        let key = |r: &RollupRow| (r.metric, r.group_by, r.group_key.clone(), r.value);
-        (self.account, &self.time_zone, self.start, self.end, self.rows.len())
-            == (
-                other.account,
-                &other.time_zone,
-                other.start,
-                other.end,
-                other.rows.len(),
-            )
-            && self.rows.iter().zip(&other.rows).all(|(a, b)| key(a) == key(b))
+    /// Whether the rows have these values, in this order (the rows may
+    /// still differ in anything else).
+    fn has_values(&self, values: &[i64]) -> bool {
+        self.rows.len() == values.len() && self.rows.iter().zip(values).all(|(r, v)| r.value as i64 == *v)
     }
 }
 
-/// A part as it was before a refresh: its buckets without id lists, and its
-/// bytes, to read the ids of the accounts that need them.
+/// A part as it was before a refresh: each account's row values, and its
+/// bytes, to read the whole rows of the accounts that need them.
 struct OldPart {
-    buckets: Vec<AccountBucket>,
+    values: Vec<(i64, Vec<i64>)>,
     bytes: Option<Bytes>,
 }
 
@@ -277,12 +269,16 @@ fn properties() -> parquet::file::properties::WriterProperties {
         .build()
 }
 
-/// Decodes a part: every account, or only `accounts` (sorted), whose row
-/// groups alone are read. Without `with_ids`, id lists are not read.
-pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[i64]>) -> Result<Vec<AccountBucket>> {
-    let rel = key.relative();
+/// A reader of the columns `roots` of a part, over the row groups that can
+/// hold `accounts` (all when `None`).
+fn open_part(
+    rel: &str,
+    bytes: Bytes,
+    roots: &[usize],
+    accounts: Option<&[i64]>,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
     let bad = |reason: String| Error::BadRollup {
-        key: rel.clone(),
+        key: rel.to_string(),
         reason,
     };
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| bad(e.to_string()))?;
@@ -304,13 +300,61 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[
         return Err(bad(format!("it has another schema (columns {})", names.join(", "))));
     }
     let row_groups = account_row_groups(builder.metadata(), builder.parquet_schema(), accounts);
-    let roots: Vec<usize> = (0..=IDS_COLUMN).filter(|i| with_ids || *i != IDS_COLUMN).collect();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = builder
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
+    builder
         .with_projection(mask)
         .with_row_groups(row_groups)
         .build()
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// Each account's row values in a part, in row order: what a refresh
+/// compares first (a night changes nearly every account's values, and
+/// these two integer columns decode for a fraction of the rest).
+fn decode_values(key: &RollupKey, bytes: Bytes) -> Result<Vec<(i64, Vec<i64>)>> {
+    let rel = key.relative();
+    let account_column = 0;
+    let value_column = SCHEMA.index_of("value").expect("in the schema");
+    let reader = open_part(&rel, bytes, &[account_column, value_column], None)?;
+    let mut out: Vec<(i64, Vec<i64>)> = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::BadRollup {
+            key: rel.clone(),
+            reason: e.to_string(),
+        })?;
+        let int = |name: &str| {
+            crate::warehouse::tables::i64_values(&batch, name).map_err(|reason| Error::BadRollup {
+                key: rel.clone(),
+                reason,
+            })
+        };
+        let (account, value) = (int("account_id")?, int("value")?);
+        for (a, v) in account.iter().zip(value) {
+            match out.last_mut() {
+                Some((last, values)) if *last == *a => values.push(*v),
+                Some((last, _)) if *last > *a => {
+                    return Err(Error::BadRollup {
+                        key: rel.clone(),
+                        reason: "accounts are not sorted".into(),
+                    });
+                }
+                _ => out.push((*a, vec![*v])),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes a part: every account, or only `accounts` (sorted), whose row
+/// groups alone are read. Without `with_ids`, id lists are not read.
+pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[i64]>) -> Result<Vec<AccountBucket>> {
+    let rel = key.relative();
+    let bad = |reason: String| Error::BadRollup {
+        key: rel.clone(),
+        reason,
+    };
+    let roots: Vec<usize> = (0..=IDS_COLUMN).filter(|i| with_ids || *i != IDS_COLUMN).collect();
+    let reader = open_part(&rel, bytes, &roots, accounts)?;
     let mut out: Vec<AccountBucket> = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| bad(e.to_string()))?;
@@ -758,30 +802,31 @@ impl Parts<'_> {
     /// nobody can read counts as empty: it is rebuilt from this run's
     /// accounts, and the others' buckets there are answered from the base
     /// grain until their next run.
-    /// The part as it is, decoded without its id lists: a night changes
-    /// every account's rows, and only an account whose other columns are
-    /// unchanged (or that is carried over) needs its ids ([`Self::replace`]).
+    /// Only the accounts and values are decoded: a night changes nearly
+    /// every account's values, and only an account whose values are
+    /// unchanged (or that is carried over) needs its whole rows
+    /// ([`Self::replace`]).
     async fn current(&self, interval: Interval, period: NaiveDate) -> Result<OldPart> {
         let key = self.key(interval, period);
         let Some(bytes) = self.warehouse.get(&key.relative()).await? else {
             return Ok(OldPart {
-                buckets: Vec::new(),
+                values: Vec::new(),
                 bytes: None,
             });
         };
         let kept = bytes.clone();
-        let decoded = tokio::task::spawn_blocking(move || decode(&key, bytes, false, None))
+        let decoded = tokio::task::spawn_blocking(move || decode_values(&key, bytes))
             .await
             .map_err(|e| Error::Task(e.to_string()))?;
         match decoded {
-            Ok(buckets) => Ok(OldPart {
-                buckets,
+            Ok(values) => Ok(OldPart {
+                values,
                 bytes: Some(kept),
             }),
             Err(e @ Error::BadRollup { .. }) => {
                 tracing::warn!(error = %e, "Replacing an unreadable rollup part.");
                 Ok(OldPart {
-                    buckets: Vec::new(),
+                    values: Vec::new(),
                     bytes: None,
                 })
             }
@@ -812,18 +857,18 @@ impl Parts<'_> {
                 Compare(AccountBucket),
             }
             fresh.sort_by_key(|b| b.account);
-            let mut slots = Vec::with_capacity(old.buckets.len().max(fresh.len()));
-            let mut need_ids = Vec::new();
+            let mut slots = Vec::with_capacity(old.values.len().max(fresh.len()));
+            let mut need_rows = Vec::new();
             let mut changed = false;
-            let mut olds = old.buckets.into_iter().peekable();
+            let mut olds = old.values.into_iter().peekable();
             for mut new in fresh {
-                while let Some(o) = olds.next_if(|o| o.account < new.account) {
-                    need_ids.push(o.account);
-                    slots.push(Slot::Kept(o.account));
+                while let Some((account, _)) = olds.next_if(|(a, _)| *a < new.account) {
+                    need_rows.push(account);
+                    slots.push(Slot::Kept(account));
                 }
-                match olds.next_if(|o| o.account == new.account) {
-                    Some(o) if only_count && o.same_rows_but_ids(&new) => {
-                        need_ids.push(o.account);
+                match olds.next_if(|(a, _)| *a == new.account) {
+                    Some((account, values)) if only_count && new.has_values(&values) => {
+                        need_rows.push(account);
                         slots.push(Slot::Compare(new));
                     }
                     was => {
@@ -835,14 +880,14 @@ impl Parts<'_> {
                     }
                 }
             }
-            for o in olds {
-                need_ids.push(o.account);
-                slots.push(Slot::Kept(o.account));
+            for (account, _) in olds {
+                need_rows.push(account);
+                slots.push(Slot::Kept(account));
             }
-            // The old rows with their ids, of just the accounts that need them.
+            // The old rows, ids too, of just the accounts that need them.
             let mut with_ids: HashMap<i64, AccountBucket> = HashMap::new();
-            if let (false, Some(bytes)) = (need_ids.is_empty(), old.bytes) {
-                match decode(&key, bytes, true, Some(&need_ids)) {
+            if let (false, Some(bytes)) = (need_rows.is_empty(), old.bytes) {
+                match decode(&key, bytes, true, Some(&need_rows)) {
                     Ok(buckets) => with_ids.extend(buckets.into_iter().map(|b| (b.account, b))),
                     Err(e @ Error::BadRollup { .. }) => {
                         tracing::warn!(error = %e, "Replacing an unreadable rollup part.");
