@@ -56,7 +56,7 @@ use crate::warehouse::{StoreSettings, Warehouse, WarehouseUrl};
 use metrics::RunStats;
 use progress::Progress;
 pub use progress::ProgressMode;
-use spill::SpillRuns;
+use spill::{SpillFolder, SpillRuns};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -672,9 +672,12 @@ async fn process_day(
 ) -> Result<DayReport> {
     let started = Instant::now();
     let range = DayRange::new(day);
-    let spill_root = config
-        .spill_dir
-        .join(format!("account-usage-spill-{}-{}", plan.run_id, day.format("%Y%m%d")));
+    let spill_folder = SpillFolder::new(config.spill_dir.join(format!(
+        "account-usage-spill-{}-{}",
+        plan.run_id,
+        day.format("%Y%m%d")
+    )));
+    let spill_root = spill_folder.path();
     let spill_err = |source| Error::Spill {
         dir: spill_root.display().to_string(),
         source,

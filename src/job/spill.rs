@@ -4,12 +4,33 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::aggregate::Entry;
 
 const RECORD: usize = 48;
+
+/// The folder a day spills under. Each `SpillRuns` removes only its own
+/// subfolder, so the day's folder itself goes on drop, when the day is done
+/// or has failed: a spilling run leaves nothing behind.
+pub struct SpillFolder(PathBuf);
+
+impl SpillFolder {
+    pub fn new(path: PathBuf) -> Self {
+        SpillFolder(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for SpillFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 /// The spilled runs of one aggregate of one day. The folder is removed on drop.
 pub struct SpillRuns {
@@ -101,5 +122,19 @@ mod tests {
         }
         assert!(error.lock().unwrap().is_none());
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_day_folder_goes_with_the_runs_under_it() {
+        let root = std::env::temp_dir().join(format!("account-usage-spill-day-test-{}", std::process::id()));
+        {
+            let day = SpillFolder::new(root.clone());
+            let mut spills = SpillRuns::new(day.path().join("messages").join("0"));
+            spills.spill(&[([1, 2, 3, 4], [5, 6])]).unwrap();
+            drop(spills);
+            // What `SpillRuns` leaves behind: its parent.
+            assert!(root.join("messages").exists());
+        }
+        assert!(!root.exists());
     }
 }

@@ -266,8 +266,20 @@ async fn postgres_run_matches_counts_from_the_source() {
     // candidates (whose conversations the history lookup reads back from
     // the spilled runs) among them.
     let spilled = dir.path().join("wh-spilled").display().to_string();
-    run_range(&src, &spilled, &["--max-entries-in-memory", "1000"]);
+    let spill_dir = dir.path().join("spill");
+    std::fs::create_dir_all(&spill_dir).unwrap();
+    let spill_arg = spill_dir.display().to_string();
+    run_range(
+        &src,
+        &spilled,
+        &["--max-entries-in-memory", "1000", "--spill-dir", &spill_arg],
+    );
     assert_tables_match_source(&src, &spilled).await;
+    let left: Vec<_> = std::fs::read_dir(&spill_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "a finished run left spill folders behind: {left:?}");
 }
 
 #[tokio::test]
