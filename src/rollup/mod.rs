@@ -313,31 +313,21 @@ fn open_part(
 /// these two integer columns decode for a fraction of the rest).
 fn decode_values(key: &RollupKey, bytes: Bytes) -> Result<Vec<(i64, Vec<i64>)>> {
     let rel = key.relative();
-    let account_column = 0;
-    let value_column = SCHEMA.index_of("value").expect("in the schema");
-    let reader = open_part(&rel, bytes, &[account_column, value_column], None)?;
+    let bad = |reason: String| Error::BadRollup {
+        key: rel.clone(),
+        reason,
+    };
+    let roots = ["account_id", "value"].map(|name| SCHEMA.index_of(name).expect("in the schema"));
+    let reader = open_part(&rel, bytes, &roots, None)?;
     let mut out: Vec<(i64, Vec<i64>)> = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| Error::BadRollup {
-            key: rel.clone(),
-            reason: e.to_string(),
-        })?;
-        let int = |name: &str| {
-            crate::warehouse::tables::i64_values(&batch, name).map_err(|reason| Error::BadRollup {
-                key: rel.clone(),
-                reason,
-            })
-        };
+        let batch = batch.map_err(|e| bad(e.to_string()))?;
+        let int = |name: &str| crate::warehouse::tables::i64_values(&batch, name).map_err(&bad);
         let (account, value) = (int("account_id")?, int("value")?);
         for (a, v) in account.iter().zip(value) {
             match out.last_mut() {
                 Some((last, values)) if *last == *a => values.push(*v),
-                Some((last, _)) if *last > *a => {
-                    return Err(Error::BadRollup {
-                        key: rel.clone(),
-                        reason: "accounts are not sorted".into(),
-                    });
-                }
+                Some((last, _)) if *last > *a => return Err(bad("accounts are not sorted".into())),
                 _ => out.push((*a, vec![*v])),
             }
         }
@@ -1386,6 +1376,35 @@ mod tests {
         assert_eq!(second[0].rows[0].ids, Some(vec![1, 3]));
         assert_eq!(second[0].refreshed_at, 30);
         assert_eq!(second[1], first[1]);
+    }
+
+    /// What a refresh compares first: each account's values in row order,
+    /// accounts in part order; a part whose accounts are out of order is
+    /// refused rather than compared wrongly.
+    #[test]
+    fn decode_values_gives_each_accounts_values_in_row_order() {
+        let key = RollupKey {
+            interval: Interval::Daily,
+            period: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            shard: ShardSpec::WHOLE,
+        };
+        let mut three_rows = bucket(4, 9, vec![1]);
+        for value in [7, 8] {
+            let mut row = three_rows.rows[0].clone();
+            row.value = value;
+            three_rows.rows.push(row);
+        }
+        let part = vec![bucket(1, 2, vec![1, 2]), three_rows, bucket(6, 0, vec![])];
+        let values = decode_values(&key, encode(&key, &part).unwrap()).unwrap();
+        assert_eq!(values, [(1, vec![2]), (4, vec![9, 7, 8]), (6, vec![0])]);
+
+        let unsorted = vec![bucket(4, 1, vec![1]), bucket(1, 1, vec![1])];
+        let err = decode_values(&key, encode(&key, &unsorted).unwrap()).unwrap_err();
+        assert!(err.to_string().contains(&key.relative()), "{err}");
+        assert!(
+            matches!(&err, Error::BadRollup { reason, .. } if reason.contains("not sorted")),
+            "{err:?}"
+        );
     }
 
     /// A cached read is what a plain read gave when its generation first
