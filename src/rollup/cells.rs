@@ -9,6 +9,7 @@
 //!   the cells of the dates it covers, never a sum of distinct counts;
 //! - platform and all-channel values are unions over channel id lists.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Days, NaiveDate};
@@ -256,8 +257,9 @@ impl RollupRow {
 
 /// The rows of one bucket: every metric by channel (with id lists for the
 /// distinct ones), by platform and over all channels. Zero values are left
-/// out.
-pub fn rows(cells: &Cells, channels: &[ChannelDim], start: UnixMicros, end: UnixMicros) -> Vec<RollupRow> {
+/// out. Owned cells give their id lists to the rows; borrowed ones (cells
+/// a coarser bucket is still built from) are copied.
+pub fn rows(mut cells: Cow<'_, Cells>, channels: &[ChannelDim], start: UnixMicros, end: UnixMicros) -> Vec<RollupRow> {
     // Each channel's platform, named once per bucket rather than per row.
     let platform_by_id: HashMap<i64, String> = channels.iter().map(|c| (c.id, platform_of(Some(c)))).collect();
     let unknown = platform_of(None);
@@ -312,25 +314,42 @@ pub fn rows(cells: &Cells, channels: &[ChannelDim], start: UnixMicros, end: Unix
             });
         }
     };
-    let ids = |f: fn(&Cell) -> &Vec<i64>| -> BTreeMap<i64, (u64, Option<Vec<i64>>)> {
-        cells
-            .iter()
-            .map(|(ch, c)| (*ch, (f(c).len() as u64, Some(f(c).clone()))))
-            .collect()
-    };
-    let sums = |f: fn(&Cell) -> u64| -> BTreeMap<i64, (u64, Option<Vec<i64>>)> {
+    /// Each channel's contacts (or agents), counted and listed.
+    fn ids(cells: &mut Cow<'_, Cells>, contacts: bool) -> BTreeMap<i64, (u64, Option<Vec<i64>>)> {
+        let with_len = |ids: Vec<i64>| (ids.len() as u64, Some(ids));
+        match cells {
+            Cow::Borrowed(cells) => cells
+                .iter()
+                .map(|(ch, c)| (*ch, with_len(if contacts { &c.contacts } else { &c.agents }.clone())))
+                .collect(),
+            Cow::Owned(cells) => cells
+                .iter_mut()
+                .map(|(ch, c)| {
+                    (
+                        *ch,
+                        with_len(std::mem::take(if contacts { &mut c.contacts } else { &mut c.agents })),
+                    )
+                })
+                .collect(),
+        }
+    }
+    let sums = |cells: &Cells, f: fn(&Cell) -> u64| -> BTreeMap<i64, (u64, Option<Vec<i64>>)> {
         cells.iter().map(|(ch, c)| (*ch, (f(c), None))).collect()
     };
-    emit(Metric::ActiveAgents.as_str(), ids(|c| &c.agents), true);
+    emit(Metric::ActiveAgents.as_str(), ids(&mut cells, false), true);
     let connected = channels
         .iter()
         .filter(|c| counts_as_connected(c, start, end))
         .map(|c| (c.id, (1, None)))
         .collect();
     emit(Metric::Channels.as_str(), connected, false);
-    emit(Metric::ProactiveMessages.as_str(), sums(|c| c.proactive), false);
-    emit(Metric::ResolvedConversations.as_str(), sums(|c| c.resolved), false);
-    emit(UNIQUE_CONTACTS, ids(|c| &c.contacts), true);
+    emit(Metric::ProactiveMessages.as_str(), sums(&cells, |c| c.proactive), false);
+    emit(
+        Metric::ResolvedConversations.as_str(),
+        sums(&cells, |c| c.resolved),
+        false,
+    );
+    emit(UNIQUE_CONTACTS, ids(&mut cells, true), true);
     out
 }
 
@@ -563,7 +582,12 @@ mod tests {
         let both = merge(days.into_iter().map(|(_, c)| c));
         assert_eq!(both[&7].contacts, vec![100, 101]);
         let dims = [channel(7, "whatsapp", "production"), channel(8, "whatsapp", "test")];
-        let rows = rows(&both, &dims, 0, 1);
+        let rows = rows(Cow::Borrowed(&both), &dims, 0, 1);
+        assert_eq!(
+            super::rows(Cow::Owned(both.clone()), &dims, 0, 1),
+            rows,
+            "moved as copied"
+        );
         let value = |m: &str, g: RollupGroup, k: Option<&str>| {
             rows.iter()
                 .find(|r| r.metric == m && r.group_by == g && r.group_key.as_deref() == k)

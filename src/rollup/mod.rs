@@ -33,6 +33,7 @@
 
 pub mod cells;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -699,8 +700,9 @@ pub struct RefreshReport {
     pub coarse_ms: u64,
 }
 
-/// A bucket a refresh computed, with the cells it was made from.
-type Fresh = (AccountBucket, Cells);
+/// A bucket a refresh computed, with the cells it was made from when a
+/// coarser bucket is built from them (else the rows took their id lists).
+type Fresh = (AccountBucket, Option<Cells>);
 
 /// The cells this refresh just computed, by bucket and account: coarser
 /// buckets take them from here instead of reading back and decoding the
@@ -736,6 +738,12 @@ impl JustComputed {
         }
     }
 
+    /// Whether cells of `interval` are kept: when not, rows may take their
+    /// id lists rather than copy them.
+    fn keeps(&self, interval: Interval) -> bool {
+        self.keeping.contains(&interval)
+    }
+
     /// Nothing is built from `interval` any more.
     fn release(&mut self, interval: Interval) {
         self.keeping.remove(&interval);
@@ -751,7 +759,7 @@ impl JustComputed {
         fresh
             .into_iter()
             .map(|(bucket, cells)| {
-                kept.insert(bucket.account, cells);
+                kept.extend(cells.map(|c| (bucket.account, c)));
                 bucket
             })
             .collect()
@@ -938,9 +946,10 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
         counts,
         refreshed_at,
     };
-    let accounts = scope.accounts;
+    // Shared with the blocking pool's chunks of CPU work.
+    let accounts: Arc<[AccountSpec]> = scope.accounts.into();
     // Local dates each account needs recomputed.
-    let dates: Vec<BTreeSet<NaiveDate>> = accounts
+    let dates: Arc<[BTreeSet<NaiveDate>]> = accounts
         .iter()
         .map(|a| {
             scope
@@ -976,7 +985,8 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
         let in_window: Vec<usize> = (0..accounts.len())
             .filter(|i| dates[*i].range(w0..=w1).next().is_some())
             .collect();
-        let by_date = daily_window(warehouse, scope.own, accounts, &dates, &in_window, w0, w1).await?;
+        let keep = just_computed.keeps(Interval::Daily);
+        let by_date = daily_window(warehouse, scope.own, &accounts, &dates, &in_window, (w0, w1), keep).await?;
         let writes = by_date.into_iter().map(|(date, fresh)| {
             let buckets = just_computed.keep(Interval::Daily, date, fresh);
             let parts = &parts;
@@ -1002,8 +1012,8 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
         (Interval::Quarterly, Interval::Monthly),
         (Interval::Yearly, Interval::Quarterly),
     ] {
-        let mut periods: BTreeMap<NaiveDate, Vec<&AccountSpec>> = BTreeMap::new();
-        for (account, dates) in accounts.iter().zip(&dates) {
+        let mut periods: BTreeMap<NaiveDate, Vec<usize>> = BTreeMap::new();
+        for (account, dates) in dates.iter().enumerate() {
             let mine: BTreeSet<NaiveDate> = dates
                 .iter()
                 .filter_map(|d| interval.period_of(*d).map(|p| p.0))
@@ -1017,7 +1027,16 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
         let level = std::time::Instant::now();
         for (period, members) in periods {
             let (fresh, old) = futures::try_join!(
-                coarse(&parts, &mut just_computed, &published, &members, interval, from, period),
+                coarse(
+                    &parts,
+                    &mut just_computed,
+                    &published,
+                    &accounts,
+                    &members,
+                    interval,
+                    from,
+                    period
+                ),
                 parts.current(interval, period)
             )?;
             let computed_ms = level.elapsed().as_millis() as u64;
@@ -1052,11 +1071,11 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
 async fn daily_window(
     warehouse: &Warehouse,
     own: &BTreeMap<NaiveDate, DayManifest>,
-    accounts: &[AccountSpec],
-    dates: &[BTreeSet<NaiveDate>],
+    accounts: &Arc<[AccountSpec]>,
+    dates: &Arc<[BTreeSet<NaiveDate>]>,
     which: &[usize],
-    w0: NaiveDate,
-    w1: NaiveDate,
+    (w0, w1): (NaiveDate, NaiveDate),
+    keep: bool,
 ) -> Result<BTreeMap<NaiveDate, Vec<Fresh>>> {
     let mut builders: Vec<DailyBuilder> = which
         .iter()
@@ -1113,31 +1132,76 @@ async fn daily_window(
         day = day + Days::new(1);
     }
 
+    let (accounts, dates) = (accounts.clone(), dates.clone());
+    let work: Vec<(DailyBuilder, usize)> = builders.into_iter().zip(which.iter().copied()).collect();
+    let by_account = on_cores(work, move |(builder, i)| {
+        builder
+            .finish()
+            .into_iter()
+            .filter(|(date, _)| dates[i].contains(date))
+            .map(|(date, cells)| (date, fresh_bucket(&accounts[i], Interval::Daily, date, cells, keep)))
+            .collect::<Vec<_>>()
+    })
+    .await?;
     let mut out: BTreeMap<NaiveDate, Vec<Fresh>> = BTreeMap::new();
-    for (builder, i) in builders.into_iter().zip(which) {
-        let account = &accounts[*i];
-        for (date, cells) in builder.finish() {
-            if dates[*i].contains(&date) {
-                let bucket = bucket_of(account, Interval::Daily, date, &cells);
-                out.entry(date).or_default().push((bucket, cells));
-            }
-        }
+    for (date, fresh) in by_account.into_iter().flatten() {
+        out.entry(date).or_default().push(fresh);
     }
     Ok(out)
 }
 
-fn bucket_of(account: &AccountSpec, interval: Interval, period: NaiveDate, cells: &Cells) -> AccountBucket {
+/// The bucket of `cells`, and the cells back when `keep` (a coarser bucket
+/// is built from them); otherwise its rows take their id lists.
+fn fresh_bucket(account: &AccountSpec, interval: Interval, period: NaiveDate, cells: Cells, keep: bool) -> Fresh {
     let (_, last) = interval.period_of(period).expect("not hourly");
     let start = day_start(&account.tz, period);
     let end = day_start(&account.tz, last + Days::new(1));
-    AccountBucket {
+    let (rows, kept) = if keep {
+        (
+            cells::rows(Cow::Borrowed(&cells), &account.channels, start, end),
+            Some(cells),
+        )
+    } else {
+        (cells::rows(Cow::Owned(cells), &account.channels, start, end), None)
+    };
+    let bucket = AccountBucket {
         account: account.id,
         time_zone: account.tz.name().to_string(),
         start,
         end,
         refreshed_at: 0,
-        rows: cells::rows(cells, &account.channels, start, end),
+        rows,
+    };
+    (bucket, kept)
+}
+
+/// `f` over `items` on the blocking pool, a chunk per core (they are CPU
+/// work: merging and listing ids), results in order.
+async fn on_cores<T, R>(items: Vec<T>, f: impl Fn(T) -> R + Send + Sync + 'static) -> Result<Vec<R>>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = items.len().div_ceil(cores).max(1);
+    let f = Arc::new(f);
+    let mut items = items.into_iter();
+    let mut tasks = Vec::new();
+    loop {
+        let mine: Vec<T> = items.by_ref().take(chunk).collect();
+        if mine.is_empty() {
+            break;
+        }
+        let f = f.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            mine.into_iter().map(|x| f(x)).collect::<Vec<R>>()
+        }));
     }
+    let mut out = Vec::new();
+    for done in futures::future::join_all(tasks).await {
+        out.extend(done.map_err(|e| Error::Task(e.to_string()))?);
+    }
+    Ok(out)
 }
 
 /// Feeds one batch of a base-grain table to the builders of its accounts.
@@ -1212,11 +1276,13 @@ fn feed(
 
 /// The coarse bucket `(interval, period)` of each of `members`, from the
 /// finer buckets inside it.
+#[allow(clippy::too_many_arguments)]
 async fn coarse(
     parts: &Parts<'_>,
     just_computed: &mut JustComputed,
     published: &BTreeSet<NaiveDate>,
-    members: &[&AccountSpec],
+    accounts: &Arc<[AccountSpec]>,
+    members: &[usize],
     interval: Interval,
     from: Interval,
     period: NaiveDate,
@@ -1242,10 +1308,10 @@ async fn coarse(
     let last_use = interval != Interval::Weekly;
     for p in part_periods {
         let mut missing = Vec::new();
-        for account in members {
-            match just_computed.child(from, p, account.id, last_use) {
-                Some(cells) => children.entry(account.id).or_default().push(cells),
-                None => missing.push(account.id),
+        for account in members.iter().map(|i| accounts[*i].id) {
+            match just_computed.child(from, p, account, last_use) {
+                Some(cells) => children.entry(account).or_default().push(cells),
+                None => missing.push(account),
             }
         }
         if !missing.is_empty() {
@@ -1264,31 +1330,16 @@ async fn coarse(
                 .push(cells::cells_from_rows(&bucket.rows));
         }
     }
-    let members: Vec<AccountSpec> = members.iter().map(|a| (*a).clone()).collect();
-    // Merging id lists is CPU work: off the async workers, a chunk of
-    // accounts per core.
-    let chunks = members.chunks(members.len().div_ceil(2).max(1)).map(|chunk| {
-        let chunk = chunk.to_vec();
-        let mine: Vec<Vec<Cells>> = chunk
-            .iter()
-            .map(|a| children.remove(&a.id).unwrap_or_default())
-            .collect();
-        tokio::task::spawn_blocking(move || {
-            chunk
-                .iter()
-                .zip(mine)
-                .map(|(account, cells)| {
-                    let merged = cells::merge(cells);
-                    (bucket_of(account, interval, period, &merged), merged)
-                })
-                .collect::<Vec<_>>()
-        })
-    });
-    let mut out = Vec::with_capacity(members.len());
-    for chunk in futures::future::join_all(chunks).await {
-        out.extend(chunk.map_err(|e| Error::Task(e.to_string()))?);
-    }
-    Ok(out)
+    let keep = just_computed.keeps(interval);
+    let work: Vec<(usize, Vec<Cells>)> = members
+        .iter()
+        .map(|i| (*i, children.remove(&accounts[*i].id).unwrap_or_default()))
+        .collect();
+    let accounts = accounts.clone();
+    on_cores(work, move |(i, children)| {
+        fresh_bucket(&accounts[i], interval, period, cells::merge(children), keep)
+    })
+    .await
 }
 
 /// Days that unfinished refreshes (dirty markers) name, by marker key.
