@@ -42,7 +42,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, Int64Builder, ListBuilder, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use chrono::{Days, NaiveDate};
 use chrono_tz::Tz;
@@ -50,6 +50,7 @@ use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, compute_leaves};
 
 use crate::aggregate::{ChannelDim, shard_of};
 use crate::calendar::{Interval, day_start};
@@ -151,8 +152,10 @@ struct OldPart {
 }
 
 /// Encodes a part: `buckets` sorted by account, one account never split
-/// over two row groups. Each row group is built and written on its own, so
-/// what is held besides `buckets` is one group's columns, not the part's.
+/// over two row groups. The row groups are encoded on two threads, the
+/// first half and the second, each building one group's columns at a time;
+/// what is held besides `buckets` is those and the encoded chunks, about
+/// the part's size, until they are written in order.
 pub fn encode(key: &RollupKey, buckets: &[AccountBucket]) -> Result<Bytes> {
     let rel = key.relative();
     let parquet_err = |source| warehouse::Error::Parquet {
@@ -160,18 +163,61 @@ pub fn encode(key: &RollupKey, buckets: &[AccountBucket]) -> Result<Bytes> {
         source,
     };
     let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema(), Some(properties())).map_err(parquet_err)?;
-    let mut groups = row_groups(buckets).peekable();
-    if groups.peek().is_none() {
+    let writer = ArrowWriter::try_new(&mut out, schema(), Some(properties())).map_err(parquet_err)?;
+    let (mut file, columns) = writer.into_serialized_writer().map_err(parquet_err)?;
+    let mut groups: Vec<&[AccountBucket]> = row_groups(buckets).collect();
+    if groups.is_empty() {
         // An empty part still carries the schema (and one empty group).
-        writer.write(&group_batch(&rel, &[])?).map_err(parquet_err)?;
+        groups.push(&[]);
     }
-    for group in groups {
-        writer.write(&group_batch(&rel, group)?).map_err(parquet_err)?;
-        writer.flush().map_err(parquet_err)?;
+    let encode_groups = |first: usize, groups: &[&[AccountBucket]]| -> Result<Vec<Vec<ArrowColumnChunk>>> {
+        groups
+            .iter()
+            .enumerate()
+            .map(|(i, group)| {
+                let batch = group_batch(&rel, group)?;
+                let writers = columns.create_column_writers(first + i).map_err(parquet_err)?;
+                Ok(encode_columns(writers, SCHEMA.fields(), batch.columns()).map_err(parquet_err)?)
+            })
+            .collect()
+    };
+    let half = groups.len().div_ceil(2);
+    let (first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| encode_groups(half, &groups[half..]));
+        let first = encode_groups(0, &groups[..half]);
+        (
+            first,
+            second.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        )
+    });
+    for chunks in first?.into_iter().chain(second?) {
+        let mut row_group = file.next_row_group().map_err(parquet_err)?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut row_group).map_err(parquet_err)?;
+        }
+        row_group.close().map_err(parquet_err)?;
     }
-    writer.close().map_err(parquet_err)?;
+    file.close().map_err(parquet_err)?;
     Ok(Bytes::from(out))
+}
+
+/// Column chunks of `arrays`, each by its own writer (one per field: every
+/// column of a part has a single leaf).
+fn encode_columns(
+    writers: Vec<ArrowColumnWriter>,
+    fields: &[FieldRef],
+    arrays: &[ArrayRef],
+) -> parquet::errors::Result<Vec<ArrowColumnChunk>> {
+    writers
+        .into_iter()
+        .zip(fields.iter().zip(arrays))
+        .map(|(mut writer, (field, array))| {
+            for leaf in compute_leaves(field, array)? {
+                writer.write(&leaf)?;
+            }
+            writer.close()
+        })
+        .collect()
 }
 
 /// `buckets` cut into row groups at the first account boundary past
