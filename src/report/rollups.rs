@@ -22,7 +22,7 @@ use chrono_tz::Tz;
 use super::engine::{self, AnsweredFrom, Group, GroupBy, Grouping, Metric, MetricValues, Query, Report};
 use crate::aggregate::ChannelDim;
 use crate::calendar::{self, Buckets, Interval};
-use crate::rollup::cells::{RollupGroup, cover, rollup_metric_name};
+use crate::rollup::cells::{RowGroup, cover, rollup_metric_name};
 use crate::rollup::{self, AccountBucket, Lookup};
 use crate::warehouse::Warehouse;
 
@@ -179,19 +179,15 @@ fn metric_values(
 ) -> MetricValues {
     let name = rollup_metric_name(metric);
     let distinct = matches!(metric, Metric::UniqueMonthlyContacts | Metric::ActiveAgents);
-    let stored_group = match query.group_by {
-        GroupBy::Platform => RollupGroup::Platform,
-        GroupBy::Channel => RollupGroup::Channel,
-    };
     let stored = |file: &AccountBucket| -> Vec<(Group, u64)> {
         file.rows
             .iter()
-            .filter(|r| r.metric == name && r.group_by == stored_group)
+            .filter(|r| r.metric == name)
             .filter_map(|r| {
-                let key = r.group_key.as_deref()?;
-                let group = match query.group_by {
-                    GroupBy::Platform => Group::Platform(key.to_string()),
-                    GroupBy::Channel => Group::Channel(key.parse().ok()?),
+                let group = match (query.group_by, &r.group) {
+                    (GroupBy::Platform, RowGroup::Platform(name)) => Group::Platform(name.to_string()),
+                    (GroupBy::Channel, RowGroup::Channel(id)) => Group::Channel(*id),
+                    _ => return None,
                 };
                 Some((group, r.value))
             })
@@ -202,12 +198,8 @@ fn metric_values(
         let mut groups: HashMap<Group, Acc> = HashMap::new();
         let mut all = Acc::new(distinct);
         for file in keys.iter().map(|k| &files[k]) {
-            for r in file
-                .rows
-                .iter()
-                .filter(|r| r.metric == name && r.group_by == RollupGroup::Channel)
-            {
-                let Some(channel) = r.group_key.as_deref().and_then(|k| k.parse::<i64>().ok()) else {
+            for r in file.rows.iter().filter(|r| r.metric == name) {
+                let RowGroup::Channel(channel) = r.group else {
                     continue;
                 };
                 if query.channels.as_ref().is_some_and(|set| !set.contains(&channel)) {
@@ -226,7 +218,7 @@ fn metric_values(
     let stored_all = |file: &AccountBucket| {
         file.rows
             .iter()
-            .find(|r| r.metric == name && r.group_by == RollupGroup::All)
+            .find(|r| r.metric == name && r.group == RowGroup::All)
             .map_or(0, |r| r.value)
     };
     let mut cells = HashMap::new();

@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{Days, NaiveDate};
 use chrono_tz::Tz;
@@ -142,26 +143,68 @@ fn sort_distinct(ids: &mut Vec<i64>) {
     ids.dedup();
 }
 
-/// The size of the union of sorted, distinct lists: a merge that counts,
-/// with no list built or sorted (a list per channel: a handful).
+/// The size of the union of sorted, distinct lists. Two lists are counted
+/// by one merge that builds nothing; more are merged in pairs first, so
+/// each id is touched about log2(lists) times rather than once per list
+/// (an account's channels: the "all" row unions every one of them).
 fn union_len(lists: &[&[i64]]) -> u64 {
     match lists {
         [] => 0,
         [one] => one.len() as u64,
+        [a, b] => union_len_of_two(a, b),
         _ => {
-            let mut heads = vec![0usize; lists.len()];
-            let mut count = 0;
-            loop {
-                let Some(min) = lists.iter().zip(&heads).filter_map(|(l, h)| l.get(*h)).min().copied() else {
-                    return count;
-                };
-                count += 1;
-                for (list, head) in lists.iter().zip(heads.iter_mut()) {
-                    if list.get(*head) == Some(&min) {
-                        *head += 1;
+            let (left, right) = lists.split_at(lists.len() / 2);
+            union_len_of_two(&union(left), &union(right))
+        }
+    }
+}
+
+fn union_len_of_two(a: &[i64], b: &[i64]) -> u64 {
+    let (mut i, mut j, mut both) = (0, 0, 0u64);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                both += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    (a.len() + b.len()) as u64 - both
+}
+
+/// The union of sorted, distinct lists, sorted and distinct.
+fn union<'a>(lists: &[&'a [i64]]) -> Cow<'a, [i64]> {
+    match lists {
+        [] => Cow::Borrowed(&[]),
+        [one] => Cow::Borrowed(one),
+        _ => {
+            let (left, right) = lists.split_at(lists.len() / 2);
+            let (a, b) = (union(left), union(right));
+            let mut out = Vec::with_capacity(a.len() + b.len());
+            let (mut i, mut j) = (0, 0);
+            while i < a.len() && j < b.len() {
+                match a[i].cmp(&b[j]) {
+                    std::cmp::Ordering::Less => {
+                        out.push(a[i]);
+                        i += 1;
+                    }
+                    std::cmp::Ordering::Greater => {
+                        out.push(b[j]);
+                        j += 1;
+                    }
+                    std::cmp::Ordering::Equal => {
+                        out.push(a[i]);
+                        i += 1;
+                        j += 1;
                     }
                 }
             }
+            out.extend_from_slice(&a[i..]);
+            out.extend_from_slice(&b[j..]);
+            Cow::Owned(out)
         }
     }
 }
@@ -236,13 +279,33 @@ pub fn rollup_metric_name(metric: Metric) -> &'static str {
     }
 }
 
+/// What a rollup row's value is of: one channel, one platform or every
+/// channel. The file stores it as `group_by` and `group_key` (the channel id
+/// in decimal, the platform name, or null); in memory a channel is its id
+/// and a platform name is shared by the rows that name it, so building,
+/// decoding and reading rows allocates no string per row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowGroup {
+    All,
+    Channel(i64),
+    Platform(Arc<str>),
+}
+
+impl RowGroup {
+    pub fn kind(&self) -> RollupGroup {
+        match self {
+            RowGroup::All => RollupGroup::All,
+            RowGroup::Channel(_) => RollupGroup::Channel,
+            RowGroup::Platform(_) => RollupGroup::Platform,
+        }
+    }
+}
+
 /// One row of a rollup file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollupRow {
     pub metric: &'static str,
-    pub group_by: RollupGroup,
-    /// Platform name, or channel id in decimal; `None` for all channels.
-    pub group_key: Option<String>,
+    pub group: RowGroup,
     pub value: u64,
     /// Channel rows of distinct metrics: the ids counted.
     pub ids: Option<Vec<i64>>,
@@ -261,17 +324,20 @@ impl RollupRow {
 /// a coarser bucket is still built from) are copied.
 pub fn rows(mut cells: Cow<'_, Cells>, channels: &[ChannelDim], start: UnixMicros, end: UnixMicros) -> Vec<RollupRow> {
     // Each channel's platform, named once per bucket rather than per row.
-    let platform_by_id: HashMap<i64, String> = channels.iter().map(|c| (c.id, platform_of(Some(c)))).collect();
-    let unknown = platform_of(None);
+    let platform_by_id: HashMap<i64, Arc<str>> = channels
+        .iter()
+        .map(|c| (c.id, Arc::from(platform_of(Some(c)))))
+        .collect();
+    let unknown: Arc<str> = Arc::from(platform_of(None));
     let mut out = Vec::new();
     let mut emit = |metric: &'static str, per_channel: BTreeMap<i64, (u64, Option<Vec<i64>>)>, distinct: bool| {
         // Per platform (and over all channels): the sum, or the size of the
         // union of the channels' sorted id lists.
-        let mut platforms: BTreeMap<&str, (u64, Vec<&[i64]>)> = BTreeMap::new();
+        let mut platforms: BTreeMap<&Arc<str>, (u64, Vec<&[i64]>)> = BTreeMap::new();
         let mut all: (u64, Vec<&[i64]>) = (0, Vec::new());
         for (channel, (value, ids)) in &per_channel {
             let name = platform_by_id.get(channel).unwrap_or(&unknown);
-            let platform = platforms.entry(name.as_str()).or_default();
+            let platform = platforms.entry(name).or_default();
             platform.0 += value;
             all.0 += value;
             if let Some(ids) = ids {
@@ -281,16 +347,15 @@ pub fn rows(mut cells: Cow<'_, Cells>, channels: &[ChannelDim], start: UnixMicro
         }
         let value_of = |(sum, lists): &(u64, Vec<&[i64]>)| if distinct { union_len(lists) } else { *sum };
         let all_value = value_of(&all);
-        let platform_values: Vec<(String, u64)> = platforms
+        let platform_values: Vec<(Arc<str>, u64)> = platforms
             .iter()
-            .map(|(p, acc)| (p.to_string(), value_of(acc)))
+            .map(|(p, acc)| (Arc::clone(p), value_of(acc)))
             .collect();
         drop((platforms, all));
         if all_value > 0 {
             out.push(RollupRow {
                 metric,
-                group_by: RollupGroup::All,
-                group_key: None,
+                group: RowGroup::All,
                 value: all_value,
                 ids: None,
             });
@@ -298,8 +363,7 @@ pub fn rows(mut cells: Cow<'_, Cells>, channels: &[ChannelDim], start: UnixMicro
         for (channel, (value, ids)) in per_channel.into_iter().filter(|(_, (v, _))| *v > 0) {
             out.push(RollupRow {
                 metric,
-                group_by: RollupGroup::Channel,
-                group_key: Some(channel.to_string()),
+                group: RowGroup::Channel(channel),
                 value,
                 ids,
             });
@@ -307,8 +371,7 @@ pub fn rows(mut cells: Cow<'_, Cells>, channels: &[ChannelDim], start: UnixMicro
         for (platform, value) in platform_values.into_iter().filter(|(_, v)| *v > 0) {
             out.push(RollupRow {
                 metric,
-                group_by: RollupGroup::Platform,
-                group_key: Some(platform),
+                group: RowGroup::Platform(platform),
                 value,
                 ids: None,
             });
@@ -353,17 +416,18 @@ pub fn rows(mut cells: Cow<'_, Cells>, channels: &[ChannelDim], start: UnixMicro
     out
 }
 
-/// Cells back from the channel rows of a rollup file.
-pub fn cells_from_rows(rows: &[RollupRow]) -> Cells {
+/// Cells back from the channel rows of a rollup file (their id lists are
+/// moved into the cells).
+pub fn cells_from_rows(rows: Vec<RollupRow>) -> Cells {
     let mut out = Cells::new();
-    for row in rows.iter().filter(|r| r.group_by == RollupGroup::Channel) {
-        let Some(channel) = row.group_key.as_deref().and_then(|k| k.parse::<i64>().ok()) else {
+    for row in rows {
+        let RowGroup::Channel(channel) = row.group else {
             continue;
         };
         let cell = out.entry(channel).or_default();
         match row.metric {
-            UNIQUE_CONTACTS => cell.contacts = row.ids.clone().unwrap_or_default(),
-            m if m == Metric::ActiveAgents.as_str() => cell.agents = row.ids.clone().unwrap_or_default(),
+            UNIQUE_CONTACTS => cell.contacts = row.ids.unwrap_or_default(),
+            m if m == Metric::ActiveAgents.as_str() => cell.agents = row.ids.unwrap_or_default(),
             m if m == Metric::ResolvedConversations.as_str() => cell.resolved = row.value,
             m if m == Metric::ProactiveMessages.as_str() => cell.proactive = row.value,
             _ => {}
@@ -588,18 +652,14 @@ mod tests {
             rows,
             "moved as copied"
         );
-        let value = |m: &str, g: RollupGroup, k: Option<&str>| {
-            rows.iter()
-                .find(|r| r.metric == m && r.group_by == g && r.group_key.as_deref() == k)
-                .map(|r| r.value)
-        };
+        let value = |m: &str, g: RowGroup| rows.iter().find(|r| r.metric == m && r.group == g).map(|r| r.value);
         // Contact 100 is on both channels of one platform: once in the platform and in all.
-        assert_eq!(value(UNIQUE_CONTACTS, RollupGroup::Platform, Some("whatsapp")), Some(2));
-        assert_eq!(value(UNIQUE_CONTACTS, RollupGroup::All, None), Some(2));
-        assert_eq!(value(UNIQUE_CONTACTS, RollupGroup::Channel, Some("8")), Some(1));
+        assert_eq!(value(UNIQUE_CONTACTS, RowGroup::Platform("whatsapp".into())), Some(2));
+        assert_eq!(value(UNIQUE_CONTACTS, RowGroup::All), Some(2));
+        assert_eq!(value(UNIQUE_CONTACTS, RowGroup::Channel(8)), Some(1));
         // The test channel is not a channel; zero rows are left out.
-        assert_eq!(value("channels", RollupGroup::All, None), Some(1));
-        assert_eq!(value("channels", RollupGroup::Channel, Some("8")), None);
-        assert_eq!(cells_from_rows(&rows), both);
+        assert_eq!(value("channels", RowGroup::All), Some(1));
+        assert_eq!(value("channels", RowGroup::Channel(8)), None);
+        assert_eq!(cells_from_rows(rows), both);
     }
 }

@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, Int64Builder, ListBuilder, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, Int64Array, Int64Builder, ListBuilder, RecordBatch, StringArray, StringBuilder,
     TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, Schema, SchemaRef, TimeUnit};
@@ -60,7 +60,7 @@ use crate::warehouse::manifest::{DayManifest, account_row_groups, published_day}
 use crate::warehouse::paths::{DirtyMarkerKey, RollupKey, ShardSpec, Table};
 use crate::warehouse::read::stream_batches;
 use crate::warehouse::{self, Fetched, Warehouse};
-use cells::{Cells, DailyBuilder, RollupGroup, RollupRow};
+use cells::{Cells, DailyBuilder, RollupGroup, RollupRow, RowGroup};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -273,8 +273,8 @@ fn group_batch(rel: &str, buckets: &[AccountBucket]) -> Result<RecordBatch> {
         utc(per_row(|b| b.end)),
         utc(per_row(|b| b.refreshed_at)),
         Arc::new(StringArray::from_iter_values(rows().map(|r| r.metric))),
-        Arc::new(StringArray::from_iter_values(rows().map(|r| r.group_by.as_str()))),
-        Arc::new(StringArray::from_iter(rows().map(|r| r.group_key.as_deref()))),
+        Arc::new(StringArray::from_iter_values(rows().map(|r| r.group.kind().as_str()))),
+        Arc::new(group_keys(rows(), n)),
         Arc::new(Int64Array::from_iter_values(rows().map(|r| r.value as i64))),
         Arc::new(ids.finish()),
     ];
@@ -285,6 +285,26 @@ fn group_batch(rel: &str, buckets: &[AccountBucket]) -> Result<RecordBatch> {
         }
         .into()
     })
+}
+
+/// The `group_key` column: a channel's id in decimal, a platform's name, or
+/// null for all channels.
+fn group_keys<'a>(rows: impl Iterator<Item = &'a RollupRow>, n: usize) -> StringArray {
+    use std::fmt::Write as _;
+    let mut keys = StringBuilder::with_capacity(n, n * 8);
+    let mut digits = String::new();
+    for row in rows {
+        match &row.group {
+            RowGroup::All => keys.append_null(),
+            RowGroup::Channel(id) => {
+                digits.clear();
+                write!(digits, "{id}").expect("writing to a String");
+                keys.append_value(&digits);
+            }
+            RowGroup::Platform(name) => keys.append_value(name),
+        }
+    }
+    keys.finish()
 }
 
 /// Every column but the id lists repeats a few values (one account, zone
@@ -393,6 +413,7 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[
     let roots: Vec<usize> = (0..=IDS_COLUMN).filter(|i| with_ids || *i != IDS_COLUMN).collect();
     let reader = open_part(&rel, bytes, &roots, accounts)?;
     let mut out: Vec<AccountBucket> = Vec::new();
+    let mut platforms = Interned::default();
     for batch in reader {
         let batch = batch.map_err(|e| bad(e.to_string()))?;
         let column = |name: &str| {
@@ -442,21 +463,44 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[
                 });
             }
             let metric = known_metric(metric.value(i)).ok_or_else(|| bad(format!("metric {:?}", metric.value(i))))?;
-            let group_by = RollupGroup::parse(group_by.value(i)).ok_or_else(|| bad("group_by".into()))?;
+            let key = group_key.is_valid(i).then(|| group_key.value(i));
+            let group = match (RollupGroup::parse(group_by.value(i)), key) {
+                (Some(RollupGroup::All), None) => RowGroup::All,
+                (Some(RollupGroup::Channel), Some(key)) => {
+                    RowGroup::Channel(key.parse().map_err(|_| bad(format!("channel {key:?}")))?)
+                }
+                (Some(RollupGroup::Platform), Some(key)) => RowGroup::Platform(platforms.intern(key)),
+                _ => return Err(bad(format!("group {:?} {key:?}", group_by.value(i)))),
+            };
             let ids = ids.filter(|l| l.is_valid(i)).map(|l| {
                 let v = l.value(i);
                 v.as_primitive::<Int64Type>().values().to_vec()
             });
             out.last_mut().expect("pushed above").rows.push(RollupRow {
                 metric,
-                group_by,
-                group_key: group_key.is_valid(i).then(|| group_key.value(i).to_string()),
+                group,
                 value: value[i].max(0) as u64,
                 ids,
             });
         }
     }
     Ok(out)
+}
+
+/// Platform names read from one part, each allocated once and shared by
+/// the rows that name it (a handful per part).
+#[derive(Default)]
+struct Interned(Vec<Arc<str>>);
+
+impl Interned {
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(found) = self.0.iter().find(|n| &***n == name) {
+            return Arc::clone(found);
+        }
+        let new: Arc<str> = Arc::from(name);
+        self.0.push(Arc::clone(&new));
+        new
+    }
 }
 
 fn known_metric(name: &str) -> Option<&'static str> {
@@ -512,9 +556,7 @@ impl PartCache {
         let bytes: usize = std::mem::size_of_val(buckets)
             + buckets.len() * std::mem::size_of::<AccountBucket>()
             + rows
-                .map(|r| {
-                    std::mem::size_of::<RollupRow>() + r.group_key.as_ref().map_or(0, String::len) + r.id_count() * 8
-                })
+                .map(|r| std::mem::size_of::<RollupRow>() + r.id_count() * 8)
                 .sum::<usize>();
         bytes as u64
     }
@@ -1373,7 +1415,10 @@ async fn coarse(
             children
                 .entry(account)
                 .or_default()
-                .push(cells::cells_from_rows(&bucket.rows));
+                // Read for this refresh alone (no cache): the lists move.
+                .push(cells::cells_from_rows(
+                    Arc::try_unwrap(bucket).map_or_else(|shared| shared.rows.clone(), |owned| owned.rows),
+                ));
         }
     }
     let keep = just_computed.keeps(interval);
@@ -1427,8 +1472,7 @@ mod tests {
             refreshed_at: 1,
             rows: vec![RollupRow {
                 metric: cells::UNIQUE_CONTACTS,
-                group_by: RollupGroup::Channel,
-                group_key: Some("7".into()),
+                group: RowGroup::Channel(7),
                 value,
                 ids: Some(ids),
             }],

@@ -175,8 +175,8 @@ pub async fn rollup_snapshot(wh: &Warehouse) -> BTreeMap<String, Vec<String>> {
         let rows = out.entry(folder).or_default();
         for r in &bucket.rows {
             rows.push(format!(
-                "{account}|{}|{}|{}|{}|{:?}|{:?}|{}|{:?}",
-                bucket.time_zone, bucket.start, bucket.end, r.metric, r.group_by, r.group_key, r.value, r.ids
+                "{account}|{}|{}|{}|{}|{:?}|{}|{:?}",
+                bucket.time_zone, bucket.start, bucket.end, r.metric, r.group, r.value, r.ids
             ));
         }
     }
