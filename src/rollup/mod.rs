@@ -1520,6 +1520,48 @@ mod tests {
     /// accounts in part order; a part whose accounts are out of order is
     /// refused rather than compared wrongly.
     #[test]
+    fn groups_read_back_as_written_and_a_key_that_disagrees_with_its_grouping_is_refused() {
+        let key = RollupKey {
+            interval: Interval::Daily,
+            period: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            shard: ShardSpec::WHOLE,
+        };
+        let mut written = bucket(1, 2, vec![1, 2]);
+        let row = |group| RollupRow {
+            metric: cells::UNIQUE_CONTACTS,
+            group,
+            value: 2,
+            ids: None,
+        };
+        written
+            .rows
+            .extend([row(RowGroup::Platform("whatsapp".into())), row(RowGroup::All)]);
+        let read = decode(&key, encode(&key, std::slice::from_ref(&written)).unwrap(), true, None).unwrap();
+        assert_eq!(read, [written.clone()]);
+
+        // The same rows with each group_key replaced, as another writer might.
+        let mut batch = group_batch(&key.relative(), std::slice::from_ref(&written)).unwrap();
+        let key_column = SCHEMA.index_of("group_key").unwrap();
+        for (keys, wrong) in [
+            (["whatsapp", "whatsapp", "x"], "channel \"whatsapp\""),
+            (["7", "whatsapp", "all"], "group \"all\" Some(\"all\")"),
+        ] {
+            let mut columns = batch.columns().to_vec();
+            columns[key_column] = Arc::new(StringArray::from(keys.to_vec()));
+            batch = RecordBatch::try_new(schema(), columns).unwrap();
+            let mut out = Vec::new();
+            let mut writer = ArrowWriter::try_new(&mut out, schema(), Some(properties())).unwrap();
+            writer.write(&batch).unwrap();
+            writer.close().unwrap();
+            let err = decode(&key, Bytes::from(out), false, None).unwrap_err();
+            assert!(
+                matches!(&err, Error::BadRollup { reason, .. } if reason.contains(wrong)),
+                "{wrong}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
     fn decode_values_gives_each_accounts_values_in_row_order() {
         let key = RollupKey {
             interval: Interval::Daily,
