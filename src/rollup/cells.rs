@@ -143,15 +143,34 @@ fn sort_distinct(ids: &mut Vec<i64>) {
     ids.dedup();
 }
 
+/// Lists of at most this many ids in all are counted by sorting a copy in
+/// `scratch` (no allocation once it has grown); longer ones by merging.
+const SORT_UP_TO: usize = 4096;
+
 /// The size of the union of sorted, distinct lists. Two lists are counted
-/// by one merge that builds nothing; more are merged in pairs first, so
-/// each id is touched about log2(lists) times rather than once per list
-/// (an account's channels: the "all" row unions every one of them).
-fn union_len(lists: &[&[i64]]) -> u64 {
+/// by one merge that builds nothing; more are copied into `scratch` and
+/// sorted when they are short (most channels' lists in a bucket), else
+/// merged in pairs, so each id is touched about log2(lists) times rather
+/// than once per list (an account's channels: the "all" row unions every
+/// one of them).
+fn union_len(lists: &[&[i64]], scratch: &mut Vec<i64>) -> u64 {
+    union_len_sorting_up_to(lists, scratch, SORT_UP_TO)
+}
+
+fn union_len_sorting_up_to(lists: &[&[i64]], scratch: &mut Vec<i64>, sort_up_to: usize) -> u64 {
     match lists {
         [] => 0,
         [one] => one.len() as u64,
         [a, b] => union_len_of_two(a, b),
+        _ if lists.iter().map(|l| l.len()).sum::<usize>() <= sort_up_to => {
+            scratch.clear();
+            for list in lists {
+                scratch.extend_from_slice(list);
+            }
+            scratch.sort_unstable();
+            let repeats = scratch.windows(2).filter(|w| w[0] == w[1]).count();
+            (scratch.len() - repeats) as u64
+        }
         _ => {
             let (left, right) = lists.split_at(lists.len() / 2);
             union_len_of_two(&union(left), &union(right))
@@ -318,102 +337,225 @@ impl RollupRow {
     }
 }
 
+/// Each channel's platform, named once per account rather than once per
+/// bucket: the names sorted (the order of platform rows), and each channel
+/// by id with the index of its name.
+#[derive(Debug, Clone)]
+pub struct Platforms {
+    names: Vec<Arc<str>>,
+    by_channel: Vec<(i64, usize)>,
+    unknown: usize,
+}
+
+impl Platforms {
+    pub fn of(channels: &[ChannelDim]) -> Self {
+        let unknown_name = platform_of(None);
+        let mut names: Vec<String> = channels.iter().map(|c| platform_of(Some(c))).collect();
+        names.push(unknown_name.clone());
+        names.sort_unstable();
+        names.dedup();
+        let index = |name: &str| names.binary_search_by(|n| n.as_str().cmp(name)).expect("named above");
+        // A channel listed twice takes its last platform, as a map would.
+        let mut by_channel: Vec<(i64, usize)> = Vec::with_capacity(channels.len());
+        for c in channels {
+            by_channel.push((c.id, index(&platform_of(Some(c)))));
+        }
+        by_channel.reverse();
+        by_channel.sort_by_key(|(id, _)| *id);
+        by_channel.dedup_by_key(|(id, _)| *id);
+        let unknown = index(&unknown_name);
+        Platforms {
+            names: names.into_iter().map(Arc::from).collect(),
+            by_channel,
+            unknown,
+        }
+    }
+
+    fn index(&self, channel: i64) -> usize {
+        match self.by_channel.binary_search_by_key(&channel, |(id, _)| *id) {
+            Ok(at) => self.by_channel[at].1,
+            Err(_) => self.unknown,
+        }
+    }
+}
+
 /// The rows of one bucket: every metric by channel (with id lists for the
 /// distinct ones), by platform and over all channels. Zero values are left
 /// out. Owned cells give their id lists to the rows; borrowed ones (cells
-/// a coarser bucket is still built from) are copied.
-pub fn rows(mut cells: Cow<'_, Cells>, channels: &[ChannelDim], start: UnixMicros, end: UnixMicros) -> Vec<RollupRow> {
-    // Each channel's platform, named once per bucket rather than per row.
-    let platform_by_id: HashMap<i64, Arc<str>> = channels
-        .iter()
-        .map(|c| (c.id, Arc::from(platform_of(Some(c)))))
-        .collect();
-    let unknown: Arc<str> = Arc::from(platform_of(None));
-    let mut out = Vec::new();
-    let mut emit = |metric: &'static str, per_channel: BTreeMap<i64, (u64, Option<Vec<i64>>)>, distinct: bool| {
-        // Per platform (and over all channels): the sum, or the size of the
-        // union of the channels' sorted id lists.
-        let mut platforms: BTreeMap<&Arc<str>, (u64, Vec<&[i64]>)> = BTreeMap::new();
-        let mut all: (u64, Vec<&[i64]>) = (0, Vec::new());
-        for (channel, (value, ids)) in &per_channel {
-            let name = platform_by_id.get(channel).unwrap_or(&unknown);
-            let platform = platforms.entry(name).or_default();
-            platform.0 += value;
-            all.0 += value;
-            if let Some(ids) = ids {
-                platform.1.push(ids);
-                all.1.push(ids);
-            }
-        }
-        let value_of = |(sum, lists): &(u64, Vec<&[i64]>)| if distinct { union_len(lists) } else { *sum };
-        let all_value = value_of(&all);
-        let platform_values: Vec<(Arc<str>, u64)> = platforms
-            .iter()
-            .map(|(p, acc)| (Arc::clone(p), value_of(acc)))
-            .collect();
-        drop((platforms, all));
-        if all_value > 0 {
-            out.push(RollupRow {
-                metric,
-                group: RowGroup::All,
-                value: all_value,
-                ids: None,
-            });
-        }
-        for (channel, (value, ids)) in per_channel.into_iter().filter(|(_, (v, _))| *v > 0) {
-            out.push(RollupRow {
-                metric,
-                group: RowGroup::Channel(channel),
-                value,
-                ids,
-            });
-        }
-        for (platform, value) in platform_values.into_iter().filter(|(_, v)| *v > 0) {
-            out.push(RollupRow {
-                metric,
-                group: RowGroup::Platform(platform),
-                value,
-                ids: None,
-            });
-        }
-    };
-    /// Each channel's contacts (or agents), counted and listed.
-    fn ids(cells: &mut Cow<'_, Cells>, contacts: bool) -> BTreeMap<i64, (u64, Option<Vec<i64>>)> {
-        let with_len = |ids: Vec<i64>| (ids.len() as u64, Some(ids));
-        match cells {
-            Cow::Borrowed(cells) => cells
-                .iter()
-                .map(|(ch, c)| (*ch, with_len(if contacts { &c.contacts } else { &c.agents }.clone())))
-                .collect(),
-            Cow::Owned(cells) => cells
-                .iter_mut()
-                .map(|(ch, c)| {
-                    (
-                        *ch,
-                        with_len(std::mem::take(if contacts { &mut c.contacts } else { &mut c.agents })),
-                    )
-                })
-                .collect(),
-        }
-    }
-    let sums = |cells: &Cells, f: fn(&Cell) -> u64| -> BTreeMap<i64, (u64, Option<Vec<i64>>)> {
-        cells.iter().map(|(ch, c)| (*ch, (f(c), None))).collect()
-    };
-    emit(Metric::ActiveAgents.as_str(), ids(&mut cells, false), true);
-    let connected = channels
+/// a coarser bucket is still built from) are copied. A fleet's night builds
+/// rows for every account of every bucket it touches, so this allocates
+/// little besides the rows and their lists.
+pub fn rows(
+    mut cells: Cow<'_, Cells>,
+    platforms: &Platforms,
+    channels: &[ChannelDim],
+    start: UnixMicros,
+    end: UnixMicros,
+) -> Vec<RollupRow> {
+    let n_platforms = platforms.names.len();
+    let mut out = Vec::with_capacity(5 * (1 + cells.len().max(channels.len()) + n_platforms));
+    // Per platform: a sum, or the size of a union; reused by every metric.
+    let mut by_platform = vec![0u64; n_platforms];
+    let mut scratch = Scratch::default();
+
+    // Active agents, then channels, proactive messages, resolved
+    // conversations and unique contacts: the order rows have always had.
+    let all = scratch.distinct(&cells, platforms, IdList::Agents, &mut by_platform);
+    push_all(&mut out, Metric::ActiveAgents.as_str(), all);
+    push_channels_with_ids(&mut out, Metric::ActiveAgents.as_str(), &mut cells, IdList::Agents);
+    push_platforms(&mut out, Metric::ActiveAgents.as_str(), platforms, &by_platform);
+
+    let mut connected: Vec<i64> = channels
         .iter()
         .filter(|c| counts_as_connected(c, start, end))
-        .map(|c| (c.id, (1, None)))
+        .map(|c| c.id)
         .collect();
-    emit(Metric::Channels.as_str(), connected, false);
-    emit(Metric::ProactiveMessages.as_str(), sums(&cells, |c| c.proactive), false);
-    emit(
-        Metric::ResolvedConversations.as_str(),
-        sums(&cells, |c| c.resolved),
-        false,
-    );
-    emit(UNIQUE_CONTACTS, ids(&mut cells, true), true);
+    connected.sort_unstable();
+    connected.dedup();
+    by_platform.fill(0);
+    for id in &connected {
+        by_platform[platforms.index(*id)] += 1;
+    }
+    let metric = Metric::Channels.as_str();
+    push_all(&mut out, metric, connected.len() as u64);
+    out.extend(connected.iter().map(|id| RollupRow {
+        metric,
+        group: RowGroup::Channel(*id),
+        value: 1,
+        ids: None,
+    }));
+    push_platforms(&mut out, metric, platforms, &by_platform);
+
+    for (metric, sum) in [
+        (
+            Metric::ProactiveMessages.as_str(),
+            (|c: &Cell| c.proactive) as fn(&Cell) -> u64,
+        ),
+        (Metric::ResolvedConversations.as_str(), |c: &Cell| c.resolved),
+    ] {
+        by_platform.fill(0);
+        let mut all = 0;
+        for (channel, cell) in cells.iter() {
+            by_platform[platforms.index(*channel)] += sum(cell);
+            all += sum(cell);
+        }
+        push_all(&mut out, metric, all);
+        out.extend(cells.iter().filter(|(_, c)| sum(c) > 0).map(|(channel, c)| RollupRow {
+            metric,
+            group: RowGroup::Channel(*channel),
+            value: sum(c),
+            ids: None,
+        }));
+        push_platforms(&mut out, metric, platforms, &by_platform);
+    }
+
+    let all = scratch.distinct(&cells, platforms, IdList::Contacts, &mut by_platform);
+    push_all(&mut out, UNIQUE_CONTACTS, all);
+    push_channels_with_ids(&mut out, UNIQUE_CONTACTS, &mut cells, IdList::Contacts);
+    push_platforms(&mut out, UNIQUE_CONTACTS, platforms, &by_platform);
     out
+}
+
+fn push_all(out: &mut Vec<RollupRow>, metric: &'static str, value: u64) {
+    if value > 0 {
+        out.push(RollupRow {
+            metric,
+            group: RowGroup::All,
+            value,
+            ids: None,
+        });
+    }
+}
+
+fn push_platforms(out: &mut Vec<RollupRow>, metric: &'static str, platforms: &Platforms, values: &[u64]) {
+    for (name, value) in platforms.names.iter().zip(values).filter(|(_, v)| **v > 0) {
+        out.push(RollupRow {
+            metric,
+            group: RowGroup::Platform(Arc::clone(name)),
+            value: *value,
+            ids: None,
+        });
+    }
+}
+
+/// A channel row per non-empty list, which it takes (owned cells) or
+/// copies (borrowed ones).
+fn push_channels_with_ids(out: &mut Vec<RollupRow>, metric: &'static str, cells: &mut Cow<'_, Cells>, list: IdList) {
+    let row = |channel: i64, ids: Vec<i64>| RollupRow {
+        metric,
+        group: RowGroup::Channel(channel),
+        value: ids.len() as u64,
+        ids: Some(ids),
+    };
+    match cells {
+        Cow::Borrowed(cells) => {
+            for (channel, cell) in cells.iter() {
+                if !list.of(cell).is_empty() {
+                    out.push(row(*channel, list.of(cell).clone()));
+                }
+            }
+        }
+        Cow::Owned(cells) => {
+            for (channel, cell) in cells.iter_mut() {
+                let ids = std::mem::take(list.of_mut(cell));
+                if !ids.is_empty() {
+                    out.push(row(*channel, ids));
+                }
+            }
+        }
+    }
+}
+
+/// The id lists of a cell: one per distinct metric.
+#[derive(Debug, Clone, Copy)]
+enum IdList {
+    Agents,
+    Contacts,
+}
+
+impl IdList {
+    fn of(self, cell: &Cell) -> &Vec<i64> {
+        match self {
+            IdList::Agents => &cell.agents,
+            IdList::Contacts => &cell.contacts,
+        }
+    }
+
+    fn of_mut(self, cell: &mut Cell) -> &mut Vec<i64> {
+        match self {
+            IdList::Agents => &mut cell.agents,
+            IdList::Contacts => &mut cell.contacts,
+        }
+    }
+}
+
+/// Buffers a bucket's distinct counts reuse across metrics.
+#[derive(Default)]
+struct Scratch {
+    merged: Vec<i64>,
+}
+
+impl Scratch {
+    /// The size of the union of every channel's list (returned) and of
+    /// each platform's channels' lists (into `by_platform`).
+    fn distinct(&mut self, cells: &Cells, platforms: &Platforms, list: IdList, by_platform: &mut [u64]) -> u64 {
+        by_platform.fill(0);
+        let mut lists: Vec<(usize, &[i64])> = cells
+            .iter()
+            .map(|(channel, cell)| (platforms.index(*channel), list.of(cell).as_slice()))
+            .filter(|(_, ids)| !ids.is_empty())
+            .collect();
+        let everything: Vec<&[i64]> = lists.iter().map(|(_, ids)| *ids).collect();
+        let all = union_len(&everything, &mut self.merged);
+        lists.sort_by_key(|(platform, _)| *platform);
+        let mut same: Vec<&[i64]> = Vec::with_capacity(lists.len());
+        for run in lists.chunk_by(|a, b| a.0 == b.0) {
+            same.clear();
+            same.extend(run.iter().map(|(_, ids)| *ids));
+            by_platform[run[0].0] = union_len(&same, &mut self.merged);
+        }
+        all
+    }
 }
 
 /// Cells back from the channel rows of a rollup file (their id lists are
@@ -529,6 +671,49 @@ mod tests {
             proptest::prop_assert_eq!(merge(children.iter().map(as_cells)), expected);
         }
 
+        /// A bucket's rows are, metric by metric, the all-channel value, the
+        /// channels' and the platforms' (in name order), each a sum or the
+        /// size of a set union, zeros left out: what a naive reading of the
+        /// definitions gives, whether the cells are borrowed or owned.
+        #[test]
+        fn rows_are_the_naive_sums_and_unions(
+            cells in proptest::collection::btree_map(
+                0i64..8,
+                (proptest::collection::btree_set(0i64..30, 0..10), proptest::collection::btree_set(0i64..6, 0..4), 0u64..3, 0u64..3),
+                0..7,
+            ),
+            dims in proptest::collection::vec(
+                (0i64..8, proptest::option::of(0usize..3), 0usize..3, proptest::option::of(-2i64..3), proptest::option::of(-2i64..3)),
+                0..9,
+            ),
+        ) {
+            let cells: Cells = cells
+                .into_iter()
+                .map(|(ch, (c, a, r, p))| (ch, Cell {
+                    contacts: c.into_iter().collect(),
+                    agents: a.into_iter().collect(),
+                    resolved: r,
+                    proactive: p,
+                }))
+                .collect();
+            let dims: Vec<ChannelDim> = dims
+                .into_iter()
+                .map(|(id, platform, env, connected_at, disconnected_at)| ChannelDim {
+                    id,
+                    account_id: 1,
+                    platform: platform.map(|p| ["whatsapp", "sms", "unknown"][p].to_string()),
+                    name: None,
+                    environment: Some(["production", "test", "development"][env].to_string()),
+                    connected_at,
+                    disconnected_at,
+                })
+                .collect();
+            let expected = naive_rows(&cells, &dims, 0, 1);
+            let platforms = Platforms::of(&dims);
+            proptest::prop_assert_eq!(rows(Cow::Borrowed(&cells), &platforms, &dims, 0, 1), expected.clone());
+            proptest::prop_assert_eq!(rows(Cow::Owned(cells), &platforms, &dims, 0, 1), expected);
+        }
+
         /// The merge counts what concatenating and sorting counts.
         #[test]
         fn union_len_is_the_size_of_the_union(
@@ -538,8 +723,82 @@ mod tests {
             let slices: Vec<&[i64]> = lists.iter().map(Vec::as_slice).collect();
             let mut all: Vec<i64> = lists.concat();
             sort_distinct(&mut all);
-            proptest::prop_assert_eq!(union_len(&slices), all.len() as u64);
+            let mut scratch = Vec::new();
+            proptest::prop_assert_eq!(union_len(&slices, &mut scratch), all.len() as u64);
+            // The merging path, whatever the lists' length.
+            proptest::prop_assert_eq!(union_len_sorting_up_to(&slices, &mut scratch, 0), all.len() as u64);
         }
+    }
+
+    /// The rows of a bucket by the definitions, with sets and maps.
+    fn naive_rows(cells: &Cells, dims: &[ChannelDim], start: UnixMicros, end: UnixMicros) -> Vec<RollupRow> {
+        use std::collections::BTreeSet;
+        // The last listing of a channel names its platform.
+        let platform = |channel: i64| platform_of(dims.iter().rev().find(|c| c.id == channel));
+        let mut out = Vec::new();
+        let mut emit = |metric: &'static str, per_channel: BTreeMap<i64, (u64, Option<Vec<i64>>)>| {
+            let distinct = per_channel.values().any(|(_, ids)| ids.is_some());
+            let mut platforms: BTreeMap<String, (u64, BTreeSet<i64>)> = BTreeMap::new();
+            let mut all: (u64, BTreeSet<i64>) = (0, BTreeSet::new());
+            for (channel, (value, ids)) in &per_channel {
+                let p = platforms.entry(platform(*channel)).or_default();
+                p.0 += value;
+                all.0 += value;
+                p.1.extend(ids.iter().flatten());
+                all.1.extend(ids.iter().flatten());
+            }
+            let value = |(sum, ids): &(u64, BTreeSet<i64>)| if distinct { ids.len() as u64 } else { *sum };
+            if value(&all) > 0 {
+                out.push(RollupRow {
+                    metric,
+                    group: RowGroup::All,
+                    value: value(&all),
+                    ids: None,
+                });
+            }
+            for (channel, (value, ids)) in per_channel {
+                if value > 0 {
+                    out.push(RollupRow {
+                        metric,
+                        group: RowGroup::Channel(channel),
+                        value,
+                        ids,
+                    });
+                }
+            }
+            for (name, acc) in &platforms {
+                if value(acc) > 0 {
+                    out.push(RollupRow {
+                        metric,
+                        group: RowGroup::Platform(name.as_str().into()),
+                        value: value(acc),
+                        ids: None,
+                    });
+                }
+            }
+        };
+        let listed = |f: fn(&Cell) -> &Vec<i64>| -> BTreeMap<i64, (u64, Option<Vec<i64>>)> {
+            cells
+                .iter()
+                .filter(|(_, c)| !f(c).is_empty())
+                .map(|(ch, c)| (*ch, (f(c).len() as u64, Some(f(c).clone()))))
+                .collect()
+        };
+        let summed = |f: fn(&Cell) -> u64| -> BTreeMap<i64, (u64, Option<Vec<i64>>)> {
+            cells.iter().map(|(ch, c)| (*ch, (f(c), None))).collect()
+        };
+        emit(Metric::ActiveAgents.as_str(), listed(|c| &c.agents));
+        emit(
+            Metric::Channels.as_str(),
+            dims.iter()
+                .filter(|c| counts_as_connected(c, start, end))
+                .map(|c| (c.id, (1, None)))
+                .collect(),
+        );
+        emit(Metric::ProactiveMessages.as_str(), summed(|c| c.proactive));
+        emit(Metric::ResolvedConversations.as_str(), summed(|c| c.resolved));
+        emit(UNIQUE_CONTACTS, listed(|c| &c.contacts));
+        out
     }
 
     fn d(s: &str) -> NaiveDate {
@@ -646,9 +905,10 @@ mod tests {
         let both = merge(days.into_iter().map(|(_, c)| c));
         assert_eq!(both[&7].contacts, vec![100, 101]);
         let dims = [channel(7, "whatsapp", "production"), channel(8, "whatsapp", "test")];
-        let rows = rows(Cow::Borrowed(&both), &dims, 0, 1);
+        let platforms = Platforms::of(&dims);
+        let rows = rows(Cow::Borrowed(&both), &platforms, &dims, 0, 1);
         assert_eq!(
-            super::rows(Cow::Owned(both.clone()), &dims, 0, 1),
+            super::rows(Cow::Owned(both.clone()), &platforms, &dims, 0, 1),
             rows,
             "moved as copied"
         );

@@ -768,6 +768,13 @@ pub struct AccountSpec {
     pub channels: Vec<ChannelDim>,
 }
 
+/// An account as a refresh works on it: its channels' platforms are named
+/// once for all its buckets.
+struct Account {
+    spec: AccountSpec,
+    platforms: cells::Platforms,
+}
+
 /// What one refresh works on.
 #[derive(Debug, Clone, Copy)]
 pub struct RefreshScope<'a> {
@@ -1045,7 +1052,14 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
         refreshed_at,
     };
     // Shared with the blocking pool's chunks of CPU work.
-    let accounts: Arc<[AccountSpec]> = scope.accounts.into();
+    let accounts: Arc<[Account]> = scope
+        .accounts
+        .iter()
+        .map(|spec| Account {
+            spec: spec.clone(),
+            platforms: cells::Platforms::of(&spec.channels),
+        })
+        .collect();
     // Local dates each account needs recomputed.
     let dates: Arc<[BTreeSet<NaiveDate>]> = accounts
         .iter()
@@ -1054,7 +1068,7 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
                 .utc_days
                 .iter()
                 .flat_map(|d| {
-                    let (first, last) = cells::local_dates_of_utc_day(&a.tz, *d);
+                    let (first, last) = cells::local_dates_of_utc_day(&a.spec.tz, *d);
                     first.iter_days().take_while(move |x| *x <= last)
                 })
                 .collect()
@@ -1166,7 +1180,7 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
 async fn daily_window(
     warehouse: &Warehouse,
     own: &BTreeMap<NaiveDate, DayManifest>,
-    accounts: &Arc<[AccountSpec]>,
+    accounts: &Arc<[Account]>,
     dates: &Arc<[BTreeSet<NaiveDate>]>,
     which: &[usize],
     (w0, w1): (NaiveDate, NaiveDate),
@@ -1174,9 +1188,13 @@ async fn daily_window(
 ) -> Result<BTreeMap<NaiveDate, Vec<Fresh>>> {
     let mut builders: Vec<DailyBuilder> = which
         .iter()
-        .map(|i| DailyBuilder::new(accounts[*i].tz, w0, w1))
+        .map(|i| DailyBuilder::new(accounts[*i].spec.tz, w0, w1))
         .collect();
-    let slot: HashMap<i64, usize> = which.iter().enumerate().map(|(s, i)| (accounts[*i].id, s)).collect();
+    let slot: HashMap<i64, usize> = which
+        .iter()
+        .enumerate()
+        .map(|(s, i)| (accounts[*i].spec.id, s))
+        .collect();
 
     // Contacts' day grain decides local dates exactly when no UTC day holds
     // two date edges of any of the accounts' zones (true for every zone in
@@ -1247,21 +1265,25 @@ async fn daily_window(
 
 /// The bucket of `cells`, and the cells back when `keep` (a coarser bucket
 /// is built from them); otherwise its rows take their id lists.
-fn fresh_bucket(account: &AccountSpec, interval: Interval, period: NaiveDate, cells: Cells, keep: bool) -> Fresh {
+fn fresh_bucket(account: &Account, interval: Interval, period: NaiveDate, cells: Cells, keep: bool) -> Fresh {
+    let Account { spec, platforms } = account;
     let (_, last) = interval.period_of(period).expect("not hourly");
-    let start = day_start(&account.tz, period);
-    let end = day_start(&account.tz, last + Days::new(1));
+    let start = day_start(&spec.tz, period);
+    let end = day_start(&spec.tz, last + Days::new(1));
     let (rows, kept) = if keep {
         (
-            cells::rows(Cow::Borrowed(&cells), &account.channels, start, end),
+            cells::rows(Cow::Borrowed(&cells), platforms, &spec.channels, start, end),
             Some(cells),
         )
     } else {
-        (cells::rows(Cow::Owned(cells), &account.channels, start, end), None)
+        (
+            cells::rows(Cow::Owned(cells), platforms, &spec.channels, start, end),
+            None,
+        )
     };
     let bucket = AccountBucket {
-        account: account.id,
-        time_zone: account.tz.name().to_string(),
+        account: spec.id,
+        time_zone: spec.tz.name().to_string(),
         start,
         end,
         refreshed_at: 0,
@@ -1376,7 +1398,7 @@ async fn coarse(
     parts: &Parts<'_>,
     just_computed: &mut JustComputed,
     published: &BTreeSet<NaiveDate>,
-    accounts: &Arc<[AccountSpec]>,
+    accounts: &Arc<[Account]>,
     members: &[usize],
     interval: Interval,
     from: Interval,
@@ -1403,7 +1425,7 @@ async fn coarse(
     let last_use = interval != Interval::Weekly;
     for p in part_periods {
         let mut missing = Vec::new();
-        for account in members.iter().map(|i| accounts[*i].id) {
+        for account in members.iter().map(|i| accounts[*i].spec.id) {
             match just_computed.child(from, p, account, last_use) {
                 Some(cells) => children.entry(account).or_default().push(cells),
                 None => missing.push(account),
@@ -1431,7 +1453,7 @@ async fn coarse(
     let keep = just_computed.keeps(interval);
     let work: Vec<(usize, Vec<Cells>)> = members
         .iter()
-        .map(|i| (*i, children.remove(&accounts[*i].id).unwrap_or_default()))
+        .map(|i| (*i, children.remove(&accounts[*i].spec.id).unwrap_or_default()))
         .collect();
     let accounts = accounts.clone();
     on_cores(work, move |(i, children)| {
