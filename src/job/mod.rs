@@ -30,7 +30,7 @@ mod metrics;
 pub mod progress;
 mod spill;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,8 +40,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{
-    Aggregate, ContactDays, DayAggregator, Dimensions, Entry, Fold, Merge, RejectReason, SlotCounts, SourceTable,
-    decide_resolved, merge_sorted_runs, shard_of,
+    Aggregate, ChannelDim, ContactDays, DayAggregator, Dimensions, Entry, Fold, Merge, RejectReason, SlotCounts,
+    SourceTable, decide_resolved, merge_sorted_runs, shard_of,
 };
 use crate::extract::{AccountFilter, DayRange, Snapshot};
 use crate::model::{MICROS_PER_DAY, UnixMicros, to_datetime};
@@ -456,6 +456,12 @@ async fn work(
 
     let rollup_started = Instant::now();
     let own: BTreeMap<NaiveDate, DayManifest> = days.iter().map(|d| (d.day, d.manifest.clone())).collect();
+    // Channels by account in one pass: a fleet's shard has thousands of
+    // accounts, and scanning every channel for each was quadratic.
+    let mut channels_of: HashMap<i64, Vec<&ChannelDim>> = HashMap::new();
+    for c in dims.channels.values() {
+        channels_of.entry(c.account_id).or_default().push(c);
+    }
     let accounts: Vec<rollup::AccountSpec> = plan
         .accounts
         .iter()
@@ -468,11 +474,11 @@ async fn work(
                 .and_then(|z| z.parse().ok())
                 .unwrap_or(chrono_tz::Tz::UTC),
             channels: {
-                let mut c: Vec<_> = dims
-                    .channels
-                    .values()
-                    .filter(|c| c.account_id == a.id)
-                    .cloned()
+                let mut c: Vec<ChannelDim> = channels_of
+                    .get(&a.id)
+                    .into_iter()
+                    .flatten()
+                    .map(|c| (*c).clone())
                     .collect();
                 c.sort_by_key(|c| c.id);
                 c
