@@ -228,11 +228,14 @@ fn union<'a>(lists: &[&'a [i64]]) -> Cow<'a, [i64]> {
     }
 }
 
-/// The channel-wise union of cells of several buckets. A channel's lists
-/// are moved when one bucket alone has it; otherwise its sorted lists are
-/// concatenated and sorted again (the stable sort merges sorted runs).
+/// The channel-wise union of cells of several buckets. The first bucket's
+/// cells are the start (a bucket built from one other, as a quarter's first
+/// month, is that one's cells as they are); a channel's lists are moved when
+/// one bucket alone has it; otherwise its sorted lists are concatenated and
+/// sorted again (the stable sort merges sorted runs).
 pub fn merge(children: impl IntoIterator<Item = Cells>) -> Cells {
-    let mut out = Cells::new();
+    let mut children = children.into_iter();
+    let mut out = children.next().unwrap_or_default();
     let mut joined: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
     for cells in children {
         for (channel, cell) in cells {
