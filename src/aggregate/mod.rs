@@ -217,8 +217,8 @@ impl Aggregate {
 }
 
 /// Aggregates one UTC day `[day_start, day_start + 1 day)`.
-pub struct DayAggregator<'d> {
-    dims: &'d Dimensions,
+pub struct DayAggregator {
+    known: Known,
     day_start: UnixMicros,
     /// One map per [`Aggregate`], in the order of [`Aggregate::ALL`].
     maps: Vec<KeyedAgg>,
@@ -231,6 +231,36 @@ pub struct DayAggregator<'d> {
     /// read is either here or in `rejects`.
     pub messages_accepted: u64,
     pub events_accepted: u64,
+}
+
+/// Which accounts exist and whose each channel is: what every row is
+/// checked against. A fleet's dimension rows are large (names, platforms)
+/// and its channels many, so looking rows up there missed the cache on
+/// every message.
+struct Known {
+    accounts: std::collections::HashSet<i64, keyed::IdBuildHasher>,
+    channel_accounts: std::collections::HashMap<i64, i64, keyed::IdBuildHasher>,
+}
+
+impl Known {
+    fn of(dims: &Dimensions) -> Self {
+        Known {
+            accounts: dims.accounts.keys().copied().collect(),
+            channel_accounts: dims.channels.iter().map(|(id, c)| (*id, c.account_id)).collect(),
+        }
+    }
+
+    /// Why a row of `account` and `channel` is rejected, if it is.
+    fn check(&self, account: i64, channel: i64) -> Option<RejectReason> {
+        if !self.accounts.contains(&account) {
+            return Some(RejectReason::UnknownAccount);
+        }
+        match self.channel_accounts.get(&channel) {
+            None => Some(RejectReason::UnknownChannel),
+            Some(owner) if *owner != account => Some(RejectReason::ChannelAccountMismatch),
+            Some(_) => None,
+        }
+    }
 }
 
 /// Which ids were seen; ids of a day are dense, so a bitmap per 2^16 block
@@ -252,10 +282,10 @@ impl IdSet {
     }
 }
 
-impl<'d> DayAggregator<'d> {
-    pub fn new(dims: &'d Dimensions, day_start: UnixMicros) -> Self {
+impl DayAggregator {
+    pub fn new(dims: &Dimensions, day_start: UnixMicros) -> Self {
         DayAggregator {
-            dims,
+            known: Known::of(dims),
             day_start,
             maps: Aggregate::ALL.iter().map(|a| KeyedAgg::new(a.merge())).collect(),
             seen_messages: IdSet::default(),
@@ -329,13 +359,8 @@ impl<'d> DayAggregator<'d> {
             Text::Null => return self.reject_message(NullField, m),
             Text::Unknown => return self.reject_message(UnknownSenderType, m),
         };
-        if !self.dims.accounts.contains_key(&account) {
-            return self.reject_message(UnknownAccount, m);
-        }
-        match self.dims.channels.get(&channel) {
-            None => return self.reject_message(UnknownChannel, m),
-            Some(c) if c.account_id != account => return self.reject_message(ChannelAccountMismatch, m),
-            Some(_) => {}
+        if let Some(reason) = self.known.check(account, channel) {
+            return self.reject_message(reason, m);
         }
         // Saturating: a created_at near the end of time is not an overflow.
         if m.sent_at > created_at.saturating_add(MICROS_PER_DAY) {
@@ -396,13 +421,8 @@ impl<'d> DayAggregator<'d> {
         let (Some(account), Some(channel)) = (e.account_id, e.channel_id) else {
             return self.reject_event(OrphanEvent, e);
         };
-        if !self.dims.accounts.contains_key(&account) {
-            return self.reject_event(UnknownAccount, e);
-        }
-        match self.dims.channels.get(&channel) {
-            None => return self.reject_event(UnknownChannel, e),
-            Some(c) if c.account_id != account => return self.reject_event(ChannelAccountMismatch, e),
-            Some(_) => {}
+        if let Some(reason) = self.known.check(account, channel) {
+            return self.reject_event(reason, e);
         }
         if e.occurred_at > created_at.saturating_add(MICROS_PER_DAY) {
             return self.reject_event(FutureTimestamp, e);

@@ -488,7 +488,7 @@ async fn work(
     let scope = rollup::RefreshScope {
         shard: config.shard,
         utc_days: &rollup_days,
-        accounts: &accounts,
+        accounts,
         own: &own,
         // Taken under the lease, so of two runs over one account the one
         // that refreshes later has the later stamp.
@@ -917,7 +917,7 @@ type EntryRun = Box<dyn Iterator<Item = Entry> + Send>;
 /// Every sorted run of one aggregate across streams: the spilled ones, then
 /// what is still in memory (drained).
 fn runs_of(
-    streams: &mut [&mut Stream<'_>],
+    streams: &mut [&mut Stream],
     which: Aggregate,
     error: &Arc<Mutex<Option<std::io::Error>>>,
 ) -> std::io::Result<Vec<EntryRun>> {
@@ -933,15 +933,15 @@ fn runs_of(
 
 /// One input stream of a day: its aggregator, and the sorted runs it
 /// spilled whenever its maps outgrew the budget.
-struct Stream<'d> {
-    agg: DayAggregator<'d>,
+struct Stream {
+    agg: DayAggregator,
     spills: Vec<SpillRuns>,
     failure: Option<std::io::Error>,
     budget: usize,
 }
 
-impl<'d> Stream<'d> {
-    fn new(dims: &'d Dimensions, day_start: UnixMicros, dir: PathBuf, budget: usize) -> Self {
+impl Stream {
+    fn new(dims: &Dimensions, day_start: UnixMicros, dir: PathBuf, budget: usize) -> Self {
         Stream {
             agg: DayAggregator::new(dims, day_start),
             spills: (0..Aggregate::ALL.len())

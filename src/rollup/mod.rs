@@ -775,13 +775,15 @@ struct Account {
 }
 
 /// What one refresh works on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RefreshScope<'a> {
     /// The shard whose parts this run writes.
     pub shard: ShardSpec,
     /// UTC days whose rollups are stale.
     pub utc_days: &'a BTreeSet<NaiveDate>,
-    pub accounts: &'a [AccountSpec],
+    /// Moved into the refresh: a fleet shard's channels are thousands of
+    /// rows, not worth a copy.
+    pub accounts: Vec<AccountSpec>,
     /// The manifests this run just published (read in place of the readable
     /// set, which for a sharded day may still be the previous version until
     /// every shard is in).
@@ -1053,10 +1055,10 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
     // Shared with the blocking pool's chunks of CPU work.
     let accounts: Arc<[Account]> = scope
         .accounts
-        .iter()
+        .into_iter()
         .map(|spec| Account {
-            spec: spec.clone(),
             platforms: cells::Platforms::of(&spec.channels),
+            spec,
         })
         .collect();
     // Local dates each account needs recomputed.
