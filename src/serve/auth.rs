@@ -8,6 +8,8 @@
 //! - Why a token was refused is logged by the caller at debug level only;
 //!   the client always gets the same 401.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -86,7 +88,17 @@ struct Claims {
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
+    /// Tokens that verified, with their grant and expiry. A page sends one
+    /// token with every request, and checking its signature and decoding
+    /// its claims again was an eighth of a revalidation's CPU. Only a
+    /// token's exact text hits, so a changed byte is verified in full; the
+    /// expiry is checked on every hit.
+    verified: Arc<Mutex<HashMap<Box<str>, (Grant, u64)>>>,
 }
+
+/// Verified tokens kept; past it the cache starts again (a page's token is
+/// back on its next request).
+const VERIFIED_TOKENS: usize = 1024;
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,17 +115,46 @@ impl Verifier {
         Verifier {
             key: DecodingKey::from_secret(&secret.0),
             validation,
+            verified: Arc::default(),
         }
     }
 
     /// The grant of a valid token; `Err` with why it is not (for the log).
     pub fn verify(&self, token: &str) -> Result<Grant, String> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| e.to_string())?;
-        match data.claims.account_id {
-            AccountClaim::Id(id) => Ok(Grant::Account(id)),
-            AccountClaim::Any(s) if s == "*" => Ok(Grant::All),
-            AccountClaim::Any(s) => Err(format!("account_id {s:?} is neither a number nor \"*\"")),
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        self.verify_at(token, now)
+    }
+
+    /// [`Self::verify`] with the clock at `now` (seconds since the epoch)
+    /// for a token verified before; a new token's signature and claims are
+    /// checked against the system clock.
+    fn verify_at(&self, token: &str, now: u64) -> Result<Grant, String> {
+        // The same rule as the full check's: expired once `exp` is more
+        // than the leeway behind the clock.
+        let live = |exp: u64| exp.saturating_add(self.validation.leeway) >= now;
+        let cached = self.verified.lock().expect("verified tokens").get(token).copied();
+        if let Some((grant, exp)) = cached {
+            return if live(exp) {
+                Ok(grant)
+            } else {
+                Err("ExpiredSignature".into())
+            };
         }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| e.to_string())?;
+        let grant = match data.claims.account_id {
+            AccountClaim::Id(id) => Grant::Account(id),
+            AccountClaim::Any(s) if s == "*" => Grant::All,
+            AccountClaim::Any(s) => return Err(format!("account_id {s:?} is neither a number nor \"*\"")),
+        };
+        let mut verified = self.verified.lock().expect("verified tokens");
+        if verified.len() >= VERIFIED_TOKENS {
+            verified.clear();
+        }
+        verified.insert(token.into(), (grant, data.claims.exp));
+        Ok(grant)
     }
 }
 
@@ -178,6 +219,26 @@ mod tests {
         let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
         assert!(v.verify(&format!("{none_header}.{payload}.")).is_err());
         assert!(v.verify("not-a-token").is_err());
+    }
+
+    /// A token verified once is answered from the cache, but still expires
+    /// on time; a token differing by one byte is verified in full.
+    #[test]
+    fn a_remembered_token_still_expires_and_a_changed_one_is_checked() {
+        let s = secret(KEY);
+        let v = Verifier::new(&s);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let t = mint_at(&s, Grant::Account(7), now + 60).unwrap();
+        assert_eq!(v.verify_at(&t, now), Ok(Grant::Account(7)));
+        assert!(v.verified.lock().unwrap().contains_key(t.as_str()));
+        assert_eq!(v.verify_at(&t, now + 60 + 30), Ok(Grant::Account(7)));
+        assert!(v.verify_at(&t, now + 60 + 31).is_err());
+        // The last signature character changed: a forged token.
+        let mut forged = t.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(v.verify_at(&forged, now).is_err());
+        assert!(!v.verified.lock().unwrap().contains_key(forged.as_str()));
     }
 
     #[test]

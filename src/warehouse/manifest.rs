@@ -333,3 +333,14 @@ impl Fnv64 {
         self.0
     }
 }
+
+/// For values that derive `Hash`: what they feed is the same in every
+/// process of one build (integers in this machine's byte order).
+impl std::hash::Hasher for Fnv64 {
+    fn write(&mut self, bytes: &[u8]) {
+        Fnv64::write(self, bytes);
+    }
+    fn finish(&self) -> u64 {
+        Fnv64::finish(self)
+    }
+}
