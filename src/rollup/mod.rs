@@ -1493,6 +1493,15 @@ mod tests {
     use super::*;
     use crate::warehouse::testing::TempWarehouse;
 
+    /// The whole shard's part of `interval` for the period holding 2026-03-01.
+    fn key_of(interval: Interval) -> RollupKey {
+        RollupKey {
+            interval,
+            period: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            shard: ShardSpec::WHOLE,
+        }
+    }
+
     fn bucket(account: i64, value: u64, ids: Vec<i64>) -> AccountBucket {
         AccountBucket {
             account,
@@ -1554,11 +1563,7 @@ mod tests {
     /// refused rather than compared wrongly.
     #[test]
     fn groups_read_back_as_written_and_a_key_that_disagrees_with_its_grouping_is_refused() {
-        let key = RollupKey {
-            interval: Interval::Daily,
-            period: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
-            shard: ShardSpec::WHOLE,
-        };
+        let key = key_of(Interval::Daily);
         let mut written = bucket(1, 2, vec![1, 2]);
         let row = |group| RollupRow {
             metric: cells::UNIQUE_CONTACTS,
@@ -1596,11 +1601,7 @@ mod tests {
 
     #[test]
     fn decode_values_gives_each_accounts_values_in_row_order() {
-        let key = RollupKey {
-            interval: Interval::Daily,
-            period: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
-            shard: ShardSpec::WHOLE,
-        };
+        let key = key_of(Interval::Daily);
         let mut three_rows = bucket(4, 9, vec![1]);
         for value in [7, 8] {
             let mut row = three_rows.rows[0].clone();
@@ -1627,11 +1628,7 @@ mod tests {
     async fn cached_reads_are_confirmed_once_per_generation() {
         let temp = TempWarehouse::new("part-cache");
         let wh = &temp.wh;
-        let key = RollupKey {
-            interval: Interval::Monthly,
-            period: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
-            shard: ShardSpec { index: 0, count: 1 },
-        };
+        let key = key_of(Interval::Monthly);
         let cache = PartCache::new(1 << 20);
         let read = |with_ids: bool, generation: Option<u64>| {
             let (key, cache) = (key, &cache);
@@ -1726,11 +1723,7 @@ mod tests {
             .map(|g| g.iter().map(|b| b.account).collect())
             .collect();
         assert_eq!(groups, vec![vec![1, 2], vec![3]]);
-        let key = RollupKey {
-            interval: Interval::Daily,
-            period: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
-            shard: ShardSpec { index: 0, count: 1 },
-        };
+        let key = key_of(Interval::Daily);
         let bytes = encode(&key, &buckets).unwrap();
         assert_eq!(decode(&key, bytes.clone(), true, None).unwrap(), buckets);
         assert_eq!(decode(&key, bytes, true, Some(&[3])).unwrap(), buckets[2..].to_vec());
@@ -1746,11 +1739,7 @@ mod tests {
         let buckets: Vec<AccountBucket> = (0..ROW_GROUP_ROWS as i64 * 2 + 5)
             .map(|account| bucket(account, account as u64 + 1, vec![account]))
             .collect();
-        let key = RollupKey {
-            interval: Interval::Monthly,
-            period: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
-            shard: ShardSpec::WHOLE,
-        };
+        let key = key_of(Interval::Monthly);
         let bytes = encode(&key, &buckets).unwrap();
         let groups = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
             .unwrap()
