@@ -93,8 +93,11 @@ pub struct Verifier {
     /// its claims again was an eighth of a revalidation's CPU. Only a
     /// token's exact text hits, so a changed byte is verified in full; the
     /// expiry is checked on every hit.
-    verified: Arc<Mutex<HashMap<Box<str>, (Grant, u64)>>>,
+    verified: Arc<Mutex<VerifiedTokens>>,
 }
+
+/// A verified token's text, and its grant and `exp`.
+type VerifiedTokens = HashMap<Box<str>, (Grant, u64)>;
 
 /// Verified tokens kept; past it the cache starts again (a page's token is
 /// back on its next request).
