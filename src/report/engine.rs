@@ -11,17 +11,24 @@
 //!   bucket; their instants (or 15-minute slots) never straddle an edge.
 //! - Channels count production channels connected during a bucket.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::distinct::{Counts, DistinctCells};
+use crate::aggregate::IdBuildHasher;
 use crate::calendar::{self, Buckets, Interval};
 pub use crate::metric::Metric;
 use crate::metric::{ChannelDim, counts_as_connected, platform_of};
 use crate::model::UnixMicros;
+
+/// The engine's maps: keys are small numbers and names of our own, so
+/// SipHash's resistance to chosen keys buys nothing and cost a tenth of an
+/// answer.
+pub type HashMap<K, V> = std::collections::HashMap<K, V, IdBuildHasher>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,8 +70,11 @@ pub struct AccountGrain {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Row {
     pub metric: &'static str,
-    pub bucket_start: String,
-    pub group: String,
+    /// Shared with every row and total of the bucket: a report has a row
+    /// per group, metric and bucket, and a copy of each label per row was
+    /// a fifth of an answer's time.
+    pub bucket_start: Arc<str>,
+    pub group: Arc<str>,
     pub value: u64,
 }
 
@@ -73,14 +83,14 @@ pub struct Row {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BucketTotal {
     pub metric: &'static str,
-    pub bucket_start: String,
+    pub bucket_start: Arc<str>,
     pub value: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Total {
     pub metric: &'static str,
-    pub group: Option<String>,
+    pub group: Option<Arc<str>>,
     pub value: u64,
 }
 
@@ -113,15 +123,15 @@ pub struct Report {
 /// A group, ordered as rows are: platforms by name, channels by id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Group {
-    Platform(String),
+    Platform(Arc<str>),
     Channel(i64),
 }
 
 impl Group {
-    fn render(&self) -> String {
+    fn render(&self) -> Arc<str> {
         match self {
             Group::Platform(p) => p.clone(),
-            Group::Channel(id) => id.to_string(),
+            Group::Channel(id) => id.to_string().into(),
         }
     }
 }
@@ -142,26 +152,33 @@ pub struct MetricValues {
 #[derive(Debug)]
 pub struct Grouping {
     group_by: GroupBy,
-    platforms: HashMap<i64, String>,
+    /// Each name once, shared by the channels of its platform.
+    platforms: HashMap<i64, Arc<str>>,
+    unknown: Arc<str>,
 }
 
 impl Grouping {
     pub fn new(group_by: GroupBy, channels: &[ChannelDim]) -> Self {
+        let mut names: BTreeSet<Arc<str>> = BTreeSet::new();
+        let mut name = |platform: String| -> Arc<str> {
+            if let Some(known) = names.get(platform.as_str()) {
+                return known.clone();
+            }
+            let name: Arc<str> = platform.into();
+            names.insert(name.clone());
+            name
+        };
         Grouping {
             group_by,
-            platforms: channels.iter().map(|c| (c.id, platform_of(Some(c)))).collect(),
+            platforms: channels.iter().map(|c| (c.id, name(platform_of(Some(c))))).collect(),
+            unknown: name(platform_of(None)),
         }
     }
 
     pub fn of(&self, channel: i64) -> Group {
         match self.group_by {
             GroupBy::Channel => Group::Channel(channel),
-            GroupBy::Platform => Group::Platform(
-                self.platforms
-                    .get(&channel)
-                    .cloned()
-                    .unwrap_or_else(|| platform_of(None)),
-            ),
+            GroupBy::Platform => Group::Platform(self.platforms.get(&channel).unwrap_or(&self.unknown).clone()),
         }
     }
 }
@@ -204,7 +221,7 @@ impl Counter {
             wanted: query.channels.clone(),
             grouping: Grouping::new(query.group_by, channels),
             groups: Vec::new(),
-            by_channel: HashMap::new(),
+            by_channel: HashMap::default(),
             last: None,
         };
         // Known channels first, so group numbers do not depend on row order.
@@ -410,8 +427,8 @@ impl GroupNumbers {
 
 /// A metric's values from its counts by group number.
 fn values_of(buckets: Buckets, counts: Counts, groups: &[Group]) -> MetricValues {
-    let mut cells = HashMap::new();
-    let mut totals = HashMap::new();
+    let mut cells = HashMap::default();
+    let mut totals = HashMap::default();
     for (g, by_bucket) in counts.cells.iter().enumerate() {
         for (i, v) in by_bucket.iter().enumerate().filter(|(_, v)| **v > 0) {
             cells.insert((i, groups[g].clone()), *v);
@@ -447,7 +464,7 @@ pub fn assemble(query: &Query, channels: &[ChannelDim], values: Vec<(Metric, Met
     let mut bucket_totals = Vec::new();
     let mut totals = Vec::new();
     // Metrics share most of their buckets; each edge is formatted once.
-    let mut labels: HashMap<UnixMicros, String> = HashMap::new();
+    let mut labels: HashMap<UnixMicros, Arc<str>> = HashMap::default();
     for (metric, values) in values {
         // Every group that is non-zero anywhere gets a row in every bucket.
         let mut by_group: BTreeMap<&Group, Vec<u64>> = BTreeMap::new();
@@ -456,12 +473,12 @@ pub fn assemble(query: &Query, channels: &[ChannelDim], values: Vec<(Metric, Met
                 by_group.entry(g).or_insert_with(|| vec![0; values.buckets.len()])[*i] = *v;
             }
         }
-        let groups: Vec<(String, &Group, Vec<u64>)> = by_group.into_iter().map(|(g, v)| (g.render(), g, v)).collect();
+        let groups: Vec<(Arc<str>, &Group, Vec<u64>)> = by_group.into_iter().map(|(g, v)| (g.render(), g, v)).collect();
         rows.reserve(values.buckets.len() * groups.len());
         for i in 0..values.buckets.len() {
             let label = labels
                 .entry(values.buckets.edges[i])
-                .or_insert_with(|| values.buckets.label(i))
+                .or_insert_with(|| values.buckets.label(i).into())
                 .clone();
             for (rendered, _, by_bucket) in &groups {
                 rows.push(Row {
@@ -520,9 +537,9 @@ fn connected_channels<'a>(
     group_of: &dyn Fn(i64) -> Group,
 ) -> MetricValues {
     let connected = counts_as_connected;
-    let mut cells: HashMap<(usize, Group), u64> = HashMap::new();
+    let mut cells: HashMap<(usize, Group), u64> = HashMap::default();
     let mut bucket_all = vec![0u64; buckets.len()];
-    let mut totals: HashMap<Group, u64> = HashMap::new();
+    let mut totals: HashMap<Group, u64> = HashMap::default();
     let mut grand = 0;
     for c in channels {
         let group = group_of(c.id);

@@ -12,15 +12,16 @@
 //!   stored values when one bucket covers it, unions of channel id lists
 //!   otherwise; distinct totals are never sums.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 
-use super::engine::{self, AnsweredFrom, Group, GroupBy, Grouping, Metric, MetricValues, Query, Report};
+use super::engine::{self, AnsweredFrom, Group, GroupBy, Grouping, HashMap, Metric, MetricValues, Query, Report};
 use crate::aggregate::ChannelDim;
+use crate::aggregate::IdBuildHasher;
 use crate::calendar::{self, Buckets, Interval};
 use crate::rollup::cells::{RowGroup, cover, rollup_metric_name};
 use crate::rollup::{self, AccountBucket, Lookup};
@@ -88,7 +89,25 @@ pub async fn try_answer(
         .into_iter()
         .filter(|m| query.metrics.contains(m) && *m != Metric::Channels)
         .collect();
-    let plans: Vec<(Metric, Plan)> = metrics.iter().map(|m| (*m, plan(query, *m))).collect();
+    // Every metric but UMC has the query's buckets: planned once.
+    let umc_plan = metrics
+        .contains(&Metric::UniqueMonthlyContacts)
+        .then(|| plan(query, Metric::UniqueMonthlyContacts));
+    let interval_plan = metrics
+        .iter()
+        .find(|m| **m != Metric::UniqueMonthlyContacts)
+        .map(|m| plan(query, *m));
+    let plans: Vec<(Metric, &Plan)> = metrics
+        .iter()
+        .filter_map(|m| {
+            let p = if *m == Metric::UniqueMonthlyContacts {
+                &umc_plan
+            } else {
+                &interval_plan
+            };
+            Some((*m, p.as_ref()?))
+        })
+        .collect();
     // A bucket is read with its id lists only when unions need them.
     let mut wanted: BTreeMap<BucketKey, bool> = BTreeMap::new();
     for (_, p) in &plans {
@@ -107,7 +126,7 @@ pub async fn try_answer(
         rollup::read_for_account(warehouse, view, account, &with_ids, true),
         rollup::read_for_account(warehouse, view, account, &without, false)
     )?;
-    let mut files: HashMap<BucketKey, Arc<AccountBucket>> = HashMap::new();
+    let mut files: HashMap<BucketKey, Arc<AccountBucket>> = HashMap::default();
     for ((interval, period), file) in with_ids.iter().chain(&without).zip(a.into_iter().chain(b)) {
         match file {
             Lookup::Found(f) if f.time_zone == query.tz.name() => {
@@ -144,14 +163,14 @@ pub async fn try_answer(
 
 /// Distinct ids or a sum, per group.
 enum Acc {
-    Distinct(HashSet<i64>),
+    Distinct(std::collections::HashSet<i64, IdBuildHasher>),
     Sum(u64),
 }
 
 impl Acc {
     fn new(distinct: bool) -> Self {
         if distinct {
-            Acc::Distinct(HashSet::new())
+            Acc::Distinct(Default::default())
         } else {
             Acc::Sum(0)
         }
@@ -185,7 +204,7 @@ fn metric_values(
             .filter(|r| r.metric == name)
             .filter_map(|r| {
                 let group = match (query.group_by, &r.group) {
-                    (GroupBy::Platform, RowGroup::Platform(name)) => Group::Platform(name.to_string()),
+                    (GroupBy::Platform, RowGroup::Platform(name)) => Group::Platform(name.clone()),
                     (GroupBy::Channel, RowGroup::Channel(id)) => Group::Channel(*id),
                     _ => return None,
                 };
@@ -195,7 +214,7 @@ fn metric_values(
     };
     // Channel rows (within the filter), grouped, plus all of them together.
     let unions = |keys: &[BucketKey]| -> (HashMap<Group, Acc>, Acc) {
-        let mut groups: HashMap<Group, Acc> = HashMap::new();
+        let mut groups: HashMap<Group, Acc> = HashMap::default();
         let mut all = Acc::new(distinct);
         for file in keys.iter().map(|k| &files[k]) {
             for r in file.rows.iter().filter(|r| r.metric == name) {
@@ -221,7 +240,7 @@ fn metric_values(
             .find(|r| r.metric == name && r.group == RowGroup::All)
             .map_or(0, |r| r.value)
     };
-    let mut cells = HashMap::new();
+    let mut cells = HashMap::default();
     let mut bucket_all = Vec::with_capacity(plan.rows.len());
     for (i, key) in plan.rows.iter().enumerate() {
         if query.channels.is_none() {

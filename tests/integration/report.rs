@@ -237,12 +237,19 @@ async fn engine_equals_the_naive_reference_on_500_random_queries() {
         let got_rows: Vec<_> = got
             .rows
             .iter()
-            .map(|r| (r.metric.to_string(), r.bucket_start.clone(), r.group.clone(), r.value))
+            .map(|r| {
+                (
+                    r.metric.to_string(),
+                    r.bucket_start.to_string(),
+                    r.group.to_string(),
+                    r.value,
+                )
+            })
             .collect();
         let got_totals: Vec<_> = got
             .totals
             .iter()
-            .map(|t| (t.metric.to_string(), t.group.clone(), t.value))
+            .map(|t| (t.metric.to_string(), t.group.as_deref().map(str::to_string), t.value))
             .collect();
         let what = format!("case {case}: account {account} {tz} {from}..{to} {interval:?} by_channel={by_channel}");
         assert_eq!(got_rows.len(), rows.len(), "{what}: row count");
@@ -253,7 +260,7 @@ async fn engine_equals_the_naive_reference_on_500_random_queries() {
         let got_bucket_totals: Vec<_> = got
             .bucket_totals
             .iter()
-            .map(|t| (t.metric.to_string(), t.bucket_start.clone(), t.value))
+            .map(|t| (t.metric.to_string(), t.bucket_start.to_string(), t.value))
             .collect();
         assert_eq!(got_bucket_totals, bucket_totals, "{what}: bucket totals");
     }
