@@ -536,8 +536,9 @@ pub struct PartCache {
     entries: Mutex<PartEntries>,
 }
 
-/// The part, whether id lists were read, and the accounts read.
-type PartCacheKey = (String, bool, Option<Vec<i64>>);
+/// The part, whether id lists were read, and the accounts read. Keyed by
+/// the part's key, not its path: a hit formats nothing.
+type PartCacheKey = (RollupKey, bool, Option<Vec<i64>>);
 type PartEntries = Fifo<PartCacheKey, Arc<CachedPart>>;
 
 #[derive(Debug)]
@@ -618,7 +619,6 @@ pub async fn read_part(
     accounts: Option<&[i64]>,
     cache: Option<(&PartCache, u64)>,
 ) -> Result<Option<Vec<Arc<AccountBucket>>>> {
-    let rel = key.relative();
     let plain = |bytes| -> Result<Vec<Arc<AccountBucket>>> {
         Ok(decode(&key, bytes, with_ids, accounts)?
             .into_iter()
@@ -626,9 +626,9 @@ pub async fn read_part(
             .collect())
     };
     let Some((cache, generation)) = cache else {
-        return warehouse.get(&rel).await?.map(plain).transpose();
+        return warehouse.get(&key.relative()).await?.map(plain).transpose();
     };
-    let cache_key: PartCacheKey = (rel.clone(), with_ids, accounts.map(<[i64]>::to_vec));
+    let cache_key: PartCacheKey = (key, with_ids, accounts.map(<[i64]>::to_vec));
     let known = cache.lock().get(&cache_key).cloned();
     if let Some(part) = known
         .as_ref()
@@ -637,7 +637,7 @@ pub async fn read_part(
         return Ok(Some(part.buckets.clone()));
     }
     let fetched = warehouse
-        .get_if_changed(&rel, known.as_ref().map(|p| p.e_tag.as_str()))
+        .get_if_changed(&key.relative(), known.as_ref().map(|p| p.e_tag.as_str()))
         .await?;
     match (fetched, known) {
         (Fetched::Missing, _) => {
