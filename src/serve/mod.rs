@@ -39,6 +39,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
@@ -612,6 +613,14 @@ pub async fn serve(config: ServeConfig, stop: impl Future<Output = ()> + Send + 
         tracing::info!("Stopping: no new connections; in-flight requests may finish.");
         let _ = drained_tx.send(());
     };
+    // An answer's headers and body can leave in two writes (the body is
+    // wrapped for compression); with Nagle's algorithm the second waits for
+    // the client's ACK of the first.
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "Cannot set TCP_NODELAY on a connection.");
+        }
+    });
     let server = axum::serve(listener, router(app.clone())).with_graceful_shutdown(shutdown);
     let server = tokio::spawn(async move { server.await });
     // Once the stop has come, in-flight requests get DRAIN_TIMEOUT.
