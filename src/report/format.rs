@@ -38,46 +38,73 @@ pub fn json_compact(report: &Report) -> Vec<u8> {
     head(&mut out, "interval", &report.interval);
     head(&mut out, "group_by", &report.group_by);
     head(&mut out, "channels", &report.channels);
-    out.extend_from_slice(b",\"rows\":[");
-    for (i, r) in report.rows.iter().enumerate() {
-        out.extend_from_slice(if i == 0 { b"{\"metric\":" } else { b",{\"metric\":" });
-        json_str(&mut out, r.metric);
-        out.extend_from_slice(b",\"bucket_start\":");
-        json_str(&mut out, &r.bucket_start);
-        out.extend_from_slice(b",\"group\":");
-        json_str(&mut out, &r.group);
-        out.extend_from_slice(b",\"value\":");
-        json_u64(&mut out, r.value);
-        out.push(b'}');
-    }
-    out.extend_from_slice(b"],\"bucket_totals\":[");
-    for (i, t) in report.bucket_totals.iter().enumerate() {
-        out.extend_from_slice(if i == 0 { b"{\"metric\":" } else { b",{\"metric\":" });
-        json_str(&mut out, t.metric);
-        out.extend_from_slice(b",\"bucket_start\":");
-        json_str(&mut out, &t.bucket_start);
-        out.extend_from_slice(b",\"value\":");
-        json_u64(&mut out, t.value);
-        out.push(b'}');
-    }
-    out.extend_from_slice(b"],\"totals\":[");
-    for (i, t) in report.totals.iter().enumerate() {
-        out.extend_from_slice(if i == 0 { b"{\"metric\":" } else { b",{\"metric\":" });
-        json_str(&mut out, t.metric);
-        out.extend_from_slice(b",\"group\":");
-        match &t.group {
-            Some(g) => json_str(&mut out, g),
-            None => out.extend_from_slice(b"null"),
-        }
-        out.extend_from_slice(b",\"value\":");
-        json_u64(&mut out, t.value);
-        out.push(b'}');
-    }
-    out.push(b']');
+    // Rows, bucket totals and totals: a metric, labels, a value.
+    metric_objects(
+        &mut out,
+        "rows",
+        &report.rows,
+        |r| (r.metric, r.value),
+        |out, r| {
+            out.extend_from_slice(b",\"bucket_start\":");
+            json_str(out, &r.bucket_start);
+            out.extend_from_slice(b",\"group\":");
+            json_str(out, &r.group);
+        },
+    );
+    metric_objects(
+        &mut out,
+        "bucket_totals",
+        &report.bucket_totals,
+        |t| (t.metric, t.value),
+        |out, t| {
+            out.extend_from_slice(b",\"bucket_start\":");
+            json_str(out, &t.bucket_start);
+        },
+    );
+    metric_objects(
+        &mut out,
+        "totals",
+        &report.totals,
+        |t| (t.metric, t.value),
+        |out, t| {
+            out.extend_from_slice(b",\"group\":");
+            match &t.group {
+                Some(g) => json_str(out, g),
+                None => out.extend_from_slice(b"null"),
+            }
+        },
+    );
     head(&mut out, "group_labels", &report.group_labels);
     head(&mut out, "answered_from", &report.answered_from);
     out.extend_from_slice(b"}\n");
     out
+}
+
+/// `,"key":[{"metric":…,<labels>,"value":…},…]`: `parts` gives an item's
+/// metric and value, `labels` writes its fields between the two.
+fn metric_objects<T>(
+    out: &mut Vec<u8>,
+    key: &str,
+    items: &[T],
+    parts: impl Fn(&T) -> (&'static str, u64),
+    labels: impl Fn(&mut Vec<u8>, &T),
+) {
+    out.push(b',');
+    json_str(out, key);
+    out.extend_from_slice(b":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let (metric, value) = parts(item);
+        out.extend_from_slice(b"{\"metric\":");
+        json_str(out, metric);
+        labels(out, item);
+        out.extend_from_slice(b",\"value\":");
+        json_u64(out, value);
+        out.push(b'}');
+    }
+    out.push(b']');
 }
 
 /// A JSON string: copied as it is when nothing in it needs escaping (ids,
