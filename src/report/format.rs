@@ -101,7 +101,7 @@ fn metric_objects<T>(
         json_str(out, metric);
         labels(out, item);
         out.extend_from_slice(b",\"value\":");
-        json_u64(out, value);
+        serde_json::to_writer(&mut *out, &value).expect("integers serialize");
         out.push(b'}');
     }
     out.push(b']');
@@ -121,21 +121,6 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     } else {
         serde_json::to_writer(out, s).expect("strings serialize");
     }
-}
-
-fn json_u64(out: &mut Vec<u8>, v: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut v = v;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// The report's few head fields go through serde (one call each).
