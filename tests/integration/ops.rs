@@ -407,12 +407,22 @@ async fn sigterm_stops_a_run_within_10s_with_143_and_nothing_after_it() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = wh::spawn_day_reader(&warehouse_url, &[], &reference, stop.clone());
     let mut rng = account_usage::seed::rng::Rng::new(143);
+    // Rounds go on until ten were stopped mid-run. A round that finished
+    // before its signal (this machine's speed swings within a test) still
+    // checks everything below, and makes the later signals come earlier.
+    let mut scale = clean;
     let mut stopped_mid_run = 0;
-    for round in 0..12 {
+    let mut round = 0;
+    while stopped_mid_run < 10 {
+        assert!(
+            round < 20,
+            "only {stopped_mid_run} of {round} rounds were stopped mid-run"
+        );
+        round += 1;
         let child = spawn_run(&args, &[]);
         // Anywhere from start-up to late in the run (its last days, the
         // rollups), as a clean run times it.
-        let offset = clean.mul_f64(rng.range(5, 80) as f64 / 100.0);
+        let offset = scale.mul_f64(rng.range(5, 80) as f64 / 100.0);
         std::thread::sleep(offset);
         let signalled = SystemTime::now();
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
@@ -424,7 +434,7 @@ async fn sigterm_stops_a_run_within_10s_with_143_and_nothing_after_it() {
                 assert!(error_line(&stderr).contains("stopped by a signal"), "{stderr}");
             }
             // The run may have finished before the signal arrived.
-            Some(0) => {}
+            Some(0) => scale = scale.mul_f64(0.7),
             other => panic!("round {round} ({offset:?}): exit {other:?}: {stderr}"),
         }
         // Nothing was written after the signal (an operation already under
@@ -443,10 +453,6 @@ async fn sigterm_stops_a_run_within_10s_with_143_and_nothing_after_it() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(reader.await.expect("the reader never saw a partial day") > 0);
-    assert!(
-        stopped_mid_run >= 10,
-        "only {stopped_mid_run} of 12 rounds were stopped mid-run"
-    );
 
     // A stopped run leaves its dirty marker, as a failure does; the rerun
     // gives a clean run's tables and clears every marker.
