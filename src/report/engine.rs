@@ -140,7 +140,9 @@ impl Group {
 /// per group over the range, and over all groups.
 pub struct MetricValues {
     pub buckets: Buckets,
-    pub cells: HashMap<(usize, Group), u64>,
+    /// Per group, its value in each bucket (one per bucket). A group whose
+    /// values are all zero gets no rows.
+    pub cells: HashMap<Group, Vec<u64>>,
     /// One per bucket; a distinct entity counts once however many groups
     /// it is in.
     pub bucket_all: Vec<u64>,
@@ -427,16 +429,13 @@ impl GroupNumbers {
 
 /// A metric's values from its counts by group number.
 fn values_of(buckets: Buckets, counts: Counts, groups: &[Group]) -> MetricValues {
-    let mut cells = HashMap::default();
     let mut totals = HashMap::default();
-    for (g, by_bucket) in counts.cells.iter().enumerate() {
-        for (i, v) in by_bucket.iter().enumerate().filter(|(_, v)| **v > 0) {
-            cells.insert((i, groups[g].clone()), *v);
-        }
-        if counts.totals[g] > 0 {
-            totals.insert(groups[g].clone(), counts.totals[g]);
+    for (g, total) in counts.totals.iter().enumerate() {
+        if *total > 0 {
+            totals.insert(groups[g].clone(), *total);
         }
     }
+    let cells = groups.iter().cloned().zip(counts.cells).collect();
     MetricValues {
         buckets,
         cells,
@@ -467,13 +466,14 @@ pub fn assemble(query: &Query, channels: &[ChannelDim], values: Vec<(Metric, Met
     let mut labels: HashMap<UnixMicros, Arc<str>> = HashMap::default();
     for (metric, values) in values {
         // Every group that is non-zero anywhere gets a row in every bucket.
-        let mut by_group: BTreeMap<&Group, Vec<u64>> = BTreeMap::new();
-        for ((i, g), v) in &values.cells {
-            if *v > 0 {
-                by_group.entry(g).or_insert_with(|| vec![0; values.buckets.len()])[*i] = *v;
-            }
-        }
-        let groups: Vec<(Arc<str>, &Group, Vec<u64>)> = by_group.into_iter().map(|(g, v)| (g.render(), g, v)).collect();
+        let mut by_group: Vec<(&Group, &Vec<u64>)> = values
+            .cells
+            .iter()
+            .filter(|(_, by_bucket)| by_bucket.iter().any(|v| *v > 0))
+            .collect();
+        by_group.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let groups: Vec<(Arc<str>, &Group, &Vec<u64>)> =
+            by_group.into_iter().map(|(g, v)| (g.render(), g, v)).collect();
         rows.reserve(values.buckets.len() * groups.len());
         for i in 0..values.buckets.len() {
             let label = labels
@@ -537,16 +537,17 @@ fn connected_channels<'a>(
     group_of: &dyn Fn(i64) -> Group,
 ) -> MetricValues {
     let connected = counts_as_connected;
-    let mut cells: HashMap<(usize, Group), u64> = HashMap::default();
+    let mut cells: HashMap<Group, Vec<u64>> = HashMap::default();
     let mut bucket_all = vec![0u64; buckets.len()];
     let mut totals: HashMap<Group, u64> = HashMap::default();
     let mut grand = 0;
     for c in channels {
         let group = group_of(c.id);
+        let by_bucket = cells.entry(group.clone()).or_insert_with(|| vec![0; buckets.len()]);
         for (i, all) in bucket_all.iter_mut().enumerate() {
             let (start, end) = buckets.bounds(i);
             if connected(c, start, end) {
-                *cells.entry((i, group.clone())).or_default() += 1;
+                by_bucket[i] += 1;
                 *all += 1;
             }
         }

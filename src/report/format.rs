@@ -44,11 +44,11 @@ pub fn json_compact(report: &Report) -> Vec<u8> {
         "rows",
         &report.rows,
         |r| (r.metric, r.value),
-        |out, r| {
+        |out, plain, r| {
             out.extend_from_slice(b",\"bucket_start\":");
-            json_str(out, &r.bucket_start);
+            plain.json_str(out, &r.bucket_start);
             out.extend_from_slice(b",\"group\":");
-            json_str(out, &r.group);
+            plain.json_str(out, &r.group);
         },
     );
     metric_objects(
@@ -56,9 +56,9 @@ pub fn json_compact(report: &Report) -> Vec<u8> {
         "bucket_totals",
         &report.bucket_totals,
         |t| (t.metric, t.value),
-        |out, t| {
+        |out, plain, t| {
             out.extend_from_slice(b",\"bucket_start\":");
-            json_str(out, &t.bucket_start);
+            plain.json_str(out, &t.bucket_start);
         },
     );
     metric_objects(
@@ -66,10 +66,10 @@ pub fn json_compact(report: &Report) -> Vec<u8> {
         "totals",
         &report.totals,
         |t| (t.metric, t.value),
-        |out, t| {
+        |out, plain, t| {
             out.extend_from_slice(b",\"group\":");
             match &t.group {
-                Some(g) => json_str(out, g),
+                Some(g) => plain.json_str(out, g),
                 None => out.extend_from_slice(b"null"),
             }
         },
@@ -87,19 +87,20 @@ fn metric_objects<T>(
     key: &str,
     items: &[T],
     parts: impl Fn(&T) -> (&'static str, u64),
-    labels: impl Fn(&mut Vec<u8>, &T),
+    labels: impl Fn(&mut Vec<u8>, &mut Plain, &T),
 ) {
     out.push(b',');
     json_str(out, key);
     out.extend_from_slice(b":[");
+    let mut plain = Plain::default();
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         let (metric, value) = parts(item);
         out.extend_from_slice(b"{\"metric\":");
-        json_str(out, metric);
-        labels(out, item);
+        plain.json_str(out, metric);
+        labels(out, &mut plain, item);
         out.extend_from_slice(b",\"value\":");
         serde_json::to_writer(&mut *out, &value).expect("integers serialize");
         out.push(b'}');
@@ -108,8 +109,9 @@ fn metric_objects<T>(
 }
 
 /// A JSON string: copied as it is when nothing in it needs escaping (ids,
-/// timestamps, platform names), else escaped by serde_json.
-fn json_str(out: &mut Vec<u8>, s: &str) {
+/// timestamps, platform names), else escaped by serde_json. Whether it was
+/// copied as it is.
+fn json_str(out: &mut Vec<u8>, s: &str) -> bool {
     // A fold, not `all`: without an early exit the check vectorizes.
     let plain = !s
         .bytes()
@@ -120,6 +122,31 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
         out.push(b'"');
     } else {
         serde_json::to_writer(out, s).expect("strings serialize");
+    }
+    plain
+}
+
+/// Strings of the report already found to need no escaping, by address and
+/// length. Its labels are shared (`Arc<str>`, a metric's `&'static str`), so
+/// most rows repeat a string checked a moment before; while the report is
+/// borrowed, the bytes at an address cannot change.
+#[derive(Default)]
+struct Plain {
+    seen: [(usize, usize); 8],
+    next: usize,
+}
+
+impl Plain {
+    fn json_str(&mut self, out: &mut Vec<u8>, s: &str) {
+        let key = (s.as_ptr() as usize, s.len());
+        if self.seen.contains(&key) {
+            out.push(b'"');
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
+        } else if json_str(out, s) {
+            self.seen[self.next % self.seen.len()] = key;
+            self.next += 1;
+        }
     }
 }
 

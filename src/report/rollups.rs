@@ -189,6 +189,21 @@ impl Acc {
     }
 }
 
+/// A bucket's stored values of one metric, by the query's grouping.
+fn stored<'a>(file: &'a AccountBucket, metric: &'a str, group_by: GroupBy) -> impl Iterator<Item = (Group, u64)> + 'a {
+    file.rows
+        .iter()
+        .filter(move |r| r.metric == metric)
+        .filter_map(move |r| {
+            let group = match (group_by, &r.group) {
+                (GroupBy::Platform, RowGroup::Platform(name)) => Group::Platform(name.clone()),
+                (GroupBy::Channel, RowGroup::Channel(id)) => Group::Channel(*id),
+                _ => return None,
+            };
+            Some((group, r.value))
+        })
+}
+
 fn metric_values(
     query: &Query,
     metric: Metric,
@@ -198,20 +213,7 @@ fn metric_values(
 ) -> MetricValues {
     let name = rollup_metric_name(metric);
     let distinct = matches!(metric, Metric::UniqueMonthlyContacts | Metric::ActiveAgents);
-    let stored = |file: &AccountBucket| -> Vec<(Group, u64)> {
-        file.rows
-            .iter()
-            .filter(|r| r.metric == name)
-            .filter_map(|r| {
-                let group = match (query.group_by, &r.group) {
-                    (GroupBy::Platform, RowGroup::Platform(name)) => Group::Platform(name.clone()),
-                    (GroupBy::Channel, RowGroup::Channel(id)) => Group::Channel(*id),
-                    _ => return None,
-                };
-                Some((group, r.value))
-            })
-            .collect()
-    };
+    let stored = |file| stored(file, name, query.group_by);
     // Channel rows (within the filter), grouped, plus all of them together.
     let unions = |keys: &[BucketKey]| -> (HashMap<Group, Acc>, Acc) {
         let mut groups: HashMap<Group, Acc> = HashMap::default();
@@ -240,25 +242,34 @@ fn metric_values(
             .find(|r| r.metric == name && r.group == RowGroup::All)
             .map_or(0, |r| r.value)
     };
-    let mut cells = HashMap::default();
-    let mut bucket_all = Vec::with_capacity(plan.rows.len());
+    let n = plan.rows.len();
+    let mut cells: HashMap<Group, Vec<u64>> = HashMap::default();
+    let set = |cells: &mut HashMap<Group, Vec<u64>>, g: Group, i: usize, v: u64| match cells.get_mut(&g) {
+        Some(by_bucket) => by_bucket[i] = v,
+        None => {
+            let mut by_bucket = vec![0; n];
+            by_bucket[i] = v;
+            cells.insert(g, by_bucket);
+        }
+    };
+    let mut bucket_all = Vec::with_capacity(n);
     for (i, key) in plan.rows.iter().enumerate() {
         if query.channels.is_none() {
             for (g, v) in stored(&files[key]) {
-                cells.insert((i, g), v);
+                set(&mut cells, g, i, v);
             }
             bucket_all.push(stored_all(&files[key]));
         } else {
             let (groups, all) = unions(std::slice::from_ref(key));
             for (g, acc) in groups {
-                cells.insert((i, g), acc.value());
+                set(&mut cells, g, i, acc.value());
             }
             bucket_all.push(all.value());
         }
     }
     let (totals, grand) = if query.channels.is_none() && plan.cover.len() == 1 {
         let file = &files[&plan.cover[0]];
-        (stored(file).into_iter().collect(), stored_all(file))
+        (stored(file).collect(), stored_all(file))
     } else {
         let (groups, all) = unions(&plan.cover);
         (groups.into_iter().map(|(g, a)| (g, a.value())).collect(), all.value())

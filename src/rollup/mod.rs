@@ -745,6 +745,9 @@ pub async fn read_for_account(
     buckets: &[(Interval, NaiveDate)],
     with_ids: bool,
 ) -> Result<Vec<Lookup>> {
+    if let Some(found) = read_for_account_cached(view, account, buckets, with_ids) {
+        return Ok(found);
+    }
     futures::stream::iter(buckets.iter().copied())
         .map(|(interval, period)| async move {
             let mut found = read_accounts(warehouse, view, interval, period, &[account], with_ids).await?;
@@ -757,6 +760,63 @@ pub async fn read_for_account(
         .buffered(IO_CONCURRENCY)
         .try_collect()
         .await
+}
+
+/// [`read_for_account`] without I/O or tasks, when every part it would read
+/// is in the cache and confirmed in the view's generation (a served answer
+/// from rollups, once warm); `None` sends it the long way. Picks as
+/// [`read_accounts`] does: parts in key order, a later one only if its rows
+/// were refreshed later.
+fn read_for_account_cached(
+    view: View<'_>,
+    account: i64,
+    buckets: &[(Interval, NaiveDate)],
+    with_ids: bool,
+) -> Option<Vec<Lookup>> {
+    let (cache, generation) = view.cache?;
+    let entries = cache.lock();
+    let mut cache_key: PartCacheKey = (
+        RollupKey {
+            interval: Interval::Daily,
+            period: NaiveDate::MIN,
+            shard: ShardSpec { index: 0, count: 1 },
+        },
+        with_ids,
+        Some(vec![account]),
+    );
+    let mut keys: Vec<RollupKey> = Vec::with_capacity(view.counts.len());
+    buckets
+        .iter()
+        .map(|&(interval, period)| {
+            keys.clear();
+            keys.extend(view.counts.iter().map(|&count| RollupKey {
+                interval,
+                period,
+                shard: ShardSpec {
+                    index: shard_of(account, count),
+                    count,
+                },
+            }));
+            keys.sort_unstable();
+            let mut latest: Option<(ShardSpec, &Arc<AccountBucket>)> = None;
+            for key in &keys {
+                cache_key.0 = *key;
+                let part = entries
+                    .get(&cache_key)
+                    .filter(|p| p.confirmed_in.load(Ordering::Relaxed) == generation)?;
+                for bucket in part.buckets.iter().filter(|b| b.account == account) {
+                    if latest.is_none_or(|(_, have)| have.refreshed_at < bucket.refreshed_at) {
+                        latest = Some((key.shard, bucket));
+                    }
+                }
+            }
+            Some(match latest {
+                Some((shard, bucket)) if view.finished(bucket, shard) => Lookup::Found(bucket.clone()),
+                Some(_) => Lookup::Unfinished,
+                None => Lookup::Missing,
+            })
+        })
+        .collect()
 }
 
 /// An account whose rollups a run refreshes.
