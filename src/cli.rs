@@ -486,6 +486,13 @@ pub struct ServeArgs {
     #[arg(long, env = "ROLLUP_CACHE_MIB", default_value_t = 128, value_name = "MIB")]
     pub rollup_cache_mib: u64,
 
+    /// MiB of accounts' decoded base-grain rows kept in memory, e.g. 512 (0
+    /// turns it off): answers in another zone or hourly count rows already
+    /// decoded instead of reading their days again. Data files are never
+    /// rewritten (a rerun writes new ones), so this needs no revalidation.
+    #[arg(long, env = "GRAIN_CACHE_MIB", default_value_t = 256, value_name = "MIB")]
+    pub grain_cache_mib: u64,
+
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -566,6 +573,7 @@ impl ServeArgs {
             request_timeout: self.request_timeout,
             result_cache: self.result_cache,
             rollup_cache_mib: self.rollup_cache_mib,
+            grain_cache_mib: self.grain_cache_mib,
         })
     }
 }

@@ -181,6 +181,7 @@ pub fn serve_config(
         request_timeout: std::time::Duration::from_secs(10),
         result_cache: 1024,
         rollup_cache_mib: 128,
+        grain_cache_mib: 128,
     };
     Ok((serve, format!("http://{listen}/embed#token={token}")))
 }

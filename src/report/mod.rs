@@ -16,6 +16,7 @@
 mod distinct;
 pub mod engine;
 pub mod format;
+mod grain_cache;
 pub mod rollups;
 pub mod snapshot;
 
@@ -36,7 +37,8 @@ use crate::warehouse::manifest::{published_day, read_account_columns, read_day_t
 use crate::warehouse::paths::{DataFileKey, RunId, ShardSpec, Table};
 use crate::warehouse::{Warehouse, WarehouseUrl};
 use engine::{AccountGrain, Counter, GroupBy, Metric, Report};
-pub use snapshot::{AccountInfo, Snapshot};
+pub use grain_cache::GrainCache;
+pub use snapshot::{AccountInfo, Caches, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -152,7 +154,7 @@ pub async fn report(request: &ReportRequest) -> Result<Report, Error> {
     }
     let warehouse = Warehouse::open_read_only(&request.warehouse, &request.store)?;
     warehouse.check_access().await?;
-    Snapshot::load(warehouse, None).await?.report(q).await
+    Snapshot::load(warehouse, Caches::default()).await?.report(q).await
 }
 
 /// Days of base grain read and decoded at once.
@@ -195,15 +197,18 @@ const SOURCES: [(Metric, Table, Option<Table>); 4] = [
 
 /// Counts one account's base grain for `days` into `counter`. Each day is
 /// counted once decoded and then dropped, so memory holds the counts, not
-/// the rows.
+/// the rows; unless `cache` is given, which keeps the account's rows of
+/// each file read (and is read first).
 pub async fn count_account(
     warehouse: &Warehouse,
     account: i64,
     days: &GrainDays,
     metrics: &BTreeSet<Metric>,
     counter: &Arc<Mutex<Counter>>,
+    cache: Option<&Arc<GrainCache>>,
 ) -> Result<(), Error> {
-    for_each_day(warehouse, account, days, metrics, DaySink::Count(counter.clone())).await
+    let sink = DaySink::Count(counter.clone());
+    for_each_day(warehouse, account, days, metrics, sink, cache).await
 }
 
 /// One account's base grain for `days` (every metric's rows, from the
@@ -219,7 +224,7 @@ pub async fn load_account(
         channels,
         ..AccountGrain::default()
     }));
-    for_each_day(warehouse, account, days, metrics, DaySink::Collect(grain.clone())).await?;
+    for_each_day(warehouse, account, days, metrics, DaySink::Collect(grain.clone()), None).await?;
     let grain = std::mem::take(&mut *grain.lock().unwrap_or_else(PoisonError::into_inner));
     Ok(grain)
 }
@@ -289,6 +294,7 @@ async fn for_each_day(
     days: &GrainDays,
     metrics: &BTreeSet<Metric>,
     sink: DaySink,
+    cache: Option<&Arc<GrainCache>>,
 ) -> Result<(), Error> {
     let all: BTreeSet<NaiveDate> = days.range.union(&days.months).copied().collect();
     // Days are fetched DAYS_AT_ONCE ahead, decoded one per core.
@@ -315,7 +321,7 @@ async fn for_each_day(
                 days.runs.get(&day),
                 account,
                 sources,
-                (sink.clone(), decoding.clone()),
+                (sink.clone(), decoding.clone(), cache.cloned()),
             )
         })
         .buffer_unordered(DAYS_AT_ONCE)
@@ -418,11 +424,12 @@ async fn read_day(
     runs: Option<&Vec<(ShardSpec, RunId)>>,
     account: i64,
     sources: Vec<(Table, Option<Table>)>,
-    (sink, decoding): (DaySink, Arc<tokio::sync::Semaphore>),
+    (sink, decoding, cache): (DaySink, Arc<tokio::sync::Semaphore>, Option<Arc<GrainCache>>),
 ) -> Result<(), Error> {
     let mut attempt = 0;
+    let cached = |key: &str| cache.as_ref()?.get(key, account);
     let indexed = match runs {
-        Some(runs) => files_of_runs(warehouse, day, runs, &sources).await?,
+        Some(runs) => fetch(warehouse, keys_of_runs(day, runs, &sources), &cached).await?,
         None => None,
     };
     let files = loop {
@@ -430,7 +437,7 @@ async fn read_day(
             break files;
         }
         attempt += 1;
-        match day_files(warehouse, day, &sources).await? {
+        match day_files(warehouse, day, &sources, &cached).await? {
             Ok(files) => break files,
             // A concurrent publish replaced the day since its listing: read it again.
             Err(_) if attempt < 5 => tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await,
@@ -448,11 +455,27 @@ async fn read_day(
     let permit = decoding.acquire_owned().await.map_err(|e| Error::Task(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        for (table, key, bytes) in files {
+        for (table, key, source) in files {
+            let bytes = match source {
+                Source::Bytes(bytes) => bytes,
+                Source::Rows(rows) => {
+                    rows.iter().for_each(|r| sink.take(table, r));
+                    continue;
+                }
+            };
             let batches = read_account_columns(&key, bytes, table, account, &columns_of(table))?;
-            for b in &batches {
-                sink.take(table, &account_rows(b, table, account)?);
-            }
+            let Some(cache) = &cache else {
+                for b in &batches {
+                    sink.take(table, &account_rows(b, table, account)?);
+                }
+                continue;
+            };
+            let rows = batches
+                .iter()
+                .map(|b| Ok(account_rows(b, table, account)?.into_owned()))
+                .collect::<Result<Vec<_>, Error>>()?;
+            rows.iter().for_each(|r| sink.take(table, r));
+            cache.insert(key, account, Arc::new(rows));
         }
         Ok::<_, Error>(())
     })
@@ -460,17 +483,21 @@ async fn read_day(
     .map_err(|e| Error::Task(e.to_string()))?
 }
 
-/// The files of `sources` of a published day, found by their keys from the
-/// runs the index names, and their bytes; `None` when one is missing (a day
-/// published before its table existed, or one replaced since the index was
-/// read): then the day's manifests say what to read.
-async fn files_of_runs(
-    warehouse: &Warehouse,
+/// A data file as a reader gets it: its bytes, or an account's rows of it
+/// already decoded ([`GrainCache`]).
+enum Source {
+    Bytes(bytes::Bytes),
+    Rows(grain_cache::Rows),
+}
+
+/// The keys of the files of `sources` of a published day, from the runs
+/// the index names.
+fn keys_of_runs(
     day: NaiveDate,
     runs: &[(ShardSpec, RunId)],
     sources: &[(Table, Option<Table>)],
-) -> Result<Option<Vec<(Table, String, bytes::Bytes)>>, Error> {
-    let mut files = Vec::new();
+) -> Vec<(Table, String)> {
+    let mut keys = Vec::new();
     for (shard, run_id) in runs {
         for (table, _) in sources {
             let key = DataFileKey {
@@ -478,15 +505,54 @@ async fn files_of_runs(
                 day,
                 shard: *shard,
                 run_id: run_id.clone(),
-            }
-            .relative();
-            let Some(bytes) = warehouse.get(&key).await? else {
-                return Ok(None);
             };
-            files.push((*table, key, bytes));
+            keys.push((*table, key.relative()));
         }
     }
+    keys
+}
+
+/// The files of `keys`: decoded rows where `cached` has them, else their
+/// bytes; `None` when one is missing (a day published before its table
+/// existed, or one replaced since the index was read): then the day's
+/// manifests say what to read.
+async fn fetch(
+    warehouse: &Warehouse,
+    keys: Vec<(Table, String)>,
+    cached: &(dyn Fn(&str) -> Option<grain_cache::Rows> + Sync),
+) -> Result<Option<Vec<(Table, String, Source)>>, Error> {
+    let mut files = Vec::with_capacity(keys.len());
+    for (table, key) in keys {
+        let source = match cached(&key) {
+            Some(rows) => Source::Rows(rows),
+            None => match warehouse.get(&key).await? {
+                Some(bytes) => Source::Bytes(bytes),
+                None => return Ok(None),
+            },
+        };
+        files.push((table, key, source));
+    }
     Ok(Some(files))
+}
+
+/// The files of `sources` of a published day, from the runs the index
+/// names, and their bytes; `None` as [`fetch`].
+async fn files_of_runs(
+    warehouse: &Warehouse,
+    day: NaiveDate,
+    runs: &[(ShardSpec, RunId)],
+    sources: &[(Table, Option<Table>)],
+) -> Result<Option<Vec<(Table, String, bytes::Bytes)>>, Error> {
+    let files = fetch(warehouse, keys_of_runs(day, runs, sources), &|_| None).await?;
+    Ok(files.map(|files| {
+        files
+            .into_iter()
+            .filter_map(|(table, key, source)| match source {
+                Source::Bytes(bytes) => Some((table, key, bytes)),
+                Source::Rows(_) => None,
+            })
+            .collect()
+    }))
 }
 
 /// The files of `sources` of a published day and their bytes; `Err` with
@@ -495,7 +561,8 @@ async fn day_files(
     warehouse: &Warehouse,
     day: NaiveDate,
     sources: &[(Table, Option<Table>)],
-) -> Result<Result<Vec<(Table, String, bytes::Bytes)>, String>, Error> {
+    cached: &(dyn Fn(&str) -> Option<grain_cache::Rows> + Sync),
+) -> Result<Result<Vec<(Table, String, Source)>, String>, Error> {
     if sources.is_empty() {
         return Ok(Ok(Vec::new()));
     }
@@ -515,10 +582,14 @@ async fn day_files(
                 _ => *table,
             };
             for file in manifest.files_of(table) {
+                if let Some(rows) = cached(&file.key) {
+                    files.push((table, file.key.clone(), Source::Rows(rows)));
+                    continue;
+                }
                 let Some(bytes) = warehouse.get(&file.key).await? else {
                     return Ok(Err(file.key.clone()));
                 };
-                files.push((table, file.key.clone(), bytes));
+                files.push((table, file.key.clone(), Source::Bytes(bytes)));
             }
         }
     }
@@ -565,9 +636,19 @@ fn i64s<'b>(batch: &'b RecordBatch, column: &'static str, table: Table) -> Resul
 
 /// One account's rows of a batch, as columns: `channel_id`, then the
 /// table's [`value_columns`].
+#[derive(Debug)]
 struct AccountRows<'b> {
     channels: Cow<'b, [i64]>,
     columns: Vec<Cow<'b, [i64]>>,
+}
+
+impl AccountRows<'_> {
+    fn into_owned(self) -> AccountRows<'static> {
+        AccountRows {
+            channels: Cow::Owned(self.channels.into_owned()),
+            columns: self.columns.into_iter().map(|c| Cow::Owned(c.into_owned())).collect(),
+        }
+    }
 }
 
 /// The account's rows of a batch. Files are sorted by account, so they are

@@ -72,8 +72,17 @@ pub struct Snapshot {
     /// By shard spec, the stamp of its latest finished rollup refresh.
     rollups_refreshed: BTreeMap<ShardSpec, UnixMicros>,
     version: u64,
-    /// Decoded rollup parts, shared by the snapshots of one `serve`.
-    parts: Option<Arc<PartCache>>,
+    caches: Caches,
+}
+
+/// What the snapshots of one `serve` share, so that an answer reads what an
+/// earlier one decoded; a one-shot `report` has none.
+#[derive(Debug, Clone, Default)]
+pub struct Caches {
+    /// Decoded rollup parts.
+    pub parts: Option<Arc<PartCache>>,
+    /// Accounts' decoded base-grain rows.
+    pub grain: Option<Arc<super::GrainCache>>,
 }
 
 impl Snapshot {
@@ -83,7 +92,7 @@ impl Snapshot {
     /// with no days. Rollup parts are decoded through `parts` when given; a
     /// part is confirmed against the store once per snapshot version, so
     /// the cache may outlive the snapshot.
-    pub async fn load(warehouse: Warehouse, parts: Option<Arc<PartCache>>) -> Result<Snapshot, Error> {
+    pub async fn load(warehouse: Warehouse, caches: Caches) -> Result<Snapshot, Error> {
         // Markers first: a refresh that ends in between records its stamp
         // before it deletes its marker, so it is seen as under way or as
         // finished, never as neither.
@@ -140,7 +149,7 @@ impl Snapshot {
             refreshing,
             rollups_refreshed: index.rollups_refreshed,
             version: version.finish(),
-            parts,
+            caches,
         })
     }
 
@@ -179,12 +188,12 @@ impl Snapshot {
     pub async fn report(&self, question: &ReportQuestion) -> Result<Report, Error> {
         let (query, account_tz, spans) = self.plan(question)?;
         let wanted = spans.hull();
-        let channels = self.channels(question.account).to_vec();
+        let channels = self.channels(question.account);
         if !question.base_grain_only {
             let view = View {
                 counts: &self.shard_counts,
                 finished: Some(&self.rollups_refreshed),
-                cache: self.parts.as_deref().map(|c| (c, self.version)),
+                cache: self.caches.parts.as_deref().map(|c| (c, self.version)),
             };
             match rollups::try_answer(
                 &self.warehouse,
@@ -192,7 +201,7 @@ impl Snapshot {
                 &self.refreshing,
                 &query,
                 account_tz,
-                &channels,
+                channels,
                 &wanted,
             )
             .await
@@ -216,8 +225,17 @@ impl Snapshot {
             .union(&days.months)
             .filter_map(|d| Some((*d, self.runs.get(d)?.clone())))
             .collect();
-        let counter = Arc::new(Mutex::new(Counter::new(&query, &channels)));
-        super::count_account(&self.warehouse, question.account, &days, &query.metrics, &counter).await?;
+        let counter = Arc::new(Mutex::new(Counter::new(&query, channels)));
+        let grain_cache = self.caches.grain.as_ref();
+        super::count_account(
+            &self.warehouse,
+            question.account,
+            &days,
+            &query.metrics,
+            &counter,
+            grain_cache,
+        )
+        .await?;
         // Counting is CPU work: off the async workers, so a long report
         // never stalls other requests (or their timeouts).
         tokio::task::spawn_blocking(move || {

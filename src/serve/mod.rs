@@ -117,6 +117,7 @@ pub struct ServeConfig {
     pub result_cache: usize,
     /// MiB of decoded rollup parts kept (0: decode every read).
     pub rollup_cache_mib: u64,
+    pub grain_cache_mib: u64,
 }
 
 /// One computed answer, rendered lazily per format.
@@ -146,9 +147,9 @@ pub struct App {
     warehouse: Warehouse,
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     cache: ResultCache<Answer>,
-    /// Outlives snapshots: a part is revalidated against its object once
-    /// per snapshot version.
-    parts: Option<Arc<PartCache>>,
+    /// Outlive snapshots: a rollup part is revalidated against its object
+    /// once per snapshot version; base-grain rows never change.
+    caches: report::Caches,
     stats: stats::Stats,
     shutting_down: AtomicBool,
     /// Reports computed at once, one per core; the rest wait (within their
@@ -164,8 +165,12 @@ impl App {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Arc::new(App {
             cache: ResultCache::new(config.result_cache),
-            parts: (config.rollup_cache_mib > 0)
-                .then(|| Arc::new(PartCache::new(config.rollup_cache_mib.saturating_mul(1 << 20)))),
+            caches: report::Caches {
+                parts: (config.rollup_cache_mib > 0)
+                    .then(|| Arc::new(PartCache::new(config.rollup_cache_mib.saturating_mul(1 << 20)))),
+                grain: (config.grain_cache_mib > 0)
+                    .then(|| Arc::new(report::GrainCache::new(config.grain_cache_mib.saturating_mul(1 << 20)))),
+            },
             config,
             warehouse,
             snapshot: RwLock::new(None),
@@ -185,7 +190,7 @@ impl App {
     /// Loads a snapshot and swaps it in if the data changed; `Ok(true)`
     /// when it did.
     pub async fn refresh(&self) -> Result<bool, report::Error> {
-        let fresh = Snapshot::load(self.warehouse.clone(), self.parts.clone()).await?;
+        let fresh = Snapshot::load(self.warehouse.clone(), self.caches.clone()).await?;
         let changed = self.snapshot().is_none_or(|s| s.version() != fresh.version());
         self.stats.snapshot_loaded();
         if changed {
@@ -602,6 +607,7 @@ pub async fn serve(config: ServeConfig, stop: impl Future<Output = ()> + Send + 
         request_timeout_s = config.request_timeout.as_secs_f64(),
         result_cache = config.result_cache,
         rollup_cache_mib = config.rollup_cache_mib,
+        grain_cache_mib = config.grain_cache_mib,
         "Serving."
     );
     let refresher = tokio::spawn(refresh_forever(app.clone()));
@@ -683,6 +689,7 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             result_cache: 4,
             rollup_cache_mib: 1,
+            grain_cache_mib: 1,
         })
         .unwrap()
     }
