@@ -543,16 +543,14 @@ async fn files_of_runs(
     runs: &[(ShardSpec, RunId)],
     sources: &[(Table, Option<Table>)],
 ) -> Result<Option<Vec<(Table, String, bytes::Bytes)>>, Error> {
-    let files = fetch(warehouse, keys_of_runs(day, runs, sources), &|_| None).await?;
-    Ok(files.map(|files| {
-        files
-            .into_iter()
-            .filter_map(|(table, key, source)| match source {
-                Source::Bytes(bytes) => Some((table, key, bytes)),
-                Source::Rows(_) => None,
-            })
-            .collect()
-    }))
+    let mut files = Vec::new();
+    for (table, key) in keys_of_runs(day, runs, sources) {
+        let Some(bytes) = warehouse.get(&key).await? else {
+            return Ok(None);
+        };
+        files.push((table, key, bytes));
+    }
+    Ok(Some(files))
 }
 
 /// The files of `sources` of a published day and their bytes; `Err` with
