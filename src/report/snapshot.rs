@@ -89,9 +89,11 @@ impl Snapshot {
     /// Reads the rollups' dirty markers, the published-days index
     /// (`warehouse::index`) and the latest day's dimension tables: a few
     /// objects, however old the warehouse. An empty warehouse is a snapshot
-    /// with no days. Rollup parts are decoded through `parts` when given; a
-    /// part is confirmed against the store once per snapshot version, so
-    /// the cache may outlive the snapshot.
+    /// with no days. Rollup parts are decoded through `caches.parts` when
+    /// given; a part is confirmed against the store once per snapshot
+    /// version, so the cache may outlive the snapshot. Base-grain rows are
+    /// kept in `caches.grain` when given: a data file's key names its run and
+    /// is never rewritten, so its entries need no confirming.
     pub async fn load(warehouse: Warehouse, caches: Caches) -> Result<Snapshot, Error> {
         // Markers first: a refresh that ends in between records its stamp
         // before it deletes its marker, so it is seen as under way or as
