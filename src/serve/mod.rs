@@ -58,6 +58,7 @@ use auth::{Grant, Verifier};
 use cache::{Key, ResultCache};
 use params::Format;
 use problem::Problem;
+use stats::CacheUsage;
 
 /// Largest request body accepted (the API takes none).
 const BODY_LIMIT: usize = 16 * 1024;
@@ -388,9 +389,33 @@ async fn readyz_handler(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics_handler(State(app): State<Arc<App>>) -> Response {
+    let mut caches = Vec::new();
+    if app.config.result_cache > 0 {
+        caches.push(CacheUsage {
+            name: "result",
+            entries: app.cache.len(),
+            bytes: None,
+        });
+    }
+    if let Some(parts) = &app.caches.parts {
+        let (entries, bytes) = parts.usage();
+        caches.push(CacheUsage {
+            name: "rollup_parts",
+            entries,
+            bytes: Some(bytes),
+        });
+    }
+    if let Some(grain) = &app.caches.grain {
+        let (entries, bytes) = grain.usage();
+        caches.push(CacheUsage {
+            name: "base_grain",
+            entries,
+            bytes: Some(bytes),
+        });
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        app.stats.render(),
+        app.stats.render(&caches),
     )
         .into_response()
 }

@@ -2,7 +2,8 @@
 //!
 //! - Labels are bounded: a route is the matched route template (never the
 //!   raw path, which carries account ids), a status is its number.
-//! - Counters only go up; the snapshot's age is computed when scraped.
+//! - Counters only go up; the snapshot's age and the caches' sizes are
+//!   read when scraped.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -24,6 +25,17 @@ struct Histogram {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What one of the server's bounded caches holds when scraped.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheUsage {
+    /// The `cache` label: `result`, `rollup_parts` or `base_grain`.
+    pub name: &'static str,
+    pub entries: usize,
+    /// Estimated bytes held (the weight the cache evicts by); `None` for a
+    /// cache bounded by its number of entries.
+    pub bytes: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -81,8 +93,9 @@ impl Stats {
         *lock(&self.loaded_at) = Some(Instant::now());
     }
 
-    /// The Prometheus text exposition format.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition format, with the caches' sizes as
+    /// gauges.
+    pub fn render(&self, caches: &[CacheUsage]) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -169,6 +182,25 @@ impl Stats {
         if let Some(at) = *lock(&self.loaded_at) {
             let _ = writeln!(out, "account_usage_snapshot_age_seconds {}", at.elapsed().as_secs_f64());
         }
+        let gauge = |out: &mut String, name: &str, help: &str, samples: &mut dyn Iterator<Item = (&str, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (cache, v) in samples {
+                let _ = writeln!(out, "{name}{{cache=\"{cache}\"}} {v}");
+            }
+        };
+        gauge(
+            &mut out,
+            "account_usage_cache_entries",
+            "Entries held by each enabled cache.",
+            &mut caches.iter().map(|c| (c.name, c.entries as u64)),
+        );
+        gauge(
+            &mut out,
+            "account_usage_cache_bytes",
+            "Estimated bytes held by each cache bounded in bytes.",
+            &mut caches.iter().filter_map(|c| Some((c.name, c.bytes?))),
+        );
         out
     }
 }
@@ -184,7 +216,18 @@ mod tests {
         s.record("/v1/accounts/{account}/report", 200, Duration::from_millis(30));
         s.cache(true);
         s.answered(true);
-        let text = s.render();
+        let text = s.render(&[
+            CacheUsage {
+                name: "result",
+                entries: 3,
+                bytes: None,
+            },
+            CacheUsage {
+                name: "base_grain",
+                entries: 2,
+                bytes: Some(4096),
+            },
+        ]);
         assert!(
             text.contains(
                 "account_usage_http_requests_total{route=\"/v1/accounts/{account}/report\",status=\"200\"} 2"
@@ -195,5 +238,18 @@ mod tests {
         assert!(text.contains("le=\"+Inf\"} 2"));
         assert!(text.contains("account_usage_result_cache_requests_total{result=\"hit\"} 1"));
         assert!(text.contains("account_usage_report_answers_total{answered_from=\"rollups\"} 1"));
+        assert!(
+            text.contains("account_usage_cache_entries{cache=\"result\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("account_usage_cache_entries{cache=\"base_grain\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("account_usage_cache_bytes{cache=\"base_grain\"} 4096"),
+            "{text}"
+        );
+        assert!(!text.contains("account_usage_cache_bytes{cache=\"result\"}"), "{text}");
     }
 }

@@ -588,3 +588,29 @@ pub fn two_day_report(warehouse: &str, metrics: &[&str], extra: &[&str]) -> Vec<
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
+
+/// Checks a Prometheus text exposition with the real `promtool check
+/// metrics` (Debian's `prometheus`): its format and naming rules.
+pub fn promtool_check_metrics(text: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is not installed (Debian: apt-get install prometheus)");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(text.as_bytes())
+        .expect("writing to promtool");
+    let out = child.wait_with_output().expect("running promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

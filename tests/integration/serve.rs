@@ -785,6 +785,21 @@ async fn conventions_probes_metrics_and_a_clean_sigterm() {
     );
     assert!(metrics.contains("account_usage_report_answers_total{answered_from=\"rollups\"}"));
     assert!(metrics.contains("account_usage_snapshot_age_seconds "));
+    // The caches' sizes, by the defaults every cache on; the result cache
+    // holds at least the answer just served from it.
+    let results_held: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("account_usage_cache_entries{cache=\"result\"} "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no result cache gauge: {metrics}"));
+    assert!(results_held >= 1, "{metrics}");
+    common::promtool_check_metrics(&metrics);
+    for cache in ["rollup_parts", "base_grain"] {
+        assert!(
+            metrics.contains(&format!("account_usage_cache_bytes{{cache=\"{cache}\"}} ")),
+            "{metrics}"
+        );
+    }
     assert_eq!(get(&server, "/livez", "").0, 200);
     assert_eq!(get(&server, "/readyz", "").0, 200);
     let openapi: Value = serde_json::from_str(&get(&server, "/openapi.json", "").2).unwrap();
