@@ -584,7 +584,7 @@ async fn compute(app: &Arc<App>, snapshot: Arc<Snapshot>, key: Key) -> Result<Ar
         return Err(None);
     };
     let app = app.clone();
-    let task = tokio::spawn(async move {
+    let mut work = Box::pin(async move {
         let _permit = permit;
         let report = snapshot.report(&key.question).await?;
         app.stats.answered(report.answered_from == AnsweredFrom::Rollups);
@@ -596,7 +596,13 @@ async fn compute(app: &Arc<App>, snapshot: Arc<Snapshot>, key: Key) -> Result<Ar
         app.cache.insert(key, answer.clone());
         Ok(answer)
     });
-    match task.await {
+    // An answer that needs no waiting (rollups already decoded) is given at
+    // once; the rest of any other goes to a task of its own, so that it is
+    // finished and cached even if this request gives up first.
+    if let Some(done) = futures::FutureExt::now_or_never(&mut work) {
+        return done.map_err(Some);
+    }
+    match tokio::spawn(work).await {
         Ok(result) => result.map_err(Some),
         Err(e) => {
             tracing::error!(error = %e, "A report task failed.");
