@@ -397,21 +397,18 @@ async fn metrics_handler(State(app): State<Arc<App>>) -> Response {
             bytes: None,
         });
     }
-    if let Some(parts) = &app.caches.parts {
-        let (entries, bytes) = parts.usage();
-        caches.push(CacheUsage {
-            name: "rollup_parts",
-            entries,
-            bytes: Some(bytes),
-        });
-    }
-    if let Some(grain) = &app.caches.grain {
-        let (entries, bytes) = grain.usage();
-        caches.push(CacheUsage {
-            name: "base_grain",
-            entries,
-            bytes: Some(bytes),
-        });
+    let bounded = [
+        ("rollup_parts", app.caches.parts.as_ref().map(|c| c.usage())),
+        ("base_grain", app.caches.grain.as_ref().map(|c| c.usage())),
+    ];
+    for (name, usage) in bounded {
+        if let Some((entries, bytes)) = usage {
+            caches.push(CacheUsage {
+                name,
+                entries,
+                bytes: Some(bytes),
+            });
+        }
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
