@@ -1173,6 +1173,10 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
     report.daily_ms = started.elapsed().as_millis() as u64;
 
     let started = std::time::Instant::now();
+    // The coarser part last computed, while it is written: its replace (the
+    // compare with the old part, the encode and the put) overlaps computing
+    // the next one.
+    let mut writing: Option<Writing<'_>> = None;
     // Coarser buckets from finer ones; only parts that can hold data (a
     // published UTC day overlaps them) are read. Weeks and months come from
     // days, quarters from months, years from quarters, in that order.
@@ -1196,30 +1200,58 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
         just_computed.start(interval, periods.len(), feeds);
         let level = std::time::Instant::now();
         for (period, members) in periods {
-            let (fresh, old) = futures::try_join!(
+            let (children, to_read) = coarse_children(
+                &mut just_computed,
+                &published,
+                &accounts,
+                &members,
+                interval,
+                from,
+                period,
+            );
+            // A part still being written is never read back: wait for it
+            // first when this bucket reads it from the store. (With today's
+            // orderings it is not: what is read back is either an account's
+            // rows carried over unchanged, or a level too long to keep, whose
+            // last part lies past this level's first period. The wait keeps
+            // that from being an argument this code relies on.)
+            if writing
+                .as_ref()
+                .is_some_and(|w| w.interval == from && to_read.iter().any(|(p, _)| *p == w.period))
+            {
+                let done = writing.take().expect("checked").finish().await?;
+                count(&mut report, done.0, done.1);
+            }
+            let (fresh, old, done) = futures::try_join!(
                 coarse(
                     &parts,
-                    &mut just_computed,
-                    &published,
                     &accounts,
                     &members,
-                    interval,
-                    from,
-                    period
+                    (interval, from),
+                    period,
+                    children,
+                    &to_read,
+                    just_computed.keeps(interval)
                 ),
-                parts.current(interval, period)
+                parts.current(interval, period),
+                Writing::finish_if_any(writing.take()),
             )?;
+            if let Some((written_interval, written)) = done {
+                count(&mut report, written_interval, written);
+            }
             let computed_ms = level.elapsed().as_millis() as u64;
             let buckets = just_computed.keep(interval, period, fresh);
-            let written = parts.replace(interval, period, buckets, old).await?;
-            count(&mut report, interval, written);
+            writing = Some(Writing {
+                interval,
+                period,
+                future: Box::pin(parts.replace(interval, period, buckets, old)),
+            });
             tracing::debug!(
                 interval = interval.as_str(),
                 %period,
                 accounts = members.len(),
                 computed_ms,
-                elapsed_ms = level.elapsed().as_millis() as u64,
-                "Rollup bucket refreshed."
+                "Rollup bucket computed; writing it while the next one is computed."
             );
         }
         // Weeks and months are built from days, quarters from months and
@@ -1227,6 +1259,9 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
         if interval != Interval::Weekly {
             just_computed.release(from);
         }
+    }
+    if let Some((interval, written)) = Writing::finish_if_any(writing).await? {
+        count(&mut report, interval, written);
     }
     report.coarse_ms = started.elapsed().as_millis() as u64;
     // Before the dirty marker goes (the caller deletes it): readers that
@@ -1452,11 +1487,32 @@ fn feed(
     Ok(())
 }
 
-/// The coarse bucket `(interval, period)` of each of `members`, from the
-/// finer buckets inside it.
-#[allow(clippy::too_many_arguments)]
-async fn coarse(
-    parts: &Parts<'_>,
+/// A part being replaced, and which part it is.
+struct Writing<'a> {
+    interval: Interval,
+    period: NaiveDate,
+    future: std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool>> + Send + 'a>>,
+}
+
+impl Writing<'_> {
+    /// Whether the part was written (else its rows were unchanged).
+    async fn finish(self) -> Result<(Interval, bool)> {
+        Ok((self.interval, self.future.await?))
+    }
+
+    async fn finish_if_any(writing: Option<Self>) -> Result<Option<(Interval, bool)>> {
+        match writing {
+            Some(w) => w.finish().await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The children of the coarse bucket `(interval, period)` of each of
+/// `members` that this refresh just computed, by account, and the finer
+/// parts (with the accounts) the others must be read from.
+#[allow(clippy::type_complexity)]
+fn coarse_children(
     just_computed: &mut JustComputed,
     published: &BTreeSet<NaiveDate>,
     accounts: &Arc<[Account]>,
@@ -1464,7 +1520,7 @@ async fn coarse(
     interval: Interval,
     from: Interval,
     period: NaiveDate,
-) -> Result<Vec<Fresh>> {
+) -> (HashMap<i64, Vec<Cells>>, Vec<(NaiveDate, Vec<i64>)>) {
     let (first, last) = interval.period_of(period).expect("not hourly");
     // A part's local dates overlap UTC days from the day before its first to
     // the day after its last; parts with no published day there hold nothing.
@@ -1479,8 +1535,6 @@ async fn coarse(
         .filter(|p| has_data(*p))
         .collect();
     let mut children: HashMap<i64, Vec<Cells>> = HashMap::new();
-    // Members whose part this refresh just computed take it from memory;
-    // the others are read.
     let mut to_read: Vec<(NaiveDate, Vec<i64>)> = Vec::new();
     // Days feed weeks and then months; every other level feeds one.
     let last_use = interval != Interval::Weekly;
@@ -1496,6 +1550,24 @@ async fn coarse(
             to_read.push((p, missing));
         }
     }
+    (children, to_read)
+}
+
+/// The coarse bucket `(interval, period)` of each of `members`, from the
+/// finer buckets inside it: `children` already in memory, the rest read
+/// from the parts of `to_read` (of the interval `from`, as
+/// [`coarse_children`] gave them); with their cells when `keep`.
+#[allow(clippy::too_many_arguments)]
+async fn coarse(
+    parts: &Parts<'_>,
+    accounts: &Arc<[Account]>,
+    members: &[usize],
+    (interval, from): (Interval, Interval),
+    period: NaiveDate,
+    mut children: HashMap<i64, Vec<Cells>>,
+    to_read: &[(NaiveDate, Vec<i64>)],
+    keep: bool,
+) -> Result<Vec<Fresh>> {
     let mut reads = futures::stream::iter(to_read.iter().map(|(p, ids)| async move {
         read_accounts(parts.warehouse, View::plain(&parts.counts), from, *p, ids, true).await
     }))
@@ -1511,7 +1583,6 @@ async fn coarse(
                 ));
         }
     }
-    let keep = just_computed.keeps(interval);
     let work: Vec<(usize, Vec<Cells>)> = members
         .iter()
         .map(|i| (*i, children.remove(&accounts[*i].spec.id).unwrap_or_default()))
