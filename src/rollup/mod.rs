@@ -1227,7 +1227,8 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
                     &parts,
                     &accounts,
                     &members,
-                    (interval, from),
+                    interval,
+                    from,
                     period,
                     children,
                     &to_read,
@@ -1508,10 +1509,15 @@ impl Writing<'_> {
     }
 }
 
+/// The finer buckets' cells a coarse bucket is merged from, by account.
+type Children = HashMap<i64, Vec<Cells>>;
+
+/// A finer part to read back, and the accounts to read from it.
+type PartToRead = (NaiveDate, Vec<i64>);
+
 /// The children of the coarse bucket `(interval, period)` of each of
 /// `members` that this refresh just computed, by account, and the finer
 /// parts (with the accounts) the others must be read from.
-#[allow(clippy::type_complexity)]
 fn coarse_children(
     just_computed: &mut JustComputed,
     published: &BTreeSet<NaiveDate>,
@@ -1520,7 +1526,7 @@ fn coarse_children(
     interval: Interval,
     from: Interval,
     period: NaiveDate,
-) -> (HashMap<i64, Vec<Cells>>, Vec<(NaiveDate, Vec<i64>)>) {
+) -> (Children, Vec<PartToRead>) {
     let (first, last) = interval.period_of(period).expect("not hourly");
     // A part's local dates overlap UTC days from the day before its first to
     // the day after its last; parts with no published day there hold nothing.
@@ -1534,8 +1540,8 @@ fn coarse_children(
         .filter_map(|d| from.period_of(d).map(|p| p.0))
         .filter(|p| has_data(*p))
         .collect();
-    let mut children: HashMap<i64, Vec<Cells>> = HashMap::new();
-    let mut to_read: Vec<(NaiveDate, Vec<i64>)> = Vec::new();
+    let mut children: Children = HashMap::new();
+    let mut to_read: Vec<PartToRead> = Vec::new();
     // Days feed weeks and then months; every other level feeds one.
     let last_use = interval != Interval::Weekly;
     for p in part_periods {
@@ -1562,10 +1568,11 @@ async fn coarse(
     parts: &Parts<'_>,
     accounts: &Arc<[Account]>,
     members: &[usize],
-    (interval, from): (Interval, Interval),
+    interval: Interval,
+    from: Interval,
     period: NaiveDate,
-    mut children: HashMap<i64, Vec<Cells>>,
-    to_read: &[(NaiveDate, Vec<i64>)],
+    mut children: Children,
+    to_read: &[PartToRead],
     keep: bool,
 ) -> Result<Vec<Fresh>> {
     let mut reads = futures::stream::iter(to_read.iter().map(|(p, ids)| async move {

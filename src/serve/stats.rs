@@ -137,11 +137,7 @@ impl Stats {
             );
         }
         let counter = |out: &mut String, name: &str, help: &str, samples: &[(&str, u64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "{name}{labels} {v}");
-            }
+            family(out, name, "counter", help, samples);
         };
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         counter(
@@ -182,26 +178,37 @@ impl Stats {
         if let Some(at) = *lock(&self.loaded_at) {
             let _ = writeln!(out, "account_usage_snapshot_age_seconds {}", at.elapsed().as_secs_f64());
         }
-        let gauge = |out: &mut String, name: &str, help: &str, samples: &mut dyn Iterator<Item = (&str, u64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            for (cache, v) in samples {
-                let _ = writeln!(out, "{name}{{cache=\"{cache}\"}} {v}");
-            }
+        let by_cache = |value: fn(&CacheUsage) -> Option<u64>| -> Vec<(String, u64)> {
+            caches
+                .iter()
+                .filter_map(|c| Some((format!("{{cache=\"{}\"}}", c.name), value(c)?)))
+                .collect()
         };
-        gauge(
+        family(
             &mut out,
             "account_usage_cache_entries",
+            "gauge",
             "Entries held by each enabled cache.",
-            &mut caches.iter().map(|c| (c.name, c.entries as u64)),
+            &by_cache(|c| Some(c.entries as u64)),
         );
-        gauge(
+        family(
             &mut out,
             "account_usage_cache_bytes",
+            "gauge",
             "Estimated bytes held by each cache bounded in bytes.",
-            &mut caches.iter().filter_map(|c| Some((c.name, c.bytes?))),
+            &by_cache(|c| c.bytes),
         );
         out
+    }
+}
+
+/// One metric family: its help, its type and a sample per label set
+/// (labels already in braces, or empty).
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(impl AsRef<str>, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{} {v}", labels.as_ref());
     }
 }
 
