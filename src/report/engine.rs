@@ -475,6 +475,8 @@ pub fn assemble(query: &Query, channels: &[ChannelDim], values: Vec<(Metric, Met
         let groups: Vec<(Arc<str>, &Group, &Vec<u64>)> =
             by_group.into_iter().map(|(g, v)| (g.render(), g, v)).collect();
         rows.reserve(values.buckets.len() * groups.len());
+        bucket_totals.reserve(values.buckets.len());
+        totals.reserve(groups.len() + 1);
         for i in 0..values.buckets.len() {
             let label = labels
                 .entry(values.buckets.edges[i])

@@ -82,6 +82,9 @@ pub fn json_compact(report: &Report) -> Vec<u8> {
 
 /// `,"key":[{"metric":…,<labels>,"value":…},…]`: `parts` gives an item's
 /// metric and value, `labels` writes its fields between the two.
+///
+/// Items come in runs of one metric, so the opening up to the metric's name
+/// is written once per run and then copied whole.
 fn metric_objects<T>(
     out: &mut Vec<u8>,
     key: &str,
@@ -93,16 +96,22 @@ fn metric_objects<T>(
     json_str(out, key);
     out.extend_from_slice(b":[");
     let mut plain = Plain::default();
+    // `,{"metric":"…"` of the run's metric.
+    let mut opening: Vec<u8> = Vec::with_capacity(64);
+    let mut run: Option<&'static str> = None;
+    let mut number = itoa::Buffer::new();
     for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
         let (metric, value) = parts(item);
-        out.extend_from_slice(b"{\"metric\":");
-        plain.json_str(out, metric);
+        if run.is_none_or(|m| !std::ptr::eq(m, metric)) {
+            opening.clear();
+            opening.extend_from_slice(b",{\"metric\":");
+            json_str(&mut opening, metric);
+            run = Some(metric);
+        }
+        out.extend_from_slice(&opening[usize::from(i == 0)..]);
         labels(out, &mut plain, item);
         out.extend_from_slice(b",\"value\":");
-        serde_json::to_writer(&mut *out, &value).expect("integers serialize");
+        out.extend_from_slice(number.format(value).as_bytes());
         out.push(b'}');
     }
     out.push(b']');
@@ -117,35 +126,44 @@ fn json_str(out: &mut Vec<u8>, s: &str) -> bool {
         .bytes()
         .fold(false, |escape, b| escape | (b < 0x20) | (b == b'"') | (b == b'\\'));
     if plain {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+        quoted(out, s);
     } else {
         serde_json::to_writer(out, s).expect("strings serialize");
     }
     plain
 }
 
+fn quoted(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
 /// Strings of the report already found to need no escaping, by address and
-/// length. Its labels are shared (`Arc<str>`, a metric's `&'static str`), so
-/// most rows repeat a string checked a moment before; while the report is
-/// borrowed, the bytes at an address cannot change.
-#[derive(Default)]
+/// length, in a small table indexed by address. Its labels are shared
+/// (`Arc<str>`), so most rows repeat a string checked before; while the
+/// report is borrowed, the bytes at an address cannot change.
 struct Plain {
-    seen: [(usize, usize); 8],
-    next: usize,
+    seen: [(usize, usize); 64],
+}
+
+impl Default for Plain {
+    fn default() -> Self {
+        Plain { seen: [(0, 0); 64] }
+    }
 }
 
 impl Plain {
     fn json_str(&mut self, out: &mut Vec<u8>, s: &str) {
         let key = (s.as_ptr() as usize, s.len());
-        if self.seen.contains(&key) {
-            out.push(b'"');
-            out.extend_from_slice(s.as_bytes());
-            out.push(b'"');
+        // Shared strings are separate allocations: their addresses differ
+        // in the bits above the allocator's alignment.
+        let slot = (key.0 >> 4) % self.seen.len();
+        if self.seen[slot] == key {
+            quoted(out, s);
         } else if json_str(out, s) {
-            self.seen[self.next % self.seen.len()] = key;
-            self.next += 1;
+            self.seen[slot] = key;
         }
     }
 }

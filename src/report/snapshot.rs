@@ -61,6 +61,9 @@ impl AccountInfo {
 pub struct Snapshot {
     warehouse: Warehouse,
     published: BTreeSet<NaiveDate>,
+    /// The same days in order, so that a span's published days are counted
+    /// by two binary searches rather than walked (a year is 365 steps).
+    published_in_order: Vec<NaiveDate>,
     /// The runs that published each day's shards, where the index names them.
     runs: BTreeMap<NaiveDate, Vec<(ShardSpec, RunId)>>,
     shard_counts: BTreeSet<u32>,
@@ -142,6 +145,7 @@ impl Snapshot {
         }
         Ok(Snapshot {
             warehouse,
+            published_in_order: published.iter().copied().collect(),
             published,
             runs: index.runs,
             shard_counts: index.shard_counts,
@@ -311,8 +315,9 @@ impl Snapshot {
             (None, NaiveDate::MAX..=NaiveDate::MIN)
         };
         let published_all = |span: &RangeInclusive<NaiveDate>| {
+            let days = &self.published_in_order;
             span.is_empty()
-                || super::days_within(&self.published, span).count() as i64
+                || (days.partition_point(|d| d <= span.end()) - days.partition_point(|d| d < span.start())) as i64
                     == (*span.end() - *span.start()).num_days() + 1
         };
         if !(published_all(&range) && published_all(&months_so_far)) {
