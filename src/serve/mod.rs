@@ -21,6 +21,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod coding;
 mod page;
 pub mod params;
 pub mod problem;
@@ -56,6 +57,7 @@ use crate::warehouse::manifest::Fnv64;
 use crate::warehouse::{self, StoreSettings, Warehouse, WarehouseUrl};
 use auth::{Grant, Verifier};
 use cache::{Key, ResultCache};
+use coding::Coding;
 use params::Format;
 use problem::Problem;
 use stats::CacheUsage;
@@ -121,22 +123,37 @@ pub struct ServeConfig {
     pub grain_cache_mib: u64,
 }
 
-/// One computed answer, rendered lazily per format.
+/// One computed answer, rendered lazily per format and content coding.
 #[derive(Debug)]
 pub struct Answer {
     report: Report,
-    json: std::sync::OnceLock<bytes::Bytes>,
-    csv: std::sync::OnceLock<bytes::Bytes>,
+    /// By format, then by coding: each rendered when first asked for.
+    bodies: [[std::sync::OnceLock<bytes::Bytes>; Coding::COUNT]; 2],
 }
 
 impl Answer {
-    fn body(&self, format: Format) -> bytes::Bytes {
-        match format {
-            Format::Json => self
-                .json
-                .get_or_init(|| format::json_compact(&self.report).into())
+    fn new(report: Report) -> Answer {
+        Answer {
+            report,
+            bodies: Default::default(),
+        }
+    }
+
+    fn body(&self, format: Format, coding: Coding) -> bytes::Bytes {
+        let by_coding = &self.bodies[format as usize];
+        let identity = || {
+            by_coding[Coding::Identity as usize]
+                .get_or_init(|| match format {
+                    Format::Json => format::json_compact(&self.report).into(),
+                    Format::Csv => format::csv(&self.report).into(),
+                })
+                .clone()
+        };
+        match coding {
+            Coding::Identity => identity(),
+            _ => by_coding[coding as usize]
+                .get_or_init(|| coding.encode(&identity()))
                 .clone(),
-            Format::Csv => self.csv.get_or_init(|| format::csv(&self.report).into()).clone(),
         }
     }
 }
@@ -531,7 +548,10 @@ async fn report_handler(
         let h = r.headers_mut();
         h.insert(header::ETAG, etag.clone());
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
-        h.insert(header::VARY, HeaderValue::from_static("Accept, Authorization"));
+        h.insert(
+            header::VARY,
+            HeaderValue::from_static("Accept, Accept-Encoding, Authorization"),
+        );
     };
     if matches_etag(&headers, &etag) {
         app.stats.not_modified();
@@ -568,7 +588,14 @@ async fn report_handler(
         Format::Json => "application/json",
         Format::Csv => "text/csv; charset=utf-8",
     };
-    let mut r = ([(header::CONTENT_TYPE, content_type)], answer.body(format)).into_response();
+    // Compressed here rather than by the compression layer, so that a
+    // cached answer is compressed once (the layer passes an encoded body).
+    let coding = Coding::accepted(&headers);
+    let mut r = ([(header::CONTENT_TYPE, content_type)], answer.body(format, coding)).into_response();
+    if let Some(name) = coding.header_value() {
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static(name));
+    }
     cache_headers(&mut r);
     r
 }
@@ -585,11 +612,7 @@ async fn compute(app: &Arc<App>, snapshot: Arc<Snapshot>, key: Key) -> Result<Ar
         let _permit = permit;
         let report = snapshot.report(&key.question).await?;
         app.stats.answered(report.answered_from == AnsweredFrom::Rollups);
-        let answer = Arc::new(Answer {
-            report,
-            json: Default::default(),
-            csv: Default::default(),
-        });
+        let answer = Arc::new(Answer::new(report));
         app.cache.insert(key, answer.clone());
         Ok(answer)
     });

@@ -3,6 +3,7 @@
 //! same numbers as the CLI, tenancy, errors, caching, shutdown.
 
 use std::collections::BTreeSet;
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -101,6 +102,9 @@ impl Drop for Server {
 /// A response: status, headers (lowercase names), body.
 pub(crate) type Response = (u16, Vec<(String, String)>, String);
 
+/// A response whose body is kept as bytes.
+pub(crate) type RawResponse = (u16, Vec<(String, String)>, Vec<u8>);
+
 pub(crate) fn header<'r>(r: &'r Response, name: &str) -> Option<&'r str> {
     r.1.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
@@ -112,7 +116,13 @@ pub(crate) fn ureq_like_get(url: &str, headers: &[(&str, &str)]) -> std::io::Res
 }
 
 pub(crate) fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
-    use std::io::{Read, Write};
+    let (status, headers, body) = request_bytes(method, url, headers)?;
+    Ok((status, headers, String::from_utf8_lossy(&body).to_string()))
+}
+
+/// [`request`], with the body as its bytes (compressed bodies are not text).
+pub(crate) fn request_bytes(method: &str, url: &str, headers: &[(&str, &str)]) -> std::io::Result<RawResponse> {
+    use std::io::Write;
     let rest = url.strip_prefix("http://").expect("http:// URL");
     let (host, path) = rest
         .split_once('/')
@@ -150,7 +160,7 @@ pub(crate) fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> std:
     {
         body = dechunk(&body);
     }
-    Ok((status, headers, String::from_utf8_lossy(&body).to_string()))
+    Ok((status, headers, body))
 }
 
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {
@@ -754,10 +764,41 @@ async fn conventions_probes_metrics_and_a_clean_sigterm() {
     let path = "/v1/accounts/1/report?from=2026-02-01&to=2026-02-28";
     let auth = format!("Bearer {t}");
     let url = format!("{}{path}", server.base);
-    let gz = ureq_like_get(&url, &[("Authorization", &auth), ("Accept-Encoding", "gzip")]).unwrap();
-    assert_eq!(header(&gz, "content-encoding"), Some("gzip"));
-    let br = ureq_like_get(&url, &[("Authorization", &auth), ("Accept-Encoding", "br")]).unwrap();
-    assert_eq!(header(&br, "content-encoding"), Some("br"));
+    // Compressed answers decode to the plain one, computed and then cached
+    // (the cached answer keeps its compressed bodies); what was compressed
+    // says so in `Vary`.
+    let plain = request_bytes("GET", &url, &[("Authorization", &auth)]).unwrap();
+    assert_eq!(plain.0, 200);
+    for (accept, coding) in [("gzip", "gzip"), ("br", "br"), ("gzip, deflate, br, zstd", "br")] {
+        for turn in ["computed", "cached"] {
+            let r = request_bytes("GET", &url, &[("Authorization", &auth), ("Accept-Encoding", accept)]).unwrap();
+            let headers = (r.0, r.1.clone(), String::new());
+            assert_eq!(header(&headers, "content-encoding"), Some(coding), "{accept}, {turn}");
+            assert!(
+                header(&headers, "vary").is_some_and(|v| v.to_ascii_lowercase().contains("accept-encoding")),
+                "{:?}",
+                r.1
+            );
+            let mut decoded = Vec::new();
+            match coding {
+                "gzip" => flate2::read::GzDecoder::new(&r.2[..]).read_to_end(&mut decoded),
+                _ => brotli::Decompressor::new(&r.2[..], 4096).read_to_end(&mut decoded),
+            }
+            .unwrap();
+            assert_eq!(decoded, plain.2, "{accept}, {turn}");
+        }
+    }
+    let csv_gz = request_bytes(
+        "GET",
+        &format!("{url}&format=csv"),
+        &[("Authorization", &auth), ("Accept-Encoding", "gzip")],
+    )
+    .unwrap();
+    let mut csv = String::new();
+    flate2::read::GzDecoder::new(&csv_gz.2[..])
+        .read_to_string(&mut csv)
+        .unwrap();
+    assert!(csv.starts_with("metric,bucket_start,group,value\n"), "{csv}");
     let allowed = ureq_like_get(&url, &[("Authorization", &auth), ("Origin", "https://app.example.com")]).unwrap();
     assert_eq!(
         header(&allowed, "access-control-allow-origin"),
