@@ -350,12 +350,11 @@ fn random_u32() -> u32 {
 /// route and status, and puts the request id into problem bodies.
 async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |m| m.as_str())
-        .to_string();
-    let request_id = request_id_of(request.headers()).map(str::to_string);
+    // Shared, not copied: both outlive the request, which `next` takes.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", |m| m.as_str());
+    let request_id_header = request.headers().get("x-request-id").cloned();
+    let request_id = request_id_header.as_ref().and_then(|v| v.to_str().ok());
     let method_ok = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let response = if !method_ok {
         Problem::method_not_allowed().into_response()
@@ -363,13 +362,13 @@ async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> R
         match tokio::time::timeout(app.config.request_timeout, next.run(request)).await {
             Ok(r) => r,
             Err(_) => {
-                tracing::warn!(route = %route, request_id = request_id.as_deref(), "A request timed out.");
+                tracing::warn!(route = %route, request_id, "A request timed out.");
                 Problem::timed_out().into_response()
             }
         }
     };
-    let response = with_request_id_in_problem(response, request_id.as_deref()).await;
-    app.stats.record(&route, response.status().as_u16(), started.elapsed());
+    let response = with_request_id_in_problem(response, request_id).await;
+    app.stats.record(route, response.status().as_u16(), started.elapsed());
     response
 }
 

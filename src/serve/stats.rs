@@ -17,6 +17,12 @@ const LATENCY_BOUNDS: [f64; 14] = [
 ];
 
 #[derive(Debug, Default)]
+struct RouteStats {
+    requests: BTreeMap<u16, u64>,
+    latency: Histogram,
+}
+
+#[derive(Debug, Default)]
 struct Histogram {
     buckets: [u64; LATENCY_BOUNDS.len()],
     count: u64,
@@ -40,8 +46,9 @@ pub struct CacheUsage {
 
 #[derive(Debug, Default)]
 pub struct Stats {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    /// By route: requests by status, and the latency histogram. One lock,
+    /// and a route's name is allocated once, when first seen.
+    routes: Mutex<BTreeMap<String, RouteStats>>,
     from_rollups: AtomicU64,
     from_base_grain: AtomicU64,
     cache_hits: AtomicU64,
@@ -54,10 +61,14 @@ pub struct Stats {
 
 impl Stats {
     pub fn record(&self, route: &str, status: u16, elapsed: Duration) {
-        *lock(&self.requests).entry((route.to_string(), status)).or_insert(0) += 1;
         let seconds = elapsed.as_secs_f64();
-        let mut latency = lock(&self.latency);
-        let h = latency.entry(route.to_string()).or_default();
+        let mut routes = lock(&self.routes);
+        if !routes.contains_key(route) {
+            routes.insert(route.to_string(), RouteStats::default());
+        }
+        let stats = routes.get_mut(route).expect("inserted above");
+        *stats.requests.entry(status).or_insert(0) += 1;
+        let h = &mut stats.latency;
         for (i, bound) in LATENCY_BOUNDS.iter().enumerate() {
             if seconds <= *bound {
                 h.buckets[i] += 1;
@@ -102,18 +113,21 @@ impl Stats {
             "# HELP account_usage_http_requests_total HTTP requests by matched route and status."
         );
         let _ = writeln!(out, "# TYPE account_usage_http_requests_total counter");
-        for ((route, status), n) in lock(&self.requests).iter() {
-            let _ = writeln!(
-                out,
-                "account_usage_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-            );
+        let routes = lock(&self.routes);
+        for (route, stats) in routes.iter() {
+            for (status, n) in &stats.requests {
+                let _ = writeln!(
+                    out,
+                    "account_usage_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
         }
         let _ = writeln!(
             out,
             "# HELP account_usage_http_request_duration_seconds Time to answer, by matched route."
         );
         let _ = writeln!(out, "# TYPE account_usage_http_request_duration_seconds histogram");
-        for (route, h) in lock(&self.latency).iter() {
+        for (route, h) in routes.iter().map(|(route, stats)| (route, &stats.latency)) {
             for (bound, n) in LATENCY_BOUNDS.iter().zip(h.buckets) {
                 let _ = writeln!(
                     out,
@@ -136,6 +150,7 @@ impl Stats {
                 h.count
             );
         }
+        drop(routes);
         let counter = |out: &mut String, name: &str, help: &str, samples: &[(&str, u64)]| {
             family(out, name, "counter", help, samples);
         };
