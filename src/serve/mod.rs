@@ -277,8 +277,11 @@ impl MakeRequestId for NextRequestId {
     }
 }
 
+/// The header that carries a request's id, set on the way in and echoed.
+const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
 fn request_id_of(headers: &HeaderMap) -> Option<&str> {
-    headers.get("x-request-id").and_then(|v| v.to_str().ok())
+    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok())
 }
 
 /// The router with every layer: what `serve` runs and what tests drive.
@@ -308,7 +311,7 @@ fn layered(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
                 .allow_origin(AllowOrigin::list(app.config.cors_origins.clone()))
                 .allow_methods([Method::GET, Method::HEAD])
                 .allow_headers([header::AUTHORIZATION, header::ACCEPT, header::IF_NONE_MATCH])
-                .expose_headers([header::ETAG, header::HeaderName::from_static("x-request-id")])
+                .expose_headers([header::ETAG, REQUEST_ID])
                 .max_age(Duration::from_secs(600)),
         )
     };
@@ -353,7 +356,7 @@ async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> R
     // Shared, not copied: both outlive the request, which `next` takes.
     let matched = request.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("unmatched", |m| m.as_str());
-    let request_id_header = request.headers().get("x-request-id").cloned();
+    let request_id_header = request.headers().get(REQUEST_ID).cloned();
     let request_id = request_id_header.as_ref().and_then(|v| v.to_str().ok());
     let method_ok = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let response = if !method_ok {
