@@ -42,8 +42,102 @@ enum State {
 struct GroupBlocks {
     /// Block number (`id.div_euclid(1024)`) to its offset in `bits`.
     offsets: HashMap<i64, usize, IdBuildHasher>,
+    /// The same, for a window of block numbers around those seen: a
+    /// group's ids mostly sit in one span of serial ids, and rows sorted by
+    /// id still move to another block every few ids, where a hash lookup
+    /// was most of an insert's cost.
+    window: Window,
     bits: Vec<u64>,
     last: Option<(i64, usize)>,
+}
+
+/// Offsets of the blocks `base..base + slots.len()`: every block of
+/// `offsets` in that span has its slot, so an empty slot means no block.
+#[derive(Debug, Default)]
+struct Window {
+    base: i64,
+    /// Offset in `bits` plus one; zero for none.
+    slots: Vec<usize>,
+}
+
+impl GroupBlocks {
+    /// Sets `entity`'s bit in `bucket` when its block exists.
+    #[inline]
+    fn set_if_allocated(&mut self, bucket: usize, entity: i64) -> bool {
+        let block = entity.div_euclid(BLOCK_IDS);
+        let offset = match self.last {
+            Some((b, offset)) if b == block => offset,
+            _ => match self
+                .window
+                .get(block)
+                .unwrap_or_else(|| self.offsets.get(&block).copied())
+            {
+                Some(offset) => offset,
+                None => return false,
+            },
+        };
+        self.last = Some((block, offset));
+        self.set(offset, bucket, entity);
+        true
+    }
+
+    #[inline]
+    fn set(&mut self, offset: usize, bucket: usize, entity: i64) {
+        let bit = entity.rem_euclid(BLOCK_IDS) as usize;
+        self.bits[offset + bucket * BLOCK_WORDS + bit / 64] |= 1 << (bit % 64);
+    }
+}
+
+impl Window {
+    /// The smallest window; a larger one may take up to `SLOTS_PER_BLOCK`
+    /// slots per block allocated, so it costs at most half the memory of
+    /// the blocks themselves (each is at least 16 words).
+    const MIN_SLOTS: i64 = 4096;
+    const SLOTS_PER_BLOCK: i64 = 8;
+
+    /// `Some(offset)` or `Some(None)` when `block` is inside the window;
+    /// `None` when only `offsets` can tell.
+    #[inline]
+    fn get(&self, block: i64) -> Option<Option<usize>> {
+        let i = usize::try_from(block.wrapping_sub(self.base)).ok()?;
+        self.slots.get(i).map(|slot| slot.checked_sub(1))
+    }
+
+    /// Records the new block at `offset`, moving or widening the window to
+    /// take it in when that keeps within its bound (`offsets` has every
+    /// block, this one included).
+    fn allocated(&mut self, block: i64, offset: usize, offsets: &HashMap<i64, usize, IdBuildHasher>) {
+        if self.slots.is_empty() {
+            // Serial ids grow: most of the window lies above the first block.
+            self.base = block - Self::MIN_SLOTS / 8;
+            self.slots = vec![0; Self::MIN_SLOTS as usize];
+        }
+        if let Some(i) = usize::try_from(block - self.base)
+            .ok()
+            .filter(|i| *i < self.slots.len())
+        {
+            self.slots[i] = offset + 1;
+            return;
+        }
+        let (lo, hi) = (self.base, self.base + self.slots.len() as i64);
+        let span = hi - lo;
+        // Half the span again on the side it grows, so widening is rare.
+        let (lo, hi) = if block < lo {
+            (block - span / 2, hi)
+        } else {
+            (lo, block + 1 + span / 2)
+        };
+        if hi - lo > Self::MIN_SLOTS.max(Self::SLOTS_PER_BLOCK * offsets.len() as i64) {
+            return;
+        }
+        self.base = lo;
+        self.slots = vec![0; (hi - lo) as usize];
+        for (b, o) in offsets {
+            if let Some(slot) = usize::try_from(b - lo).ok().and_then(|i| self.slots.get_mut(i)) {
+                *slot = o + 1;
+            }
+        }
+    }
 }
 
 /// The counts of one metric, by group (in the caller's numbering) and bucket.
@@ -80,33 +174,39 @@ impl DistinctCells {
             groups.resize_with(group + 1, GroupBlocks::default);
         }
         let blocks = &mut groups[group];
+        if blocks.set_if_allocated(bucket, entity) {
+            return;
+        }
+        if *words + block_words > self.budget_words {
+            self.move_to_hash_sets();
+            return self.insert_hashed(group, bucket, entity);
+        }
         let block = entity.div_euclid(BLOCK_IDS);
-        let offset = match blocks.last {
-            Some((b, offset)) if b == block => offset,
-            _ => match blocks.offsets.get(&block) {
-                Some(offset) => *offset,
-                None if *words + block_words > self.budget_words => {
-                    self.move_to_hash_sets();
-                    return self.insert_hashed(group, bucket, entity);
-                }
-                None => {
-                    let offset = blocks.bits.len();
-                    blocks.bits.resize(offset + block_words, 0);
-                    blocks.offsets.insert(block, offset);
-                    *words += block_words;
-                    offset
-                }
-            },
-        };
+        let offset = blocks.bits.len();
+        blocks.bits.resize(offset + block_words, 0);
+        blocks.offsets.insert(block, offset);
+        blocks.window.allocated(block, offset, &blocks.offsets);
+        *words += block_words;
         blocks.last = Some((block, offset));
-        let bit = entity.rem_euclid(BLOCK_IDS) as usize;
-        blocks.bits[offset + bucket * BLOCK_WORDS + bit / 64] |= 1 << (bit % 64);
+        blocks.set(offset, bucket, entity);
     }
 
     /// Counts each of `entities` in bucket `bucket` of group `group`.
     pub fn insert_all(&mut self, group: usize, bucket: usize, entities: &[i64]) {
-        for e in entities {
-            self.insert(group, bucket, *e);
+        let mut rest = entities;
+        while let Some((&first, tail)) = rest.split_first() {
+            // Ids whose block exists need neither the state nor the budget.
+            if let State::Blocked(groups, _) = &mut self.state
+                && let Some(blocks) = groups.get_mut(group)
+            {
+                let set = rest.iter().take_while(|e| blocks.set_if_allocated(bucket, **e)).count();
+                if set > 0 {
+                    rest = &rest[set..];
+                    continue;
+                }
+            }
+            self.insert(group, bucket, first);
+            rest = tail;
         }
     }
 
@@ -293,6 +393,43 @@ mod tests {
                 prop_assert_eq!(&cells.finish(5), &expected, "budget {}", budget);
             }
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Ids over a span wider than the first window, in any order: the
+        /// window moves and widens (or gives way to the hash map) without
+        /// losing a block.
+        #[test]
+        fn a_moving_window_counts_by_definition(
+            rows in vec((0..3usize, 0..2usize, -4_000_000..4_000_000i64), 0..4000),
+            sorted in any::<bool>(),
+        ) {
+            let mut rows = rows;
+            if sorted {
+                rows.sort_by_key(|(_, _, e)| *e);
+            }
+            let mut cells = DistinctCells::new(2);
+            for (g, b, e) in &rows {
+                cells.insert(*g, *b, *e);
+            }
+            prop_assert_eq!(cells.finish(3), naive(&rows, 3, 2));
+        }
+    }
+
+    #[test]
+    fn the_window_widens_over_serial_ids_and_not_over_sparse_ones() {
+        let mut cells = DistinctCells::new(1);
+        cells.insert_all(0, 0, &(0..10_000_000).step_by(97).collect::<Vec<i64>>());
+        cells.insert_all(1, 0, &(0..200).map(|i| i * 1_000_003).collect::<Vec<i64>>());
+        let State::Blocked(groups, _) = &cells.state else {
+            panic!("within budget")
+        };
+        assert!(groups[0].window.slots.len() as i64 > Window::MIN_SLOTS);
+        assert_eq!(groups[1].window.slots.len() as i64, Window::MIN_SLOTS);
+        let counts = cells.finish(2);
+        assert_eq!(counts.totals, [10_000_000_u64.div_ceil(97), 200]);
     }
 
     #[test]
