@@ -300,7 +300,7 @@ async fn for_each_day(
     // Days are fetched DAYS_AT_ONCE ahead, decoded one per core.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let decoding = Arc::new(tokio::sync::Semaphore::new(cores));
-    futures::stream::iter(all)
+    let cached: Vec<Vec<(Table, grain_cache::Rows)>> = futures::stream::iter(all)
         .map(|day| {
             let sources: Vec<(Table, Option<Table>)> = SOURCES
                 .iter()
@@ -325,8 +325,22 @@ async fn for_each_day(
             )
         })
         .buffer_unordered(DAYS_AT_ONCE)
-        .try_collect::<()>()
-        .await
+        .try_filter_map(|rows| async move { Ok((!rows.is_empty()).then_some(rows)) })
+        .try_collect()
+        .await?;
+    if cached.is_empty() {
+        return Ok(());
+    }
+    // Days already in memory are counted by one task: counting holds the
+    // sink's lock throughout, so a task per day only made the blocking
+    // threads wait on each other (and on the scheduler).
+    tokio::task::spawn_blocking(move || {
+        for (table, rows) in cached.iter().flatten() {
+            rows.iter().for_each(|r| sink.take(*table, r));
+        }
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))
 }
 
 fn ints(batch: &RecordBatch, column: &'static str, table: Table) -> Result<Vec<Option<i64>>, Error> {
@@ -417,7 +431,9 @@ pub(crate) fn channels_from(batches: &[RecordBatch]) -> Result<Vec<ChannelDim>, 
 }
 
 /// One day's rows of `account` from `sources` (each a table, and the one to
-/// read instead where a manifest does not have it), handed to `sink`.
+/// read instead where a manifest does not have it), handed to `sink`; or,
+/// when every file's rows are in the cache, those rows, for the caller to
+/// count with the other days in memory.
 async fn read_day(
     warehouse: &Warehouse,
     day: NaiveDate,
@@ -425,7 +441,7 @@ async fn read_day(
     account: i64,
     sources: Vec<(Table, Option<Table>)>,
     (sink, decoding, cache): (DaySink, Arc<tokio::sync::Semaphore>, Option<Arc<GrainCache>>),
-) -> Result<(), Error> {
+) -> Result<Vec<(Table, grain_cache::Rows)>, Error> {
     let mut attempt = 0;
     let cached = |key: &str| cache.as_ref()?.get(key, account);
     let indexed = match runs {
@@ -449,8 +465,14 @@ async fn read_day(
             }
         }
     };
-    if files.is_empty() {
-        return Ok(());
+    if files.iter().all(|(_, _, source)| matches!(source, Source::Rows(_))) {
+        return Ok(files
+            .into_iter()
+            .filter_map(|(table, _, source)| match source {
+                Source::Rows(rows) => Some((table, rows)),
+                Source::Bytes(_) => None,
+            })
+            .collect());
     }
     let permit = decoding.acquire_owned().await.map_err(|e| Error::Task(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
@@ -480,7 +502,8 @@ async fn read_day(
         Ok::<_, Error>(())
     })
     .await
-    .map_err(|e| Error::Task(e.to_string()))?
+    .map_err(|e| Error::Task(e.to_string()))??;
+    Ok(Vec::new())
 }
 
 /// A data file as a reader gets it: its bytes, or an account's rows of it
