@@ -254,10 +254,22 @@ fn start_cluster() -> PgCluster {
         pg_ctl.display(),
         data.display()
     );
+    when_this_process_exits(&format!("{stop} >/dev/null 2>&1; rm -rf {}", dir.display()));
+
+    PgCluster {
+        admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        pg_ctl,
+        data,
+        as_postgres,
+    }
+}
+
+/// Runs the shell command `cleanup` once this process has exited, however
+/// it exits: a reaper that outlives us by a moment.
+fn when_this_process_exits(cleanup: &str) {
     let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; rm -rf {dir}",
-        pid = std::process::id(),
-        dir = dir.display()
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {cleanup}",
+        pid = std::process::id()
     );
     // Never waited on: it must outlive us.
     #[allow(clippy::zombie_processes)]
@@ -267,14 +279,7 @@ fn start_cluster() -> PgCluster {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn the cluster reaper");
-
-    PgCluster {
-        admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        pg_ctl,
-        data,
-        as_postgres,
-    }
+        .expect("spawn a reaper");
 }
 
 /// Runs the real binary with `args`, returning its output.
@@ -300,6 +305,14 @@ impl TempDir {
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create temp dir");
         TempDir(path)
+    }
+
+    /// A directory for a fixture shared by the whole test process (held in
+    /// a static, which is never dropped): removed once the process exits.
+    pub fn for_process(label: &str) -> PathBuf {
+        let dir = std::mem::ManuallyDrop::new(TempDir::new(label));
+        when_this_process_exits(&format!("rm -rf {}", dir.path().display()));
+        dir.0.clone()
     }
 
     pub fn path(&self) -> &Path {

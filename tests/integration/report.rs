@@ -49,7 +49,6 @@ const DST_DAYS: [&str; 6] = [
 /// A seeded SQLite source and its published warehouse, shared by the tests
 /// of this module (built once: seeding and running 115 days takes a while).
 pub(crate) struct World {
-    _dir: TempDir,
     pub(crate) source: String,
     pub(crate) warehouse: String,
 }
@@ -59,9 +58,9 @@ static WORLD: tokio::sync::OnceCell<World> = tokio::sync::OnceCell::const_new();
 pub(crate) async fn world() -> &'static World {
     WORLD
         .get_or_init(|| async {
-            let dir = TempDir::new("report-world");
-            let source = format!("sqlite://{}/source.db", dir.path().display());
-            let warehouse = dir.path().join("wh").display().to_string();
+            let dir = TempDir::for_process("report-world");
+            let source = format!("sqlite://{}/source.db", dir.display());
+            let warehouse = dir.join("wh").display().to_string();
             let days = SEED_DAYS.to_string();
             common::run_ok(&[
                 "seed",
@@ -93,11 +92,7 @@ pub(crate) async fn world() -> &'static World {
                 "--parallel",
                 "2",
             ]);
-            World {
-                _dir: dir,
-                source,
-                warehouse,
-            }
+            World { source, warehouse }
         })
         .await
 }
