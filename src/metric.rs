@@ -45,14 +45,18 @@ impl Metric {
         Metric::UniqueMonthlyContacts,
     ];
 
+    /// The name, always at one address: readers compare names by address
+    /// before bytes. (A literal returned here may be copied into each
+    /// codegen unit that inlines this; a static's value is one pointer.)
     pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::ActiveAgents => "active_agents",
-            Metric::Channels => "channels",
-            Metric::ProactiveMessages => "proactive_messages",
-            Metric::ResolvedConversations => "resolved_conversations",
-            Metric::UniqueMonthlyContacts => "unique_monthly_contacts",
-        }
+        static NAMES: [&str; 5] = [
+            "active_agents",
+            "channels",
+            "proactive_messages",
+            "resolved_conversations",
+            "unique_monthly_contacts",
+        ];
+        NAMES[self as usize]
     }
 }
 
@@ -69,4 +73,19 @@ pub fn platform_of(channel: Option<&ChannelDim>) -> String {
     channel
         .and_then(|c| c.platform.clone())
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_metric_is_named_as_its_json_and_flag_value() {
+        for metric in Metric::ALL {
+            let json = serde_json::to_value(metric).expect("serializes");
+            assert_eq!(json.as_str(), Some(metric.as_str()));
+            let flag = clap::ValueEnum::to_possible_value(&metric).expect("a flag value");
+            assert_eq!(flag.get_name(), metric.as_str());
+        }
+    }
 }
