@@ -89,10 +89,11 @@ impl GroupBlocks {
 }
 
 impl Window {
-    /// The smallest window; a larger one may take up to `SLOTS_PER_BLOCK`
-    /// slots per block allocated, so it costs at most half the memory of
-    /// the blocks themselves (each is at least 16 words).
-    const MIN_SLOTS: i64 = 4096;
+    /// The first window; a wider one takes at most `SLOTS_PER_BLOCK` slots
+    /// per block allocated, so a window costs at most half the memory of
+    /// its group's blocks (each at least 16 words), and a group of a few
+    /// ids (a query by channel has many) keeps a small one.
+    const MIN_SLOTS: i64 = 64;
     const SLOTS_PER_BLOCK: i64 = 8;
 
     /// `Some(offset)` or `Some(None)` when `block` is inside the window;
