@@ -98,6 +98,18 @@ impl Snapshot {
     /// kept in `caches.grain` when given: a data file's key names its run and
     /// is never rewritten, so its entries need no confirming.
     pub async fn load(warehouse: Warehouse, caches: Caches) -> Result<Snapshot, Error> {
+        let loaded = Snapshot::load_unless_at(warehouse, caches, None).await?;
+        Ok(loaded.expect("no version to be at"))
+    }
+
+    /// As [`Snapshot::load`], but `None` when the warehouse is still at
+    /// `version`: then only the markers and the index are read, not the
+    /// dimension tables, which change only with the index.
+    pub async fn load_unless_at(
+        warehouse: Warehouse,
+        caches: Caches,
+        version: Option<u64>,
+    ) -> Result<Option<Snapshot>, Error> {
         // Markers first: a refresh that ends in between records its stamp
         // before it deletes its marker, so it is seen as under way or as
         // finished, never as neither.
@@ -105,10 +117,14 @@ impl Snapshot {
             .await
             .map_err(Error::DirtyMarkers)?;
         let index = crate::warehouse::index::load(&warehouse).await?;
-        let mut version = Fnv64::default();
-        version.write(&index.fingerprint.to_le_bytes());
+        let mut fingerprint = Fnv64::default();
+        fingerprint.write(&index.fingerprint.to_le_bytes());
         for key in markers.keys() {
-            version.write(key.as_bytes());
+            fingerprint.write(key.as_bytes());
+        }
+        let fingerprint = fingerprint.finish();
+        if version == Some(fingerprint) {
+            return Ok(None);
         }
         let refreshing = markers.into_values().flat_map(|(_, days)| days).collect();
         let (published, latest_run) = (index.days, index.latest_run);
@@ -143,7 +159,7 @@ impl Snapshot {
                 channels.entry(c.account_id).or_default().push(c);
             }
         }
-        Ok(Snapshot {
+        Ok(Some(Snapshot {
             warehouse,
             published_in_order: published.iter().copied().collect(),
             published,
@@ -154,9 +170,9 @@ impl Snapshot {
             latest_run,
             refreshing,
             rollups_refreshed: index.rollups_refreshed,
-            version: version.finish(),
+            version: fingerprint,
             caches,
-        })
+        }))
     }
 
     pub fn warehouse(&self) -> &Warehouse {

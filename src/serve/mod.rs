@@ -206,12 +206,14 @@ impl App {
     }
 
     /// Loads a snapshot and swaps it in if the data changed; `Ok(true)`
-    /// when it did.
+    /// when it did. An unchanged warehouse costs its markers and index
+    /// only.
     pub async fn refresh(&self) -> Result<bool, report::Error> {
-        let fresh = Snapshot::load(self.warehouse.clone(), self.caches.clone()).await?;
-        let changed = self.snapshot().is_none_or(|s| s.version() != fresh.version());
+        let serving = self.snapshot().map(|s| s.version());
+        let fresh = Snapshot::load_unless_at(self.warehouse.clone(), self.caches.clone(), serving).await?;
         self.stats.snapshot_loaded();
-        if changed {
+        let changed = fresh.is_some();
+        if let Some(fresh) = fresh {
             tracing::info!(
                 version = format!("{:016x}", fresh.version()),
                 days = fresh.published().len(),

@@ -741,6 +741,44 @@ async fn etags_and_reruns(warehouse: &str, env: &[(String, String)]) {
     }
 }
 
+/// A refresh that finds the index and markers unchanged reads nothing else:
+/// with the latest day's dimension files gone, refreshes neither fail nor
+/// change what is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unchanged_warehouse_is_refreshed_from_its_index_alone() {
+    let dir = TempDir::new("serve-unchanged");
+    let source = format!("sqlite://{}", dir.path().join("source.db").display());
+    let warehouse = dir.path().join("wh");
+    let wh = warehouse.display().to_string();
+    common::run_ok(&[
+        "seed",
+        "--source",
+        &source,
+        "--accounts",
+        "2",
+        "--days",
+        "1",
+        "--start",
+        "2026-05-01",
+        "--messages-per-day",
+        "300",
+    ]);
+    common::run_ok(&["run", "--source", &source, "--warehouse", &wh, "--date", "2026-05-01"]);
+    let server = Server::start(&wh, &["--refresh-interval", "500ms"]);
+    let t = token("1");
+    let before = get(&server, "/v1/accounts/1/channels", &t);
+    assert_eq!(before.0, 200, "{}", before.2);
+    std::fs::rename(warehouse.join("channels"), dir.path().join("channels-away")).unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    let metrics = ureq_like_get(&format!("{}/metrics", server.base), &[]).unwrap();
+    assert!(
+        metrics.2.contains("account_usage_snapshot_refresh_failures_total 0\n"),
+        "{}",
+        metrics.2
+    );
+    assert_eq!(get(&server, "/v1/accounts/1/channels", &t).2, before.2);
+}
+
 #[test]
 fn serve_refuses_to_start_without_a_way_to_check_tokens() {
     let dir = TempDir::new("serve-refuse");
