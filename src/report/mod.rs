@@ -160,6 +160,10 @@ pub async fn report(request: &ReportRequest) -> Result<Report, Error> {
 /// Days of base grain read and decoded at once.
 const DAYS_AT_ONCE: usize = 8;
 
+/// Files of one day fetched at once (tables, and shards of each): on an
+/// object store each GET waits a round trip.
+const FILES_AT_ONCE: usize = 8;
+
 /// The UTC days a base-grain answer reads: those under the range (every
 /// metric but unique monthly contacts) and those of the whole months of
 /// unique monthly contacts; and, where the published-days index names
@@ -544,18 +548,21 @@ async fn fetch(
     keys: Vec<(Table, String)>,
     cached: &(dyn Fn(&str) -> Option<grain_cache::Rows> + Sync),
 ) -> Result<Option<Vec<(Table, String, Source)>>, Error> {
-    let mut files = Vec::with_capacity(keys.len());
-    for (table, key) in keys {
-        let source = match cached(&key) {
-            Some(rows) => Source::Rows(rows),
-            None => match warehouse.get(&key).await? {
-                Some(bytes) => Source::Bytes(bytes),
-                None => return Ok(None),
-            },
-        };
-        files.push((table, key, source));
-    }
-    Ok(Some(files))
+    let files: Vec<Option<(Table, String, Source)>> = futures::stream::iter(keys)
+        .map(|(table, key)| async move {
+            let source = match cached(&key) {
+                Some(rows) => Source::Rows(rows),
+                None => match warehouse.get(&key).await? {
+                    Some(bytes) => Source::Bytes(bytes),
+                    None => return Ok(None),
+                },
+            };
+            Ok::<_, Error>(Some((table, key, source)))
+        })
+        .buffered(FILES_AT_ONCE)
+        .try_collect()
+        .await?;
+    Ok(files.into_iter().collect())
 }
 
 /// The files of `sources` of a published day, from the runs the index
@@ -566,14 +573,12 @@ async fn files_of_runs(
     runs: &[(ShardSpec, RunId)],
     sources: &[(Table, Option<Table>)],
 ) -> Result<Option<Vec<(Table, String, bytes::Bytes)>>, Error> {
-    let mut files = Vec::new();
-    for (table, key) in keys_of_runs(day, runs, sources) {
-        let Some(bytes) = warehouse.get(&key).await? else {
-            return Ok(None);
-        };
-        files.push((table, key, bytes));
-    }
-    Ok(Some(files))
+    let files: Vec<Option<(Table, String, bytes::Bytes)>> = futures::stream::iter(keys_of_runs(day, runs, sources))
+        .map(|(table, key)| async move { Ok::<_, Error>(warehouse.get(&key).await?.map(|bytes| (table, key, bytes))) })
+        .buffered(FILES_AT_ONCE)
+        .try_collect()
+        .await?;
+    Ok(files.into_iter().collect())
 }
 
 /// The files of `sources` of a published day and their bytes; `Err` with
