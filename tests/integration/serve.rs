@@ -756,23 +756,19 @@ async fn etags_and_reruns(warehouse: &str, env: &[(String, String)]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unchanged_warehouse_is_refreshed_from_its_index_alone() {
     let dir = TempDir::new("serve-unchanged");
-    let source = format!("sqlite://{}", dir.path().join("source.db").display());
+    let source = crate::run::Src::sqlite(&dir);
+    source.seed("2", "300");
     let warehouse = dir.path().join("wh");
     let wh = warehouse.display().to_string();
     common::run_ok(&[
-        "seed",
+        "run",
         "--source",
-        &source,
-        "--accounts",
-        "2",
-        "--days",
-        "1",
-        "--start",
-        "2026-05-01",
-        "--messages-per-day",
-        "300",
+        source.url(),
+        "--warehouse",
+        &wh,
+        "--date",
+        "2026-03-06",
     ]);
-    common::run_ok(&["run", "--source", &source, "--warehouse", &wh, "--date", "2026-05-01"]);
     let server = Server::start(&wh, &["--refresh-interval", "500ms"]);
     let t = token("1");
     let before = get(&server, "/v1/accounts/1/channels", &t);
