@@ -469,14 +469,15 @@ async fn read_day(
             }
         }
     };
-    if files.iter().all(|(_, _, source)| matches!(source, Source::Rows(_))) {
-        return Ok(files
-            .into_iter()
-            .filter_map(|(table, _, source)| match source {
-                Source::Rows(rows) => Some((table, rows)),
-                Source::Bytes(_) => None,
-            })
-            .collect());
+    let all_cached: Option<Vec<(Table, grain_cache::Rows)>> = files
+        .iter()
+        .map(|(table, _, source)| match source {
+            Source::Rows(rows) => Some((*table, rows.clone())),
+            Source::Bytes(_) => None,
+        })
+        .collect();
+    if let Some(rows) = all_cached {
+        return Ok(rows);
     }
     let permit = decoding.acquire_owned().await.map_err(|e| Error::Task(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
