@@ -240,18 +240,59 @@ pub struct DayAggregator {
 struct Known {
     accounts: std::collections::HashSet<i64, keyed::IdBuildHasher>,
     channel_accounts: std::collections::HashMap<i64, i64, keyed::IdBuildHasher>,
+    /// The valid case in one load: by channel id (from `first_channel`), its
+    /// account when that account exists, else [`Known::NO_VALID_ROW`]. Built
+    /// when channel ids are dense enough (they come from a sequence), which
+    /// takes the two hash lookups of a fleet's 12,000 channels off every row.
+    valid_owner: Vec<i64>,
+    first_channel: i64,
 }
 
 impl Known {
+    /// No row of this channel is valid (it is not there, or its account is not).
+    const NO_VALID_ROW: i64 = i64::MIN;
+    /// `valid_owner` may be this many times longer than the channels are many
+    /// (plus a constant, for small or young sources), eight bytes a slot.
+    const MAX_SPREAD: usize = 4;
+    const MIN_SLOTS: usize = 64 * 1024;
+
     fn of(dims: &Dimensions) -> Self {
+        let accounts: std::collections::HashSet<i64, keyed::IdBuildHasher> = dims.accounts.keys().copied().collect();
+        let channel_accounts: std::collections::HashMap<i64, i64, keyed::IdBuildHasher> =
+            dims.channels.iter().map(|(id, c)| (*id, c.account_id)).collect();
+        let first_channel = channel_accounts.keys().copied().min().unwrap_or(0);
+        let last_channel = channel_accounts.keys().copied().max().unwrap_or(0);
+        let slots = (last_channel as i128 - first_channel as i128 + 1) as u128;
+        let limit = (Self::MAX_SPREAD * channel_accounts.len() + Self::MIN_SLOTS) as u128;
+        let mut valid_owner = Vec::new();
+        if !channel_accounts.is_empty() && slots <= limit {
+            valid_owner = vec![Self::NO_VALID_ROW; slots as usize];
+            for (channel, owner) in &channel_accounts {
+                if accounts.contains(owner) {
+                    valid_owner[(channel - first_channel) as usize] = *owner;
+                }
+            }
+        }
         Known {
-            accounts: dims.accounts.keys().copied().collect(),
-            channel_accounts: dims.channels.iter().map(|(id, c)| (*id, c.account_id)).collect(),
+            accounts,
+            channel_accounts,
+            valid_owner,
+            first_channel,
         }
     }
 
     /// Why a row of `account` and `channel` is rejected, if it is.
+    #[inline]
     fn check(&self, account: i64, channel: i64) -> Option<RejectReason> {
+        let slot = (channel as u64).wrapping_sub(self.first_channel as u64);
+        match self.valid_owner.get(slot as usize) {
+            Some(owner) if *owner == account && account != Self::NO_VALID_ROW => None,
+            _ => self.why_rejected(account, channel),
+        }
+    }
+
+    /// The full check, in the order of precedence of the reasons.
+    fn why_rejected(&self, account: i64, channel: i64) -> Option<RejectReason> {
         if !self.accounts.contains(&account) {
             return Some(RejectReason::UnknownAccount);
         }

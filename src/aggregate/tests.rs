@@ -552,3 +552,68 @@ mod hostile_rows {
         }
     }
 }
+
+/// Property: the dense fast path of `Known::check` gives exactly the reason
+/// of the full check, for channel ids dense (the table is built) and sparse
+/// (it is not), channels of accounts that do not exist, and ids at the ends
+/// of the range.
+#[test]
+fn the_fast_dimension_check_agrees_with_the_full_one() {
+    use crate::seed::rng::Rng;
+    for seed in 0..200u64 {
+        let mut rng = Rng::new(seed);
+        let sparse = seed % 2 == 1;
+        let mut d = Dimensions::default();
+        for id in 0..rng.range(0, 6) {
+            d.accounts.insert(
+                id,
+                AccountDim {
+                    id,
+                    name: None,
+                    time_zone: None,
+                    created_at: None,
+                },
+            );
+        }
+        let base = [0, -5, i64::MIN, i64::MAX - 100, 1 << 40][seed as usize % 5];
+        let mut channels = Vec::new();
+        for _ in 0..rng.range(0, 40) {
+            let offset = if sparse {
+                rng.range(0, 1 << 30)
+            } else {
+                rng.range(0, 80)
+            };
+            let id = base.saturating_add(offset);
+            let account = rng.range(-1, 8);
+            channels.push(id);
+            d.channels.insert(
+                id,
+                ChannelDim {
+                    id,
+                    account_id: account,
+                    platform: None,
+                    name: None,
+                    environment: None,
+                    connected_at: None,
+                    disconnected_at: None,
+                },
+            );
+        }
+        let known = Known::of(&d);
+        // Both paths are taken: near the ends of the range ids saturate into one.
+        if channels.len() > 1 && [0, -5, 1 << 40].contains(&base) {
+            assert_eq!(known.valid_owner.is_empty(), sparse, "seed {seed}");
+        }
+        let mut probes: Vec<i64> = channels.clone();
+        probes.extend([i64::MIN, i64::MAX, 0, -1, base.wrapping_sub(1), base.wrapping_add(81)]);
+        for channel in probes {
+            for account in [i64::MIN, -1, 0, 1, 2, 3, 4, 5, 6, 7, i64::MAX] {
+                assert_eq!(
+                    known.check(account, channel),
+                    known.why_rejected(account, channel),
+                    "seed {seed}: account {account}, channel {channel}"
+                );
+            }
+        }
+    }
+}
