@@ -49,7 +49,9 @@ use crate::rollup;
 use crate::source::{Access, SourceDb, SourceSettings, SourceUrl};
 use crate::warehouse::gate::WriteGate;
 use crate::warehouse::manifest::{self, DayManifest, FileEntry};
-use crate::warehouse::paths::{DataFileKey, DirtyMarkerKey, RunId, ShardSpec, Table, run_manifest_key, state_key};
+use crate::warehouse::paths::{
+    DataFileKey, DirtyMarkerKey, LeaseKey, RunId, ShardSpec, Table, run_manifest_key, state_key,
+};
 use crate::warehouse::tables;
 use crate::warehouse::write::{ParquetFile, ROW_GROUP_ROWS};
 use crate::warehouse::{StoreSettings, Warehouse, WarehouseUrl};
@@ -212,7 +214,7 @@ fn rfc3339(m: UnixMicros) -> String {
 pub async fn run(config: &RunConfig, gate: &WriteGate) -> Result<RunReport> {
     let started = Instant::now();
     let stats = Mutex::new(RunStats::default());
-    let held = Mutex::new(None);
+    let held = Mutex::new(LeaseSlot::Empty);
     let outcome = tokio::select! {
         outcome = run_until_done(config, gate, &stats, &held) => outcome,
         () = gate.closed() => Err(Error::Stopped),
@@ -226,7 +228,11 @@ pub async fn run(config: &RunConfig, gate: &WriteGate) -> Result<RunReport> {
         }
         other => other,
     };
-    let held = held.into_inner().unwrap_or_else(|p| p.into_inner());
+    let (held, acquiring) = match held.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        LeaseSlot::Held(lease) => (Some(lease), None),
+        LeaseSlot::Acquiring { warehouse, key } => (None, Some((warehouse, key))),
+        LeaseSlot::Empty => (None, None),
+    };
     if let Some(lease) = &held {
         // Tasks of this run that are still running write nothing from here on.
         lease.lost.close();
@@ -245,6 +251,17 @@ pub async fn run(config: &RunConfig, gate: &WriteGate) -> Result<RunReport> {
             .is_err()
     {
         tracing::warn!("Releasing the lease timed out; it expires by itself.");
+    }
+    // Stopped while taking the lease: a lease written while waiting for
+    // younger runs would otherwise hold them off until it expires.
+    if let Some((warehouse, key)) = acquiring {
+        match tokio::time::timeout(Duration::from_secs(2), warehouse.delete(&key)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(key, error = %error_chain(&e), "Withdrawing the lease failed; it expires by itself.")
+            }
+            Err(_) => tracing::warn!(key, "Withdrawing the lease timed out; it expires by itself."),
+        }
     }
     let stats = stats.into_inner().unwrap_or_else(|p| p.into_inner());
     let duration = started.elapsed();
@@ -294,13 +311,25 @@ fn counts_json<K: AsRef<str>>(counts: &BTreeMap<K, u64>) -> String {
     serde_json::Value::Object(map).to_string()
 }
 
+/// Where a run is with its lease, for [`run`] to clean up after a stop.
+enum LeaseSlot {
+    /// A dry run, or no lease written yet.
+    Empty,
+    /// Being taken: the run's lease object may exist, held or waiting.
+    Acquiring {
+        warehouse: Warehouse,
+        key: String,
+    },
+    Held(lease::Lease),
+}
+
 /// Takes the run's lease (not for a dry run), then does the work unless the
 /// lease is lost. The lease goes into `held` for [`run`] to release.
 async fn run_until_done(
     config: &RunConfig,
     gate: &WriteGate,
     stats: &Mutex<RunStats>,
-    held: &Mutex<Option<lease::Lease>>,
+    held: &Mutex<LeaseSlot>,
 ) -> Result<RunReport> {
     let started = Instant::now();
     let started_at = Utc::now();
@@ -321,10 +350,14 @@ async fn run_until_done(
         pid: std::process::id(),
         expires_at: 0,
     };
+    *held.lock().expect("lease slot") = LeaseSlot::Acquiring {
+        warehouse: base.clone(),
+        key: LeaseKey { run_id: run_id.clone() }.relative(),
+    };
     let lease = lease::acquire(&base, record, config.lease).await?;
     let lost = lease.lost.clone();
     let warehouse = base.gated(gate).gated(&lost);
-    *held.lock().expect("lease slot") = Some(lease);
+    *held.lock().expect("lease slot") = LeaseSlot::Held(lease);
     tokio::select! {
         report = work(config, &warehouse, run_id, started, stats) => report,
         () = lost.closed() => Err(Error::LeaseLost),

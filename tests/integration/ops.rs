@@ -465,6 +465,71 @@ async fn sigterm_stops_a_run_within_10s_with_143_and_nothing_after_it() {
     assert!(wh.list("_rollups/dirty").await.unwrap().is_empty());
 }
 
+/// A run stopped while it waits for a lease takes its own lease away with
+/// it: left behind, it would hold the runs it waits for off until it
+/// expired. The holder here is a younger run's live lease (written by the
+/// test), so the run keeps its lease while it waits (rule 4 of `job::lease`).
+#[test]
+fn sigterm_while_waiting_for_a_lease_leaves_no_lease_of_its_own() {
+    use account_usage::job::lease::LeaseRecord;
+    use account_usage::warehouse::paths::{LeaseKey, RunId};
+
+    let dir = TempDir::new("ops-term-lease");
+    let src = Src::sqlite(&dir);
+    src.seed("2", "300");
+    let warehouse = dir.path().join("wh");
+    let in_an_hour = chrono::Utc::now() + chrono::Duration::hours(1);
+    let holder = LeaseRecord {
+        run_id: RunId::new(in_an_hour, 7),
+        shard: "s0of1".into(),
+        accounts: None,
+        days: vec![],
+        host: "elsewhere".into(),
+        pid: 1,
+        expires_at: in_an_hour.timestamp_micros(),
+    };
+    let holder_key = LeaseKey {
+        run_id: holder.run_id.clone(),
+    }
+    .relative();
+    std::fs::create_dir_all(warehouse.join("_leases")).unwrap();
+    std::fs::write(warehouse.join(&holder_key), serde_json::to_vec(&holder).unwrap()).unwrap();
+    let leases = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(warehouse.join("_leases"))
+            .unwrap()
+            .map(|e| format!("_leases/{}", e.unwrap().file_name().to_string_lossy()))
+            .filter(|name| name.ends_with(".json"))
+            .collect();
+        names.sort();
+        names
+    };
+
+    let warehouse_url = warehouse.display().to_string();
+    let args = [
+        "run",
+        "--source",
+        src.url(),
+        "--warehouse",
+        &warehouse_url,
+        "--date",
+        FROM,
+    ];
+    let child = spawn_run(&args, &[("RUST_LOG", "info")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while leases().len() < 2 {
+        assert!(Instant::now() < deadline, "the run never wrote its lease");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Past its first listing, into the wait.
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let (code, stderr, took) = wait_bounded(child, Duration::from_secs(10));
+    assert!(took < Duration::from_secs(10), "took {took:?} to stop");
+    assert_eq!(code, Some(143), "{stderr}");
+    assert!(stderr.contains("Waiting for overlapping runs"), "{stderr}");
+    assert_eq!(leases(), vec![holder_key], "the stopped run left its lease: {stderr}");
+}
+
 #[test]
 fn a_backfill_without_a_tty_logs_one_progress_line_per_day() {
     let dir = TempDir::new("ops-progress");
