@@ -414,6 +414,11 @@ async fn work(
         dry_run = config.dry_run,
         "Run started."
     );
+    if !config.dry_run {
+        for folder in spill::remove_abandoned(&config.spill_dir) {
+            tracing::info!(folder = %folder.display(), "Removed a spill folder left by a killed run.");
+        }
+    }
     if config.dry_run {
         print!("{}", describe_plan(config, &plan));
         snapshot.close().await;
@@ -712,7 +717,8 @@ async fn process_day(
     let started = Instant::now();
     let range = DayRange::new(day);
     let spill_folder = SpillFolder::new(config.spill_dir.join(format!(
-        "account-usage-spill-{}-{}",
+        "{}{}-{}",
+        spill::FOLDER_PREFIX,
         plan.run_id,
         day.format("%Y%m%d")
     )));

@@ -14,22 +14,78 @@ const RECORD: usize = 48;
 /// The folder a day spills under. Each `SpillRuns` removes only its own
 /// subfolder, so the day's folder itself goes on drop, when the day is done
 /// or has failed: a spilling run leaves nothing behind.
-pub struct SpillFolder(PathBuf);
+///
+/// A killed process drops nothing, so the folder also holds a lock file,
+/// locked (`flock`) for as long as the folder is in use: the OS releases it
+/// when its process dies, however it dies, and [`remove_abandoned`] then
+/// knows the folder is nobody's. Runs of other warehouses may share the
+/// spill folder, so a lease (kept in a warehouse) could not say the same.
+pub struct SpillFolder {
+    path: PathBuf,
+    /// Held until the folder is removed (fields drop after `Drop::drop`).
+    _lock: Option<File>,
+}
+
+/// The name every day's spill folder starts with.
+pub const FOLDER_PREFIX: &str = "account-usage-spill-";
+const LOCK: &str = ".lock";
 
 impl SpillFolder {
+    /// The folder at `path` (named with [`FOLDER_PREFIX`]), created and
+    /// locked now. Without a lock (an unwritable spill folder is an error
+    /// only once a day spills) it is never removed by another run.
     pub fn new(path: PathBuf) -> Self {
-        SpillFolder(path)
+        let lock = Self::lock(&path)
+            .inspect_err(|e| tracing::debug!(path = %path.display(), error = %e, "The spill folder is not locked."))
+            .ok();
+        SpillFolder { path, _lock: lock }
+    }
+
+    /// Locks a file under another name and only then renames it to the
+    /// lock's: a lock file that exists is always locked while its owner lives.
+    fn lock(path: &Path) -> std::io::Result<File> {
+        std::fs::create_dir_all(path)?;
+        let staged = path.join(".lock-staged");
+        let file = File::create(&staged)?;
+        file.lock()?;
+        std::fs::rename(&staged, path.join(LOCK))?;
+        Ok(file)
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
     }
 }
 
 impl Drop for SpillFolder {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// Removes the day folders under `spill_dir` whose process is gone (a
+/// SIGKILL, an OOM kill): those whose lock file can be locked. Folders
+/// without a lock file are left alone. Returns the folders removed.
+pub fn remove_abandoned(spill_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(spill_dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry.file_name().to_str().is_some_and(|n| n.starts_with(FOLDER_PREFIX));
+        if !ours || !path.is_dir() {
+            continue;
+        }
+        let Ok(lock) = File::open(path.join(LOCK)) else {
+            continue;
+        };
+        // Held while removing, so that two runs sweeping do not both try.
+        if lock.try_lock().is_ok() && std::fs::remove_dir_all(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
 }
 
 /// The spilled runs of one aggregate of one day. The folder is removed on drop.
@@ -122,6 +178,30 @@ mod tests {
         }
         assert!(error.lock().unwrap().is_none());
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn only_folders_whose_process_is_gone_are_swept() {
+        let dir = std::env::temp_dir().join(format!("account-usage-sweep-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let live = SpillFolder::new(dir.join(format!("{FOLDER_PREFIX}live")));
+        // What a killed process leaves: its lock file, no longer locked.
+        let dead = dir.join(format!("{FOLDER_PREFIX}dead"));
+        std::fs::create_dir_all(dead.join("messages")).unwrap();
+        File::create(dead.join(LOCK)).unwrap();
+        // Without a lock file (an unwritable folder, or another program's).
+        let unlocked = dir.join(format!("{FOLDER_PREFIX}unlocked"));
+        std::fs::create_dir_all(&unlocked).unwrap();
+        let other = dir.join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        File::create(other.join(LOCK)).unwrap();
+
+        assert_eq!(remove_abandoned(&dir), vec![dead.clone()]);
+        assert!(!dead.exists());
+        assert!(live.path().join(LOCK).exists() && unlocked.exists() && other.exists());
+        drop(live);
+        assert!(remove_abandoned(&dir).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

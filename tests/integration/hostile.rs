@@ -51,29 +51,52 @@ fn one_error_line(stderr: &str) -> String {
     errors[0].to_string()
 }
 
+/// A run of one day that spills every 1,000 entries into `spill`.
+fn spilling_run(src: &Src, warehouse: &str, spill: &Path) -> Vec<String> {
+    [
+        "run",
+        "--source",
+        src.url(),
+        "--warehouse",
+        warehouse,
+        "--date",
+        DAY,
+        "--max-entries-in-memory",
+        "1000",
+        "--spill-dir",
+        &spill.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Whether a sorted run was spilled under `root` (a day's folder, and its
+/// lock file, exist from the day's start).
+fn spilled(root: &Path) -> bool {
+    common::files_under(root)
+        .iter()
+        .any(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("run-")))
+}
+
+/// The day folders under `spill`.
+fn day_folders(spill: &Path) -> Vec<String> {
+    std::fs::read_dir(spill)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("account-usage-spill-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn a_spill_folder_that_fills_up_or_disappears_fails_the_run_with_exit_1_and_publishes_nothing() {
     let dir = TempDir::new("spill");
     let src = Src::sqlite(&dir);
     src.seed("4", "20000");
-    let args = |warehouse: &str, spill: &Path| -> Vec<String> {
-        [
-            "run",
-            "--source",
-            src.url(),
-            "--warehouse",
-            warehouse,
-            "--date",
-            DAY,
-            "--max-entries-in-memory",
-            "1000",
-            "--spill-dir",
-            &spill.display().to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let args = |warehouse: &str, spill: &Path| spilling_run(&src, warehouse, spill);
 
     // Full: a 64 KiB file system.
     let spill = dir.path().join("full");
@@ -104,10 +127,7 @@ fn a_spill_folder_that_fills_up_or_disappears_fails_the_run_with_exit_1_and_publ
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while std::fs::read_dir(&spill)
-        .map(|mut d| d.next().is_none())
-        .unwrap_or(true)
-    {
+    while !spilled(&spill) {
         assert!(started.elapsed() < Duration::from_secs(30), "the run never spilled");
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -122,6 +142,81 @@ fn a_spill_folder_that_fills_up_or_disappears_fails_the_run_with_exit_1_and_publ
     let line = one_error_line(&stderr);
     assert!(line.contains("spilling aggregates"), "{line}");
     assert_nothing_published(&warehouse);
+}
+
+/// A SIGKILLed run cannot remove its spill folder; the next run that uses
+/// the same spill folder does (of any warehouse: the folder's lock, not a
+/// lease, says that its process is gone), and leaves a live run's alone.
+#[test]
+fn a_killed_runs_spill_folder_is_removed_by_the_next_run() {
+    let dir = TempDir::new("spill-killed");
+    let src = Src::sqlite(&dir);
+    src.seed("4", "20000");
+    let spill = dir.path().join("spill");
+    std::fs::create_dir_all(&spill).unwrap();
+    let killed_wh = dir.path().join("wh-killed").display().to_string();
+    let argv = spilling_run(&src, &killed_wh, &spill);
+    let mut child = Command::new(common::BIN)
+        .args(&argv)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !spilled(&spill) {
+        assert!(started.elapsed() < Duration::from_secs(30), "the run never spilled");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    let left = day_folders(&spill);
+    assert_eq!(left.len(), 1, "{left:?}");
+
+    // The next run removes it before its first day; meanwhile, a run of
+    // yet another warehouse leaves the next run's live folder alone.
+    let next_wh = dir.path().join("wh-next").display().to_string();
+    let next = Command::new(common::BIN)
+        .args(spilling_run(&src, &next_wh, &spill))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let live_folder = loop {
+        let folders = day_folders(&spill);
+        if let Some(f) = folders.iter().find(|f| **f != left[0]) {
+            break f.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the next run never started its day"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert!(
+        !day_folders(&spill).contains(&left[0]),
+        "the killed run's folder is still there"
+    );
+    let other_wh = dir.path().join("wh-other").display().to_string();
+    let other: Vec<String> = spilling_run(&src, &other_wh, &spill);
+    let refs: Vec<&str> = other.iter().map(String::as_str).collect();
+    let out = common::run_bin(&refs);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after_other = day_folders(&spill);
+    let next = next.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&next.stderr);
+    assert!(next.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Removed a spill folder left by a killed run"),
+        "{stderr}"
+    );
+    // Unless the next run had finished first, its folder was still there.
+    assert!(
+        after_other.is_empty() || after_other == vec![live_folder],
+        "{after_other:?}"
+    );
+    assert!(day_folders(&spill).is_empty());
 }
 
 /// Every column of the tables the extract reads, with a value of another
