@@ -91,6 +91,26 @@ fn day_folders(spill: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Starts `argv` with `RUST_LOG` at `log`, its stderr piped.
+fn spawn(argv: &[String], log: &str) -> std::process::Child {
+    Command::new(common::BIN)
+        .args(argv)
+        .env("RUST_LOG", log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (up to 30 s) for a run to spill under `spill`.
+fn wait_until_spilled(spill: &Path) {
+    let started = Instant::now();
+    while !spilled(spill) {
+        assert!(started.elapsed() < Duration::from_secs(30), "the run never spilled");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn a_spill_folder_that_fills_up_or_disappears_fails_the_run_with_exit_1_and_publishes_nothing() {
     let dir = TempDir::new("spill");
@@ -119,18 +139,8 @@ fn a_spill_folder_that_fills_up_or_disappears_fails_the_run_with_exit_1_and_publ
     std::fs::create_dir_all(&spill).unwrap();
     let warehouse = dir.path().join("wh-gone").display().to_string();
     let argv = args(&warehouse, &spill);
-    let child = Command::new(common::BIN)
-        .args(&argv)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !spilled(&spill) {
-        assert!(started.elapsed() < Duration::from_secs(30), "the run never spilled");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let child = spawn(&argv, "warn");
+    wait_until_spilled(&spill);
     // Gone at once (a recursive delete would race with the files the run
     // keeps creating): moved away, then deleted.
     let moved = dir.path().join("gone-moved");
@@ -156,18 +166,8 @@ fn a_killed_runs_spill_folder_is_removed_by_the_next_run() {
     std::fs::create_dir_all(&spill).unwrap();
     let killed_wh = dir.path().join("wh-killed").display().to_string();
     let argv = spilling_run(&src, &killed_wh, &spill);
-    let mut child = Command::new(common::BIN)
-        .args(&argv)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !spilled(&spill) {
-        assert!(started.elapsed() < Duration::from_secs(30), "the run never spilled");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let mut child = spawn(&argv, "warn");
+    wait_until_spilled(&spill);
     let _ = child.kill(); // SIGKILL
     let _ = child.wait();
     let left = day_folders(&spill);
@@ -176,13 +176,8 @@ fn a_killed_runs_spill_folder_is_removed_by_the_next_run() {
     // The next run removes it before its first day; meanwhile, a run of
     // yet another warehouse leaves the next run's live folder alone.
     let next_wh = dir.path().join("wh-next").display().to_string();
-    let next = Command::new(common::BIN)
-        .args(spilling_run(&src, &next_wh, &spill))
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let next = spawn(&spilling_run(&src, &next_wh, &spill), "info");
+    let started = Instant::now();
     let live_folder = loop {
         let folders = day_folders(&spill);
         if let Some(f) = folders.iter().find(|f| **f != left[0]) {
