@@ -1,6 +1,11 @@
 //! Sorted runs of aggregate entries spilled to local files, and read back
 //! for the merge. Records are 48 little-endian bytes: key `[i64; 4]`, value
 //! `[i64; 2]`.
+//!
+//! What must always hold: a day's folder is removed when the day is done or
+//! has failed, or, when its process was killed, by the next run that uses
+//! the same spill folder; a folder whose process lives is never touched by
+//! another (its lock file says so, see [`SpillFolder`]).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
