@@ -414,11 +414,6 @@ async fn work(
         dry_run = config.dry_run,
         "Run started."
     );
-    if !config.dry_run {
-        for folder in spill::remove_abandoned(&config.spill_dir) {
-            tracing::info!(folder = %folder.display(), "Removed a spill folder left by a killed run.");
-        }
-    }
     if config.dry_run {
         print!("{}", describe_plan(config, &plan));
         snapshot.close().await;
@@ -432,6 +427,9 @@ async fn work(
             elapsed: started.elapsed(),
             warehouse: warehouse.url().to_string(),
         });
+    }
+    for folder in spill::remove_abandoned(&config.spill_dir) {
+        tracing::info!(folder = %folder.display(), "Removed a spill folder left by a killed run.");
     }
 
     // Name the days whose rollups go stale from the first publish on.
