@@ -190,13 +190,18 @@ impl Acc {
 }
 
 /// A bucket's stored values of one metric, by the query's grouping.
-fn stored<'a>(file: &'a AccountBucket, metric: &'a str, group_by: GroupBy) -> impl Iterator<Item = (Group, u64)> + 'a {
+fn stored<'a>(
+    file: &'a AccountBucket,
+    metric: &'a str,
+    group_by: GroupBy,
+    grouping: &'a Grouping,
+) -> impl Iterator<Item = (Group, u64)> + 'a {
     file.rows
         .iter()
         .filter(move |r| same_metric(r.metric, metric))
         .filter_map(move |r| {
             let group = match (group_by, &r.group) {
-                (GroupBy::Platform, RowGroup::Platform(name)) => Group::Platform(name.clone()),
+                (GroupBy::Platform, RowGroup::Platform(name)) => grouping.platform_named(name),
                 (GroupBy::Channel, RowGroup::Channel(id)) => Group::Channel(*id),
                 _ => return None,
             };
@@ -213,7 +218,7 @@ fn metric_values(
 ) -> MetricValues {
     let name = rollup_metric_name(metric);
     let distinct = matches!(metric, Metric::UniqueMonthlyContacts | Metric::ActiveAgents);
-    let stored = |file| stored(file, name, query.group_by);
+    let stored = |file| stored(file, name, query.group_by, grouping);
     // Channel rows (within the filter), grouped, plus all of them together.
     let unions = |keys: &[BucketKey]| -> (HashMap<Group, Acc>, Acc) {
         let mut groups: HashMap<Group, Acc> = HashMap::default();
