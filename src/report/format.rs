@@ -22,9 +22,7 @@ pub fn json(report: &Report) -> String {
 /// are fixed and its labels almost never need escaping. The fields and
 /// their order are serde's (a test compares the bytes).
 pub fn json_compact(report: &Report) -> Vec<u8> {
-    // About what a row or total takes, so the buffer grows once or never.
-    let rows = report.rows.len() + report.bucket_totals.len() + report.totals.len();
-    let mut out = Vec::with_capacity(512 + rows * 96);
+    let mut out = Vec::with_capacity(json_capacity(report));
     let head = |out: &mut Vec<u8>, key: &str, value: &dyn erased::Json| {
         out.push(if out.is_empty() { b'{' } else { b',' });
         json_str(out, key);
@@ -78,6 +76,43 @@ pub fn json_compact(report: &Report) -> Vec<u8> {
     head(&mut out, "answered_from", &report.answered_from);
     out.extend_from_slice(b"}\n");
     out
+}
+
+/// What [`json_compact`] writes at most when no label needs escaping,
+/// reserved up front so the buffer never grows (growing copied the whole
+/// answer): per item its keys, punctuation and a 20-digit value (the
+/// constants count `,{"metric":"","bucket_start":"","group":"","value":}`
+/// and the like), plus its labels.
+fn json_capacity(report: &Report) -> usize {
+    const ROW: usize = 52 + 20;
+    const BUCKET_TOTAL: usize = 41 + 20;
+    const TOTAL: usize = 34 + 20;
+    const GROUP_LABEL: usize = 6;
+    // The keys and values of the header, and the filter's ids with a comma.
+    const HEADER: usize = 512;
+    let len = |labels: &[&str]| labels.iter().map(|l| l.len()).sum::<usize>();
+    HEADER
+        + report.channels.as_ref().map_or(0, |ids| 21 * ids.len())
+        + report
+            .rows
+            .iter()
+            .map(|r| ROW + len(&[r.metric, &r.bucket_start, &r.group]))
+            .sum::<usize>()
+        + report
+            .bucket_totals
+            .iter()
+            .map(|t| BUCKET_TOTAL + len(&[t.metric, &t.bucket_start]))
+            .sum::<usize>()
+        + report
+            .totals
+            .iter()
+            .map(|t| TOTAL + len(&[t.metric, t.group.as_deref().unwrap_or("null")]))
+            .sum::<usize>()
+        + report
+            .group_labels
+            .iter()
+            .map(|(k, v)| GROUP_LABEL + len(&[k, v]))
+            .sum::<usize>()
 }
 
 /// `,"key":[{"metric":…,<labels>,"value":…},…]`: `parts` gives an item's
@@ -382,6 +417,31 @@ mod tests {
                 .map(|g| (g.to_string(), format!("name \"{g}\"")))
                 .collect::<BTreeMap<_, _>>(),
             answered_from: AnsweredFrom::Rollups,
+        }
+    }
+
+    /// A document whose labels need no escaping fits the buffer reserved for
+    /// it: the buffer never grew (20-digit values and long labels included).
+    #[test]
+    fn compact_json_fits_the_buffer_reserved_for_it() {
+        let names: Vec<String> = (0..600)
+            .map(|i| format!("channel {i}"))
+            .chain(["l".repeat(300)])
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        for mut r in [
+            report(&names, Some((0..500).map(|i| i64::MIN + i).collect())),
+            report(&[], None),
+        ] {
+            // The longest values, everywhere, and labels without escapes.
+            r.group_labels = names.iter().map(|g| (g.to_string(), format!("name {g}"))).collect();
+            r.totals = r.totals.iter().cycle().take(2 * names.len()).cloned().collect();
+            r.bucket_totals = r.bucket_totals.iter().cycle().take(names.len()).cloned().collect();
+            r.rows.iter_mut().for_each(|row| row.value = u64::MAX);
+            r.bucket_totals.iter_mut().for_each(|t| t.value = u64::MAX);
+            r.totals.iter_mut().for_each(|t| t.value = u64::MAX);
+            let json = json_compact(&r);
+            assert_eq!(json.capacity(), json_capacity(&r), "{} bytes", json.len());
         }
     }
 
