@@ -12,6 +12,12 @@
 #   Targets: 2,000 accounts <= 1.2x 50 accounts; <= 20 rollup objects per
 #   shard and night.
 #
+# Late in a month (reported, no target of its own): the fleets of 50 and
+#   2,000 accounts at LATE_PER_DAY messages a day, 19 days backfilled, then
+#   the night of 2026-03-20 (REPEAT times each, taking turns): a month's
+#   bucket then holds 20 days, so what the night reads back to rebuild it
+#   weighs, where after two days it does not.
+#
 # History: 50 accounts, HISTORY_PER_DAY messages a day for 1,096 days. One
 #   warehouse holds the 30 days before the night, the other the 1,095 days
 #   (3 years) before it; the night runs 3x REPEAT times on a copy of each,
@@ -24,17 +30,19 @@
 #   (a year, monthly, the account's zone) in process on the 3-year
 #   warehouse: median <= 20 ms.
 #
-#   bench/fleet.sh            REPEAT=5 (the history nights run 3x REPEAT: they are short); FLEET_PER_DAY=1000000; HISTORY_PER_DAY=3000;
+#   bench/fleet.sh            REPEAT=5 (the history nights run 3x REPEAT: they are short); FLEET_PER_DAY=1000000;
+#                             LATE_PER_DAY=250000; HISTORY_PER_DAY=3000;
 #                             BENCH_DIR (default /tmp/account-usage-bench-fleet);
-#                             CASES="fleet history" to run one part only
+#                             CASES="fleet late history" to run some parts only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib/pg.sh
 WORK=${BENCH_DIR:-/tmp/account-usage-bench-fleet}
 REPEAT=${REPEAT:-5}
 FLEET_PER_DAY=${FLEET_PER_DAY:-1000000}
+LATE_PER_DAY=${LATE_PER_DAY:-250000}
 HISTORY_PER_DAY=${HISTORY_PER_DAY:-3000}
-CASES=${CASES:-fleet history}
+CASES=${CASES:-fleet late history}
 
 cargo build --release --quiet
 BIN=$PWD/target/release/account-usage
@@ -107,6 +115,34 @@ if [[ " $CASES " == *" fleet "* ]]; then
   ratio=$(awk "BEGIN{printf \"%.2f\", ${fleet_s[2000]} / ${fleet_s[50]}}")
   echo "2000 / 50 accounts: $ratio (target <= 1.2)"
   awk "BEGIN{exit !($ratio <= 1.2)}" || { echo "  target missed: $ratio > 1.2" >&2; status=1; }
+fi
+
+if [[ " $CASES " == *" late "* ]]; then
+  echo "late: $LATE_PER_DAY messages a day, the night of 2026-03-20 after 19 backfilled days (REPEAT=$REPEAT)"
+  printf '%-9s %8s %9s %14s %14s\n' accounts night_s rss_MiB rollup_objects other_objects
+  declare -A late_s
+  for accounts in 50 2000; do
+    db="late$accounts"
+    q -d "$PG_URL_BASE/postgres" -c "CREATE DATABASE $db"
+    "$BIN" seed --source "$PG_URL_BASE/$db" --accounts "$accounts" --days 20 --start 2026-03-01 \
+      --messages-per-day "$LATE_PER_DAY" --seed 11 >/dev/null 2>&1
+    q -d "$PG_URL_BASE/$db" -c "VACUUM ANALYZE"
+    "$BIN" run --source "$PG_URL_BASE/$db" --warehouse "$WORK/wh-late-$accounts" \
+      --from 2026-03-01 --to 2026-03-19 >/dev/null 2>&1
+  done
+  for _ in $(seq "$REPEAT"); do
+    for accounts in 50 2000; do
+      night_once "late-$accounts" "$WORK/wh-late-$accounts" "late$accounts" 2026-03-20
+    done
+  done
+  for accounts in 50 2000; do
+    night_summary "late-$accounts"
+    late_s[$accounts]=$night_s
+    printf '%-9s %8s %9s %14s %14s\n' "$accounts" "$night_s" "$night_rss" "$parts" "$others"
+    q -d "$PG_URL_BASE/postgres" -c "DROP DATABASE late$accounts"
+    rm -rf "$WORK/wh-late-$accounts" "$WORK/night-late-$accounts"
+  done
+  echo "2000 / 50 accounts late in a month: $(awk "BEGIN{printf \"%.2f\", ${late_s[2000]} / ${late_s[50]}}") (reported; the target is the fleet case's)"
 fi
 
 if [[ " $CASES " == *" history "* ]]; then

@@ -8,7 +8,8 @@
 //! ```text
 //!  run publishes UTC days ──► local dates they overlap (per account zone)
 //!     ──► daily parts from the base grain of the UTC days around them
-//!     ──► weekly and monthly parts from daily ones
+//!     ──► weekly parts from daily ones, monthly ones from the weeks inside
+//!         the month and the days of the rest
 //!     ──► quarterly parts from monthly ones, yearly from quarterly ones
 //! ```
 //!
@@ -875,7 +876,8 @@ type Fresh = (AccountBucket, Option<Cells>);
 /// parts just written. Kept only for intervals a coarser one is built from,
 /// with few periods in the refresh (a night's), and only until that coarser
 /// one is done: every level holds a copy of the same id lists, so a night's
-/// peak memory is two levels of them, not five.
+/// peak memory is three levels of them (days and weeks while the month is
+/// built), not five.
 struct JustComputed {
     cells: HashMap<(Interval, NaiveDate), HashMap<i64, Cells>>,
     keeping: BTreeSet<Interval>,
@@ -1178,8 +1180,9 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
     // the next one.
     let mut writing: Option<Writing<'_>> = None;
     // Coarser buckets from finer ones; only parts that can hold data (a
-    // published UTC day overlaps them) are read. Weeks and months come from
-    // days, quarters from months, years from quarters, in that order.
+    // published UTC day overlaps them) are read. Weeks come from days,
+    // months from days and from weeks the run did not touch, quarters from
+    // months, years from quarters, in that order.
     for (interval, from) in [
         (Interval::Weekly, Interval::Daily),
         (Interval::Monthly, Interval::Daily),
@@ -1196,15 +1199,21 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
                 periods.entry(p).or_default().push(account);
             }
         }
-        let feeds = matches!(interval, Interval::Monthly | Interval::Quarterly);
+        let feeds = matches!(interval, Interval::Weekly | Interval::Monthly | Interval::Quarterly);
         just_computed.start(interval, periods.len(), feeds);
         let level = std::time::Instant::now();
         for (period, members) in periods {
+            let (first, last) = interval.period_of(period).expect("not hourly");
+            let touched: BTreeSet<NaiveDate> = members
+                .iter()
+                .flat_map(|i| dates[*i].range(first..=last).copied())
+                .collect();
             let (children, to_read) = coarse_children(
                 &mut just_computed,
                 &published,
                 &accounts,
                 &members,
+                &touched,
                 interval,
                 from,
                 period,
@@ -1215,10 +1224,11 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
             // rows carried over unchanged, or a level too long to keep, whose
             // last part lies past this level's first period. The wait keeps
             // that from being an argument this code relies on.)
-            if writing
-                .as_ref()
-                .is_some_and(|w| w.interval == from && to_read.iter().any(|(p, _)| *p == w.period))
-            {
+            if writing.as_ref().is_some_and(|w| {
+                to_read
+                    .iter()
+                    .any(|(child, p, _)| (*child, *p) == (w.interval, w.period))
+            }) {
                 let done = writing.take().expect("checked").finish().await?;
                 count(&mut report, done.0, done.1);
             }
@@ -1228,7 +1238,6 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
                     &accounts,
                     &members,
                     interval,
-                    from,
                     period,
                     children,
                     &to_read,
@@ -1255,8 +1264,12 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
                 "Rollup bucket computed; writing it while the next one is computed."
             );
         }
-        // Weeks and months are built from days, quarters from months and
-        // years from quarters: after months, days are no longer needed.
+        // Weeks are built from days, months from days and weeks, quarters
+        // from months and years from quarters: after months, days and
+        // weeks are no longer needed.
+        if interval == Interval::Monthly {
+            just_computed.release(Interval::Weekly);
+        }
         if interval != Interval::Weekly {
             just_computed.release(from);
         }
@@ -1512,17 +1525,30 @@ impl Writing<'_> {
 /// The finer buckets' cells a coarse bucket is merged from, by account.
 type Children = HashMap<i64, Vec<Cells>>;
 
-/// A finer part to read back, and the accounts to read from it.
-type PartToRead = (NaiveDate, Vec<i64>);
+/// A finer part to read back (its interval and period), and the accounts
+/// to read from it.
+type PartToRead = (Interval, NaiveDate, Vec<i64>);
 
 /// The children of the coarse bucket `(interval, period)` of each of
 /// `members` that this refresh just computed, by account, and the finer
-/// parts (with the accounts) the others must be read from.
+/// parts (with the accounts) the others must be read from. `touched` holds
+/// the local dates the refresh recomputed for any member.
+///
+/// A month is built from the weeks that lie wholly inside it and from the
+/// days of the rest. A week is the union of its days: one the refresh
+/// touched is taken from the cells it just computed (else from its days),
+/// one it did not is read back from its part (the refresh that last wrote
+/// one of its days wrote the week after it). So a night late in a month
+/// reads a few weeks and days back rather than every day before it (at
+/// 2,000 accounts, reading and merging 18 days took 0.48 s of a night on
+/// the 20th).
+#[allow(clippy::too_many_arguments)]
 fn coarse_children(
     just_computed: &mut JustComputed,
     published: &BTreeSet<NaiveDate>,
     accounts: &Arc<[Account]>,
     members: &[usize],
+    touched: &BTreeSet<NaiveDate>,
     interval: Interval,
     from: Interval,
     period: NaiveDate,
@@ -1530,30 +1556,44 @@ fn coarse_children(
     let (first, last) = interval.period_of(period).expect("not hourly");
     // A part's local dates overlap UTC days from the day before its first to
     // the day after its last; parts with no published day there hold nothing.
-    let has_data = |p: NaiveDate| {
-        let (a, b) = from.period_of(p).expect("not hourly");
+    let has_data = |(child, p): &(Interval, NaiveDate)| {
+        let (a, b) = child.period_of(*p).expect("not hourly");
         published.range(a - Days::new(1)..=b + Days::new(1)).next().is_some()
     };
-    let part_periods: BTreeSet<NaiveDate> = first
+    // A touched week is taken whole only from this refresh's own cells.
+    let weeks_kept = just_computed.keeps(Interval::Weekly);
+    let whole_week = |d: NaiveDate| -> Option<NaiveDate> {
+        let (a, b) = Interval::Weekly.period_of(d).expect("not hourly");
+        (interval == Interval::Monthly
+            && from == Interval::Daily
+            && a >= first
+            && b <= last
+            && (weeks_kept || touched.range(a..=b).next().is_none()))
+        .then_some(a)
+    };
+    let part_periods: BTreeSet<(Interval, NaiveDate)> = first
         .iter_days()
         .take_while(|d| *d <= last)
-        .filter_map(|d| from.period_of(d).map(|p| p.0))
-        .filter(|p| has_data(*p))
+        .filter_map(|d| match whole_week(d) {
+            Some(week) => Some((Interval::Weekly, week)),
+            None => from.period_of(d).map(|p| (from, p.0)),
+        })
+        .filter(has_data)
         .collect();
     let mut children: Children = HashMap::new();
     let mut to_read: Vec<PartToRead> = Vec::new();
     // Days feed weeks and then months; every other level feeds one.
     let last_use = interval != Interval::Weekly;
-    for p in part_periods {
+    for (child, p) in part_periods {
         let mut missing = Vec::new();
         for account in members.iter().map(|i| accounts[*i].spec.id) {
-            match just_computed.child(from, p, account, last_use) {
+            match just_computed.child(child, p, account, last_use) {
                 Some(cells) => children.entry(account).or_default().push(cells),
                 None => missing.push(account),
             }
         }
         if !missing.is_empty() {
-            to_read.push((p, missing));
+            to_read.push((child, p, missing));
         }
     }
     (children, to_read)
@@ -1561,22 +1601,21 @@ fn coarse_children(
 
 /// The coarse bucket `(interval, period)` of each of `members`, from the
 /// finer buckets inside it: `children` already in memory, the rest read
-/// from the parts of `to_read` (of the interval `from`, as
-/// [`coarse_children`] gave them); with their cells when `keep`.
+/// from the parts of `to_read` (as [`coarse_children`] gave them); with
+/// their cells when `keep`.
 #[allow(clippy::too_many_arguments)]
 async fn coarse(
     parts: &Parts<'_>,
     accounts: &Arc<[Account]>,
     members: &[usize],
     interval: Interval,
-    from: Interval,
     period: NaiveDate,
     mut children: Children,
     to_read: &[PartToRead],
     keep: bool,
 ) -> Result<Vec<Fresh>> {
-    let mut reads = futures::stream::iter(to_read.iter().map(|(p, ids)| async move {
-        read_accounts(parts.warehouse, View::plain(&parts.counts), from, *p, ids, true).await
+    let mut reads = futures::stream::iter(to_read.iter().map(|(child, p, ids)| async move {
+        read_accounts(parts.warehouse, View::plain(&parts.counts), *child, *p, ids, true).await
     }))
     .buffered(IO_CONCURRENCY);
     while let Some(found) = reads.try_next().await? {

@@ -334,6 +334,67 @@ async fn a_rerun_of_one_day_rewrites_only_the_buckets_that_contain_it() {
     }
 }
 
+/// A night late in a month builds the month from the weeks inside it (the
+/// week it touched from its own cells, the others read back) and the days
+/// of the rest; a backfill touching more weeks than it keeps builds it from
+/// days alone. Every part has the same rows either way.
+#[tokio::test]
+async fn a_night_late_in_a_month_has_the_rows_a_backfill_computes_from_days() {
+    let dir = TempDir::new("rollup-weeks");
+    let src = Src::sqlite(&dir);
+    common::run_ok(&[
+        "seed",
+        "--source",
+        src.url(),
+        "--accounts",
+        "4",
+        "--days",
+        "30",
+        "--start",
+        "2026-02-20",
+        "--messages-per-day",
+        "600",
+        "--seed",
+        "9",
+    ]);
+    let run = |warehouse: &Path, extra: &[&str]| {
+        let wh_url = warehouse.display().to_string();
+        let mut args = vec!["run", "--source", src.url(), "--warehouse", &wh_url];
+        args.extend(extra);
+        common::run_ok(&args);
+    };
+    // 2026-03-20 is a Friday: the night touches the week of 03-16, wholly in
+    // March; the weeks of 03-02 and 03-09 are read back, 03-01 as a day.
+    let (backfilled, nightly) = (dir.path().join("backfilled"), dir.path().join("nightly"));
+    run(&backfilled, &["--from", "2026-02-20", "--to", "2026-03-20"]);
+    run(&nightly, &["--from", "2026-02-20", "--to", "2026-03-19"]);
+    run(&nightly, &["--date", "2026-03-20"]);
+    let key = RollupKey {
+        interval: Interval::Monthly,
+        period: wh::day("2026-03-01"),
+        shard: ShardSpec::WHOLE,
+    };
+    let rows = |warehouse: &Path| -> BTreeMap<String, Vec<(i64, Vec<rollup::cells::RollupRow>)>> {
+        snapshot(warehouse)
+            .into_iter()
+            .map(|(k, (_, _, bytes))| {
+                let buckets = rollup::decode(&key, bytes.into(), true, None).unwrap();
+                (k, buckets.into_iter().map(|b| (b.account, b.rows)).collect())
+            })
+            .collect()
+    };
+    let (from_days, from_weeks) = (rows(&backfilled), rows(&nightly));
+    assert_eq!(
+        from_days.keys().collect::<Vec<_>>(),
+        from_weeks.keys().collect::<Vec<_>>()
+    );
+    for (k, accounts) in &from_days {
+        assert_eq!(accounts, &from_weeks[k], "{k}");
+    }
+    let march = &from_days["rollups/interval=monthly/period=2026-03-01/part-s0of1.parquet"];
+    assert_eq!(march.len(), 4, "every account has March rows");
+}
+
 #[tokio::test]
 async fn duckdb_reads_the_rollups_as_documented() {
     let world = world().await;
