@@ -45,7 +45,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
-use chrono::{Days, NaiveDate};
+use chrono::{Datelike, Days, NaiveDate};
 use chrono_tz::Tz;
 use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::ArrowWriter;
@@ -1582,8 +1582,10 @@ fn coarse_children(
         .collect();
     let mut children: Children = HashMap::new();
     let mut to_read: Vec<PartToRead> = Vec::new();
-    // Days feed weeks and then months; every other level feeds one.
-    let last_use = interval != Interval::Weekly;
+    // Days feed weeks and then months, unless the month takes the week
+    // whole (its cells are kept and it lies inside the month): then days
+    // feed the week alone. Every other level feeds one.
+    let last_use = interval != Interval::Weekly || (weeks_kept && first.month() == last.month());
     for (child, p) in part_periods {
         let mut missing = Vec::new();
         for account in members.iter().map(|i| accounts[*i].spec.id) {
