@@ -193,21 +193,7 @@ fn buckets_containing(tz: Tz, day: NaiveDate) -> BTreeSet<String> {
 async fn a_rerun_of_one_day_rewrites_only_the_buckets_that_contain_it() {
     let dir = TempDir::new("rollup-incremental");
     let src = Src::sqlite(&dir);
-    common::run_ok(&[
-        "seed",
-        "--source",
-        src.url(),
-        "--accounts",
-        "3",
-        "--days",
-        "40",
-        "--start",
-        "2026-02-27",
-        "--messages-per-day",
-        "800",
-        "--seed",
-        "8",
-    ]);
+    src.seed_days("3", "40", "2026-02-27", "800", "8");
     let warehouse = dir.path().join("wh");
     let wh_url = warehouse.display().to_string();
     let run = |extra: &[&str]| {
@@ -342,21 +328,7 @@ async fn a_rerun_of_one_day_rewrites_only_the_buckets_that_contain_it() {
 async fn a_night_late_in_a_month_has_the_rows_a_backfill_computes_from_days() {
     let dir = TempDir::new("rollup-weeks");
     let src = Src::sqlite(&dir);
-    common::run_ok(&[
-        "seed",
-        "--source",
-        src.url(),
-        "--accounts",
-        "4",
-        "--days",
-        "30",
-        "--start",
-        "2026-02-20",
-        "--messages-per-day",
-        "600",
-        "--seed",
-        "9",
-    ]);
+    src.seed_days("4", "30", "2026-02-20", "600", "9");
     let run = |warehouse: &Path, extra: &[&str]| {
         let wh_url = warehouse.display().to_string();
         let mut args = vec!["run", "--source", src.url(), "--warehouse", &wh_url];

@@ -37,6 +37,11 @@ impl Src {
     }
 
     pub fn seed(&self, accounts: &str, per_day: &str) {
+        self.seed_days(accounts, "4", "2026-03-06", per_day, "11");
+    }
+
+    /// `account-usage seed` of `days` days from `start`.
+    pub fn seed_days(&self, accounts: &str, days: &str, start: &str, per_day: &str, seed: &str) {
         common::run_ok(&[
             "seed",
             "--source",
@@ -44,13 +49,13 @@ impl Src {
             "--accounts",
             accounts,
             "--days",
-            "4",
+            days,
             "--start",
-            "2026-03-06",
+            start,
             "--messages-per-day",
             per_day,
             "--seed",
-            "11",
+            seed,
         ]);
     }
 
