@@ -1181,8 +1181,8 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
     let mut writing: Option<Writing<'_>> = None;
     // Coarser buckets from finer ones; only parts that can hold data (a
     // published UTC day overlaps them) are read. Weeks come from days,
-    // months from days and from weeks the run did not touch, quarters from
-    // months, years from quarters, in that order.
+    // months from the weeks inside them and the days of the rest, quarters
+    // from months, years from quarters, in that order.
     for (interval, from) in [
         (Interval::Weekly, Interval::Daily),
         (Interval::Monthly, Interval::Daily),
@@ -1219,11 +1219,9 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
                 period,
             );
             // A part still being written is never read back: wait for it
-            // first when this bucket reads it from the store. (With today's
-            // orderings it is not: what is read back is either an account's
-            // rows carried over unchanged, or a level too long to keep, whose
-            // last part lies past this level's first period. The wait keeps
-            // that from being an argument this code relies on.)
+            // first when this bucket reads it from the store. (A month does
+            // when a week it takes whole from this refresh's cells lacks one
+            // of its accounts: that week may be the part still being written.)
             if writing.as_ref().is_some_and(|w| {
                 to_read
                     .iter()
@@ -1565,7 +1563,6 @@ fn coarse_children(
     let whole_week = |d: NaiveDate| -> Option<NaiveDate> {
         let (a, b) = Interval::Weekly.period_of(d).expect("not hourly");
         (interval == Interval::Monthly
-            && from == Interval::Daily
             && a >= first
             && b <= last
             && (weeks_kept || touched.range(a..=b).next().is_none()))
