@@ -9,8 +9,10 @@
 #   backfilled warehouse, the two fleets taking turns. Per case: wall time and peak RSS of the night
 #   (medians, worst peak), and the objects the night wrote, rollup parts
 #   and everything else (base files, manifests, index, run record) apart.
-#   Targets: 2,000 accounts <= 1.2x 50 accounts; <= 20 rollup objects per
-#   shard and night.
+#   Targets: 2,000 accounts <= 1.2x 50 accounts (the ratio of the medians;
+#   each round's own ratio and their median are printed beside it, to show
+#   the machine's drift between rounds); <= 20 rollup objects per shard and
+#   night.
 #
 # Late in a month (reported, no target of its own): the fleets of 50 and
 #   2,000 accounts at LATE_PER_DAY messages a day, 19 days backfilled, then
@@ -120,6 +122,12 @@ two_fleets() {
     rm -rf "$WORK/wh-$case-$accounts" "$WORK/night-$case-$accounts"
   done
   ratio=$(awk "BEGIN{printf \"%.2f\", ${case_s[2000]} / ${case_s[50]}}")
+  # Each round's two nights ran one after the other: their ratios, and
+  # their median, show how much of the spread is the machine drifting
+  # between rounds (reported; the target is the ratio of the medians).
+  pairs=$(paste -d/ <(tr ' ' '\n' <<<"${TS[$case-2000]% }") <(tr ' ' '\n' <<<"${TS[$case-50]% }") |
+    awk -F/ '{printf "%.2f\n", $1 / $2}')
+  echo "  round by round, 2000 / 50: $(echo $pairs) (median $(median $pairs))" >&2
 }
 
 if [[ " $CASES " == *" fleet "* ]]; then
