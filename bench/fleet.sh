@@ -92,7 +92,7 @@ night_summary() {
 # turns (so a drift of the machine over the runs weighs on both alike).
 # Prints a row per fleet; sets ratio (2,000 / 50, medians) and max_parts.
 two_fleets() {
-  local case=$1 per_day=$2 days=$3 accounts db
+  local case=$1 per_day=$2 days=$3 accounts db pairs
   local last_backfilled night
   last_backfilled=$(date -u -d "2026-03-01 + $((days - 2)) days" +%F)
   night=$(date -u -d "2026-03-01 + $((days - 1)) days" +%F)
