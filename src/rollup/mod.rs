@@ -20,6 +20,10 @@
 //! - a part is replaced by one put (never half-written); the accounts a run
 //!   does not refresh are carried over unchanged, and a part whose rows would
 //!   not change is not written, so reruns are idempotent;
+//! - a part a run computes is written even when empty, and a coarse bucket
+//!   is never built without a finer part it needs: one that is gone (where
+//!   a published day could have given it rows) or unreadable is rebuilt
+//!   from the base grain first;
 //! - channel rows of distinct metrics carry their id lists, so a range made
 //!   of several buckets is answered by a union, never by a sum of counts;
 //! - when parts of two shard counts hold one account (the fleet was
@@ -72,6 +76,16 @@ pub enum Error {
     BadRollup { key: String, reason: String },
     #[error("a rollup task failed: {0}")]
     Task(String),
+    #[error("rollup {key} is needed to refresh coarser buckets, but it is gone or unreadable")]
+    LostPart {
+        key: String,
+        /// The published UTC days its local dates overlap: a refresh of
+        /// these rebuilds it.
+        around: BTreeSet<NaiveDate>,
+        /// Why it could not be read, when it is there.
+        #[source]
+        unreadable: Option<Box<Error>>,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -683,6 +697,23 @@ pub async fn read_accounts(
     accounts: &[i64],
     with_ids: bool,
 ) -> Result<HashMap<i64, (ShardSpec, Arc<AccountBucket>)>> {
+    Ok(
+        read_accounts_of_parts(warehouse, view, interval, period, accounts, with_ids)
+            .await?
+            .0,
+    )
+}
+
+/// [`read_accounts`], and whether any part of the bucket was there at all
+/// (a refresh tells a part that was lost from one that holds nobody).
+async fn read_accounts_of_parts(
+    warehouse: &Warehouse,
+    view: View<'_>,
+    interval: Interval,
+    period: NaiveDate,
+    accounts: &[i64],
+    with_ids: bool,
+) -> Result<(HashMap<i64, (ShardSpec, Arc<AccountBucket>)>, bool)> {
     let mut wanted: BTreeMap<RollupKey, Vec<i64>> = BTreeMap::new();
     for &count in view.counts {
         for &account in accounts {
@@ -714,6 +745,7 @@ pub async fn read_accounts(
         .buffered(IO_CONCURRENCY)
         .try_collect()
         .await?;
+    let any_part = parts.iter().any(|(_, buckets)| buckets.is_some());
     let mut out: HashMap<i64, (ShardSpec, Arc<AccountBucket>)> = HashMap::new();
     for (shard, buckets) in parts {
         for bucket in buckets.into_iter().flatten() {
@@ -725,7 +757,7 @@ pub async fn read_accounts(
             }
         }
     }
-    Ok(out)
+    Ok((out, any_part))
 }
 
 /// What a reader of one account's bucket finds.
@@ -1025,7 +1057,9 @@ impl Parts<'_> {
             fresh.sort_by_key(|b| b.account);
             let mut slots = Vec::with_capacity(old.values.len().max(fresh.len()));
             let mut need_rows = Vec::new();
-            let mut changed = false;
+            // A part is written even when it holds nobody: a coarser
+            // bucket then tells a part that was lost from an empty one.
+            let mut changed = old.bytes.is_none();
             let mut olds = old.values.into_iter().peekable();
             for mut new in fresh {
                 while let Some((account, _)) = olds.next_if(|(a, _)| *a < new.account) {
@@ -1097,7 +1131,60 @@ impl Parts<'_> {
 
 /// Recomputes, for every account, the buckets of every interval that hold a
 /// local date overlapping one of the scope's UTC days.
+///
+/// A coarse bucket is never built without one of its finer parts: when a
+/// part it reads back is unreadable, or gone (deleted, or lost by the
+/// store) although a published day could have given it rows, the refresh
+/// starts again with the UTC days around that part added, so the part is
+/// rebuilt from the base grain first. Each restart adds days, so this
+/// ends; what it reports is the last pass's.
 pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<RefreshReport> {
+    // Shared with the blocking pool's chunks of CPU work.
+    let accounts: Arc<[Account]> = scope
+        .accounts
+        .into_iter()
+        .map(|spec| Account {
+            platforms: cells::Platforms::of(&spec.channels),
+            spec,
+        })
+        .collect();
+    let mut utc_days = scope.utc_days.clone();
+    loop {
+        let attempt = RefreshOf {
+            shard: scope.shard,
+            utc_days: &utc_days,
+            own: scope.own,
+            refreshed_at: scope.refreshed_at,
+        };
+        match refresh_days(warehouse, attempt, &accounts).await {
+            Err(Error::LostPart {
+                key,
+                around,
+                unreadable,
+            }) if !around.is_subset(&utc_days) => {
+                tracing::warn!(
+                    part = %key,
+                    unreadable = unreadable.map(|e| e.to_string()),
+                    first_day = %around.first().expect("not empty"),
+                    last_day = %around.last().expect("not empty"),
+                    "A rollup part is gone or unreadable; rebuilding it from the base grain of the days around it."
+                );
+                utc_days.extend(around);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// [`RefreshScope`] but its accounts, for one pass of [`refresh`].
+struct RefreshOf<'a> {
+    shard: ShardSpec,
+    utc_days: &'a BTreeSet<NaiveDate>,
+    own: &'a BTreeMap<NaiveDate, DayManifest>,
+    refreshed_at: UnixMicros,
+}
+
+async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Arc<[Account]>) -> Result<RefreshReport> {
     let mut report = RefreshReport::default();
     let index = warehouse::index::load(warehouse).await?;
     let mut published = index.days;
@@ -1114,15 +1201,7 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
         counts,
         refreshed_at,
     };
-    // Shared with the blocking pool's chunks of CPU work.
-    let accounts: Arc<[Account]> = scope
-        .accounts
-        .into_iter()
-        .map(|spec| Account {
-            platforms: cells::Platforms::of(&spec.channels),
-            spec,
-        })
-        .collect();
+    let accounts = accounts.clone();
     // Local dates each account needs recomputed.
     let dates: Arc<[BTreeSet<NaiveDate>]> = accounts
         .iter()
@@ -1239,7 +1318,8 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
                     period,
                     children,
                     &to_read,
-                    just_computed.keeps(interval)
+                    just_computed.keeps(interval),
+                    &published,
                 ),
                 parts.current(interval, period),
                 Writing::finish_if_any(writing.take()),
@@ -1612,9 +1692,17 @@ async fn coarse(
     mut children: Children,
     to_read: &[PartToRead],
     keep: bool,
+    published: &BTreeSet<NaiveDate>,
 ) -> Result<Vec<Fresh>> {
     let mut reads = futures::stream::iter(to_read.iter().map(|(child, p, ids)| async move {
-        read_accounts(parts.warehouse, View::plain(&parts.counts), *child, *p, ids, true).await
+        match read_accounts_of_parts(parts.warehouse, View::plain(&parts.counts), *child, *p, ids, true).await {
+            Ok((_, false)) if could_hold_rows(accounts, published, *child, *p, ids) => {
+                Err(lost_part(parts, published, *child, *p, None))
+            }
+            Ok((found, _)) => Ok(found),
+            Err(e @ Error::BadRollup { .. }) => Err(lost_part(parts, published, *child, *p, Some(e))),
+            Err(e) => Err(e),
+        }
     }))
     .buffered(IO_CONCURRENCY);
     while let Some(found) = reads.try_next().await? {
@@ -1637,6 +1725,53 @@ async fn coarse(
         fresh_bucket(&accounts[i], interval, period, cells::merge(children), keep)
     })
     .await
+}
+
+/// Published UTC days that the local dates of `(child, period)` overlap.
+fn days_around(published: &BTreeSet<NaiveDate>, child: Interval, period: NaiveDate) -> BTreeSet<NaiveDate> {
+    let (first, last) = child.period_of(period).expect("not hourly");
+    published
+        .range(first - Days::new(1)..=last + Days::new(1))
+        .copied()
+        .collect()
+}
+
+/// Whether a part of `(child, period)` could hold rows of `ids`: one of
+/// them has a local date there that a published UTC day overlaps. A
+/// refresh writes every part it computes, even an empty one, so such a
+/// part that is not there was lost; any other was never written.
+fn could_hold_rows(
+    accounts: &[Account],
+    published: &BTreeSet<NaiveDate>,
+    child: Interval,
+    period: NaiveDate,
+    ids: &[i64],
+) -> bool {
+    let (first, last) = child.period_of(period).expect("not hourly");
+    let around = days_around(published, child, period);
+    let ids: BTreeSet<i64> = ids.iter().copied().collect();
+    accounts.iter().filter(|a| ids.contains(&a.spec.id)).any(|a| {
+        around.iter().any(|day| {
+            let (a_date, b_date) = cells::local_dates_of_utc_day(&a.spec.tz, *day);
+            a_date <= last && b_date >= first
+        })
+    })
+}
+
+/// The part of `(child, period)` is lost or unreadable: [`refresh`]
+/// rebuilds it from the days around it.
+fn lost_part(
+    parts: &Parts<'_>,
+    published: &BTreeSet<NaiveDate>,
+    child: Interval,
+    period: NaiveDate,
+    unreadable: Option<Error>,
+) -> Error {
+    Error::LostPart {
+        key: parts.key(child, period).relative(),
+        around: days_around(published, child, period),
+        unreadable: unreadable.map(Box::new),
+    }
 }
 
 /// Days that unfinished refreshes (dirty markers) name, by marker key.

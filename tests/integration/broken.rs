@@ -11,18 +11,6 @@ use crate::run::Src;
 
 const DAY: &str = "2026-03-07";
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 fn only_file(dir: &Path) -> std::path::PathBuf {
     let files: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
     assert_eq!(files.len(), 1, "{}", dir.display());
@@ -127,7 +115,7 @@ fn broken_objects_are_named_or_skipped_never_wrong_and_the_next_run_replaces_the
     ];
     for (case, break_it) in &cases {
         let wh = dir.path().join(case.replace(' ', "-"));
-        copy_dir(&clean, &wh);
+        common::copy_dir(&clean, &wh);
         break_it(&wh);
         // The base grain must read a broken data file: it is named, exit 1.
         match report(&wh, true) {
@@ -163,7 +151,7 @@ fn broken_objects_are_named_or_skipped_never_wrong_and_the_next_run_replaces_the
     // and answers from the base grain, with the same numbers.
     for case in ["missing rollup", "rollup of another schema"] {
         let wh = dir.path().join(case.replace(' ', "-"));
-        copy_dir(&clean, &wh);
+        common::copy_dir(&clean, &wh);
         if case == "missing rollup" {
             std::fs::remove_file(rollup(&wh)).unwrap();
         } else {

@@ -323,7 +323,8 @@ async fn a_rerun_of_one_day_rewrites_only_the_buckets_that_contain_it() {
 /// A night late in a month builds the month from the weeks inside it (the
 /// week it touched from its own cells, the others read back) and the days
 /// of the rest; a backfill touching more weeks than it keeps builds it from
-/// days alone. Every part has the same rows either way.
+/// days alone. Every part has the same rows either way, also when parts the
+/// night reads back are gone or unreadable: it rebuilds them first.
 #[tokio::test]
 async fn a_night_late_in_a_month_has_the_rows_a_backfill_computes_from_days() {
     let dir = TempDir::new("rollup-weeks");
@@ -340,7 +341,24 @@ async fn a_night_late_in_a_month_has_the_rows_a_backfill_computes_from_days() {
     let (backfilled, nightly) = (dir.path().join("backfilled"), dir.path().join("nightly"));
     run(&backfilled, &["--from", "2026-02-20", "--to", "2026-03-20"]);
     run(&nightly, &["--from", "2026-02-20", "--to", "2026-03-19"]);
+    // The same, with a week and a day the night reads back lost and another
+    // week cut short: a month built without them would count too few.
+    let lost = dir.path().join("lost");
+    common::copy_dir(&nightly, &lost);
+    let part = |bucket: &str| lost.join(format!("rollups/interval={bucket}/part-s0of1.parquet"));
+    for gone in ["weekly/period=2026-03-09", "daily/period=2026-03-01"] {
+        std::fs::remove_file(part(gone)).unwrap();
+    }
+    let cut = part("weekly/period=2026-03-02");
+    let half = std::fs::metadata(&cut).unwrap().len() / 2;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .unwrap()
+        .set_len(half)
+        .unwrap();
     run(&nightly, &["--date", "2026-03-20"]);
+    run(&lost, &["--date", "2026-03-20"]);
     let key = RollupKey {
         interval: Interval::Monthly,
         period: wh::day("2026-03-01"),
@@ -355,13 +373,16 @@ async fn a_night_late_in_a_month_has_the_rows_a_backfill_computes_from_days() {
             })
             .collect()
     };
-    let (from_days, from_weeks) = (rows(&backfilled), rows(&nightly));
-    assert_eq!(
-        from_days.keys().collect::<Vec<_>>(),
-        from_weeks.keys().collect::<Vec<_>>()
-    );
-    for (k, accounts) in &from_days {
-        assert_eq!(accounts, &from_weeks[k], "{k}");
+    let from_days = rows(&backfilled);
+    for (case, other) in [("nightly", rows(&nightly)), ("lost parts", rows(&lost))] {
+        assert_eq!(
+            from_days.keys().collect::<Vec<_>>(),
+            other.keys().collect::<Vec<_>>(),
+            "{case}"
+        );
+        for (k, accounts) in &from_days {
+            assert_eq!(accounts, &other[k], "{case}: {k}");
+        }
     }
     let march = &from_days["rollups/interval=monthly/period=2026-03-01/part-s0of1.parquet"];
     assert_eq!(march.len(), 4, "every account has March rows");
