@@ -2064,4 +2064,36 @@ mod tests {
             [buckets[0].clone(), buckets[last as usize].clone()]
         );
     }
+
+    /// A missing part is lost only where a published day reaches one of
+    /// its accounts' local dates there: a UTC day starts on the previous
+    /// local date west of Greenwich, never east of it.
+    #[test]
+    fn a_missing_part_is_lost_only_where_a_published_day_reaches_its_dates() {
+        let account = |id: i64, tz: &str| Account {
+            spec: AccountSpec {
+                id,
+                tz: tz.parse().unwrap(),
+                channels: Vec::new(),
+            },
+            platforms: cells::Platforms::of(&[]),
+        };
+        let accounts = [account(1, "America/New_York"), account(2, "Asia/Kathmandu")];
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+        let published = BTreeSet::from([day(2)]);
+        let could =
+            |ids: &[i64], period: NaiveDate| could_hold_rows(&accounts, &published, Interval::Daily, period, ids);
+        assert!(could(&[1], day(1)), "New York's 03-01 ends in UTC 03-02");
+        assert!(!could(&[2], day(1)), "Kathmandu's 03-01 ends before UTC 03-02");
+        assert!(could(&[2], day(3)), "Kathmandu's 03-03 starts in UTC 03-02");
+        assert!(!could(&[1], day(3)), "New York's 03-03 starts after UTC 03-02");
+        assert!(could(&[1, 2], day(1)));
+        assert!(
+            !could(&[3], day(2)),
+            "an account the refresh does not know holds nothing"
+        );
+        assert!(!could(&[1, 2], day(5)), "no published day near 03-05");
+        assert_eq!(days_around(&published, Interval::Daily, day(1)), published);
+        assert!(days_around(&published, Interval::Daily, day(4)).is_empty());
+    }
 }
