@@ -688,25 +688,10 @@ pub async fn read_part(
 /// The bucket `(interval, period)` of each of `accounts`, from the parts of
 /// every shard count the view names, with the shard spec of the part it
 /// came from; of two parts holding one account, the rows refreshed last.
-/// Accounts no part holds are left out.
+/// Accounts no part holds are left out. Also whether any part of the
+/// bucket was there at all (a refresh tells a part that was lost from one
+/// that holds nobody).
 pub async fn read_accounts(
-    warehouse: &Warehouse,
-    view: View<'_>,
-    interval: Interval,
-    period: NaiveDate,
-    accounts: &[i64],
-    with_ids: bool,
-) -> Result<HashMap<i64, (ShardSpec, Arc<AccountBucket>)>> {
-    Ok(
-        read_accounts_of_parts(warehouse, view, interval, period, accounts, with_ids)
-            .await?
-            .0,
-    )
-}
-
-/// [`read_accounts`], and whether any part of the bucket was there at all
-/// (a refresh tells a part that was lost from one that holds nobody).
-async fn read_accounts_of_parts(
     warehouse: &Warehouse,
     view: View<'_>,
     interval: Interval,
@@ -783,7 +768,7 @@ pub async fn read_for_account(
     }
     futures::stream::iter(buckets.iter().copied())
         .map(|(interval, period)| async move {
-            let mut found = read_accounts(warehouse, view, interval, period, &[account], with_ids).await?;
+            let (mut found, _) = read_accounts(warehouse, view, interval, period, &[account], with_ids).await?;
             Ok::<_, Error>(match found.remove(&account) {
                 Some((shard, bucket)) if view.finished(&bucket, shard) => Lookup::Found(bucket),
                 Some(_) => Lookup::Unfinished,
@@ -1695,7 +1680,7 @@ async fn coarse(
     published: &BTreeSet<NaiveDate>,
 ) -> Result<Vec<Fresh>> {
     let mut reads = futures::stream::iter(to_read.iter().map(|(child, p, ids)| async move {
-        match read_accounts_of_parts(parts.warehouse, View::plain(&parts.counts), *child, *p, ids, true).await {
+        match read_accounts(parts.warehouse, View::plain(&parts.counts), *child, *p, ids, true).await {
             Ok((_, false)) if could_hold_rows(accounts, published, *child, *p, ids) => {
                 Err(lost_part(parts, published, *child, *p, None))
             }
