@@ -1169,6 +1169,7 @@ struct RefreshOf<'a> {
     refreshed_at: UnixMicros,
 }
 
+/// One pass of [`refresh`], over `scope.utc_days`.
 async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Arc<[Account]>) -> Result<RefreshReport> {
     let mut report = RefreshReport::default();
     let index = warehouse::index::load(warehouse).await?;

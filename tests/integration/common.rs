@@ -557,7 +557,6 @@ pub fn http_get(url: &str) -> String {
     body.to_string()
 }
 
-/// Every file below `root`, recursively (a folder that vanishes meanwhile is skipped).
 /// A copy of the tree `from` at `to`.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -571,6 +570,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Every file below `root`, recursively (a folder that vanishes meanwhile is skipped).
 pub fn files_under(root: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut stack = vec![root.to_path_buf()];
