@@ -388,6 +388,71 @@ async fn a_night_late_in_a_month_has_the_rows_a_backfill_computes_from_days() {
     assert_eq!(march.len(), 4, "every account has March rows");
 }
 
+/// After a change of shard count and a backfill of the whole history with
+/// the new count, the old count's index entry and rollup parts can be
+/// deleted, as the README's "Choosing the shard count" says: reports give
+/// the same numbers, still from the rollups.
+#[tokio::test]
+async fn the_old_shard_counts_parts_can_go_after_a_backfill_with_the_new_count() {
+    let dir = TempDir::new("rollup-reshard");
+    let src = Src::sqlite(&dir);
+    src.seed_days("4", "41", "2026-01-30", "400", "5");
+    let warehouse = dir.path().join("wh");
+    let wh_url = warehouse.display().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--source", src.url(), "--warehouse", &wh_url];
+        args.extend(["--from", "2026-01-30", "--to", "2026-03-11"]);
+        args.extend(extra);
+        common::run_ok(&args);
+    };
+    run(&[]);
+    for i in ["0", "1"] {
+        run(&["--shard-index", i, "--shard-count", "2"]);
+    }
+    // Whole buckets whose UTC days (a day either side, for the accounts'
+    // zones) are all published, as are February's for unique monthly
+    // contacts.
+    let d = wh::day;
+    let questions: Vec<(i64, Interval, NaiveDate, NaiveDate)> = (1..=4)
+        .flat_map(|account| {
+            [
+                (account, Interval::Weekly, d("2026-02-23"), d("2026-03-08")),
+                (account, Interval::Daily, d("2026-02-21"), d("2026-03-10")),
+                (account, Interval::Monthly, d("2026-02-01"), d("2026-02-28")),
+            ]
+        })
+        .collect();
+    let ask = |(account, interval, from, to): (i64, Interval, NaiveDate, NaiveDate)| {
+        let mut req = request(&wh_url, account, from, to);
+        req.question.interval = interval;
+        req
+    };
+    let mut before = Vec::new();
+    for q in &questions {
+        before.push(both(&ask(*q)).await.expect("published").0);
+    }
+
+    let old_parts: Vec<std::path::PathBuf> = common::files_under(&warehouse.join("rollups"))
+        .into_iter()
+        .filter(|p| p.ends_with("part-s0of1.parquet"))
+        .collect();
+    assert!(old_parts.len() >= 10, "the one-shard run's parts: {old_parts:?}");
+    for part in &old_parts {
+        std::fs::remove_file(part).unwrap();
+    }
+    std::fs::remove_file(warehouse.join("_index/s0of1.json")).unwrap();
+
+    for (q, was) in questions.iter().zip(before) {
+        let (now, _) = both(&ask(*q)).await.expect("still published");
+        assert_eq!((&now.rows, &now.totals), (&was.rows, &was.totals), "{q:?}");
+        assert_eq!(
+            (was.answered_from, now.answered_from),
+            (AnsweredFrom::Rollups, AnsweredFrom::Rollups),
+            "{q:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn duckdb_reads_the_rollups_as_documented() {
     let world = world().await;
