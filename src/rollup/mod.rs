@@ -22,8 +22,9 @@
 //!   not change is not written, so reruns are idempotent;
 //! - a part a run computes is written even when empty, and a coarse bucket
 //!   is never built without a finer part it needs: one that is gone (where
-//!   a published day could have given it rows) or unreadable is rebuilt
-//!   from the base grain first;
+//!   a published day could have given it rows), unreadable, or holding an
+//!   account in a zone it has left is rebuilt from the base grain first, so
+//!   a bucket never mixes finer ones of two zones;
 //! - channel rows of distinct metrics carry their id lists, so a range made
 //!   of several buckets is answered by a union, never by a sum of counts;
 //! - when parts of two shard counts hold one account (the fleet was
@@ -76,15 +77,22 @@ pub enum Error {
     BadRollup { key: String, reason: String },
     #[error("a rollup task failed: {0}")]
     Task(String),
-    #[error("rollup {key} is needed to refresh coarser buckets, but it is gone or unreadable")]
+    #[error("rollup {key} is needed to refresh coarser buckets, but it is gone or cannot be used")]
     LostPart {
         key: String,
         /// The published UTC days its local dates overlap: a refresh of
         /// these rebuilds it.
         around: BTreeSet<NaiveDate>,
-        /// Why it could not be read, when it is there.
+        /// Why it cannot be used, when it is there.
         #[source]
-        unreadable: Option<Box<Error>>,
+        unusable: Option<Box<Error>>,
+    },
+    #[error("rollup {key} holds account {account}'s buckets in {found}, but the account's zone is now {zone}")]
+    FormerZone {
+        key: String,
+        account: i64,
+        found: String,
+        zone: String,
     },
 }
 
@@ -1118,11 +1126,13 @@ impl Parts<'_> {
 /// local date overlapping one of the scope's UTC days.
 ///
 /// A coarse bucket is never built without one of its finer parts: when a
-/// part it reads back is unreadable, or gone (deleted, or lost by the
-/// store) although a published day could have given it rows, the refresh
-/// starts again with the UTC days around that part added, so the part is
-/// rebuilt from the base grain first. Each restart adds days, so this
-/// ends; what it reports is the last pass's.
+/// part it reads back is unreadable, gone (deleted, or lost by the store)
+/// although a published day could have given it rows, or holds an account's
+/// buckets in the zone the account had before (its zone changed since), the
+/// refresh starts again with the UTC days around that part added (after a
+/// change of zone, the days of its year), so the part is rebuilt from the
+/// base grain first. Each restart adds days, so this ends; what it reports
+/// is the last pass's.
 pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<RefreshReport> {
     // Shared with the blocking pool's chunks of CPU work.
     let accounts: Arc<[Account]> = scope
@@ -1142,17 +1152,13 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
             refreshed_at: scope.refreshed_at,
         };
         match refresh_days(warehouse, attempt, &accounts).await {
-            Err(Error::LostPart {
-                key,
-                around,
-                unreadable,
-            }) if !around.is_subset(&utc_days) => {
+            Err(Error::LostPart { key, around, unusable }) if !around.is_subset(&utc_days) => {
                 tracing::warn!(
                     part = %key,
-                    unreadable = unreadable.map(|e| e.to_string()),
+                    unusable = unusable.map(|e| e.to_string()),
                     first_day = %around.first().expect("not empty"),
                     last_day = %around.last().expect("not empty"),
-                    "A rollup part is gone or unreadable; rebuilding it from the base grain of the days around it."
+                    "A rollup part is gone or cannot be used; rebuilding it from the base grain of the days around it."
                 );
                 utc_days.extend(around);
             }
@@ -1306,6 +1312,7 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
                     &to_read,
                     just_computed.keeps(interval),
                     &published,
+                    scope.utc_days,
                 ),
                 parts.current(interval, period),
                 Writing::finish_if_any(writing.take()),
@@ -1679,13 +1686,42 @@ async fn coarse(
     to_read: &[PartToRead],
     keep: bool,
     published: &BTreeSet<NaiveDate>,
+    recomputed: &BTreeSet<NaiveDate>,
 ) -> Result<Vec<Fresh>> {
+    let zones: HashMap<i64, &str> = members
+        .iter()
+        .map(|i| (accounts[*i].spec.id, accounts[*i].spec.tz.name()))
+        .collect();
+    let zones = &zones;
     let mut reads = futures::stream::iter(to_read.iter().map(|(child, p, ids)| async move {
         match read_accounts(parts.warehouse, View::plain(&parts.counts), *child, *p, ids, true).await {
             Ok((_, false)) if could_hold_rows(accounts, published, *child, *p, ids) => {
                 Err(lost_part(parts, published, *child, *p, None))
             }
-            Ok((found, _)) => Ok(found),
+            Ok((mut found, _)) => {
+                let left_zone = |account: &i64, bucket: &AccountBucket| {
+                    zones.get(account).is_some_and(|zone| bucket.time_zone != *zone)
+                };
+                let Some((account, (_, bucket))) = found.iter().find(|(a, (_, b))| left_zone(a, b)) else {
+                    return Ok(found);
+                };
+                let why = Error::FormerZone {
+                    key: parts.key(*child, *p).relative(),
+                    account: *account,
+                    found: bucket.time_zone.clone(),
+                    zone: zones[account].to_string(),
+                };
+                match former_zone(parts, published, *child, *p, why) {
+                    Error::LostPart { around, .. } if around.is_subset(recomputed) => {
+                        // This pass recomputed every date its published days
+                        // give the account in its new zone, and this part is
+                        // not one of them: the account has nothing here now.
+                        found.retain(|a, (_, b)| !left_zone(a, b));
+                        Ok(found)
+                    }
+                    lost => Err(lost),
+                }
+            }
             Err(e @ Error::BadRollup { .. }) => Err(lost_part(parts, published, *child, *p, Some(e))),
             Err(e) => Err(e),
         }
@@ -1744,19 +1780,45 @@ fn could_hold_rows(
     })
 }
 
-/// The part of `(child, period)` is lost or unreadable: [`refresh`]
+/// The part of `(child, period)` is lost or cannot be used: [`refresh`]
 /// rebuilds it from the days around it.
 fn lost_part(
     parts: &Parts<'_>,
     published: &BTreeSet<NaiveDate>,
     child: Interval,
     period: NaiveDate,
-    unreadable: Option<Error>,
+    unusable: Option<Error>,
 ) -> Error {
     Error::LostPart {
         key: parts.key(child, period).relative(),
         around: days_around(published, child, period),
-        unreadable: unreadable.map(Box::new),
+        unusable: unusable.map(Box::new),
+    }
+}
+
+/// The part of `(child, period)` holds an account's buckets in the zone it
+/// had before: so does every finer part of the years its dates are in, so
+/// [`refresh`] rebuilds all of them at once (one pass, where a part at a
+/// time would start it again for each).
+fn former_zone(
+    parts: &Parts<'_>,
+    published: &BTreeSet<NaiveDate>,
+    child: Interval,
+    period: NaiveDate,
+    why: Error,
+) -> Error {
+    let (first, last) = child.period_of(period).expect("not hourly");
+    let around = [first, last]
+        .into_iter()
+        .flat_map(|d| {
+            let (year, _) = Interval::Yearly.period_of(d).expect("not hourly");
+            days_around(published, Interval::Yearly, year)
+        })
+        .collect();
+    Error::LostPart {
+        key: parts.key(child, period).relative(),
+        around,
+        unusable: Some(Box::new(why)),
     }
 }
 

@@ -453,6 +453,54 @@ async fn the_old_shard_counts_parts_can_go_after_a_backfill_with_the_new_count()
     }
 }
 
+/// Two accounts' zones change mid-month, one westwards and one eastwards:
+/// the nights after it build the month, its weeks, quarter and year in the
+/// new zone, never from finer parts computed in the old one (and drop the
+/// old zone's rows of dates the new zone gives no rows), so the rollups
+/// still answer what the base grain does.
+#[tokio::test]
+async fn after_a_change_of_zone_coarse_buckets_are_built_in_the_new_zone() {
+    let dir = TempDir::new("rollup-zone");
+    let src = Src::sqlite(&dir);
+    src.seed_days("4", "65", "2026-01-30", "400", "5");
+    let warehouse = dir.path().join("wh");
+    let wh_url = warehouse.display().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--source", src.url(), "--warehouse", &wh_url];
+        args.extend(extra);
+        common::run_ok(&args);
+    };
+    run(&["--from", "2026-01-30", "--to", "2026-03-19"]);
+    // Account 1 was in Asia/Kathmandu (+05:45), account 3 in New York
+    // (-05:00, then -04:00 from 03-08); Santiago is -03:00 in March.
+    src.exec(
+        "UPDATE accounts SET time_zone = 'America/Santiago' WHERE id = 1; \
+         UPDATE accounts SET time_zone = 'Asia/Kathmandu' WHERE id = 3",
+    )
+    .await;
+    for day in wh::days("2026-03-20", "2026-04-02") {
+        run(&["--date", &day.to_string()]);
+    }
+    let d = wh::day;
+    for (interval, from, to) in [
+        (Interval::Monthly, d("2026-03-01"), d("2026-03-31")),
+        (Interval::Weekly, d("2026-03-16"), d("2026-03-29")),
+        (Interval::Monthly, d("2026-02-01"), d("2026-03-31")),
+    ] {
+        for (account, zone) in [(1, "America/Santiago"), (3, "Asia/Kathmandu")] {
+            let mut req = request(&wh_url, account, from, to);
+            req.question.interval = interval;
+            let (auto, _) = both(&req).await.expect("published");
+            assert_eq!(auto.time_zone, zone);
+            assert_eq!(
+                auto.answered_from,
+                AnsweredFrom::Rollups,
+                "{account} {interval:?} {from}..{to}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn duckdb_reads_the_rollups_as_documented() {
     let world = world().await;
