@@ -189,20 +189,52 @@ fn buckets_containing(tz: Tz, day: NaiveDate) -> BTreeSet<String> {
     out
 }
 
-#[tokio::test]
-async fn a_rerun_of_one_day_rewrites_only_the_buckets_that_contain_it() {
-    let dir = TempDir::new("rollup-incremental");
-    let src = Src::sqlite(&dir);
-    src.seed_days("3", "40", "2026-02-27", "800", "8");
-    let warehouse = dir.path().join("wh");
-    let wh_url = warehouse.display().to_string();
-    let run = |extra: &[&str]| {
-        let mut args = vec!["run", "--source", src.url(), "--warehouse", &wh_url];
+/// A SQLite source seeded as `seed_days` seeds it, and the warehouse `wh`
+/// beside it.
+struct Seeded {
+    dir: TempDir,
+    src: Src,
+    warehouse: std::path::PathBuf,
+    wh_url: String,
+}
+
+impl Seeded {
+    fn new(label: &str, accounts: &str, days: &str, start: &str, per_day: &str, seed: &str) -> Self {
+        let dir = TempDir::new(label);
+        let src = Src::sqlite(&dir);
+        src.seed_days(accounts, days, start, per_day, seed);
+        let warehouse = dir.path().join("wh");
+        let wh_url = warehouse.display().to_string();
+        Seeded {
+            dir,
+            src,
+            warehouse,
+            wh_url,
+        }
+    }
+
+    /// `run` into `warehouse` with `extra` arguments; its output.
+    fn run_into(&self, warehouse: &Path, extra: &[&str]) -> String {
+        let wh_url = warehouse.display().to_string();
+        let mut args = vec!["run", "--source", self.src.url(), "--warehouse", &wh_url];
         args.extend(extra);
         common::run_ok(&args)
-    };
+    }
+
+    fn run(&self, extra: &[&str]) -> String {
+        self.run_into(&self.warehouse, extra)
+    }
+}
+
+#[tokio::test]
+async fn a_rerun_of_one_day_rewrites_only_the_buckets_that_contain_it() {
+    let seeded = Seeded::new("rollup-incremental", "3", "40", "2026-02-27", "800", "8");
+    let Seeded {
+        src, warehouse, wh_url, ..
+    } = &seeded;
+    let run = |extra: &[&str]| seeded.run(extra);
     run(&["--from", "2026-02-27", "--to", "2026-04-07", "--parallel", "2"]);
-    let before = snapshot(&warehouse);
+    let before = snapshot(warehouse);
     assert!(before.len() > 50, "{} rollup parts", before.len());
 
     // Account 1 gets a new contact on UTC day 2026-03-31 (a month and a quarter end).
@@ -214,7 +246,7 @@ async fn a_rerun_of_one_day_rewrites_only_the_buckets_that_contain_it() {
          FROM messages WHERE account_id = 1 ORDER BY id LIMIT 1"
     ))
     .await;
-    let march = request(&wh_url, 1, wh::day("2026-03-01"), wh::day("2026-03-31"));
+    let march = request(wh_url, 1, wh::day("2026-03-01"), wh::day("2026-03-31"));
     let umc = |r: &Report| {
         r.totals
             .iter()
@@ -225,11 +257,11 @@ async fn a_rerun_of_one_day_rewrites_only_the_buckets_that_contain_it() {
     let march_before = both(&march).await.unwrap().0;
 
     let out = run(&["--date", "2026-03-31"]);
-    let after = snapshot(&warehouse);
+    let after = snapshot(warehouse);
     assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
 
     let mut expected = BTreeSet::new();
-    let dims = wh::batches(&wh::open(&wh_url, &[]), changed_day, Table::Accounts).await;
+    let dims = wh::batches(&wh::open(wh_url, &[]), changed_day, Table::Accounts).await;
     for zone in wh::strings(&dims, "time_zone") {
         let zone: Tz = zone.unwrap().parse().unwrap();
         expected.extend(buckets_containing(zone, changed_day));
@@ -304,7 +336,7 @@ async fn a_rerun_of_one_day_rewrites_only_the_buckets_that_contain_it() {
     std::fs::write(warehouse.join(marker), "[\"2026-03-31\"]").unwrap();
     assert_eq!(both(&march).await.unwrap().0.answered_from, AnsweredFrom::BaseGrain);
     // Days away from it (UMC left out: April's whole month reaches back to 03-31 UTC in zones east of UTC).
-    let mut april = request(&wh_url, 1, wh::day("2026-04-03"), wh::day("2026-04-05"));
+    let mut april = request(wh_url, 1, wh::day("2026-04-03"), wh::day("2026-04-05"));
     april.question.metrics = vec![Metric::ResolvedConversations, Metric::ActiveAgents];
     assert_eq!(both(&april).await.unwrap().0.answered_from, AnsweredFrom::Rollups);
     run(&["--date", "2026-04-06"]);
@@ -312,9 +344,9 @@ async fn a_rerun_of_one_day_rewrites_only_the_buckets_that_contain_it() {
     assert_eq!(both(&march).await.unwrap().0.answered_from, AnsweredFrom::Rollups);
 
     // Running a day again with nothing new changes no rollup bytes.
-    let settled = snapshot(&warehouse);
+    let settled = snapshot(warehouse);
     run(&["--date", "2026-04-01"]);
-    let again = snapshot(&warehouse);
+    let again = snapshot(warehouse);
     for (k, (_, _, bytes)) in &again {
         assert_eq!(bytes, &settled[k].2, "{k} changed on an idempotent rerun");
     }
@@ -327,14 +359,10 @@ async fn a_rerun_of_one_day_rewrites_only_the_buckets_that_contain_it() {
 /// night reads back are gone or unreadable: it rebuilds them first.
 #[tokio::test]
 async fn a_night_late_in_a_month_has_the_rows_a_backfill_computes_from_days() {
-    let dir = TempDir::new("rollup-weeks");
-    let src = Src::sqlite(&dir);
-    src.seed_days("4", "30", "2026-02-20", "600", "9");
+    let seeded = Seeded::new("rollup-weeks", "4", "30", "2026-02-20", "600", "9");
+    let dir = &seeded.dir;
     let run = |warehouse: &Path, extra: &[&str]| {
-        let wh_url = warehouse.display().to_string();
-        let mut args = vec!["run", "--source", src.url(), "--warehouse", &wh_url];
-        args.extend(extra);
-        common::run_ok(&args);
+        seeded.run_into(warehouse, extra);
     };
     // 2026-03-20 is a Friday: the night touches the week of 03-16, wholly in
     // March; the weeks of 03-02 and 03-09 are read back, 03-01 as a day.
@@ -394,16 +422,10 @@ async fn a_night_late_in_a_month_has_the_rows_a_backfill_computes_from_days() {
 /// the same numbers, still from the rollups.
 #[tokio::test]
 async fn the_old_shard_counts_parts_can_go_after_a_backfill_with_the_new_count() {
-    let dir = TempDir::new("rollup-reshard");
-    let src = Src::sqlite(&dir);
-    src.seed_days("4", "41", "2026-01-30", "400", "5");
-    let warehouse = dir.path().join("wh");
-    let wh_url = warehouse.display().to_string();
-    let run = |extra: &[&str]| {
-        let mut args = vec!["run", "--source", src.url(), "--warehouse", &wh_url];
-        args.extend(["--from", "2026-01-30", "--to", "2026-03-11"]);
-        args.extend(extra);
-        common::run_ok(&args);
+    let seeded = Seeded::new("rollup-reshard", "4", "41", "2026-01-30", "400", "5");
+    let Seeded { warehouse, wh_url, .. } = &seeded;
+    let run = |shard: &[&str]| {
+        seeded.run(&[&["--from", "2026-01-30", "--to", "2026-03-11"], shard].concat());
     };
     run(&[]);
     for i in ["0", "1"] {
@@ -423,7 +445,7 @@ async fn the_old_shard_counts_parts_can_go_after_a_backfill_with_the_new_count()
         })
         .collect();
     let ask = |(account, interval, from, to): (i64, Interval, NaiveDate, NaiveDate)| {
-        let mut req = request(&wh_url, account, from, to);
+        let mut req = request(wh_url, account, from, to);
         req.question.interval = interval;
         req
     };
@@ -460,15 +482,10 @@ async fn the_old_shard_counts_parts_can_go_after_a_backfill_with_the_new_count()
 /// still answer what the base grain does.
 #[tokio::test]
 async fn after_a_change_of_zone_coarse_buckets_are_built_in_the_new_zone() {
-    let dir = TempDir::new("rollup-zone");
-    let src = Src::sqlite(&dir);
-    src.seed_days("4", "65", "2026-01-30", "400", "5");
-    let warehouse = dir.path().join("wh");
-    let wh_url = warehouse.display().to_string();
+    let seeded = Seeded::new("rollup-zone", "4", "65", "2026-01-30", "400", "5");
+    let Seeded { src, wh_url, .. } = &seeded;
     let run = |extra: &[&str]| {
-        let mut args = vec!["run", "--source", src.url(), "--warehouse", &wh_url];
-        args.extend(extra);
-        common::run_ok(&args);
+        seeded.run(extra);
     };
     run(&["--from", "2026-01-30", "--to", "2026-03-19"]);
     // Account 1 was in Asia/Kathmandu (+05:45), account 3 in New York
@@ -488,7 +505,7 @@ async fn after_a_change_of_zone_coarse_buckets_are_built_in_the_new_zone() {
         (Interval::Monthly, d("2026-02-01"), d("2026-03-31")),
     ] {
         for (account, zone) in [(1, "America/Santiago"), (3, "Asia/Kathmandu")] {
-            let mut req = request(&wh_url, account, from, to);
+            let mut req = request(wh_url, account, from, to);
             req.question.interval = interval;
             let (auto, _) = both(&req).await.expect("published");
             assert_eq!(auto.time_zone, zone);
