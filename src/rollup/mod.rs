@@ -1705,22 +1705,26 @@ async fn coarse(
                 let Some((account, (_, bucket))) = found.iter().find(|(a, (_, b))| left_zone(a, b)) else {
                     return Ok(found);
                 };
+                let around = years_around(published, *child, *p);
+                if around.is_subset(recomputed) {
+                    // This pass recomputed every date its published days give
+                    // the account in its new zone, and this part is not one
+                    // of them: the account has nothing here now.
+                    found.retain(|a, (_, b)| !left_zone(a, b));
+                    return Ok(found);
+                }
+                let key = parts.key(*child, *p).relative();
                 let why = Error::FormerZone {
-                    key: parts.key(*child, *p).relative(),
+                    key: key.clone(),
                     account: *account,
                     found: bucket.time_zone.clone(),
                     zone: zones[account].to_string(),
                 };
-                match former_zone(parts, published, *child, *p, why) {
-                    Error::LostPart { around, .. } if around.is_subset(recomputed) => {
-                        // This pass recomputed every date its published days
-                        // give the account in its new zone, and this part is
-                        // not one of them: the account has nothing here now.
-                        found.retain(|a, (_, b)| !left_zone(a, b));
-                        Ok(found)
-                    }
-                    lost => Err(lost),
-                }
+                Err(Error::LostPart {
+                    key,
+                    around,
+                    unusable: Some(Box::new(why)),
+                })
             }
             Err(e @ Error::BadRollup { .. }) => Err(lost_part(parts, published, *child, *p, Some(e))),
             Err(e) => Err(e),
@@ -1796,30 +1800,20 @@ fn lost_part(
     }
 }
 
-/// The part of `(child, period)` holds an account's buckets in the zone it
-/// had before: so does every finer part of the years its dates are in, so
-/// [`refresh`] rebuilds all of them at once (one pass, where a part at a
-/// time would start it again for each).
-fn former_zone(
-    parts: &Parts<'_>,
-    published: &BTreeSet<NaiveDate>,
-    child: Interval,
-    period: NaiveDate,
-    why: Error,
-) -> Error {
+/// Published UTC days that the years of `(child, period)` overlap. A part
+/// holding an account's buckets in the zone it had before is rebuilt with
+/// these: every finer part of those years holds them too, so [`refresh`]
+/// rebuilds all of them in one pass, where a part at a time would start it
+/// again for each.
+fn years_around(published: &BTreeSet<NaiveDate>, child: Interval, period: NaiveDate) -> BTreeSet<NaiveDate> {
     let (first, last) = child.period_of(period).expect("not hourly");
-    let around = [first, last]
+    [first, last]
         .into_iter()
         .flat_map(|d| {
             let (year, _) = Interval::Yearly.period_of(d).expect("not hourly");
             days_around(published, Interval::Yearly, year)
         })
-        .collect();
-    Error::LostPart {
-        key: parts.key(child, period).relative(),
-        around,
-        unusable: Some(Box::new(why)),
-    }
+        .collect()
 }
 
 /// Days that unfinished refreshes (dirty markers) name, by marker key.
