@@ -194,8 +194,13 @@ impl Grouping {
     pub fn of(&self, channel: i64) -> Group {
         match self.group_by {
             GroupBy::Channel => Group::Channel(channel),
-            GroupBy::Platform => Group::Platform(self.platforms.get(&channel).unwrap_or(&self.unknown).clone()),
+            GroupBy::Platform => Group::Platform(self.platform_of(channel).clone()),
         }
+    }
+
+    /// The channel's platform now (`unknown` for a channel not listed).
+    pub fn platform_of(&self, channel: i64) -> &Arc<str> {
+        self.platforms.get(&channel).unwrap_or(&self.unknown)
     }
 }
 

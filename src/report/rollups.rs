@@ -1,7 +1,8 @@
 //! Answering a report from materialized rollups, when they match the query:
 //! the account's own zone, an interval of a day or longer, whole buckets,
-//! no refresh in progress over its days, and every bucket present in a part
-//! and from a refresh the reader's view saw finish.
+//! no refresh in progress over its days, every bucket present in a part
+//! and from a refresh the reader's view saw finish, and (for stored platform
+//! rows) every channel counted under the platform it has now.
 //! Otherwise [`try_answer`] returns `None` and the caller uses the base
 //! grain; the answers are the same either way (tested).
 //!
@@ -148,6 +149,16 @@ pub async fn try_answer(
     }
 
     let grouping = Grouping::new(query.group_by, channels);
+    // Stored platform rows count each channel under the platform it had when
+    // they were computed; channel rows are grouped by today's.
+    if query.group_by == GroupBy::Platform && query.channels.is_none() {
+        for ((interval, period), file) in &files {
+            if let Some((channel, found)) = file.moved_channel(|channel| grouping.platform_of(channel)) {
+                tracing::info!(account, interval = interval.as_str(), %period, channel, found = found.map(|p| p.to_string()), "A rollup counts a channel under a platform it has left, or an earlier build wrote it; answering from the base grain.");
+                return Ok(None);
+            }
+        }
+    }
     let mut values = Vec::new();
     for metric in Metric::ALL.into_iter().filter(|m| query.metrics.contains(m)) {
         let v = match plans.iter().find(|(m, _)| *m == metric) {

@@ -333,6 +333,10 @@ pub struct RollupRow {
     pub value: u64,
     /// Channel rows of distinct metrics: the ids counted.
     pub ids: Option<Vec<i64>>,
+    /// Channel rows: the channel's platform when the row was computed, which
+    /// its bucket's platform rows count it under. A channel's platform can
+    /// change later; a reader tells such rows by this.
+    pub platform: Option<Arc<str>>,
 }
 
 impl RollupRow {
@@ -382,6 +386,11 @@ impl Platforms {
             Err(_) => self.unknown,
         }
     }
+
+    /// The channel's platform (`unknown` for a channel not listed).
+    pub fn name_of(&self, channel: i64) -> &Arc<str> {
+        &self.names[self.index(channel)]
+    }
 }
 
 /// The rows of one bucket: every metric by channel (with id lists for the
@@ -407,7 +416,13 @@ pub fn rows(
     // conversations and unique contacts: the order rows have always had.
     let all = scratch.distinct(&cells, platforms, IdList::Agents, &mut by_platform);
     push_all(&mut out, Metric::ActiveAgents.as_str(), all);
-    push_channels_with_ids(&mut out, Metric::ActiveAgents.as_str(), &mut cells, IdList::Agents);
+    push_channels_with_ids(
+        &mut out,
+        Metric::ActiveAgents.as_str(),
+        &mut cells,
+        platforms,
+        IdList::Agents,
+    );
     push_platforms(&mut out, Metric::ActiveAgents.as_str(), platforms, &by_platform);
 
     let mut connected: Vec<i64> = channels
@@ -423,12 +438,7 @@ pub fn rows(
     }
     let metric = Metric::Channels.as_str();
     push_all(&mut out, metric, connected.len() as u64);
-    out.extend(connected.iter().map(|id| RollupRow {
-        metric,
-        group: RowGroup::Channel(*id),
-        value: 1,
-        ids: None,
-    }));
+    out.extend(connected.iter().map(|id| channel_row(metric, *id, platforms, 1, None)));
     push_platforms(&mut out, metric, platforms, &by_platform);
 
     for (metric, sum) in [
@@ -445,18 +455,18 @@ pub fn rows(
             all += sum(cell);
         }
         push_all(&mut out, metric, all);
-        out.extend(cells.iter().filter(|(_, c)| sum(c) > 0).map(|(channel, c)| RollupRow {
-            metric,
-            group: RowGroup::Channel(*channel),
-            value: sum(c),
-            ids: None,
-        }));
+        out.extend(
+            cells
+                .iter()
+                .filter(|(_, c)| sum(c) > 0)
+                .map(|(channel, c)| channel_row(metric, *channel, platforms, sum(c), None)),
+        );
         push_platforms(&mut out, metric, platforms, &by_platform);
     }
 
     let all = scratch.distinct(&cells, platforms, IdList::Contacts, &mut by_platform);
     push_all(&mut out, UNIQUE_CONTACTS, all);
-    push_channels_with_ids(&mut out, UNIQUE_CONTACTS, &mut cells, IdList::Contacts);
+    push_channels_with_ids(&mut out, UNIQUE_CONTACTS, &mut cells, platforms, IdList::Contacts);
     push_platforms(&mut out, UNIQUE_CONTACTS, platforms, &by_platform);
     out
 }
@@ -468,7 +478,24 @@ fn push_all(out: &mut Vec<RollupRow>, metric: &'static str, value: u64) {
             group: RowGroup::All,
             value,
             ids: None,
+            platform: None,
         });
+    }
+}
+
+fn channel_row(
+    metric: &'static str,
+    channel: i64,
+    platforms: &Platforms,
+    value: u64,
+    ids: Option<Vec<i64>>,
+) -> RollupRow {
+    RollupRow {
+        metric,
+        group: RowGroup::Channel(channel),
+        value,
+        ids,
+        platform: Some(Arc::clone(platforms.name_of(channel))),
     }
 }
 
@@ -479,19 +506,21 @@ fn push_platforms(out: &mut Vec<RollupRow>, metric: &'static str, platforms: &Pl
             group: RowGroup::Platform(Arc::clone(name)),
             value: *value,
             ids: None,
+            platform: None,
         });
     }
 }
 
 /// A channel row per non-empty list, which it takes (owned cells) or
 /// copies (borrowed ones).
-fn push_channels_with_ids(out: &mut Vec<RollupRow>, metric: &'static str, cells: &mut Cow<'_, Cells>, list: IdList) {
-    let row = |channel: i64, ids: Vec<i64>| RollupRow {
-        metric,
-        group: RowGroup::Channel(channel),
-        value: ids.len() as u64,
-        ids: Some(ids),
-    };
+fn push_channels_with_ids(
+    out: &mut Vec<RollupRow>,
+    metric: &'static str,
+    cells: &mut Cow<'_, Cells>,
+    platforms: &Platforms,
+    list: IdList,
+) {
+    let row = |channel: i64, ids: Vec<i64>| channel_row(metric, channel, platforms, ids.len() as u64, Some(ids));
     match cells {
         Cow::Borrowed(cells) => {
             for (channel, cell) in cells.iter() {
@@ -759,6 +788,7 @@ mod tests {
                     group: RowGroup::All,
                     value: value(&all),
                     ids: None,
+                    platform: None,
                 });
             }
             for (channel, (value, ids)) in per_channel {
@@ -768,6 +798,7 @@ mod tests {
                         group: RowGroup::Channel(channel),
                         value,
                         ids,
+                        platform: Some(platform(channel).into()),
                     });
                 }
             }
@@ -778,6 +809,7 @@ mod tests {
                         group: RowGroup::Platform(name.as_str().into()),
                         value: value(acc),
                         ids: None,
+                        platform: None,
                     });
                 }
             }

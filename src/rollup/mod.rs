@@ -22,9 +22,13 @@
 //!   not change is not written, so reruns are idempotent;
 //! - a part a run computes is written even when empty, and a coarse bucket
 //!   is never built without a finer part it needs: one that is gone (where
-//!   a published day could have given it rows), unreadable, or holding an
-//!   account in a zone it has left is rebuilt from the base grain first, so
-//!   a bucket never mixes finer ones of two zones;
+//!   a published day could have given it rows) or unreadable is rebuilt
+//!   from the base grain first;
+//! - channel rows record their channel's platform (`channel_platform`);
+//!   an account whose zone, or whose channel's platform, differs from what
+//!   a finer part recorded is rebuilt from the base grain over every
+//!   published day before a coarse bucket is built for it, so a bucket never
+//!   mixes finer ones of two zones or counts a channel under two platforms;
 //! - channel rows of distinct metrics carry their id lists, so a range made
 //!   of several buckets is answered by a union, never by a sum of counts;
 //! - when parts of two shard counts hold one account (the fleet was
@@ -83,6 +87,10 @@ pub enum Error {
         /// The published UTC days its local dates overlap: a refresh of
         /// these rebuilds it.
         around: BTreeSet<NaiveDate>,
+        /// When only some accounts' buckets there cannot be used (their zone
+        /// or a channel's platform changed): those accounts, which alone
+        /// are rebuilt from `around` (then every published day).
+        accounts: Option<BTreeSet<i64>>,
         /// Why it cannot be used, when it is there.
         #[source]
         unusable: Option<Box<Error>>,
@@ -93,6 +101,16 @@ pub enum Error {
         account: i64,
         found: String,
         zone: String,
+    },
+    #[error(
+        "rollup {key} counts account {account}'s channel {channel} under platform {found}, but the channel's platform is now {platform}"
+    )]
+    FormerPlatform {
+        key: String,
+        account: i64,
+        channel: i64,
+        found: String,
+        platform: String,
     },
 }
 
@@ -130,6 +148,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("metric", DataType::Utf8, false),
         Field::new("group_by", DataType::Utf8, false),
         Field::new("group_key", DataType::Utf8, true),
+        Field::new("channel_platform", DataType::Utf8, true),
         Field::new("value", DataType::Int64, false),
         Field::new(
             "ids",
@@ -139,8 +158,11 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-/// Column index of `ids`, the only column a report can leave unread.
-const IDS_COLUMN: usize = 9;
+/// The only column a report can leave unread.
+const IDS_COLUMN: &str = "ids";
+/// The column parts written before it existed lack (their rows are read as
+/// counting channels under platforms unknown, so they are rebuilt).
+const CHANNEL_PLATFORM_COLUMN: &str = "channel_platform";
 
 pub fn schema() -> SchemaRef {
     SCHEMA.clone()
@@ -162,6 +184,19 @@ impl AccountBucket {
     fn same_rows(&self, other: &AccountBucket) -> bool {
         (self.account, &self.time_zone, self.start, self.end, &self.rows)
             == (other.account, &other.time_zone, other.start, other.end, &other.rows)
+    }
+
+    /// The first channel the rows count under a platform other than the one
+    /// `platform_now` gives it (its platform changed since they were
+    /// computed), and the platform they have (none when the part is older
+    /// than the record of it: it may be any).
+    pub fn moved_channel<'a>(&self, platform_now: impl Fn(i64) -> &'a str) -> Option<(i64, Option<&Arc<str>>)> {
+        self.rows.iter().find_map(|row| match (&row.group, &row.platform) {
+            (RowGroup::Channel(channel), found) if found.as_deref() != Some(platform_now(*channel)) => {
+                Some((*channel, found.as_ref()))
+            }
+            _ => None,
+        })
     }
 
     /// Whether the rows have these values, in this order (the rows may
@@ -302,6 +337,7 @@ fn group_batch(rel: &str, buckets: &[AccountBucket]) -> Result<RecordBatch> {
         Arc::new(StringArray::from_iter_values(rows().map(|r| r.metric))),
         Arc::new(StringArray::from_iter_values(rows().map(|r| r.group.kind().as_str()))),
         Arc::new(group_keys(rows(), n)),
+        Arc::new(StringArray::from_iter(rows().map(|r| r.platform.as_deref()))),
         Arc::new(Int64Array::from_iter_values(rows().map(|r| r.value as i64))),
         Arc::new(ids.finish()),
     ];
@@ -368,12 +404,13 @@ fn properties() -> parquet::file::properties::WriterProperties {
         .build()
 }
 
-/// A reader of the columns `roots` of a part, over the row groups that can
-/// hold `accounts` (all when `None`).
+/// A reader of the columns `wanted` (all when `None`) of a part, over the
+/// row groups that can hold `accounts` (all when `None`). A part in this
+/// schema, or in the one before `channel_platform`, is read.
 fn open_part(
     rel: &str,
     bytes: Bytes,
-    roots: &[usize],
+    wanted: Option<&[&str]>,
     accounts: Option<&[i64]>,
 ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
     let bad = |reason: String| Error::BadRollup {
@@ -383,23 +420,29 @@ fn open_part(
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| bad(e.to_string()))?;
     // Another schema (a newer or older version wrote it, or it is not a
     // rollup): said as such, never a projection past its columns.
-    let expected: Vec<(&str, &DataType)> = SCHEMA
-        .fields()
-        .iter()
-        .map(|f| (f.name().as_str(), f.data_type()))
-        .collect();
-    let found: Vec<(&str, &DataType)> = builder
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| (f.name().as_str(), f.data_type()))
-        .collect();
-    if found != expected {
-        let names: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
+    let columns = |schema: &Schema| -> Vec<(String, DataType)> {
+        schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect()
+    };
+    let expected = columns(&SCHEMA);
+    let found = columns(builder.schema());
+    let mut before_platforms = expected.clone();
+    before_platforms.retain(|(name, _)| name != CHANNEL_PLATFORM_COLUMN);
+    if found != expected && found != before_platforms {
+        let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
         return Err(bad(format!("it has another schema (columns {})", names.join(", "))));
     }
+    let roots: Vec<usize> = found
+        .iter()
+        .enumerate()
+        .filter(|(_, (name, _))| wanted.is_none_or(|w| w.contains(&name.as_str())))
+        .map(|(i, _)| i)
+        .collect();
     let row_groups = account_row_groups(builder.metadata(), builder.parquet_schema(), accounts);
-    let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
     builder
         .with_projection(mask)
         .with_row_groups(row_groups)
@@ -416,8 +459,7 @@ fn decode_values(key: &RollupKey, bytes: Bytes) -> Result<Vec<(i64, Vec<i64>)>> 
         key: rel.clone(),
         reason,
     };
-    let roots = ["account_id", "value"].map(|name| SCHEMA.index_of(name).expect("in the schema"));
-    let reader = open_part(&rel, bytes, &roots, None)?;
+    let reader = open_part(&rel, bytes, Some(&["account_id", "value"]), None)?;
     let mut out: Vec<(i64, Vec<i64>)> = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| bad(e.to_string()))?;
@@ -442,8 +484,13 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[
         key: rel.clone(),
         reason,
     };
-    let roots: Vec<usize> = (0..=IDS_COLUMN).filter(|i| with_ids || *i != IDS_COLUMN).collect();
-    let reader = open_part(&rel, bytes, &roots, accounts)?;
+    let all_but_ids: Vec<&str> = SCHEMA
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|name| *name != IDS_COLUMN)
+        .collect();
+    let reader = open_part(&rel, bytes, (!with_ids).then_some(&all_but_ids[..]), accounts)?;
     let mut out: Vec<AccountBucket> = Vec::new();
     let mut platforms = Interned::default();
     for batch in reader {
@@ -465,6 +512,11 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[
             text("group_by")?,
             text("group_key")?,
         );
+        // None in a part written before the column existed.
+        let channel_platform = match batch.column_by_name(CHANNEL_PLATFORM_COLUMN) {
+            Some(_) => Some(text(CHANNEL_PLATFORM_COLUMN)?),
+            None => None,
+        };
         let account = int("account_id")?;
         let (start, end, refreshed_at, value) = (
             int("bucket_start")?,
@@ -496,13 +548,22 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[
             }
             let metric = known_metric(metric.value(i)).ok_or_else(|| bad(format!("metric {:?}", metric.value(i))))?;
             let key = group_key.is_valid(i).then(|| group_key.value(i));
-            let group = match (RollupGroup::parse(group_by.value(i)), key) {
-                (Some(RollupGroup::All), None) => RowGroup::All,
-                (Some(RollupGroup::Channel), Some(key)) => {
-                    RowGroup::Channel(key.parse().map_err(|_| bad(format!("channel {key:?}")))?)
+            let platform = channel_platform.map(|c| c.is_valid(i).then(|| c.value(i)));
+            let (group, platform) = match (RollupGroup::parse(group_by.value(i)), key, platform) {
+                (Some(RollupGroup::All), None, None | Some(None)) => (RowGroup::All, None),
+                (Some(RollupGroup::Channel), Some(key), None | Some(Some(_))) => (
+                    RowGroup::Channel(key.parse().map_err(|_| bad(format!("channel {key:?}")))?),
+                    platform.flatten().map(|p| platforms.intern(p)),
+                ),
+                (Some(RollupGroup::Platform), Some(key), None | Some(None)) => {
+                    (RowGroup::Platform(platforms.intern(key)), None)
                 }
-                (Some(RollupGroup::Platform), Some(key)) => RowGroup::Platform(platforms.intern(key)),
-                _ => return Err(bad(format!("group {:?} {key:?}", group_by.value(i)))),
+                _ => {
+                    return Err(bad(format!(
+                        "group {:?} {key:?} (channel platform {platform:?})",
+                        group_by.value(i)
+                    )));
+                }
             };
             let ids = ids.filter(|l| l.is_valid(i)).map(|l| {
                 let v = l.value(i);
@@ -513,6 +574,7 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[
                 group,
                 value: value[i].max(0) as u64,
                 ids,
+                platform,
             });
         }
     }
@@ -1126,13 +1188,16 @@ impl Parts<'_> {
 /// local date overlapping one of the scope's UTC days.
 ///
 /// A coarse bucket is never built without one of its finer parts: when a
-/// part it reads back is unreadable, gone (deleted, or lost by the store)
-/// although a published day could have given it rows, or holds an account's
-/// buckets in the zone the account had before (its zone changed since), the
-/// refresh starts again with the UTC days around that part added (after a
-/// change of zone, the days of its year), so the part is rebuilt from the
-/// base grain first. Each restart adds days, so this ends; what it reports
-/// is the last pass's.
+/// part it reads back is unreadable, or gone (deleted, or lost by the store)
+/// although a published day could have given it rows, the refresh starts
+/// again with the UTC days around that part added, so the part is rebuilt
+/// from the base grain first. When it holds an account's buckets built in the
+/// zone the account had before, or counting a channel under the platform it
+/// had before, that account alone is recomputed over every published day,
+/// once: any of its buckets may be so, and rebuilding a year at a time would
+/// start again for each year (a year's first date needs the previous
+/// year's last UTC day, whose December bucket needs that year's). Each
+/// restart adds days, so this ends; what it reports is the last pass's.
 pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<RefreshReport> {
     // Shared with the blocking pool's chunks of CPU work.
     let accounts: Arc<[Account]> = scope
@@ -1143,16 +1208,24 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
             spec,
         })
         .collect();
-    let mut utc_days = scope.utc_days.clone();
+    let mut days = Recomputed {
+        all: scope.utc_days.clone(),
+        by_account: BTreeMap::new(),
+    };
     loop {
         let attempt = RefreshOf {
             shard: scope.shard,
-            utc_days: &utc_days,
+            days: &days,
             own: scope.own,
             refreshed_at: scope.refreshed_at,
         };
         match refresh_days(warehouse, attempt, &accounts).await {
-            Err(Error::LostPart { key, around, unusable }) if !around.is_subset(&utc_days) => {
+            Err(Error::LostPart {
+                key,
+                around,
+                accounts: None,
+                unusable,
+            }) if !around.is_subset(&days.all) => {
                 tracing::warn!(
                     part = %key,
                     unusable = unusable.map(|e| e.to_string()),
@@ -1160,22 +1233,62 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
                     last_day = %around.last().expect("not empty"),
                     "A rollup part is gone or cannot be used; rebuilding it from the base grain of the days around it."
                 );
-                utc_days.extend(around);
+                days.all.extend(around);
+            }
+            Err(Error::LostPart {
+                key,
+                around,
+                accounts: Some(ids),
+                unusable,
+            }) if ids.iter().any(|a| !days.covers(*a, &around)) => {
+                tracing::warn!(
+                    part = %key,
+                    unusable = unusable.map(|e| e.to_string()),
+                    accounts = ?ids,
+                    first_day = %around.first().expect("not empty"),
+                    last_day = %around.last().expect("not empty"),
+                    "Rollups of accounts whose zone or channel platforms changed cannot be used; rebuilding those accounts' rollups from the base grain of every published day."
+                );
+                for a in ids {
+                    days.by_account.entry(a).or_default().extend(&around);
+                }
             }
             other => return other,
         }
     }
 }
 
+/// The UTC days a pass of [`refresh`] recomputes: for every account, and
+/// for some accounts alone.
+struct Recomputed {
+    all: BTreeSet<NaiveDate>,
+    by_account: BTreeMap<i64, BTreeSet<NaiveDate>>,
+}
+
+impl Recomputed {
+    fn of(&self, account: i64) -> impl Iterator<Item = &NaiveDate> {
+        self.all
+            .iter()
+            .chain(self.by_account.get(&account).into_iter().flatten())
+    }
+
+    /// Whether every day of `days` is recomputed for `account`.
+    fn covers(&self, account: i64, days: &BTreeSet<NaiveDate>) -> bool {
+        let own = self.by_account.get(&account);
+        days.iter()
+            .all(|d| self.all.contains(d) || own.is_some_and(|o| o.contains(d)))
+    }
+}
+
 /// [`RefreshScope`] but its accounts, for one pass of [`refresh`].
 struct RefreshOf<'a> {
     shard: ShardSpec,
-    utc_days: &'a BTreeSet<NaiveDate>,
+    days: &'a Recomputed,
     own: &'a BTreeMap<NaiveDate, DayManifest>,
     refreshed_at: UnixMicros,
 }
 
-/// One pass of [`refresh`], over `scope.utc_days`.
+/// One pass of [`refresh`], over `scope.days`.
 async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Arc<[Account]>) -> Result<RefreshReport> {
     let mut report = RefreshReport::default();
     let index = warehouse::index::load(warehouse).await?;
@@ -1199,8 +1312,8 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
         .iter()
         .map(|a| {
             scope
-                .utc_days
-                .iter()
+                .days
+                .of(a.spec.id)
                 .flat_map(|d| {
                     let (first, last) = cells::local_dates_of_utc_day(&a.spec.tz, *d);
                     first.iter_days().take_while(move |x| *x <= last)
@@ -1312,7 +1425,7 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
                     &to_read,
                     just_computed.keeps(interval),
                     &published,
-                    scope.utc_days,
+                    scope.days,
                 ),
                 parts.current(interval, period),
                 Writing::finish_if_any(writing.take()),
@@ -1686,43 +1799,43 @@ async fn coarse(
     to_read: &[PartToRead],
     keep: bool,
     published: &BTreeSet<NaiveDate>,
-    recomputed: &BTreeSet<NaiveDate>,
+    recomputed: &Recomputed,
 ) -> Result<Vec<Fresh>> {
-    let zones: HashMap<i64, &str> = members
-        .iter()
-        .map(|i| (accounts[*i].spec.id, accounts[*i].spec.tz.name()))
-        .collect();
-    let zones = &zones;
+    let now: HashMap<i64, &Account> = members.iter().map(|i| (accounts[*i].spec.id, &accounts[*i])).collect();
+    let now = &now;
     let mut reads = futures::stream::iter(to_read.iter().map(|(child, p, ids)| async move {
         match read_accounts(parts.warehouse, View::plain(&parts.counts), *child, *p, ids, true).await {
             Ok((_, false)) if could_hold_rows(accounts, published, *child, *p, ids) => {
                 Err(lost_part(parts, published, *child, *p, None))
             }
             Ok((mut found, _)) => {
-                let left_zone = |account: &i64, bucket: &AccountBucket| {
-                    zones.get(account).is_some_and(|zone| bucket.time_zone != *zone)
+                let key = || parts.key(*child, *p).relative();
+                let outdated = |account: &i64, bucket: &AccountBucket| {
+                    now.get(account).and_then(|now| outdated(key, *account, bucket, now))
                 };
-                let Some((account, (_, bucket))) = found.iter().find(|(a, (_, b))| left_zone(a, b)) else {
+                let mut why = None;
+                let mut ids = BTreeSet::new();
+                for (a, (_, b)) in &found {
+                    if let Some(e) = outdated(a, b) {
+                        why.get_or_insert(e);
+                        ids.insert(*a);
+                    }
+                }
+                let Some(why) = why else {
                     return Ok(found);
                 };
-                let around = years_around(published, *child, *p);
-                if around.is_subset(recomputed) {
-                    // This pass recomputed every date its published days give
-                    // the account in its new zone, and this part is not one
-                    // of them: the account has nothing here now.
-                    found.retain(|a, (_, b)| !left_zone(a, b));
+                if ids.iter().all(|a| recomputed.covers(*a, published)) {
+                    // This pass recomputed every date the published days give
+                    // these accounts (in their zones, with their channels'
+                    // platforms), and this part is not one of them: they
+                    // have nothing here now.
+                    found.retain(|a, _| !ids.contains(a));
                     return Ok(found);
                 }
-                let key = parts.key(*child, *p).relative();
-                let why = Error::FormerZone {
-                    key: key.clone(),
-                    account: *account,
-                    found: bucket.time_zone.clone(),
-                    zone: zones[account].to_string(),
-                };
                 Err(Error::LostPart {
-                    key,
-                    around,
+                    key: key(),
+                    around: published.clone(),
+                    accounts: Some(ids),
                     unusable: Some(Box::new(why)),
                 })
             }
@@ -1751,6 +1864,29 @@ async fn coarse(
         fresh_bucket(&accounts[i], interval, period, cells::merge(children), keep)
     })
     .await
+}
+
+/// Why an account's bucket read back from part `key` cannot be built on:
+/// it is in a zone the account has left, or counts a channel under a
+/// platform the channel has left (its platform rows would then be wrong).
+fn outdated(key: impl Fn() -> String, account: i64, bucket: &AccountBucket, now: &Account) -> Option<Error> {
+    let zone = now.spec.tz.name();
+    if bucket.time_zone != zone {
+        return Some(Error::FormerZone {
+            key: key(),
+            account,
+            found: bucket.time_zone.clone(),
+            zone: zone.to_string(),
+        });
+    }
+    let (channel, found) = bucket.moved_channel(|channel| now.platforms.name_of(channel))?;
+    Some(Error::FormerPlatform {
+        key: key(),
+        account,
+        channel,
+        found: found.map_or_else(|| "(not recorded: an earlier build wrote it)".into(), |p| p.to_string()),
+        platform: now.platforms.name_of(channel).to_string(),
+    })
 }
 
 /// Published UTC days that the local dates of `(child, period)` overlap.
@@ -1796,24 +1932,9 @@ fn lost_part(
     Error::LostPart {
         key: parts.key(child, period).relative(),
         around: days_around(published, child, period),
+        accounts: None,
         unusable: unusable.map(Box::new),
     }
-}
-
-/// Published UTC days that the years of `(child, period)` overlap. A part
-/// holding an account's buckets in the zone it had before is rebuilt with
-/// these: every finer part of those years holds them too, so [`refresh`]
-/// rebuilds all of them in one pass, where a part at a time would start it
-/// again for each.
-fn years_around(published: &BTreeSet<NaiveDate>, child: Interval, period: NaiveDate) -> BTreeSet<NaiveDate> {
-    let (first, last) = child.period_of(period).expect("not hourly");
-    [first, last]
-        .into_iter()
-        .flat_map(|d| {
-            let (year, _) = Interval::Yearly.period_of(d).expect("not hourly");
-            days_around(published, Interval::Yearly, year)
-        })
-        .collect()
 }
 
 /// Days that unfinished refreshes (dirty markers) name, by marker key.
@@ -1867,6 +1988,7 @@ mod tests {
                 group: RowGroup::Channel(7),
                 value,
                 ids: Some(ids),
+                platform: Some("sms".into()),
             }],
         }
     }
@@ -1923,6 +2045,7 @@ mod tests {
             group,
             value: 2,
             ids: None,
+            platform: None,
         };
         written
             .rows
@@ -1933,12 +2056,34 @@ mod tests {
         // The same rows with each group_key replaced, as another writer might.
         let mut batch = group_batch(&key.relative(), std::slice::from_ref(&written)).unwrap();
         let key_column = SCHEMA.index_of("group_key").unwrap();
-        for (keys, wrong) in [
-            (["whatsapp", "whatsapp", "x"], "channel \"whatsapp\""),
-            (["7", "whatsapp", "all"], "group \"all\" Some(\"all\")"),
+        let platform_column = SCHEMA.index_of("channel_platform").unwrap();
+        let (written_keys, written_platforms) = (
+            Some(batch.column(key_column).clone()),
+            Some(batch.column(platform_column).clone()),
+        );
+        for (keys, platforms, wrong) in [
+            (
+                Some(["whatsapp", "whatsapp", "x"].map(Some)),
+                None,
+                "channel \"whatsapp\"",
+            ),
+            (
+                Some([Some("7"), Some("whatsapp"), Some("all")]),
+                None,
+                "group \"all\" Some(\"all\")",
+            ),
+            // A channel row must say its channel's platform; no other row may.
+            (None, Some([None, None, None]), "channel platform None"),
+            (
+                None,
+                Some([Some("sms"), Some("sms"), None]),
+                "group \"platform\" Some(\"whatsapp\") (channel platform Some(\"sms\"))",
+            ),
         ] {
             let mut columns = batch.columns().to_vec();
-            columns[key_column] = Arc::new(StringArray::from(keys.to_vec()));
+            let text = |values: [Option<&str>; 3]| Arc::new(StringArray::from(values.to_vec())) as ArrayRef;
+            columns[key_column] = keys.map(text).or(written_keys.clone()).unwrap();
+            columns[platform_column] = platforms.map(text).or(written_platforms.clone()).unwrap();
             batch = RecordBatch::try_new(schema(), columns).unwrap();
             let mut out = Vec::new();
             let mut writer = ArrowWriter::try_new(&mut out, schema(), Some(properties())).unwrap();

@@ -518,6 +518,158 @@ async fn after_a_change_of_zone_coarse_buckets_are_built_in_the_new_zone() {
     }
 }
 
+/// An account's channels change platform (every `sms` one becomes
+/// `whatsapp` and every other one `sms`): the next run rebuilds that
+/// account's rollups over its whole history, a year before the change too,
+/// so reports by platform count the channels under their new platforms from
+/// the rollups; a part that still counts them under the old ones (one
+/// restored from before the change) sends a report by platform to the base
+/// grain, while one by channel is still answered from it.
+#[tokio::test]
+async fn after_a_channels_platform_changes_reports_by_platform_count_it_under_the_new_one() {
+    let seeded = Seeded::new("rollup-platform", "3", "70", "2025-11-29", "300", "6");
+    let Seeded {
+        src, warehouse, wh_url, ..
+    } = &seeded;
+    // December and January are published whole (unique monthly contacts
+    // need the months), with a day either side.
+    seeded.run(&["--from", "2025-11-29", "--to", "2026-02-02"]);
+    let d = wh::day;
+    let ask = |account: i64, interval: Interval, from: &str, to: &str, group_by: GroupBy| {
+        let mut req = request(wh_url, account, d(from), d(to));
+        req.question.interval = interval;
+        req.question.group_by = group_by;
+        req
+    };
+    let questions = |group_by| {
+        [
+            ask(1, Interval::Weekly, "2025-12-15", "2025-12-28", group_by),
+            ask(1, Interval::Daily, "2026-01-03", "2026-01-20", group_by),
+            ask(1, Interval::Weekly, "2025-12-15", "2026-01-18", group_by),
+            ask(2, Interval::Weekly, "2025-12-15", "2026-01-18", group_by),
+        ]
+    };
+    let mut before = Vec::new();
+    for req in questions(GroupBy::Platform) {
+        let (auto, _) = both(&req).await.expect("published");
+        assert_eq!(auto.answered_from, AnsweredFrom::Rollups, "{req:?}");
+        before.push(auto);
+    }
+    let week = RollupKey {
+        interval: Interval::Weekly,
+        period: d("2025-12-15"),
+        shard: ShardSpec::WHOLE,
+    }
+    .relative();
+    let stale_week = std::fs::read(warehouse.join(&week)).unwrap();
+
+    src.exec(
+        "UPDATE channels SET platform = CASE WHEN platform = 'sms' THEN 'whatsapp' ELSE 'sms' END \
+         WHERE account_id = 1",
+    )
+    .await;
+    seeded.run(&["--date", "2026-02-03"]);
+    for (req, was) in questions(GroupBy::Platform).into_iter().zip(&before) {
+        let (now, _) = both(&req).await.expect("published");
+        assert_eq!(now.answered_from, AnsweredFrom::Rollups, "{req:?}");
+        let moved = req.question.account == 1;
+        assert_eq!(
+            now.rows != was.rows,
+            moved,
+            "{req:?}: the platforms' rows change with the move"
+        );
+    }
+
+    std::fs::write(warehouse.join(&week), stale_week).unwrap();
+    let (by_platform, _) = both(&questions(GroupBy::Platform)[0]).await.expect("published");
+    assert_eq!(by_platform.answered_from, AnsweredFrom::BaseGrain);
+    let (by_channel, _) = both(&questions(GroupBy::Channel)[0]).await.expect("published");
+    assert_eq!(by_channel.answered_from, AnsweredFrom::Rollups);
+}
+
+/// The rollup parts, each with a reader of it.
+fn rollup_parts(
+    warehouse: &Path,
+) -> Vec<(
+    std::path::PathBuf,
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder<bytes::Bytes>,
+)> {
+    common::files_under(&warehouse.join("rollups"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .map(|part| {
+            let bytes = bytes::Bytes::from(std::fs::read(&part).unwrap());
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+            (part, reader)
+        })
+        .collect()
+}
+
+/// Every rollup part rewritten as an earlier build wrote it: without
+/// `channel_platform`.
+fn strip_channel_platforms(warehouse: &Path) -> usize {
+    use parquet::arrow::ArrowWriter;
+    let parts = rollup_parts(warehouse);
+    let count = parts.len();
+    for (part, builder) in parts {
+        let column = builder.schema().index_of("channel_platform").unwrap();
+        let schema = builder.schema().project(
+            &(0..builder.schema().fields().len())
+                .filter(|i| *i != column)
+                .collect::<Vec<_>>(),
+        );
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, std::sync::Arc::new(schema.unwrap()), None).unwrap();
+        for batch in builder.build().unwrap() {
+            let mut batch = batch.unwrap();
+            batch.remove_column(column);
+            writer.write(&batch).unwrap();
+        }
+        writer.close().unwrap();
+        std::fs::write(part, out).unwrap();
+    }
+    count
+}
+
+/// A warehouse whose parts an earlier build wrote (no `channel_platform`):
+/// reports still read them, by platform from the base grain (they cannot
+/// say which platform each channel was counted under); the next run
+/// rebuilds every part once, after which reports by platform are answered
+/// from the rollups again.
+#[tokio::test]
+async fn parts_without_channel_platforms_are_read_and_rebuilt_by_the_next_run() {
+    let seeded = Seeded::new("rollup-old-parts", "3", "40", "2026-02-26", "300", "9");
+    let Seeded { warehouse, wh_url, .. } = &seeded;
+    seeded.run(&["--from", "2026-02-26", "--to", "2026-04-02"]);
+    assert!(strip_channel_platforms(warehouse) > 40);
+    let d = wh::day;
+    let ask = |account: i64, group_by: GroupBy| {
+        let mut req = request(wh_url, account, d("2026-03-01"), d("2026-03-31"));
+        req.question.interval = Interval::Weekly;
+        req.question.from = d("2026-03-02");
+        req.question.to = d("2026-03-29");
+        req.question.group_by = group_by;
+        req
+    };
+    for account in 1..=3 {
+        let (by_platform, _) = both(&ask(account, GroupBy::Platform)).await.expect("published");
+        assert_eq!(by_platform.answered_from, AnsweredFrom::BaseGrain);
+        let (by_channel, _) = both(&ask(account, GroupBy::Channel)).await.expect("published");
+        assert_eq!(by_channel.answered_from, AnsweredFrom::Rollups);
+    }
+    seeded.run(&["--date", "2026-04-03"]);
+    let old: Vec<_> = rollup_parts(warehouse)
+        .into_iter()
+        .filter(|(_, part)| part.schema().index_of("channel_platform").is_err())
+        .map(|(path, _)| path)
+        .collect();
+    assert!(old.is_empty(), "not rebuilt: {old:?}");
+    for account in 1..=3 {
+        let (by_platform, _) = both(&ask(account, GroupBy::Platform)).await.expect("published");
+        assert_eq!(by_platform.answered_from, AnsweredFrom::Rollups, "account {account}");
+    }
+}
+
 #[tokio::test]
 async fn duckdb_reads_the_rollups_as_documented() {
     let world = world().await;
