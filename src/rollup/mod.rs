@@ -548,16 +548,16 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[
             }
             let metric = known_metric(metric.value(i)).ok_or_else(|| bad(format!("metric {:?}", metric.value(i))))?;
             let key = group_key.is_valid(i).then(|| group_key.value(i));
-            let platform = channel_platform.map(|c| c.is_valid(i).then(|| c.value(i)));
+            // A channel row without one was carried over from a part an
+            // earlier build wrote: its platform was not recorded.
+            let platform = channel_platform.and_then(|c| c.is_valid(i).then(|| c.value(i)));
             let (group, platform) = match (RollupGroup::parse(group_by.value(i)), key, platform) {
-                (Some(RollupGroup::All), None, None | Some(None)) => (RowGroup::All, None),
-                (Some(RollupGroup::Channel), Some(key), None | Some(Some(_))) => (
+                (Some(RollupGroup::All), None, None) => (RowGroup::All, None),
+                (Some(RollupGroup::Channel), Some(key), platform) => (
                     RowGroup::Channel(key.parse().map_err(|_| bad(format!("channel {key:?}")))?),
-                    platform.flatten().map(|p| platforms.intern(p)),
+                    platform.map(|p| platforms.intern(p)),
                 ),
-                (Some(RollupGroup::Platform), Some(key), None | Some(None)) => {
-                    (RowGroup::Platform(platforms.intern(key)), None)
-                }
+                (Some(RollupGroup::Platform), Some(key), None) => (RowGroup::Platform(platforms.intern(key)), None),
                 _ => {
                     return Err(bad(format!(
                         "group {:?} {key:?} (channel platform {platform:?})",
@@ -2072,8 +2072,7 @@ mod tests {
                 None,
                 "group \"all\" Some(\"all\")",
             ),
-            // A channel row must say its channel's platform; no other row may.
-            (None, Some([None, None, None]), "channel platform None"),
+            // Only a channel row says its channel's platform.
             (
                 None,
                 Some([Some("sms"), Some("sms"), None]),
@@ -2095,6 +2094,23 @@ mod tests {
                 "{wrong}: {err:?}"
             );
         }
+    }
+
+    /// A channel's rows say the platform it was counted under; rows carried
+    /// over from a part an earlier build wrote say none, read back as such,
+    /// and count as moved whatever the channel's platform is now.
+    #[test]
+    fn a_channel_counted_under_another_platform_or_an_unrecorded_one_has_moved() {
+        let key = key_of(Interval::Daily);
+        let moved =
+            |b: &AccountBucket, now: &'static str| b.moved_channel(|_| now).map(|(c, p)| (c, p.map(|p| p.to_string())));
+        let mut written = bucket(1, 2, vec![1, 2]);
+        assert_eq!(moved(&written, "sms"), None);
+        assert_eq!(moved(&written, "whatsapp"), Some((7, Some("sms".into()))));
+        written.rows[0].platform = None;
+        let read = decode(&key, encode(&key, std::slice::from_ref(&written)).unwrap(), true, None).unwrap();
+        assert_eq!(read, [written]);
+        assert_eq!(moved(&read[0], "sms"), Some((7, None)));
     }
 
     #[test]
