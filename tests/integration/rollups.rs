@@ -661,11 +661,14 @@ async fn parts_without_channel_platforms_are_read_and_rebuilt_by_the_next_run() 
     // Every part rewritten, and no channel row carried over unrecorded.
     for (path, part) in rollup_parts(warehouse) {
         use arrow::array::{Array, AsArray};
-        assert!(part.schema().index_of("channel_platform").is_ok(), "not rebuilt: {path:?}");
+        assert!(
+            part.schema().index_of("channel_platform").is_ok(),
+            "not rebuilt: {path:?}"
+        );
         for batch in part.build().unwrap() {
             let batch = batch.unwrap();
             let text = |name: &str| batch.column_by_name(name).unwrap().as_string::<i32>().clone();
-            let (group_by, platform) = (text("group_by"), text("channel_platform"));
+            let (group_by, platform) = (text("group_by"), batch.column_by_name("channel_platform").unwrap());
             let unrecorded = (0..batch.num_rows())
                 .filter(|i| group_by.value(*i) == "channel" && platform.is_null(*i))
                 .count();
