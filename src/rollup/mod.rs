@@ -89,8 +89,9 @@ pub enum Error {
         around: BTreeSet<NaiveDate>,
         /// When only some accounts' buckets there cannot be used (their zone
         /// or a channel's platform changed): those accounts, which alone
-        /// are rebuilt from `around` (then every published day).
-        accounts: Option<BTreeSet<i64>>,
+        /// are rebuilt from `around` (then every published day), each with
+        /// the zone it had when its zone changed.
+        accounts: Option<BTreeMap<i64, Option<Tz>>>,
         /// Why it cannot be used, when it is there.
         #[source]
         unusable: Option<Box<Error>>,
@@ -1262,6 +1263,7 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
     let mut days = Recomputed {
         all: scope.utc_days.clone(),
         by_account: BTreeMap::new(),
+        former_zones: BTreeMap::new(),
     };
     loop {
         let attempt = RefreshOf {
@@ -1291,17 +1293,20 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
                 around,
                 accounts: Some(ids),
                 unusable,
-            }) if ids.iter().any(|a| !days.covers(*a, &around)) => {
+            }) if ids.keys().any(|a| !days.covers(*a, &around)) => {
                 tracing::warn!(
                     part = %key,
                     unusable = unusable.map(|e| e.to_string()),
-                    accounts = ?ids,
+                    accounts = ?ids.keys().collect::<Vec<_>>(),
                     first_day = %around.first().expect("not empty"),
                     last_day = %around.last().expect("not empty"),
                     "Rollups of accounts whose zone or channel platforms changed cannot be used; rebuilding those accounts' rollups from the base grain of every published day."
                 );
-                for a in ids {
+                for (a, former_zone) in ids {
                     days.by_account.entry(a).or_default().extend(&around);
+                    if let Some(zone) = former_zone {
+                        days.former_zones.insert(a, zone);
+                    }
                 }
             }
             other => return other,
@@ -1314,6 +1319,10 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
 struct Recomputed {
     all: BTreeSet<NaiveDate>,
     by_account: BTreeMap<i64, BTreeSet<NaiveDate>>,
+    /// Accounts rebuilt after a change of zone, with the zone they left:
+    /// their rows of buckets that zone gave them and theirs no longer
+    /// does are removed (no rebuild computes those buckets for them).
+    former_zones: BTreeMap<i64, Tz>,
 }
 
 impl Recomputed {
@@ -1512,12 +1521,66 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
     if let Some((interval, written)) = Writing::finish_if_any(writing).await? {
         count(&mut report, interval, written);
     }
+    for ((interval, period), gone) in former_zone_buckets(&accounts, &dates, scope.days, &published) {
+        let old = parts.current(interval, period).await?;
+        if old.values.iter().any(|(a, _)| gone.contains(a)) {
+            let empty = gone.into_iter().map(|account| AccountBucket {
+                account,
+                time_zone: String::new(),
+                start: 0,
+                end: 0,
+                refreshed_at,
+                rows: Vec::new(),
+            });
+            let written = parts.replace(interval, period, empty.collect(), old).await?;
+            count(&mut report, interval, written);
+        }
+    }
     report.coarse_ms = started.elapsed().as_millis() as u64;
     // Before the dirty marker goes (the caller deletes it): readers that
     // see no marker see this stamp, so they take this refresh's rows as
     // finished, and only its rows.
     warehouse::index::record_rollups(warehouse, scope.shard, refreshed_at).await?;
     Ok(report)
+}
+
+/// The buckets of accounts rebuilt after a change of zone that their former
+/// zone gave them on the published days and this pass did not compute for
+/// them (their zone now gives them no date there): each with the accounts
+/// whose rows must go.
+fn former_zone_buckets(
+    accounts: &[Account],
+    dates: &[BTreeSet<NaiveDate>],
+    days: &Recomputed,
+    published: &BTreeSet<NaiveDate>,
+) -> BTreeMap<(Interval, NaiveDate), Vec<i64>> {
+    let mut out: BTreeMap<(Interval, NaiveDate), Vec<i64>> = BTreeMap::new();
+    for (account, computed) in accounts.iter().zip(dates) {
+        let Some(former) = days.former_zones.get(&account.spec.id) else {
+            continue;
+        };
+        let had: BTreeSet<NaiveDate> = published
+            .iter()
+            .flat_map(|d| {
+                let (first, last) = cells::local_dates_of_utc_day(former, *d);
+                first.iter_days().take_while(move |x| *x <= last)
+            })
+            .collect();
+        for interval in [
+            Interval::Daily,
+            Interval::Weekly,
+            Interval::Monthly,
+            Interval::Quarterly,
+            Interval::Yearly,
+        ] {
+            let period = |d: &NaiveDate| interval.period_of(*d).expect("not hourly").0;
+            let now: BTreeSet<NaiveDate> = computed.iter().map(period).collect();
+            for p in had.iter().map(period).collect::<BTreeSet<_>>().difference(&now) {
+                out.entry((interval, *p)).or_default().push(account.spec.id);
+            }
+        }
+    }
+    out
 }
 
 /// Daily buckets (and their cells) of accounts `which` for the dates of
@@ -1865,22 +1928,25 @@ async fn coarse(
                     now.get(account).and_then(|now| outdated(key, *account, bucket, now))
                 };
                 let mut why = None;
-                let mut ids = BTreeSet::new();
+                let mut ids = BTreeMap::new();
                 for (a, (_, b)) in &found {
                     if let Some(e) = outdated(a, b) {
+                        let former_zone = matches!(e, Error::FormerZone { .. })
+                            .then(|| b.time_zone.parse::<Tz>().ok())
+                            .flatten();
                         why.get_or_insert(e);
-                        ids.insert(*a);
+                        ids.insert(*a, former_zone);
                     }
                 }
                 let Some(why) = why else {
                     return Ok(found);
                 };
-                if ids.iter().all(|a| recomputed.covers(*a, published)) {
+                if ids.keys().all(|a| recomputed.covers(*a, published)) {
                     // This pass recomputed every date the published days give
                     // these accounts (in their zones, with their channels'
                     // platforms), and this part is not one of them: they
                     // have nothing here now.
-                    found.retain(|a, _| !ids.contains(a));
+                    found.retain(|a, _| !ids.contains_key(a));
                     return Ok(found);
                 }
                 Err(Error::LostPart {

@@ -483,7 +483,9 @@ async fn the_old_shard_counts_parts_can_go_after_a_backfill_with_the_new_count()
 #[tokio::test]
 async fn after_a_change_of_zone_coarse_buckets_are_built_in_the_new_zone() {
     let seeded = Seeded::new("rollup-zone", "4", "65", "2026-01-30", "400", "5");
-    let Seeded { src, wh_url, .. } = &seeded;
+    let Seeded {
+        src, warehouse, wh_url, ..
+    } = &seeded;
     let run = |extra: &[&str]| {
         seeded.run(extra);
     };
@@ -514,6 +516,29 @@ async fn after_a_change_of_zone_coarse_buckets_are_built_in_the_new_zone() {
                 AnsweredFrom::Rollups,
                 "{account} {interval:?} {from}..{to}"
             );
+        }
+    }
+    // No part keeps an account's rows in the zone it left, not even of
+    // dates its new zone gives it none of (Kathmandu's April 3rd, the day
+    // after the last published UTC day, is no date of Santiago's).
+    for (path, part) in rollup_parts(warehouse) {
+        use arrow::array::AsArray;
+        for batch in part.build().unwrap() {
+            let batch = batch.unwrap();
+            let accounts = batch
+                .column_by_name("account_id")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .clone();
+            let zones = batch.column_by_name("time_zone").unwrap().as_string::<i32>().clone();
+            for i in 0..batch.num_rows() {
+                let zone = match accounts.value(i) {
+                    1 => "America/Santiago",
+                    3 => "Asia/Kathmandu",
+                    _ => continue,
+                };
+                assert_eq!(zones.value(i), zone, "account {} in {path:?}", accounts.value(i));
+            }
         }
     }
 }
