@@ -519,8 +519,8 @@ async fn after_a_change_of_zone_coarse_buckets_are_built_in_the_new_zone() {
         }
     }
     // No part keeps an account's rows in the zone it left, not even of
-    // dates its new zone gives it none of (Kathmandu's April 3rd, the day
-    // after the last published UTC day, is no date of Santiago's).
+    // dates its new zone gives it none of (New York's January 29th, a date
+    // of the first published UTC day there, is none of Kathmandu's).
     for (path, part) in rollup_parts(warehouse) {
         use arrow::array::AsArray;
         for batch in part.build().unwrap() {
