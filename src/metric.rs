@@ -69,10 +69,8 @@ pub fn counts_as_connected(c: &ChannelDim, start: UnixMicros, end: UnixMicros) -
 }
 
 /// The group name of a channel grouped by platform.
-pub fn platform_of(channel: Option<&ChannelDim>) -> String {
-    channel
-        .and_then(|c| c.platform.clone())
-        .unwrap_or_else(|| "unknown".into())
+pub fn platform_of(channel: Option<&ChannelDim>) -> &str {
+    channel.and_then(|c| c.platform.as_deref()).unwrap_or("unknown")
 }
 
 #[cfg(test)]

@@ -164,8 +164,8 @@ pub struct Grouping {
 impl Grouping {
     pub fn new(group_by: GroupBy, channels: &[ChannelDim]) -> Self {
         let mut names: BTreeSet<Arc<str>> = BTreeSet::new();
-        let mut name = |platform: String| -> Arc<str> {
-            if let Some(known) = names.get(platform.as_str()) {
+        let mut name = |platform: &str| -> Arc<str> {
+            if let Some(known) = names.get(platform) {
                 return known.clone();
             }
             let name: Arc<str> = platform.into();

@@ -186,7 +186,7 @@ impl Acc {
             Acc::Sum(0)
         }
     }
-    fn add(&mut self, value: u64, ids: Option<&Vec<i64>>) {
+    fn add(&mut self, value: u64, ids: Option<&[i64]>) {
         match self {
             Acc::Distinct(set) => set.extend(ids.into_iter().flatten()),
             Acc::Sum(sum) => *sum += value,
@@ -245,8 +245,8 @@ fn metric_values(
                 groups
                     .entry(grouping.of(channel))
                     .or_insert_with(|| Acc::new(distinct))
-                    .add(r.value, r.ids.as_ref());
-                all.add(r.value, r.ids.as_ref());
+                    .add(r.value, file.ids_of(r));
+                all.add(r.value, file.ids_of(r));
             }
         }
         (groups, all)

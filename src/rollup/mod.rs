@@ -70,7 +70,7 @@ use crate::warehouse::manifest::{DayManifest, account_row_groups, published_day}
 use crate::warehouse::paths::{DirtyMarkerKey, RollupKey, ShardSpec, Table};
 use crate::warehouse::read::stream_batches;
 use crate::warehouse::{self, Fetched, Warehouse};
-use cells::{Cells, DailyBuilder, RollupGroup, RollupRow, RowGroup};
+use cells::{Cells, DailyBuilder, IdSpan, RollupGroup, RollupRow, RowGroup};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -181,18 +181,29 @@ pub fn schema() -> SchemaRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountBucket {
     pub account: i64,
-    pub time_zone: String,
+    /// The zone's IANA name; a known zone's is not allocated per bucket.
+    pub time_zone: Cow<'static, str>,
     pub start: UnixMicros,
     pub end: UnixMicros,
     /// When the refresh that computed these rows started.
     pub refreshed_at: UnixMicros,
     pub rows: Vec<RollupRow>,
+    /// The channel rows' id lists, back to back in row order (see
+    /// [`cells::IdSpan`]).
+    pub ids: Vec<i64>,
 }
 
 impl AccountBucket {
+    /// The ids `row` (one of these rows) counted; none when they were not
+    /// read or it has none.
+    pub fn ids_of(&self, row: &RollupRow) -> Option<&[i64]> {
+        row.ids.map(|span| span.of(&self.ids))
+    }
+
+    /// Lists lie in row order, so equal rows and buffers are equal lists.
     fn same_rows(&self, other: &AccountBucket) -> bool {
-        (self.account, &self.time_zone, self.start, self.end, &self.rows)
-            == (other.account, &other.time_zone, other.start, other.end, &other.rows)
+        (self.account, &self.time_zone, self.start, self.end, &self.rows, &self.ids)
+            == (other.account, &other.time_zone, other.start, other.end, &other.rows, &other.ids)
     }
 
     /// The first channel the rows count under a platform other than the one
@@ -218,8 +229,22 @@ impl AccountBucket {
 /// A part as it was before a refresh: each account's row values, and its
 /// bytes, to read the whole rows of the accounts that need them.
 struct OldPart {
-    values: Vec<(i64, Vec<i64>)>,
+    values: OldValues,
     bytes: Option<Bytes>,
+}
+
+/// Each account's row values in row order, in one buffer (a part of a
+/// fleet holds thousands of accounts).
+#[derive(Debug, Default)]
+struct OldValues {
+    accounts: Vec<(i64, std::ops::Range<usize>)>,
+    values: Vec<i64>,
+}
+
+impl OldValues {
+    fn iter(&self) -> impl Iterator<Item = (i64, &[i64])> {
+        self.accounts.iter().map(|(a, at)| (*a, &self.values[at.clone()]))
+    }
 }
 
 /// Encodes a part: `buckets` sorted by account, one account never split
@@ -302,7 +327,7 @@ fn row_groups(buckets: &[AccountBucket]) -> impl Iterator<Item = &[AccountBucket
         let (mut rows, mut ids, mut end) = (0, 0, 0);
         while end < rest.len() && rows < ROW_GROUP_ROWS && ids < ROW_GROUP_IDS {
             rows += rest[end].rows.len();
-            ids += rest[end].rows.iter().map(|r| r.id_count()).sum::<usize>();
+            ids += rest[end].ids.len();
             end += 1;
         }
         let (group, tail) = rest.split_at(end);
@@ -321,15 +346,17 @@ fn group_batch(rel: &str, buckets: &[AccountBucket]) -> Result<RecordBatch> {
             .flat_map(|b| std::iter::repeat_n(f(b), b.rows.len()))
             .collect()
     };
-    let values: usize = rows().map(|r| r.id_count()).sum();
+    let values: usize = buckets.iter().map(|b| b.ids.len()).sum();
     let mut ids = ListBuilder::with_capacity(Int64Builder::with_capacity(values), n);
-    for row in rows() {
-        match &row.ids {
-            Some(list) => {
-                ids.values().append_slice(list);
-                ids.append(true);
+    for bucket in buckets {
+        for row in &bucket.rows {
+            match bucket.ids_of(row) {
+                Some(list) => {
+                    ids.values().append_slice(list);
+                    ids.append(true);
+                }
+                None => ids.append(false),
             }
-            None => ids.append(false),
         }
     }
     let utc = |v: Vec<i64>| Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC")) as ArrayRef;
@@ -338,7 +365,7 @@ fn group_batch(rel: &str, buckets: &[AccountBucket]) -> Result<RecordBatch> {
         Arc::new(StringArray::from_iter_values(
             buckets
                 .iter()
-                .flat_map(|b| std::iter::repeat_n(b.time_zone.as_str(), b.rows.len())),
+                .flat_map(|b| std::iter::repeat_n(&*b.time_zone, b.rows.len())),
         )),
         utc(per_row(|b| b.start)),
         utc(per_row(|b| b.end)),
@@ -492,24 +519,30 @@ fn open_part(
 /// Each account's row values in a part, in row order: what a refresh
 /// compares first (a night changes nearly every account's values, and
 /// these two integer columns decode for a fraction of the rest).
-fn decode_values(key: &RollupKey, bytes: Bytes) -> Result<Vec<(i64, Vec<i64>)>> {
+fn decode_values(key: &RollupKey, bytes: Bytes) -> Result<OldValues> {
     let rel = key.relative();
     let bad = |reason: String| Error::BadRollup {
         key: rel.clone(),
         reason,
     };
     let reader = open_part(&rel, bytes, Some(&["account_id", "value"]), None)?;
-    let mut out: Vec<(i64, Vec<i64>)> = Vec::new();
+    let mut out = OldValues::default();
     for batch in reader {
         let batch = batch.map_err(|e| bad(e.to_string()))?;
         let int = |name: &str| crate::warehouse::tables::i64_values(&batch, name).map_err(&bad);
         let (account, value) = (int("account_id")?, int("value")?);
-        for (a, v) in account.iter().zip(value) {
-            match out.last_mut() {
-                Some((last, values)) if *last == *a => values.push(*v),
+        out.values.extend_from_slice(value);
+        for a in account {
+            let at = match out.accounts.last_mut() {
+                Some((last, at)) if *last == *a => at,
                 Some((last, _)) if *last > *a => return Err(bad("accounts are not sorted".into())),
-                _ => out.push((*a, vec![*v])),
-            }
+                last => {
+                    let end = last.map_or(0, |(_, at)| at.end);
+                    out.accounts.push((*a, end..end));
+                    &mut out.accounts.last_mut().expect("pushed").1
+                }
+            };
+            at.end += 1;
         }
     }
     Ok(out)
@@ -575,7 +608,13 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[
             int("value")?,
         );
         let ids = if with_ids {
-            Some(column("ids")?.as_list_opt::<i32>().ok_or_else(|| bad("ids".into()))?)
+            let list = column("ids")?.as_list_opt::<i32>().ok_or_else(|| bad("ids".into()))?;
+            let values = list
+                .values()
+                .as_primitive_opt::<Int64Type>()
+                .ok_or_else(|| bad("ids are not integers".into()))?
+                .values();
+            Some((list, &values[..]))
         } else {
             None
         };
@@ -587,15 +626,21 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[
                 if out.last().is_some_and(|b| b.account > account[i]) {
                     return Err(bad("accounts are not sorted".into()));
                 }
+                if let Some(done) = out.last_mut() {
+                    // Its buffer grew by doubling; given back in place.
+                    done.ids.shrink_to_fit();
+                }
                 out.push(AccountBucket {
                     account: account[i],
-                    time_zone: zone.value(i).to_string(),
+                    time_zone: zone_name(zone.value(i)),
                     start: start[i],
                     end: end[i],
                     refreshed_at: refreshed_at[i],
                     rows: Vec::new(),
+                    ids: Vec::new(),
                 });
             }
+            let bucket = out.last_mut().expect("pushed above");
             let metric = known_metric(metric.value(i)).ok_or_else(|| bad(format!("metric {:?}", metric.value(i))))?;
             let key = group_key.is_valid(i).then(|| group_key.value(i));
             // A channel row without one was carried over from a part an
@@ -618,11 +663,14 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[
                     )));
                 }
             };
-            let ids = ids.filter(|l| l.is_valid(i)).map(|l| {
-                let v = l.value(i);
-                v.as_primitive::<Int64Type>().values().to_vec()
+            // Copied straight from the list's values by its offsets: no
+            // array is built per row.
+            let ids = ids.filter(|(l, _)| l.is_valid(i)).map(|(l, values)| {
+                let offsets = l.value_offsets();
+                let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
+                IdSpan::append(&mut bucket.ids, values.get(from..to).unwrap_or_default())
             });
-            out.last_mut().expect("pushed above").rows.push(RollupRow {
+            bucket.rows.push(RollupRow {
                 metric,
                 group,
                 value: value[i].max(0) as u64,
@@ -631,7 +679,19 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[
             });
         }
     }
+    if let Some(done) = out.last_mut() {
+        done.ids.shrink_to_fit();
+    }
     Ok(out)
+}
+
+/// A zone name read from a part: a known zone's static name, else the text
+/// (which the refresh then finds to be a zone the account does not have).
+fn zone_name(name: &str) -> Cow<'static, str> {
+    match name.parse::<Tz>() {
+        Ok(tz) if tz.name() == name => Cow::Borrowed(tz.name()),
+        _ => Cow::Owned(name.to_string()),
+    }
 }
 
 /// Platform names read from one part, each allocated once and shared by
@@ -704,8 +764,9 @@ impl PartCache {
         let bytes: usize = std::mem::size_of_val(buckets)
             + buckets.len() * std::mem::size_of::<AccountBucket>()
             + rows
-                .map(|r| std::mem::size_of::<RollupRow>() + r.id_count() * 8)
-                .sum::<usize>();
+                .map(|_| std::mem::size_of::<RollupRow>())
+                .sum::<usize>()
+            + buckets.iter().map(|b| b.ids.len() * 8).sum::<usize>();
         bytes as u64
     }
 
@@ -1116,7 +1177,7 @@ impl Parts<'_> {
         let key = self.key(interval, period);
         let Some(bytes) = self.warehouse.get(&key.relative()).await? else {
             return Ok(OldPart {
-                values: Vec::new(),
+                values: OldValues::default(),
                 bytes: None,
             });
         };
@@ -1132,7 +1193,7 @@ impl Parts<'_> {
             Err(e @ Error::BadRollup { .. }) => {
                 tracing::warn!(error = %e, "Replacing an unreadable rollup part.");
                 Ok(OldPart {
-                    values: Vec::new(),
+                    values: OldValues::default(),
                     bytes: None,
                 })
             }
@@ -1163,19 +1224,19 @@ impl Parts<'_> {
                 Compare(AccountBucket),
             }
             fresh.sort_by_key(|b| b.account);
-            let mut slots = Vec::with_capacity(old.values.len().max(fresh.len()));
+            let mut slots = Vec::with_capacity(old.values.accounts.len().max(fresh.len()));
             let mut need_rows = Vec::new();
             // A part is written even when it holds nobody: a coarser
             // bucket then tells a part that was lost from an empty one.
             let mut changed = old.bytes.is_none();
-            let mut olds = old.values.into_iter().peekable();
+            let mut olds = old.values.iter().peekable();
             for mut new in fresh {
                 while let Some((account, _)) = olds.next_if(|(a, _)| *a < new.account) {
                     need_rows.push(account);
                     slots.push(Slot::Kept(account));
                 }
                 match olds.next_if(|(a, _)| *a == new.account) {
-                    Some((account, values)) if only_count && new.has_values(&values) => {
+                    Some((account, values)) if only_count && new.has_values(values) => {
                         need_rows.push(account);
                         slots.push(Slot::Compare(new));
                     }
@@ -1515,14 +1576,15 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
     }
     for ((interval, period), gone) in former_zone_buckets(&accounts, &dates, scope.days, &published) {
         let old = parts.current(interval, period).await?;
-        if old.values.iter().any(|(a, _)| gone.contains(a)) {
+        if old.values.iter().any(|(a, _)| gone.contains(&a)) {
             let empty = gone.into_iter().map(|account| AccountBucket {
                 account,
-                time_zone: String::new(),
+                time_zone: Cow::Borrowed(""),
                 start: 0,
                 end: 0,
                 refreshed_at,
                 rows: Vec::new(),
+                ids: Vec::new(),
             });
             let written = parts.replace(interval, period, empty.collect(), old).await?;
             count(&mut report, interval, written);
@@ -1668,30 +1730,23 @@ async fn daily_window(
 }
 
 /// The bucket of `cells`, and the cells back when `keep` (a coarser bucket
-/// is built from them); otherwise its rows take their id lists.
+/// is built from them); otherwise they are dropped here, on the thread that
+/// built them.
 fn fresh_bucket(account: &Account, interval: Interval, period: NaiveDate, cells: Cells, keep: bool) -> Fresh {
     let Account { spec, platforms } = account;
     let (_, last) = interval.period_of(period).expect("not hourly");
     let start = day_start(&spec.tz, period);
     let end = day_start(&spec.tz, last + Days::new(1));
-    let (rows, kept) = if keep {
-        (
-            cells::rows(Cow::Borrowed(&cells), platforms, &spec.channels, start, end),
-            Some(cells),
-        )
-    } else {
-        (
-            cells::rows(Cow::Owned(cells), platforms, &spec.channels, start, end),
-            None,
-        )
-    };
+    let (rows, ids) = cells::rows(&cells, platforms, &spec.channels, start, end);
+    let kept = keep.then_some(cells);
     let bucket = AccountBucket {
         account: spec.id,
-        time_zone: spec.tz.name().to_string(),
+        time_zone: Cow::Borrowed(spec.tz.name()),
         start,
         end,
         refreshed_at: 0,
         rows,
+        ids,
     };
     (bucket, kept)
 }
@@ -1962,10 +2017,7 @@ async fn coarse(
             children
                 .entry(account)
                 .or_default()
-                // Read for this refresh alone (no cache): the lists move.
-                .push(cells::cells_from_rows(
-                    Arc::try_unwrap(bucket).map_or_else(|shared| shared.rows.clone(), |owned| owned.rows),
-                ));
+                .push(cells::cells_from_rows(&bucket.rows, &bucket.ids));
         }
     }
     let work: Vec<(usize, Vec<Cells>)> = members
@@ -1988,7 +2040,7 @@ fn outdated(key: impl Fn() -> String, account: i64, bucket: &AccountBucket, now:
         return Some(Error::FormerZone {
             key: key(),
             account,
-            found: bucket.time_zone.clone(),
+            found: bucket.time_zone.to_string(),
             zone: zone.to_string(),
         });
     }
@@ -2092,7 +2144,7 @@ mod tests {
     fn bucket(account: i64, value: u64, ids: Vec<i64>) -> AccountBucket {
         AccountBucket {
             account,
-            time_zone: "UTC".into(),
+            time_zone: Cow::Borrowed("UTC"),
             start: 0,
             end: 86_400_000_000,
             refreshed_at: 1,
@@ -2100,9 +2152,10 @@ mod tests {
                 metric: cells::UNIQUE_CONTACTS,
                 group: RowGroup::Channel(7),
                 value,
-                ids: Some(ids),
+                ids: Some(IdSpan { start: 0, len: ids.len() }),
                 platform: Some("sms".into()),
             }],
+            ids,
         }
     }
 
@@ -2141,7 +2194,7 @@ mod tests {
         // Account 1's ids changed, not its count: rewritten, account 2 kept.
         assert!(replace(30, vec![bucket(1, 2, vec![1, 3])]).await);
         let second = stored().await;
-        assert_eq!(second[0].rows[0].ids, Some(vec![1, 3]));
+        assert_eq!(second[0].ids_of(&second[0].rows[0]), Some(&[1, 3][..]));
         assert_eq!(second[0].refreshed_at, 30);
         assert_eq!(second[1], first[1]);
     }
@@ -2240,6 +2293,7 @@ mod tests {
         }
         let part = vec![bucket(1, 2, vec![1, 2]), three_rows, bucket(6, 0, vec![])];
         let values = decode_values(&key, encode(&key, &part).unwrap()).unwrap();
+        let values: Vec<(i64, Vec<i64>)> = values.iter().map(|(a, v)| (a, v.to_vec())).collect();
         assert_eq!(values, [(1, vec![2]), (4, vec![9, 7, 8]), (6, vec![0])]);
 
         let unsorted = vec![bucket(4, 1, vec![1]), bucket(1, 1, vec![1])];
