@@ -444,7 +444,13 @@ fn push_all(out: &mut Vec<RollupRow>, metric: &'static str, value: u64) {
     }
 }
 
-fn channel_row(metric: &'static str, channel: i64, platforms: &Platforms, value: u64, ids: Option<IdSpan>) -> RollupRow {
+fn channel_row(
+    metric: &'static str,
+    channel: i64,
+    platforms: &Platforms,
+    value: u64,
+    ids: Option<IdSpan>,
+) -> RollupRow {
     RollupRow {
         metric,
         group: RowGroup::Channel(channel),
@@ -739,7 +745,12 @@ mod tests {
     }
 
     /// The rows of a bucket by the definitions, with sets and maps.
-    fn naive_rows(cells: &Cells, dims: &[ChannelDim], start: UnixMicros, end: UnixMicros) -> (Vec<RollupRow>, Vec<i64>) {
+    fn naive_rows(
+        cells: &Cells,
+        dims: &[ChannelDim],
+        start: UnixMicros,
+        end: UnixMicros,
+    ) -> (Vec<RollupRow>, Vec<i64>) {
         use std::collections::BTreeSet;
         // The last listing of a channel names its platform.
         let platform = |channel: i64| platform_of(dims.iter().rev().find(|c| c.id == channel));

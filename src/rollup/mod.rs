@@ -202,8 +202,21 @@ impl AccountBucket {
 
     /// Lists lie in row order, so equal rows and buffers are equal lists.
     fn same_rows(&self, other: &AccountBucket) -> bool {
-        (self.account, &self.time_zone, self.start, self.end, &self.rows, &self.ids)
-            == (other.account, &other.time_zone, other.start, other.end, &other.rows, &other.ids)
+        (
+            self.account,
+            &self.time_zone,
+            self.start,
+            self.end,
+            &self.rows,
+            &self.ids,
+        ) == (
+            other.account,
+            &other.time_zone,
+            other.start,
+            other.end,
+            &other.rows,
+            &other.ids,
+        )
     }
 
     /// The first channel the rows count under a platform other than the one
@@ -763,9 +776,7 @@ impl PartCache {
         let rows = buckets.iter().flat_map(|b| b.rows.iter());
         let bytes: usize = std::mem::size_of_val(buckets)
             + buckets.len() * std::mem::size_of::<AccountBucket>()
-            + rows
-                .map(|_| std::mem::size_of::<RollupRow>())
-                .sum::<usize>()
+            + rows.map(|_| std::mem::size_of::<RollupRow>()).sum::<usize>()
             + buckets.iter().map(|b| b.ids.len() * 8).sum::<usize>();
         bytes as u64
     }
@@ -2152,7 +2163,10 @@ mod tests {
                 metric: cells::UNIQUE_CONTACTS,
                 group: RowGroup::Channel(7),
                 value,
-                ids: Some(IdSpan { start: 0, len: ids.len() }),
+                ids: Some(IdSpan {
+                    start: 0,
+                    len: ids.len(),
+                }),
                 platform: Some("sms".into()),
             }],
             ids,
