@@ -1762,31 +1762,41 @@ fn fresh_bucket(account: &Account, interval: Interval, period: NaiveDate, cells:
     (bucket, kept)
 }
 
-/// `f` over `items` on the blocking pool, a chunk per core (they are CPU
-/// work: merging and listing ids), results in order.
+/// `f` over `items` on the blocking pool, a share per core (they are CPU
+/// work: merging and listing ids), results in order. The shares are dealt
+/// round-robin, not cut in halves: accounts come in id order, and in a
+/// fleet the large ones cluster (the seed's first half of 2,000 accounts
+/// holds five sixths of the messages), which left one core with most of
+/// the work.
 async fn on_cores<T, R>(items: Vec<T>, f: impl Fn(T) -> R + Send + Sync + 'static) -> Result<Vec<R>>
 where
     T: Send + 'static,
     R: Send + 'static,
 {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let chunk = items.len().div_ceil(cores).max(1);
-    let f = Arc::new(f);
-    let mut items = items.into_iter();
-    let mut tasks = Vec::new();
-    loop {
-        let mine: Vec<T> = items.by_ref().take(chunk).collect();
-        if mine.is_empty() {
-            break;
-        }
-        let f = f.clone();
-        tasks.push(tokio::task::spawn_blocking(move || {
-            mine.into_iter().map(|x| f(x)).collect::<Vec<R>>()
-        }));
+    let cores = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(items.len().max(1));
+    let n = items.len();
+    let mut shares: Vec<Vec<T>> = (0..cores).map(|_| Vec::with_capacity(n.div_ceil(cores))).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        shares[i % cores].push(item);
     }
-    let mut out = Vec::new();
-    for done in futures::future::join_all(tasks).await {
-        out.extend(done.map_err(|e| Error::Task(e.to_string()))?);
+    let f = Arc::new(f);
+    let tasks: Vec<_> = shares
+        .into_iter()
+        .map(|mine| {
+            let f = f.clone();
+            tokio::task::spawn_blocking(move || mine.into_iter().map(|x| f(x)).collect::<Vec<R>>())
+        })
+        .collect();
+    let mut done: Vec<std::vec::IntoIter<R>> = Vec::with_capacity(cores);
+    for share in futures::future::join_all(tasks).await {
+        done.push(share.map_err(|e| Error::Task(e.to_string()))?.into_iter());
+    }
+    // Item i is the (i / cores)-th result of share i % cores.
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        out.extend(done[i % cores].next());
     }
     Ok(out)
 }
