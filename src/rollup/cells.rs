@@ -274,7 +274,8 @@ impl IdSpan {
     /// This span of `ids` (empty where it lies outside, which no bucket
     /// built or decoded here does).
     pub fn of(self, ids: &[i64]) -> &[i64] {
-        ids.get(self.start..self.start + self.len).unwrap_or_default()
+        ids.get(self.start..self.start.saturating_add(self.len))
+            .unwrap_or_default()
     }
 
     /// Appends `list` to `ids`, where it is then found by the returned span.

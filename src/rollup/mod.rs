@@ -1118,8 +1118,8 @@ impl JustComputed {
         }
     }
 
-    /// Whether cells of `interval` are kept: when not, rows may take their
-    /// id lists rather than copy them.
+    /// Whether cells of `interval` are kept: when not, they are dropped as
+    /// soon as their rows are built.
     fn keeps(&self, interval: Interval) -> bool {
         self.keeping.contains(&interval)
     }
