@@ -545,7 +545,6 @@ fn distinct(cells: &Cells, platforms: &Platforms, list: IdList, by_platform: &mu
         let mut platforms_with_ids = 0;
         for run in order.chunk_by(|a, b| a.0 == b.0) {
             platforms_with_ids += 1;
-            let lists = run.iter().map(|(_, channel)| list.of(&cells[channel]).as_slice());
             by_platform[run[0].0] = if let [(_, channel)] = run {
                 // Lists are sorted and distinct already.
                 let ids = list.of(&cells[channel]);
@@ -553,7 +552,9 @@ fn distinct(cells: &Cells, platforms: &Platforms, list: IdList, by_platform: &mu
                 ids.len() as u64
             } else {
                 same.clear();
-                lists.for_each(|ids| same.extend_from_slice(ids));
+                for (_, channel) in run {
+                    same.extend_from_slice(list.of(&cells[channel]));
+                }
                 let count = sort_runs_distinct(same);
                 runs.extend_from_slice(same);
                 count
