@@ -167,7 +167,7 @@ fn sort_runs_distinct_up_to(ids: &mut Vec<i64>, unstable_up_to: usize) -> u64 {
 /// cells are the start (a bucket built from one other, as a quarter's first
 /// month, is that one's cells as they are); a channel's lists are moved when
 /// one bucket alone has it; otherwise its sorted lists are concatenated and
-/// sorted again (the stable sort merges sorted runs).
+/// counted as distinct counts do ([`sort_runs_distinct`]).
 pub fn merge(children: impl IntoIterator<Item = Cells>) -> Cells {
     let mut children = children.into_iter();
     let mut out = children.next().unwrap_or_default();
@@ -192,8 +192,7 @@ pub fn merge(children: impl IntoIterator<Item = Cells>) -> Cells {
     for channel in joined {
         if let Some(cell) = out.get_mut(&channel) {
             for ids in [&mut cell.contacts, &mut cell.agents] {
-                ids.sort();
-                ids.dedup();
+                sort_runs_distinct(ids);
             }
         }
     }
