@@ -773,11 +773,15 @@ impl PartCache {
 
     /// What decoded buckets take in memory, roughly.
     fn weight(buckets: &[Arc<AccountBucket>]) -> u64 {
-        let rows = buckets.iter().flat_map(|b| b.rows.iter());
         let bytes: usize = std::mem::size_of_val(buckets)
-            + buckets.len() * std::mem::size_of::<AccountBucket>()
-            + rows.map(|_| std::mem::size_of::<RollupRow>()).sum::<usize>()
-            + buckets.iter().map(|b| b.ids.len() * 8).sum::<usize>();
+            + buckets
+                .iter()
+                .map(|b| {
+                    std::mem::size_of::<AccountBucket>()
+                        + b.rows.len() * std::mem::size_of::<RollupRow>()
+                        + b.ids.len() * std::mem::size_of::<i64>()
+                })
+                .sum::<usize>();
         bytes as u64
     }
 
