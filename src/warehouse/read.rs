@@ -151,7 +151,7 @@ mod tests {
             .unwrap();
         let read = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
         assert_eq!(read, batch);
-        assert!(read.column(1).as_string::<i32>().value(9_999) == "row 9999");
+        assert_eq!(read.column(1).as_string::<i32>().value(9_999), "row 9999");
         assert_eq!(read.column(2).as_primitive::<Int64Type>().value(7), 49);
         assert!(stream_batches(&temp.wh, "t/missing.parquet").await.unwrap().is_none());
     }
