@@ -4,8 +4,7 @@
 //! Keys and values are fixed-width (`[i64; 4]`, `[i64; 2]`), so a run can be
 //! spilled and read back as plain 48-byte records.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 pub type Key = [i64; 4];
@@ -130,35 +129,96 @@ impl KeyedAgg {
 }
 
 /// Merges runs that are each sorted by key into one sorted stream, combining
-/// the values of equal keys.
+/// the values of equal keys (within a run as across runs).
 pub fn merge_sorted_runs<I>(runs: Vec<I>, merge: Merge) -> impl Iterator<Item = Entry>
 where
     I: Iterator<Item = Entry>,
 {
-    let mut runs = runs;
-    let mut heap = BinaryHeap::with_capacity(runs.len());
-    for (i, run) in runs.iter_mut().enumerate() {
-        if let Some((k, v)) = run.next() {
-            heap.push(Reverse((k, i, v)));
-        }
-    }
+    let mut tree = LoserTree::new(runs);
     std::iter::from_fn(move || {
-        let Reverse((key, i, mut value)) = heap.pop()?;
-        if let Some((k, v)) = runs[i].next() {
-            heap.push(Reverse((k, i, v)));
-        }
-        while let Some(Reverse((k, _, _))) = heap.peek() {
-            if *k != key {
-                break;
-            }
-            let Reverse((_, j, v)) = heap.pop().expect("peeked");
-            merge.combine(&mut value, v);
-            if let Some((k, v)) = runs[j].next() {
-                heap.push(Reverse((k, j, v)));
-            }
+        let (key, mut value) = tree.pop()?;
+        while tree.peek_key() == Some(&key) {
+            let (_, more) = tree.pop().expect("peeked");
+            merge.combine(&mut value, more);
         }
         Some((key, value))
     })
+}
+
+/// A tournament tree of losers over sorted runs: taking the smallest head
+/// costs one comparison per level and moves only run indices. A big day
+/// merges dozens of spilled runs per aggregate, and a binary heap's pop and
+/// push (two passes, each moving whole entries) were most of its merge time.
+///
+/// Node `n` of `1..k` holds the run that lost the match there; the leaves
+/// (runs) sit at `k..2k`; `losers[0]` is the overall winner. Ties go to the
+/// lower run, and an exhausted run loses to every other.
+struct LoserTree<I> {
+    runs: Vec<I>,
+    heads: Vec<Option<Entry>>,
+    losers: Vec<usize>,
+}
+
+impl<I: Iterator<Item = Entry>> LoserTree<I> {
+    fn new(mut runs: Vec<I>) -> Self {
+        let k = runs.len();
+        let heads: Vec<Option<Entry>> = runs.iter_mut().map(Iterator::next).collect();
+        let mut tree = LoserTree {
+            runs,
+            heads,
+            losers: vec![0; k],
+        };
+        if k > 0 {
+            let mut winners = vec![0; 2 * k];
+            for (run, leaf) in winners[k..].iter_mut().enumerate() {
+                *leaf = run;
+            }
+            for node in (1..k).rev() {
+                let (a, b) = (winners[2 * node], winners[2 * node + 1]);
+                let (winner, loser) = if tree.beats(a, b) { (a, b) } else { (b, a) };
+                winners[node] = winner;
+                tree.losers[node] = loser;
+            }
+            tree.losers[0] = winners[1];
+        }
+        tree
+    }
+
+    /// Whether run `a`'s head comes before run `b`'s.
+    #[inline]
+    fn beats(&self, a: usize, b: usize) -> bool {
+        match (&self.heads[a], &self.heads[b]) {
+            (Some((ka, _)), Some((kb, _))) => (ka, a) < (kb, b),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => a < b,
+        }
+    }
+
+    fn peek_key(&self) -> Option<&Key> {
+        let winner = *self.losers.first()?;
+        self.heads[winner].as_ref().map(|(k, _)| k)
+    }
+
+    /// The smallest head, its run advanced and replayed up to the root.
+    #[inline]
+    fn pop(&mut self) -> Option<Entry> {
+        let k = self.runs.len();
+        let mut winner = *self.losers.first()?;
+        let entry = self.heads[winner].take()?;
+        self.heads[winner] = self.runs[winner].next();
+        let mut node = (k + winner) / 2;
+        while node > 0 {
+            let loser = self.losers[node];
+            if self.beats(loser, winner) {
+                self.losers[node] = winner;
+                winner = loser;
+            }
+            node /= 2;
+        }
+        self.losers[0] = winner;
+        Some(entry)
+    }
 }
 
 #[cfg(test)]
