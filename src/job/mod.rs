@@ -58,7 +58,7 @@ use crate::warehouse::{StoreSettings, Warehouse, WarehouseUrl};
 use metrics::RunStats;
 use progress::Progress;
 pub use progress::ProgressMode;
-use spill::{SpillFolder, SpillRuns};
+use spill::{EntryRun, SortedRuns, SpillFolder, SpillRuns};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -843,7 +843,7 @@ async fn process_day(
     }
 
     // Which resolves count needs the whole day's facts: merge them and decide.
-    let mut decided = Stream::new(dims, range.start, spill_root.join("decided"), budget);
+    let mut decided = SortedRuns::new(spill_root.join("decided"), budget);
     let mut merged = Vec::new();
     for which in [
         Aggregate::ResolveCandidates,
@@ -857,14 +857,13 @@ async fn process_day(
     let [candidates, first_message, first_outbound, settled]: [_; 4] =
         merged.try_into().unwrap_or_else(|_| unreachable!("four aggregates"));
     decide_resolved(candidates, first_message, first_outbound, settled, |(key, value)| {
-        decided.agg.keyed_mut(Aggregate::ResolvedConversations).add(key, value);
-        decided.spill_if_full();
+        decided.push((key, value));
     });
     if let Some(e) = decided.failure.take() {
         return Err(spill_err(e));
     }
     let which = Aggregate::ResolvedConversations;
-    let sources = runs_of(&mut [&mut decided], which, &error).map_err(spill_err)?;
+    let sources = decided.runs(&error).map_err(spill_err)?;
     let mut written = write_entries(
         warehouse,
         &key_of(Table::ResolvedConversations),
@@ -948,8 +947,6 @@ async fn process_day(
         manifest,
     })
 }
-
-type EntryRun = Box<dyn Iterator<Item = Entry> + Send>;
 
 /// Every sorted run of one aggregate across streams: the spilled ones, then
 /// what is still in memory (drained).
