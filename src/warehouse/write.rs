@@ -37,9 +37,14 @@ fn sorted_by(table: Table) -> usize {
 ///   columns, and reading them needs no codec (parquet builds a zstd
 ///   compressor and decompressor for every column chunk it reads, which cost
 ///   a reader more than the decompression itself).
-/// - The others (the exact grains of contacts and resolves, which reports
-///   read only for days published before the derived tables, and the
-///   dimensions) are zstd-compressed (level 1).
+/// - The exact grains of contacts and resolves (`contact_activity`,
+///   `resolved_conversations`), which reports read only for days published
+///   before the derived tables, are the biggest files a day writes, after
+///   its every row is read: their columns are delta-encoded and then
+///   zstd-compressed (level 1). Delta first makes them a quarter smaller
+///   than zstd over plain values and takes a third off their encoding, the
+///   critical path of a big day's last step (`bench/RESULTS.md`, session 31).
+/// - The dimensions are zstd-compressed (level 1).
 pub fn properties(table: Table) -> WriterProperties {
     let sorting: Vec<SortingColumn> = (0..sorted_by(table) as i32)
         .map(|column_idx| SortingColumn {
@@ -69,13 +74,22 @@ pub fn properties(table: Table) -> WriterProperties {
             }
             builder.build()
         }
+        Table::ContactActivity | Table::ResolvedConversations => builder
+            .set_compression(zstd_level_1())
+            // Dictionaries of high-cardinality ids and instants cost time and
+            // save nothing.
+            .set_dictionary_enabled(false)
+            .set_encoding(Encoding::DELTA_BINARY_PACKED)
+            .build(),
         _ => builder
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")))
-            // Sorted integer columns compress well with zstd alone; dictionaries
-            // of high-cardinality ids cost time and save nothing.
+            .set_compression(zstd_level_1())
             .set_dictionary_enabled(false)
             .build(),
     }
+}
+
+fn zstd_level_1() -> Compression {
+    Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level"))
 }
 
 /// A Parquet file being written; nothing is visible until [`finish`](Self::finish).
