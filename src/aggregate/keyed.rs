@@ -2,7 +2,7 @@
 //! drains into sorted runs, and a k-way merge that combines runs again.
 //!
 //! Keys and values are fixed-width (`[i64; 4]`, `[i64; 2]`), so a run can be
-//! spilled and read back as plain 48-byte records.
+//! spilled and read back field by field, without a schema.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
