@@ -357,7 +357,11 @@ mod tests {
         let mut spills = SpillRuns::new(dir.clone());
         spills.spill(&run).unwrap();
         let size = std::fs::metadata(&spills.files[0]).unwrap().len();
-        for cut in [size - 1, size - 40, 3] {
+        let bytes = std::fs::read(&spills.files[0]).unwrap();
+        let first_block = u64::from(u32::from_le_bytes(bytes[..4].try_into().unwrap()));
+        // In the last block, in a block's entries, in the length after a
+        // block, in the first length.
+        for cut in [size - 1, size - 40, 4 + first_block + 2, 3] {
             let file = std::fs::OpenOptions::new().write(true).open(&spills.files[0]).unwrap();
             file.set_len(cut).unwrap();
             let error = Arc::new(Mutex::new(None));
