@@ -766,6 +766,7 @@ async fn process_day(
         },
     )?;
     for stream in [&mut messages, &mut events] {
+        stream.spill_rest_if_spilled();
         if let Some(e) = stream.failure.take() {
             return Err(spill_err(e));
         }
@@ -1009,7 +1010,24 @@ impl Stream {
     /// Spills every non-empty map as a sorted run once the budget is reached.
     /// A failure is kept (the callback cannot return it) and stops spilling.
     fn spill_if_full(&mut self) {
-        if self.agg.entries() < self.budget || self.failure.is_some() {
+        if self.agg.entries() < self.budget {
+            return;
+        }
+        self.spill();
+    }
+
+    /// What the maps still hold, spilled too when the stream has spilled
+    /// before (a big day): the last step then merges runs from files alone,
+    /// and holds no sorted copy of whatever extraction left in the maps
+    /// (up to the stream's budget) beside its own buffers.
+    fn spill_rest_if_spilled(&mut self) {
+        if self.spills.iter().any(|runs| !runs.is_empty()) {
+            self.spill();
+        }
+    }
+
+    fn spill(&mut self) {
+        if self.failure.is_some() {
             return;
         }
         for (which, runs) in Aggregate::ALL.iter().zip(self.spills.iter_mut()) {

@@ -120,6 +120,11 @@ impl SpillRuns {
         SpillRuns { dir, files: Vec::new() }
     }
 
+    /// Whether no run was spilled.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
     pub fn spill(&mut self, run: &[Entry]) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let path = self.dir.join(format!("run-{:05}.bin", self.files.len()));
