@@ -17,7 +17,7 @@
 //! another (its lock file says so, see [`SpillFolder`]).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -149,10 +149,12 @@ impl SpillRuns {
             .iter()
             .map(|p| {
                 Ok(RunReader {
-                    // Small buffers: a big day merges hundreds of runs at once.
-                    reader: BufReader::with_capacity(8 * 1024, File::open(p)?),
+                    file: File::open(p)?,
+                    started: false,
                     block: Vec::new(),
+                    end: 0,
                     at: 0,
+                    next_len: None,
                     previous: [0; 6],
                     error: error.clone(),
                 })
@@ -252,11 +254,19 @@ fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
     None
 }
 
+/// Reads a run a block at a time, each read taking the block's entries and
+/// the next block's length together: no buffer beyond the block itself,
+/// as a big day merges a few hundred runs at once.
 pub struct RunReader {
-    reader: BufReader<File>,
-    /// The current block's bytes, and where its next entry starts.
+    file: File,
+    started: bool,
+    /// The current block's entries (`..end`), the next block's length after.
     block: Vec<u8>,
+    end: usize,
+    /// Where the block's next entry starts.
     at: usize,
+    /// The next block's length; `None` once the last block is read.
+    next_len: Option<usize>,
     /// The fields of the block's entry before.
     previous: [i64; 6],
     error: Arc<Mutex<Option<std::io::Error>>>,
@@ -265,31 +275,43 @@ pub struct RunReader {
 impl RunReader {
     /// Reads the next block; `Ok(false)` at the end of the run.
     fn next_block(&mut self) -> std::io::Result<bool> {
-        // The run ends where a block would start; a length cut short is an
-        // error like any other cut.
-        if self.reader.fill_buf()?.is_empty() {
-            return Ok(false);
-        }
-        let mut len = [0u8; 4];
-        self.reader.read_exact(&mut len)?;
-        let len = u32::from_le_bytes(len) as usize;
-        if len == 0 || len > BLOCK * MAX_ENTRY_BYTES {
-            return Err(corrupt("a block's length is out of range"));
-        }
-        self.block.resize(len, 0);
-        self.reader.read_exact(&mut self.block)?;
+        let len = if self.started {
+            match self.next_len {
+                Some(len) => len,
+                None => return Ok(false),
+            }
+        } else {
+            self.started = true;
+            let mut first = [0u8; 4];
+            match read_full(&mut self.file, &mut first)? {
+                0 => return Ok(false),
+                4 => block_len(first)?,
+                _ => return Err(cut()),
+            }
+        };
+        self.block.resize(len + 4, 0);
+        let got = read_full(&mut self.file, &mut self.block)?;
+        self.next_len = if got == len + 4 {
+            Some(block_len(self.block[len..].try_into().expect("four bytes"))?)
+        } else if got == len {
+            None
+        } else {
+            return Err(cut());
+        };
+        self.end = len;
         self.at = 0;
         self.previous = [0; 6];
         Ok(true)
     }
 
     fn decode(&mut self) -> std::io::Result<Option<Entry>> {
-        if self.at == self.block.len() && !self.next_block()? {
+        if self.at == self.end && !self.next_block()? {
             return Ok(None);
         }
+        let entries = &self.block[..self.end];
         let mut fields = [0i64; 6];
         for (field, before) in fields.iter_mut().zip(self.previous.iter_mut()) {
-            let zigzag = varint(&self.block, &mut self.at).ok_or_else(|| corrupt("an entry is cut short"))?;
+            let zigzag = varint(entries, &mut self.at).ok_or_else(|| corrupt("an entry is cut short"))?;
             let delta = (zigzag >> 1) as i64 ^ -((zigzag & 1) as i64);
             *field = before.wrapping_add(delta);
             *before = *field;
@@ -297,6 +319,32 @@ impl RunReader {
         let [k0, k1, k2, k3, v0, v1] = fields;
         Ok(Some(([k0, k1, k2, k3], [v0, v1])))
     }
+}
+
+/// Fills `buf` as far as the file goes; the bytes read.
+fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+fn block_len(bytes: [u8; 4]) -> std::io::Result<usize> {
+    let len = u32::from_le_bytes(bytes) as usize;
+    if len == 0 || len > BLOCK * MAX_ENTRY_BYTES {
+        return Err(corrupt("a block's length is out of range"));
+    }
+    Ok(len)
+}
+
+fn cut() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "spilled run is cut short")
 }
 
 fn corrupt(what: &str) -> std::io::Error {
