@@ -1043,6 +1043,10 @@ impl Stream {
     }
 }
 
+/// The most rows one push of a [`Fold`] emits: a channel's slots of a UTC
+/// day (96 quarter hours).
+const FOLD_BURST: usize = 96;
+
 /// A table folded from another's entries as they are written.
 struct Derived {
     table: Table,
@@ -1071,7 +1075,7 @@ async fn write_entries(
     let mut derived = match derived {
         Some(d) => {
             let file = ParquetFile::create(warehouse, &d.key, d.table)?;
-            Some((d, file, Vec::new()))
+            Some((d, file, Vec::with_capacity(ROW_GROUP_ROWS + FOLD_BURST)))
         }
         None => None,
     };
@@ -1082,15 +1086,22 @@ async fn write_entries(
             file.write(&batch_of(table, &chunk)?).await?;
         }
         if let Some((d, out, folded)) = &mut derived {
+            // Written about a row group at a time as it fills, so the
+            // folded rows stay within their first allocation (a push emits
+            // at most one contact's day or one channel's slots of a day).
             for e in chunk {
                 d.fold.push(e, folded);
+                if folded.len() >= ROW_GROUP_ROWS {
+                    out.write(&batch_of(d.table, folded)?).await?;
+                    folded.clear();
+                }
             }
             if last {
                 d.fold.finish(folded);
-            }
-            if folded.len() >= ROW_GROUP_ROWS || (last && !folded.is_empty()) {
-                out.write(&batch_of(d.table, folded)?).await?;
-                folded.clear();
+                if !folded.is_empty() {
+                    out.write(&batch_of(d.table, folded)?).await?;
+                    folded.clear();
+                }
             }
         }
         if last {
