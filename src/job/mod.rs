@@ -1166,3 +1166,79 @@ impl RunReport {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+    use futures::TryStreamExt;
+
+    use super::*;
+    use crate::aggregate::fold_all;
+    use crate::model::MICROS_PER_HOUR;
+    use crate::warehouse::read::stream_batches;
+    use crate::warehouse::testing::TempWarehouse;
+
+    async fn read_entries(wh: &Warehouse, key: &str) -> Vec<Entry> {
+        let batches: Vec<_> = stream_batches(wh, key)
+            .await
+            .unwrap()
+            .expect("written")
+            .try_collect()
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for batch in &batches {
+            let int = |i: usize| batch.column(i).as_primitive::<Int64Type>().clone();
+            let utc = |i: usize| batch.column(i).as_primitive::<TimestampMicrosecondType>().clone();
+            let (account, channel, contact, first, last) = (int(0), int(1), int(2), utc(3), utc(4));
+            for r in 0..batch.num_rows() {
+                out.push((
+                    [account.value(r), channel.value(r), contact.value(r), 0],
+                    [first.value(r), last.value(r)],
+                ));
+            }
+        }
+        out
+    }
+
+    /// A derived table of more than two row groups comes out whole: each
+    /// folded row once, in order, whichever push filled a row group.
+    #[tokio::test]
+    async fn a_derived_table_over_several_row_groups_is_written_whole() {
+        let temp = TempWarehouse::new("write-entries");
+        let contacts = 2 * ROW_GROUP_ROWS as i64 + 1_000;
+        let entries: Vec<Entry> = (0..contacts)
+            .flat_map(|contact| {
+                (0..1 + contact % 3).map(move |h| {
+                    let hour = h * MICROS_PER_HOUR;
+                    ([1 + contact / 50_000, 2, contact, hour], [hour + 5, hour + 60_000_000])
+                })
+            })
+            .collect();
+        let derived = Derived {
+            table: Table::ContactDays,
+            key: "contact_days/part.parquet".into(),
+            fold: Box::new(ContactDays::default()),
+        };
+        let written = write_entries(
+            &temp.wh,
+            "contact_activity/part.parquet",
+            Table::ContactActivity,
+            entries.clone().into_iter(),
+            Some(derived),
+        )
+        .await
+        .unwrap();
+        let expected = fold_all(ContactDays::default(), entries.iter().copied());
+        assert_eq!(expected.len(), contacts as usize);
+        assert_eq!(
+            written.iter().map(|(t, _, rows)| (*t, *rows)).collect::<Vec<_>>(),
+            vec![
+                (Table::ContactActivity, entries.len() as u64),
+                (Table::ContactDays, expected.len() as u64)
+            ]
+        );
+        assert_eq!(read_entries(&temp.wh, "contact_days/part.parquet").await, expected);
+    }
+}
