@@ -8,8 +8,9 @@
 //! block's first). In a sorted run the ids and instants change little from
 //! entry to entry, so an entry takes about a quarter of its 48 bytes in
 //! memory: the 8M-message day of `bench/run_vs_copy.sh` spills 104 MB
-//! instead of 408, and writing those files into the page cache (while the
-//! source's writeback runs) cost the job far more than the coding does.
+//! instead of 408, and on a cluster just seeded, as the benchmarks' are,
+//! writing those files into the page cache cost the job more than the
+//! coding does (`bench/RESULTS.md`, session 31).
 //!
 //! What must always hold: a day's folder is removed when the day is done or
 //! has failed, or, when its process was killed, by the next run that uses
