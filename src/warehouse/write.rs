@@ -74,22 +74,20 @@ pub fn properties(table: Table) -> WriterProperties {
             }
             builder.build()
         }
-        Table::ContactActivity | Table::ResolvedConversations => builder
-            .set_compression(zstd_level_1())
-            // Dictionaries of high-cardinality ids and instants cost time and
-            // save nothing.
-            .set_dictionary_enabled(false)
-            .set_encoding(Encoding::DELTA_BINARY_PACKED)
-            .build(),
-        _ => builder
-            .set_compression(zstd_level_1())
-            .set_dictionary_enabled(false)
-            .build(),
+        _ => {
+            let builder = builder
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level")))
+                // Dictionaries of high-cardinality ids and instants cost time
+                // and save nothing.
+                .set_dictionary_enabled(false);
+            match table {
+                Table::ContactActivity | Table::ResolvedConversations => {
+                    builder.set_encoding(Encoding::DELTA_BINARY_PACKED).build()
+                }
+                _ => builder.build(),
+            }
+        }
     }
-}
-
-fn zstd_level_1() -> Compression {
-    Compression::ZSTD(ZstdLevel::try_new(1).expect("valid zstd level"))
 }
 
 /// A Parquet file being written; nothing is visible until [`finish`](Self::finish).
