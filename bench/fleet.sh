@@ -8,7 +8,9 @@
 #   (`run --date D3`) runs REPEAT times, each on a fresh copy of the
 #   backfilled warehouse, the two fleets taking turns. Per case: wall time and peak RSS of the night
 #   (medians, worst peak), and the objects the night wrote, rollup parts
-#   and everything else (base files, manifests, index, run record) apart.
+#   and everything else (base files, manifests, index, run record) apart;
+#   on stderr, from each night's log, its day (extraction to publish) and
+#   its rollup refresh in ms, and the larger fleet's extra in each.
 #   Targets: 2,000 accounts <= 1.2x 50 accounts (the ratio of the medians;
 #   each round's own ratio and their median are printed beside it, to show
 #   the machine's drift between rounds); <= 20 rollup objects per shard and
@@ -57,22 +59,31 @@ secs_ms() { awk "BEGIN{printf \"%.3f\", $2 - $1}"; }
 
 # night_once NAME WAREHOUSE DB DAY: one timed night on a fresh copy of
 # WAREHOUSE (left in $WORK/night-NAME); appends its seconds and peak RSS
-# (MiB) to TS[NAME] and RSS[NAME]. The previous copy is deleted and the new
-# one made and flushed before the clock starts: removing or writing back a
-# large tree is not the night's work, and a journal busy with it would slow
-# the night's own fsyncs.
-declare -A TS RSS
+# (MiB) to TS[NAME] and RSS[NAME], and from its log the milliseconds of its
+# day (extraction to publish) and of its rollup refresh to DAY_MS[NAME] and
+# REFRESH_MS[NAME]. The previous copy is deleted and the new one made and
+# flushed before the clock starts: removing or writing back a large tree is
+# not the night's work, and a journal busy with it would slow the night's
+# own fsyncs.
+declare -A TS RSS DAY_MS REFRESH_MS
 night_once() {
   local name=$1 wh=$2 db=$3 day=$4 dir="$WORK/night-$1" t0 t1
   rm -rf "$dir"; cp -a "$wh" "$dir"
   sync; sleep 1
   touch "$WORK/mark-$name"; sleep 0.01
   t0=$(now)
-  /usr/bin/time -f '%M' -o "$WORK/rss" "$BIN" run --source "$PG_URL_BASE/$db" --warehouse "$dir" \
-    --date "$day" > "$WORK/$name.night.txt" 2>/dev/null
+  /usr/bin/time -f '%M' -o "$WORK/rss" "$BIN" --log-format json run --source "$PG_URL_BASE/$db" \
+    --warehouse "$dir" --date "$day" > "$WORK/$name.night.txt" 2> "$WORK/$name.night.log"
   t1=$(now)
   TS[$name]+="$(secs_ms "$t0" "$t1") "
   RSS[$name]+="$(awk '{printf "%.0f", $1 / 1024}' "$WORK/rss") "
+  DAY_MS[$name]+="$(logged_ms 'Day published.' "$WORK/$name.night.log") "
+  REFRESH_MS[$name]+="$(logged_ms 'Rollups refreshed.' "$WORK/$name.night.log") "
+}
+
+# logged_ms MESSAGE LOG: the elapsed_ms of the (last) JSON log line MESSAGE.
+logged_ms() {
+  grep -F "\"message\":\"$1\"" "$2" | tail -n 1 | sed -n 's/.*"elapsed_ms":\([0-9]*\).*/\1/p'
 }
 
 # night_summary NAME: sets night_s (median), night_rss (worst, MiB), parts
@@ -83,7 +94,10 @@ night_summary() {
   night_rss=$(printf '%s\n' ${RSS[$name]} | sort -n | tail -n 1)
   parts=$(find "$dir/rollups" -type f -newer "$WORK/mark-$name" | wc -l)
   others=$(find "$dir" -path "$dir/rollups" -prune -o -type f -newer "$WORK/mark-$name" -print | wc -l)
+  day_ms=$(median ${DAY_MS[$name]})
+  refresh_ms=$(median ${REFRESH_MS[$name]})
   echo "  $name nights: s=${TS[$name]}rss_MiB=${RSS[$name]% }; $(grep 'rollups refreshed' "$WORK/$name.night.txt")" >&2
+  echo "  $name day_ms=${DAY_MS[$name]}refresh_ms=${REFRESH_MS[$name]% } (medians $day_ms and $refresh_ms)" >&2
 }
 
 # two_fleets CASE PER_DAY DAYS: 50 and 2,000 accounts at PER_DAY messages a
@@ -96,7 +110,7 @@ two_fleets() {
   local last_backfilled night
   last_backfilled=$(date -u -d "2026-03-01 + $((days - 2)) days" +%F)
   night=$(date -u -d "2026-03-01 + $((days - 1)) days" +%F)
-  declare -A case_s
+  declare -A case_s case_day case_refresh
   printf '%-9s %8s %9s %14s %14s\n' accounts night_s rss_MiB rollup_objects other_objects
   for accounts in 50 2000; do
     db="$case$accounts"
@@ -116,6 +130,8 @@ two_fleets() {
   for accounts in 50 2000; do
     night_summary "$case-$accounts"
     case_s[$accounts]=$night_s
+    case_day[$accounts]=$day_ms
+    case_refresh[$accounts]=$refresh_ms
     max_parts=$(( parts > max_parts ? parts : max_parts ))
     printf '%-9s %8s %9s %14s %14s\n' "$accounts" "$night_s" "$night_rss" "$parts" "$others"
     q -d "$PG_URL_BASE/postgres" -c "DROP DATABASE $case$accounts"
@@ -128,6 +144,11 @@ two_fleets() {
   pairs=$(paste -d/ <(tr ' ' '\n' <<<"${TS[$case-2000]% }") <(tr ' ' '\n' <<<"${TS[$case-50]% }") |
     awk -F/ '{printf "%.2f\n", $1 / $2}')
   echo "  round by round, 2000 / 50: $(echo $pairs) (median $(median $pairs))" >&2
+  # Where the larger fleet's extra time is: its day (extraction, aggregates,
+  # publish) and its rollup refresh, medians against medians.
+  echo "  2000 - 50 accounts, medians: night $(awk "BEGIN{printf \"%+.0f\", (${case_s[2000]} - ${case_s[50]}) * 1000}") ms," \
+    "day $(printf %+d $(( case_day[2000] - case_day[50] ))) ms," \
+    "refresh $(printf %+d $(( case_refresh[2000] - case_refresh[50] ))) ms" >&2
 }
 
 if [[ " $CASES " == *" fleet "* ]]; then
