@@ -87,7 +87,8 @@ logged_ms() {
 }
 
 # night_summary NAME: sets night_s (median), night_rss (worst, MiB), parts
-# and others (objects written by the last night: rollup parts, and the rest).
+# and others (objects written by the last night: rollup parts, and the rest),
+# and day_ms and refresh_ms (medians).
 night_summary() {
   local name=$1 dir="$WORK/night-$1"
   night_s=$(median ${TS[$name]})
