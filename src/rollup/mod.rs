@@ -45,7 +45,7 @@ pub mod cells;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow::array::{
@@ -135,8 +135,12 @@ const OVERLAP_IDS: usize = 1 << 20;
 /// rows that was a fifth of a night's refresh at 2,000 accounts).
 const ROW_GROUP_ROWS: usize = 8 * 1024;
 /// Nor past this many id values: a group's columns (and the writer's level
-/// buffers, four bytes a value) are what encoding holds at once.
-const ROW_GROUP_IDS: usize = 256 * 1024;
+/// buffers, four bytes a value) are what encoding holds at once, and they
+/// are encoded fastest while they stay in the core's cache. In groups of
+/// up to 256k ids, a 50-account monthly part (400,000 ids) took 4.7 ms to
+/// encode and a 2,000-account one 11.2 ms; in groups of 64k, 1.7 and
+/// 9.3 ms, for 1% more bytes. 32k was no faster.
+const ROW_GROUP_IDS: usize = 64 * 1024;
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let ts = |name: &str| {
@@ -267,10 +271,13 @@ impl OldValues {
 }
 
 /// Encodes a part: `buckets` sorted by account, one account never split
-/// over two row groups. The row groups are encoded on two threads, the
-/// first half and the second, each building one group's columns at a time;
-/// what is held besides `buckets` is those and the encoded chunks, about
-/// the part's size, until they are written in order.
+/// over two row groups. The row groups are encoded on two threads, each
+/// taking the next group not yet taken and building its columns; what is
+/// held besides `buckets` is those and the encoded chunks, about the part's
+/// size, until they are written in order. Groups are taken, not dealt in
+/// halves: a fleet's first accounts hold most of its ids, and the first
+/// group of a 2,000-account part cost as much to encode as the next four,
+/// so the first half took 12.7 ms where the second took 7.6.
 pub fn encode(key: &RollupKey, buckets: &[AccountBucket]) -> Result<Bytes> {
     let rel = key.relative();
     let parquet_err = |source| warehouse::Error::Parquet {
@@ -285,27 +292,34 @@ pub fn encode(key: &RollupKey, buckets: &[AccountBucket]) -> Result<Bytes> {
         // An empty part still carries the schema (and one empty group).
         groups.push(&[]);
     }
-    let encode_groups = |first: usize, groups: &[&[AccountBucket]]| -> Result<Vec<Vec<ArrowColumnChunk>>> {
-        groups
-            .iter()
-            .enumerate()
-            .map(|(i, group)| {
-                let batch = group_batch(&rel, group)?;
-                let writers = columns.create_column_writers(first + i).map_err(parquet_err)?;
-                Ok(encode_columns(writers, SCHEMA.fields(), batch.columns()).map_err(parquet_err)?)
-            })
-            .collect()
+    let next = AtomicUsize::new(0);
+    let encode_taken = || -> Result<Vec<(usize, Vec<ArrowColumnChunk>)>> {
+        let mut encoded = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(group) = groups.get(i) else {
+                return Ok(encoded);
+            };
+            let batch = group_batch(&rel, group)?;
+            let writers = columns.create_column_writers(i).map_err(parquet_err)?;
+            encoded.push((
+                i,
+                encode_columns(writers, SCHEMA.fields(), batch.columns()).map_err(parquet_err)?,
+            ));
+        }
     };
-    let half = groups.len().div_ceil(2);
-    let (first, second) = std::thread::scope(|scope| {
-        let second = scope.spawn(|| encode_groups(half, &groups[half..]));
-        let first = encode_groups(0, &groups[..half]);
+    let (mine, theirs) = std::thread::scope(|scope| {
+        let theirs = scope.spawn(encode_taken);
+        let mine = encode_taken();
         (
-            first,
-            second.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            mine,
+            theirs.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
         )
     });
-    for chunks in first?.into_iter().chain(second?) {
+    let mut encoded = mine?;
+    encoded.extend(theirs?);
+    encoded.sort_unstable_by_key(|(i, _)| *i);
+    for (_, chunks) in encoded {
         let mut row_group = file.next_row_group().map_err(parquet_err)?;
         for chunk in chunks {
             chunk.append_to_row_group(&mut row_group).map_err(parquet_err)?;
