@@ -1188,6 +1188,10 @@ struct Parts<'a> {
     /// Every shard count whose parts may hold an account of this run.
     counts: BTreeSet<u32>,
     refreshed_at: UnixMicros,
+    /// By part, the accounts whose rows it must lose: buckets their former
+    /// zone gave them and their zone now does not ([`former_zone_buckets`]).
+    /// A part this run replaces anyway loses them in that one put.
+    gone: BTreeMap<(Interval, NaiveDate), Vec<i64>>,
 }
 
 impl Parts<'_> {
@@ -1249,6 +1253,7 @@ impl Parts<'_> {
         // carry this run's stamp to win over theirs, even if unchanged.
         let only_count = self.counts.len() == 1;
         let refreshed_at = self.refreshed_at;
+        let gone: Vec<i64> = self.gone.get(&(interval, period)).cloned().unwrap_or_default();
         let bytes = tokio::task::spawn_blocking(move || {
             /// Where each account's rows come from, in account order.
             enum Slot {
@@ -1261,10 +1266,11 @@ impl Parts<'_> {
             fresh.sort_by_key(|b| b.account);
             let mut slots = Vec::with_capacity(old.values.accounts.len().max(fresh.len()));
             let mut need_rows = Vec::new();
-            // A part is written even when it holds nobody: a coarser
-            // bucket then tells a part that was lost from an empty one.
-            let mut changed = old.bytes.is_none();
-            let mut olds = old.values.iter().peekable();
+            // A part is written even when it holds nobody (a coarser
+            // bucket then tells a part that was lost from an empty one), and
+            // when it loses an account whose rows must go.
+            let mut changed = old.bytes.is_none() || old.values.iter().any(|(a, _)| gone.contains(&a));
+            let mut olds = old.values.iter().filter(|(a, _)| !gone.contains(a)).peekable();
             for mut new in fresh {
                 while let Some((account, _)) = olds.next_if(|(a, _)| *a < new.account) {
                     need_rows.push(account);
@@ -1457,18 +1463,21 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
         Some(last) => scope.refreshed_at.max(last + 1),
         None => scope.refreshed_at,
     };
-    let parts = Parts {
-        warehouse,
-        shard: scope.shard,
-        counts,
-        refreshed_at,
-    };
     let accounts = accounts.clone();
     // Local dates each account needs recomputed.
     let dates: Arc<[BTreeSet<NaiveDate>]> = accounts
         .iter()
         .map(|a| local_dates(&a.spec.tz, scope.days.of(a.spec.id)))
         .collect();
+    let parts = Parts {
+        warehouse,
+        shard: scope.shard,
+        counts,
+        refreshed_at,
+        gone: former_zone_buckets(&accounts, &dates, scope.days, &published),
+    };
+    // Parts replaced so far: any that must lose an account has lost it.
+    let mut replaced: BTreeSet<(Interval, NaiveDate)> = BTreeSet::new();
     let count = |report: &mut RefreshReport, interval: Interval, written: bool| {
         if written {
             *report.files.entry(interval.as_str()).or_default() += 1;
@@ -1500,6 +1509,7 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
         for (date, fresh) in by_date {
             let buckets = just_computed.keep(Interval::Daily, date, fresh);
             let old = parts.current(Interval::Daily, date).await?;
+            replaced.insert((Interval::Daily, date));
             let written = parts.replace(Interval::Daily, date, buckets, old).await?;
             count(&mut report, Interval::Daily, written);
         }
@@ -1583,6 +1593,7 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
             }
             let computed_ms = level.elapsed().as_millis() as u64;
             let buckets = just_computed.keep(interval, period, fresh);
+            replaced.insert((interval, period));
             let big = buckets.iter().map(|b| b.ids.len()).sum::<usize>() > OVERLAP_IDS;
             let replace = Writing {
                 interval,
@@ -1617,20 +1628,14 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
     if let Some((interval, written)) = Writing::finish_if_any(writing).await? {
         count(&mut report, interval, written);
     }
-    for ((interval, period), gone) in former_zone_buckets(&accounts, &dates, scope.days, &published) {
-        let old = parts.current(interval, period).await?;
+    for ((interval, period), gone) in &parts.gone {
+        if replaced.contains(&(*interval, *period)) {
+            continue;
+        }
+        let old = parts.current(*interval, *period).await?;
         if old.values.iter().any(|(a, _)| gone.contains(&a)) {
-            let empty = gone.into_iter().map(|account| AccountBucket {
-                account,
-                time_zone: Cow::Borrowed(""),
-                start: 0,
-                end: 0,
-                refreshed_at,
-                rows: Vec::new(),
-                ids: Vec::new(),
-            });
-            let written = parts.replace(interval, period, empty.collect(), old).await?;
-            count(&mut report, interval, written);
+            let written = parts.replace(*interval, *period, Vec::new(), old).await?;
+            count(&mut report, *interval, written);
         }
     }
     report.coarse_ms = started.elapsed().as_millis() as u64;
@@ -2228,6 +2233,7 @@ mod tests {
             shard: ShardSpec::WHOLE,
             counts: BTreeSet::from([1]),
             refreshed_at,
+            gone: BTreeMap::new(),
         };
         let replace = |refreshed_at, fresh: Vec<AccountBucket>| async move {
             let parts = parts(refreshed_at);
@@ -2253,6 +2259,27 @@ mod tests {
         assert_eq!(second[0].ids_of(&second[0].rows[0]), Some(&[1, 3][..]));
         assert_eq!(second[0].refreshed_at, 30);
         assert_eq!(second[1], first[1]);
+        // Account 2's rows must go (its zone changed): they go in the put
+        // that replaces account 1's, not in one of their own after it.
+        let parts = Parts {
+            gone: BTreeMap::from([((Interval::Daily, day), vec![2])]),
+            ..parts(40)
+        };
+        let old = parts.current(Interval::Daily, day).await.unwrap();
+        assert!(
+            parts
+                .replace(Interval::Daily, day, vec![bucket(1, 2, vec![1, 4])], old)
+                .await
+                .unwrap()
+        );
+        let third = stored().await;
+        assert_eq!(
+            third.iter().map(|b| (b.account, b.refreshed_at)).collect::<Vec<_>>(),
+            [(1, 40)]
+        );
+        // With nobody left to drop and nothing computed, nothing is written.
+        let old = parts.current(Interval::Daily, day).await.unwrap();
+        assert!(!parts.replace(Interval::Daily, day, Vec::new(), old).await.unwrap());
     }
 
     /// What a refresh compares first: each account's values in row order,
