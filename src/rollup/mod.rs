@@ -2521,6 +2521,33 @@ mod tests {
         );
     }
 
+    /// A group closes at the first account boundary once its ids reach the
+    /// limit: an account with more ids than that ends its group, unsplit.
+    #[test]
+    fn a_row_group_closes_between_accounts_once_its_ids_reach_the_limit() {
+        let many: Vec<i64> = (0..ROW_GROUP_IDS as i64 + 10).collect();
+        let buckets = vec![
+            bucket(1, 3, vec![1, 2, 3]),
+            bucket(2, many.len() as u64, many),
+            bucket(3, 1, vec![9]),
+            bucket(4, 1, vec![9]),
+        ];
+        let sizes: Vec<usize> = row_groups(&buckets).map(<[AccountBucket]>::len).collect();
+        assert_eq!(sizes, [2, 2]);
+        let key = key_of(Interval::Monthly);
+        let bytes = encode(&key, &buckets).unwrap();
+        let groups = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .unwrap()
+            .metadata()
+            .num_row_groups();
+        assert_eq!(groups, 2);
+        assert_eq!(
+            decode(&key, bytes.clone(), true, Some(&[3])).unwrap(),
+            [buckets[2].clone()]
+        );
+        assert_eq!(decode(&key, bytes, true, None).unwrap(), buckets);
+    }
+
     /// A missing part is lost only where a published day reaches one of
     /// its accounts' local dates there: a UTC day starts on the previous
     /// local date west of Greenwich, never east of it.
