@@ -2498,20 +2498,27 @@ mod tests {
         assert_eq!(decode(&key, empty, true, None).unwrap(), Vec::new());
     }
 
-    /// The two halves of a part's row groups are encoded apart and written
-    /// in order: an odd number of groups reads back whole and in account
-    /// order, and each group's statistics still find its accounts.
+    /// `buckets` encoded as a monthly part, and its number of row groups.
+    fn encoded(buckets: &[AccountBucket]) -> (RollupKey, Bytes, usize) {
+        let key = key_of(Interval::Monthly);
+        let bytes = encode(&key, buckets).unwrap();
+        let groups = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
+            .unwrap()
+            .metadata()
+            .num_row_groups();
+        (key, bytes, groups)
+    }
+
+    /// A part's row groups, encoded by two threads that each take the next
+    /// one, are written in order: an odd number of groups reads back whole
+    /// and in account order, and each group's statistics still find its
+    /// accounts.
     #[test]
     fn row_groups_encoded_on_two_threads_are_written_in_order() {
         let buckets: Vec<AccountBucket> = (0..ROW_GROUP_ROWS as i64 * 2 + 5)
             .map(|account| bucket(account, account as u64 + 1, vec![account]))
             .collect();
-        let key = key_of(Interval::Monthly);
-        let bytes = encode(&key, &buckets).unwrap();
-        let groups = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-            .unwrap()
-            .metadata()
-            .num_row_groups();
+        let (key, bytes, groups) = encoded(&buckets);
         assert_eq!(groups, 3);
         assert_eq!(decode(&key, bytes.clone(), true, None).unwrap(), buckets);
         let last = buckets.len() as i64 - 1;
@@ -2534,12 +2541,7 @@ mod tests {
         ];
         let sizes: Vec<usize> = row_groups(&buckets).map(<[AccountBucket]>::len).collect();
         assert_eq!(sizes, [2, 2]);
-        let key = key_of(Interval::Monthly);
-        let bytes = encode(&key, &buckets).unwrap();
-        let groups = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
-            .unwrap()
-            .metadata()
-            .num_row_groups();
+        let (key, bytes, groups) = encoded(&buckets);
         assert_eq!(groups, 2);
         assert_eq!(
             decode(&key, bytes.clone(), true, Some(&[3])).unwrap(),
