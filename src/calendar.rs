@@ -296,6 +296,30 @@ mod tests {
     }
 
     #[test]
+    fn chatham_leaves_an_hour_and_comes_back_to_it_so_that_occurrence_is_a_bucket() {
+        let tz: Tz = "Pacific/Chatham".parse().unwrap();
+        // DST ends 2026-04-05 03:45 (+13:45) -> 02:45 (+12:45): the clock
+        // shows 03 for 45 minutes, then 02 again for 15, then 03 again.
+        let end = buckets(tz, d("2026-04-05"), d("2026-04-05"), Interval::Hourly);
+        assert_eq!(end.len(), 26);
+        assert_eq!(minutes(&end)[2..6], [60, 45, 15, 60]);
+        assert_eq!(
+            labels(&end)[2..6],
+            [
+                "2026-04-05T02:00:00+13:45",
+                "2026-04-05T03:00:00+13:45",
+                "2026-04-05T02:45:00+12:45",
+                "2026-04-05T03:00:00+12:45",
+            ]
+        );
+        // DST starts 2026-09-27 02:45 (+12:45) -> 03:45 (+13:45).
+        let start = buckets(tz, d("2026-09-27"), d("2026-09-27"), Interval::Hourly);
+        assert_eq!(start.len(), 24);
+        assert_eq!(minutes(&start)[2..5], [45, 15, 60]);
+        assert_eq!(start.label(3), "2026-09-27T03:45:00+13:45");
+    }
+
+    #[test]
     fn santiago_days_start_at_the_first_instant_that_exists() {
         let tz: Tz = "America/Santiago".parse().unwrap();
         // 2026-09-06: clocks go from 00:00 (-04) to 01:00 (-03).

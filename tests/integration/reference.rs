@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Offset, Timelike, Utc};
 use chrono_tz::Tz;
 use sqlx::{Connection, SqliteConnection};
 
@@ -181,19 +181,20 @@ fn bucket_start(tz: &Tz, interval: Interval, t: i64) -> i64 {
             if let Some(s) = HOUR_STARTS.with(|m| m.borrow().get(&key).copied()) {
                 return s;
             }
-            let start = match tz.from_local_datetime(&hour) {
-                chrono::LocalResult::Single(s) => s.timestamp_micros(),
-                // The hour repeats: each occurrence is its own bucket.
-                chrono::LocalResult::Ambiguous(a, b) => {
-                    if a.offset().fix().local_minus_utc() == offset_of(t) && a.timestamp_micros() <= t {
-                        a.timestamp_micros()
-                    } else {
-                        b.timestamp_micros()
-                    }
-                }
-                // The hour's start was skipped: its first instant that exists.
-                chrono::LocalResult::None => first_instant_at_or_after(tz, hour),
+            // An hour's bucket is one stretch of the clock showing that hour:
+            // it begins where the clock shows the whole hour, or where it
+            // comes to this hour from another (a DST change). So a repeated
+            // hour is two buckets, and so is an hour the clock leaves and
+            // comes back to (Chatham falls back from 03:45 to 02:45).
+            let minute = 60_000_000;
+            let clock_hour = |x: i64| {
+                let l = local(tz, x);
+                (l.date(), l.hour())
             };
+            let mut start = t - t.rem_euclid(minute);
+            while local(tz, start).minute() != 0 && clock_hour(start - minute) == clock_hour(t) {
+                start -= minute;
+            }
             HOUR_STARTS.with(|m| m.borrow_mut().insert(key, start));
             start
         }

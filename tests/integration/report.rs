@@ -100,11 +100,27 @@ pub(crate) async fn world() -> &'static World {
 /// Contacts and agents active five minutes either side of a local midnight
 /// that cuts a UTC hour (Kathmandu 18:15Z, Kolkata 18:30Z, Lord Howe 13:30Z
 /// after its DST ends), so that only an hour's first *and* last instant place
-/// them in both local days. The seeded data's nights are too quiet to be
-/// relied on for this.
+/// them in both local days; and in Chatham's 15 minutes of 02:xx after its
+/// DST ends (2026-04-05 03:45 +13:45 becomes 02:45 +12:45), an hourly bucket
+/// of its own. The seeded data's nights are too quiet to be relied on for
+/// this.
 fn midnight_straddlers() -> String {
     let mut sql = String::new();
     let mut id = 990_000_000i64;
+    let mut visit = |account: i64, entity: i64, at: i64| {
+        id += 1;
+        sql.push_str(&format!(
+            "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+             SELECT {id}, account_id, conversation_id, channel_id, {entity}, 'inbound', 'contact', NULL, {at}, {at}
+             FROM messages WHERE account_id = {account} ORDER BY id LIMIT 1;\n"
+        ));
+        id += 1;
+        sql.push_str(&format!(
+            "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+             SELECT {id}, account_id, conversation_id, channel_id, contact_id, 'outbound', 'agent', {entity}, {at}, {at}
+             FROM messages WHERE account_id = {account} ORDER BY id LIMIT 1;\n"
+        ));
+    };
     for (account, zone, days) in [
         (1, "Asia/Kathmandu", ["2026-01-15", "2026-02-28", "2026-03-31"]),
         (2, "Asia/Kolkata", ["2026-01-31", "2026-02-11", "2026-03-16"]),
@@ -121,20 +137,14 @@ fn midnight_straddlers() -> String {
                 "{zone} {day}: midnight must cut a UTC hour"
             );
             for at in [midnight - 300_000_000, midnight + 300_000_000] {
-                id += 1;
-                sql.push_str(&format!(
-                    "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
-                     SELECT {id}, account_id, conversation_id, channel_id, {entity}, 'inbound', 'contact', NULL, {at}, {at}
-                     FROM messages WHERE account_id = {account} ORDER BY id LIMIT 1;\n"
-                ));
-                id += 1;
-                sql.push_str(&format!(
-                    "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
-                     SELECT {id}, account_id, conversation_id, channel_id, contact_id, 'outbound', 'agent', {entity}, {at}, {at}
-                     FROM messages WHERE account_id = {account} ORDER BY id LIMIT 1;\n"
-                ));
+                visit(account, entity, at);
             }
         }
+    }
+    // 13:20Z is 03:05 +13:45, 14:05Z is 02:50 +12:45.
+    for (n, at) in ["2026-04-04T13:20:00Z", "2026-04-04T14:05:00Z"].into_iter().enumerate() {
+        let at = chrono::DateTime::parse_from_rfc3339(at).unwrap().timestamp_micros();
+        visit(5, 990_500 + n as i64, at);
     }
     sql
 }
@@ -416,6 +426,15 @@ async fn the_binary_reports_what_the_reference_computes() {
             reference::Interval::Monthly,
             "channel",
         ),
+        (
+            5,
+            "Pacific/Chatham",
+            "2026-04-05",
+            "2026-04-05",
+            "hourly",
+            reference::Interval::Hourly,
+            "channel",
+        ),
     ] {
         let json = report_json(&[
             "report",
@@ -463,6 +482,15 @@ async fn the_binary_reports_what_the_reference_computes() {
             })
             .collect();
         assert_eq!(got_rows, rows, "account {account} {zone} {interval}");
+        if zone == "Pacific/Chatham" {
+            // The 15 minutes of 02:xx after the clock falls back from 03:45.
+            assert!(
+                got_rows
+                    .iter()
+                    .any(|r| r.1 == "2026-04-05T02:45:00+12:45" && r.0 == "active_agents" && r.3 > 0),
+                "{got_rows:?}"
+            );
+        }
         let got_totals: Vec<(String, Option<String>, u64)> = json["totals"]
             .as_array()
             .unwrap()
