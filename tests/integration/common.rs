@@ -292,6 +292,28 @@ pub fn run_ok(args: &[&str]) -> String {
     run_ok_env(args, &[])
 }
 
+/// The seed of a randomized test's data or queries: `default`, or
+/// `ACCOUNT_USAGE_TEST_SEED` to try others (the same seed gives the same
+/// cases, so a failure it finds can be run again).
+pub fn test_seed(default: u64) -> u64 {
+    env_number("ACCOUNT_USAGE_TEST_SEED").unwrap_or(default)
+}
+
+/// How many random queries a randomized test asks: `default`, or
+/// `ACCOUNT_USAGE_TEST_CASES`.
+pub fn test_cases(default: u64) -> u64 {
+    env_number("ACCOUNT_USAGE_TEST_CASES").unwrap_or(default)
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value:?} is not a whole number")),
+    )
+}
+
 /// A temporary directory removed on drop.
 pub struct TempDir(pub PathBuf);
 

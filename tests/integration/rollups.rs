@@ -64,7 +64,9 @@ async fn both(req: &ReportRequest) -> Option<(Report, Report)> {
 #[tokio::test]
 async fn rollup_path_equals_the_base_grain_on_random_whole_bucket_queries() {
     let world = world().await;
-    let mut rng = Rng::new(44);
+    let seed = common::test_seed(44);
+    eprintln!("random queries of seed {seed} (ACCOUNT_USAGE_TEST_SEED)");
+    let mut rng = Rng::new(seed);
     let intervals = [
         Interval::Daily,
         Interval::Weekly,
@@ -73,7 +75,7 @@ async fn rollup_path_equals_the_base_grain_on_random_whole_bucket_queries() {
         Interval::Yearly,
     ];
     let (mut from_rollups, mut compared) = (0, 0);
-    for case in 0..250 {
+    for case in 0..common::test_cases(250) {
         let account = rng.range(1, 6);
         // Yearly buckets are never whole in the window: only a few of those.
         let kinds = if rng.chance(0.1) { 5 } else { 4 };

@@ -240,9 +240,11 @@ async fn the_api_answers_what_the_cli_answers_on_220_random_queries() {
                 .unwrap(),
         );
     }
-    let mut rng = Rng::new(8);
+    let seed = common::test_seed(8);
+    eprintln!("random queries of seed {seed} (ACCOUNT_USAGE_TEST_SEED)");
+    let mut rng = Rng::new(seed);
     let mut cases = Vec::new();
-    for _ in 0..220 {
+    for _ in 0..common::test_cases(220) {
         let account = rng.range(1, 5);
         let interval = INTERVALS[rng.range(0, 5) as usize];
         let zone = ZONES[rng.range(0, 7) as usize];
