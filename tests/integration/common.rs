@@ -292,11 +292,13 @@ pub fn run_ok(args: &[&str]) -> String {
     run_ok_env(args, &[])
 }
 
-/// The seed of a randomized test's data or queries: `default`, or
-/// `ACCOUNT_USAGE_TEST_SEED` to try others (the same seed gives the same
-/// cases, so a failure it finds can be run again).
+/// The seed of a randomized test (its data, queries, signal times or
+/// faults): `default`, or `ACCOUNT_USAGE_TEST_SEED` to try others. It is
+/// printed, so a failing test's output says how to run it again.
 pub fn test_seed(default: u64) -> u64 {
-    env_number("ACCOUNT_USAGE_TEST_SEED").unwrap_or(default)
+    let seed = env_number("ACCOUNT_USAGE_TEST_SEED").unwrap_or(default);
+    eprintln!("seed {seed} (replay with ACCOUNT_USAGE_TEST_SEED={seed})");
+    seed
 }
 
 /// How many random queries a randomized test asks: `default`, or

@@ -3,7 +3,7 @@
 //! exit 1 and every day's previous version readable; reports through it give
 //! the right numbers or a clear error. Never wrong numbers, never half a day.
 //!
-//! Each test prints its seed; `FAULT_SEED=N` replays one.
+//! Each test prints its seed; `ACCOUNT_USAGE_TEST_SEED=N` replays one.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -207,15 +207,6 @@ fn numbers(json: &[u8]) -> serde_json::Value {
     v
 }
 
-fn seed_from_env(default: u64) -> u64 {
-    let seed = std::env::var("FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    eprintln!("fault proxy seed: {seed} (replay with FAULT_SEED={seed})");
-    seed
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_and_reports_through_a_flaky_store_give_the_right_numbers_or_exit_1() {
     let dir = TempDir::new("faults");
@@ -269,7 +260,7 @@ async fn runs_and_reports_through_a_flaky_store_give_the_right_numbers_or_exit_1
     let report_args: Vec<&str> = report_args.iter().map(String::as_str).collect();
     let clean_report = common::run_ok_env(&report_args, &moto.env());
 
-    let seed = seed_from_env(20261201);
+    let seed = common::test_seed(20261201);
     let (mut completed, mut failed) = (0, 0);
     for round in 0..3u64 {
         let proxy = FaultProxy::start(&moto.endpoint, seed + round, 12);

@@ -98,7 +98,7 @@ async fn overlapping_runs_leave_what_one_clean_run_leaves(
         })
     };
 
-    let mut rng = account_usage::seed::rng::Rng::new(10);
+    let mut rng = account_usage::seed::rng::Rng::new(common::test_seed(10));
     for round in 0..12 {
         let mut children = Vec::new();
         for args in scenario(round, src.url(), warehouse) {

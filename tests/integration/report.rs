@@ -15,7 +15,11 @@ use crate::common::{self, TempDir};
 use crate::reference;
 use crate::wh;
 
-const ZONES: [&str; 9] = [
+/// DESIGN.md's zones, then others whose clocks move in other ways: a 2-hour
+/// DST (Troll), +03:30 and +08:45 without DST, DST at midnight (Havana, as
+/// Santiago), a DST taken back for Ramadan (Casablanca, 2026-02-15 and
+/// 2026-03-22), and +14.
+const ZONES: [&str; 15] = [
     "Asia/Kathmandu",
     "Asia/Kolkata",
     "Australia/Lord_Howe",
@@ -25,6 +29,12 @@ const ZONES: [&str; 9] = [
     "Europe/London",
     "America/New_York",
     "UTC",
+    "Antarctica/Troll",
+    "Asia/Tehran",
+    "Australia/Eucla",
+    "America/Havana",
+    "Africa/Casablanca",
+    "Pacific/Kiritimati",
 ];
 const INTERVALS: [(Interval, reference::Interval); 6] = [
     (Interval::Hourly, reference::Interval::Hourly),
@@ -37,13 +47,15 @@ const INTERVALS: [(Interval, reference::Interval); 6] = [
 // Seeded UTC days; queries stay inside whole published months at the start.
 pub(crate) const SEED_START: &str = "2025-12-20";
 const SEED_DAYS: u64 = 115;
-const DST_DAYS: [&str; 6] = [
+const DST_DAYS: [&str; 8] = [
     "2026-03-08",
     "2026-03-29",
     "2026-04-05",
     "2026-01-01",
     "2026-03-31",
     "2026-04-01",
+    "2026-02-15",
+    "2026-03-22",
 ];
 
 /// A seeded SQLite source and its published warehouse, shared by the tests

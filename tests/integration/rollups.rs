@@ -65,7 +65,6 @@ async fn both(req: &ReportRequest) -> Option<(Report, Report)> {
 async fn rollup_path_equals_the_base_grain_on_random_whole_bucket_queries() {
     let world = world().await;
     let seed = common::test_seed(44);
-    eprintln!("random queries of seed {seed} (ACCOUNT_USAGE_TEST_SEED)");
     let mut rng = Rng::new(seed);
     let intervals = [
         Interval::Daily,

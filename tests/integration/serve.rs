@@ -241,7 +241,6 @@ async fn the_api_answers_what_the_cli_answers_on_220_random_queries() {
         );
     }
     let seed = common::test_seed(8);
-    eprintln!("random queries of seed {seed} (ACCOUNT_USAGE_TEST_SEED)");
     let mut rng = Rng::new(seed);
     let mut cases = Vec::new();
     for _ in 0..common::test_cases(220) {
