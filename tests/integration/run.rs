@@ -37,7 +37,7 @@ impl Src {
     }
 
     pub fn seed(&self, accounts: &str, per_day: &str) {
-        self.seed_days(accounts, "4", "2026-03-06", per_day, "11");
+        self.seed_days(accounts, "4", "2026-03-06", per_day, &common::test_seed(11).to_string());
     }
 
     /// `account-usage seed` of `days` days from `start`.
@@ -481,15 +481,22 @@ async fn late_rows_reprocess_only_their_day_and_too_old_rows_are_rejected() {
         .run_id
         .clone();
 
-    // A late message for 03-07, in a conversation with no resolves, by a new contact.
+    // A late message for 03-07 by a new contact, in a conversation of its
+    // own, that reached the database after every seeded row (the watermark is
+    // the latest of messages and events). Whatever the seed, no resolve of
+    // the seeded data counts it.
     src.exec(
-        "INSERT INTO messages
-         SELECT 900000001, m.account_id, m.conversation_id, m.channel_id, 999999, 'inbound', 'contact', NULL,
-                m.sent_at + interval '1 second', (SELECT max(created_at) FROM messages) + interval '1 hour'
+        "INSERT INTO conversations (id, account_id, channel_id, contact_id, created_at)
+         SELECT 900000001, m.account_id, m.channel_id, 999999, m.sent_at + interval '1 second'
          FROM messages m
          WHERE m.sent_at >= '2026-03-07Z' AND m.sent_at < '2026-03-08Z'
-           AND NOT EXISTS (SELECT 1 FROM conversation_events e WHERE e.conversation_id = m.conversation_id)
-         ORDER BY m.id LIMIT 1",
+         ORDER BY m.id LIMIT 1;
+         INSERT INTO messages
+         SELECT 900000001, c.account_id, c.id, c.channel_id, c.contact_id, 'inbound', 'contact', NULL,
+                c.created_at,
+                GREATEST((SELECT max(created_at) FROM messages), (SELECT max(created_at) FROM conversation_events))
+                  + interval '1 hour'
+         FROM conversations c WHERE c.id = 900000001",
     )
     .await;
     // A message sent 17 days before it arrived on 03-09: too late to reprocess.
