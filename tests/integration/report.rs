@@ -47,16 +47,79 @@ const INTERVALS: [(Interval, reference::Interval); 6] = [
 // Seeded UTC days; queries stay inside whole published months at the start.
 pub(crate) const SEED_START: &str = "2025-12-20";
 const SEED_DAYS: u64 = 115;
-const DST_DAYS: [&str; 8] = [
-    "2026-03-08",
-    "2026-03-29",
-    "2026-04-05",
-    "2026-01-01",
-    "2026-03-31",
-    "2026-04-01",
-    "2026-02-15",
-    "2026-03-22",
-];
+
+/// The UTC days a world is seeded with and runs, and where its random
+/// queries go: `from` in `first_query..`, `to` up to `last_query`, hourly
+/// ones around `dst_days`.
+struct Window {
+    start: &'static str,
+    days: u64,
+    first_query: &'static str,
+    last_query: &'static str,
+    dst_days: &'static [&'static str],
+    /// Queries asked before the random ones: (account, zone, from, to,
+    /// index into [`INTERVALS`]), by platform over every channel.
+    fixed: &'static [(i64, &'static str, &'static str, &'static str, usize)],
+}
+
+impl Window {
+    fn last_day(&self) -> NaiveDate {
+        wh::day(self.start) + chrono::Days::new(self.days - 1)
+    }
+
+    /// The instants of its published UTC days.
+    fn bounds(&self) -> (i64, i64) {
+        let start = wh::day(self.start)
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_micros();
+        (start, start + self.days as i64 * 86_400_000_000)
+    }
+}
+
+/// The southern autumn and the northern spring: 23-hour days in New York,
+/// Havana, London and Troll, 25-hour days (and DST at midnight) in Santiago,
+/// Lord Howe's 90-minute bucket and Chatham's 15-minute one, Casablanca's
+/// Ramadan changes, and the new year.
+const WINTER: Window = Window {
+    start: SEED_START,
+    days: SEED_DAYS,
+    first_query: "2026-01-01",
+    last_query: "2026-04-10",
+    dst_days: &[
+        "2026-03-08",
+        "2026-03-29",
+        "2026-04-05",
+        "2026-01-01",
+        "2026-03-31",
+        "2026-04-01",
+        "2026-02-15",
+        "2026-03-22",
+    ],
+    fixed: &[],
+};
+
+/// The southern spring and the northern autumn: Santiago skips midnight
+/// (2026-09-06 starts at 01:00), Chatham's clock jumps 02:45 -> 03:45, Lord
+/// Howe's 30-minute bucket, and 25-hour days in London, Troll, New York and
+/// Havana (where the repeated hour is 00:xx).
+const SPRING: Window = Window {
+    start: "2026-08-28",
+    days: 70,
+    first_query: "2026-09-01",
+    last_query: "2026-11-03",
+    dst_days: &["2026-09-06", "2026-09-27", "2026-10-04", "2026-10-25", "2026-11-01"],
+    // Each of [`spring_visitors`], hourly and daily (intervals 0 and 1).
+    fixed: &[
+        (1, "America/Santiago", "2026-09-05", "2026-09-06", 0),
+        (1, "America/Santiago", "2026-09-05", "2026-09-06", 1),
+        (2, "Pacific/Chatham", "2026-09-27", "2026-09-27", 0),
+        (3, "Australia/Lord_Howe", "2026-10-04", "2026-10-04", 0),
+        (4, "America/Havana", "2026-11-01", "2026-11-01", 0),
+        (4, "America/Havana", "2026-10-31", "2026-11-01", 1),
+    ],
+};
 
 /// A seeded SQLite source and its published warehouse, shared by the tests
 /// of this module (built once: seeding and running 115 days takes a while).
@@ -66,47 +129,80 @@ pub(crate) struct World {
 }
 
 static WORLD: tokio::sync::OnceCell<World> = tokio::sync::OnceCell::const_new();
+static SPRING_WORLD: tokio::sync::OnceCell<World> = tokio::sync::OnceCell::const_new();
 
+/// The world most tests read: [`WINTER`]'s days.
 pub(crate) async fn world() -> &'static World {
-    WORLD
-        .get_or_init(|| async {
-            let dir = TempDir::for_process("report-world");
-            let source = format!("sqlite://{}/source.db", dir.display());
-            let warehouse = dir.join("wh").display().to_string();
-            let days = SEED_DAYS.to_string();
-            common::run_ok(&[
-                "seed",
-                "--source",
-                &source,
-                "--accounts",
-                "5",
-                "--days",
-                &days,
-                "--start",
-                SEED_START,
-                "--messages-per-day",
-                "1500",
-                "--seed",
-                &common::test_seed(5).to_string(),
-            ]);
-            crate::run::Src::Lite(source.clone()).exec(&midnight_straddlers()).await;
-            let to = (wh::day(SEED_START) + chrono::Days::new(SEED_DAYS - 1)).to_string();
-            common::run_ok(&[
-                "run",
-                "--source",
-                &source,
-                "--warehouse",
-                &warehouse,
-                "--from",
-                SEED_START,
-                "--to",
-                &to,
-                "--parallel",
-                "2",
-            ]);
-            World { source, warehouse }
-        })
-        .await
+    WORLD.get_or_init(|| build(&WINTER, midnight_straddlers())).await
+}
+
+/// [`SPRING`]'s days.
+async fn spring_world() -> &'static World {
+    SPRING_WORLD.get_or_init(|| build(&SPRING, spring_visitors())).await
+}
+
+/// Seeds 5 accounts over the window's days, adds `extra` (SQL), and runs
+/// every day.
+async fn build(window: &Window, extra: String) -> World {
+    let dir = TempDir::for_process(&format!("report-world-{}", window.start));
+    let source = format!("sqlite://{}/source.db", dir.display());
+    let warehouse = dir.join("wh").display().to_string();
+    let days = window.days.to_string();
+    common::run_ok(&[
+        "seed",
+        "--source",
+        &source,
+        "--accounts",
+        "5",
+        "--days",
+        &days,
+        "--start",
+        window.start,
+        "--messages-per-day",
+        "1500",
+        "--seed",
+        &common::test_seed(5).to_string(),
+    ]);
+    crate::run::Src::Lite(source.clone()).exec(&extra).await;
+    let to = window.last_day().to_string();
+    common::run_ok(&[
+        "run",
+        "--source",
+        &source,
+        "--warehouse",
+        &warehouse,
+        "--from",
+        window.start,
+        "--to",
+        &to,
+        "--parallel",
+        "2",
+    ]);
+    World { source, warehouse }
+}
+
+/// SQL adding a message from new contact `entity` and one by new agent
+/// `entity` (active nowhere else) at `at`, in account `account`'s first
+/// conversation; `id` is the last message id taken.
+fn visit(sql: &mut String, id: &mut i64, account: i64, entity: i64, at: i64) {
+    *id += 1;
+    sql.push_str(&format!(
+        "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+         SELECT {id}, account_id, conversation_id, channel_id, {entity}, 'inbound', 'contact', NULL, {at}, {at}
+         FROM messages WHERE account_id = {account} ORDER BY id LIMIT 1;\n"
+    ));
+    *id += 1;
+    sql.push_str(&format!(
+        "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+         SELECT {id}, account_id, conversation_id, channel_id, contact_id, 'outbound', 'agent', {entity}, {at}, {at}
+         FROM messages WHERE account_id = {account} ORDER BY id LIMIT 1;\n"
+    ));
+}
+
+fn utc_micros(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp_micros()
 }
 
 /// Contacts and agents active five minutes either side of a local midnight
@@ -119,20 +215,6 @@ pub(crate) async fn world() -> &'static World {
 fn midnight_straddlers() -> String {
     let mut sql = String::new();
     let mut id = 990_000_000i64;
-    let mut visit = |account: i64, entity: i64, at: i64| {
-        id += 1;
-        sql.push_str(&format!(
-            "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
-             SELECT {id}, account_id, conversation_id, channel_id, {entity}, 'inbound', 'contact', NULL, {at}, {at}
-             FROM messages WHERE account_id = {account} ORDER BY id LIMIT 1;\n"
-        ));
-        id += 1;
-        sql.push_str(&format!(
-            "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
-             SELECT {id}, account_id, conversation_id, channel_id, contact_id, 'outbound', 'agent', {entity}, {at}, {at}
-             FROM messages WHERE account_id = {account} ORDER BY id LIMIT 1;\n"
-        ));
-    };
     for (account, zone, days) in [
         (1, "Asia/Kathmandu", ["2026-01-15", "2026-02-28", "2026-03-31"]),
         (2, "Asia/Kolkata", ["2026-01-31", "2026-02-11", "2026-03-16"]),
@@ -149,34 +231,64 @@ fn midnight_straddlers() -> String {
                 "{zone} {day}: midnight must cut a UTC hour"
             );
             for at in [midnight - 300_000_000, midnight + 300_000_000] {
-                visit(account, entity, at);
+                visit(&mut sql, &mut id, account, entity, at);
             }
         }
     }
     // 13:20Z is 03:05 +13:45, 14:05Z is 02:50 +12:45.
     for (n, at) in ["2026-04-04T13:20:00Z", "2026-04-04T14:05:00Z"].into_iter().enumerate() {
-        let at = chrono::DateTime::parse_from_rfc3339(at).unwrap().timestamp_micros();
-        visit(5, 990_500 + n as i64, at);
+        visit(&mut sql, &mut id, 5, 990_500 + n as i64, utc_micros(at));
     }
     sql
 }
 
-fn published_bounds() -> (i64, i64) {
-    let start = wh::day(SEED_START)
-        .and_hms_opt(0, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp_micros();
-    (start, start + SEED_DAYS as i64 * 86_400_000_000)
+/// Contacts and agents active either side of [`SPRING`]'s clock changes:
+/// Santiago's 2026-09-06, which starts at 01:00 -03 (04:00Z); Chatham's
+/// 15-minute 03:45 bucket (14:00Z on 09-26); Lord Howe's 30-minute 02:30
+/// bucket (15:30Z on 10-03); and Havana's two 00:xx hours of 11-01 (04:xxZ
+/// and 05:xxZ).
+fn spring_visitors() -> String {
+    let mut sql = String::new();
+    let mut id = 991_000_000i64;
+    for (n, (account, at)) in [
+        (1, "2026-09-06T03:55:00Z"),
+        (1, "2026-09-06T04:05:00Z"),
+        (2, "2026-09-26T13:50:00Z"),
+        (2, "2026-09-26T14:05:00Z"),
+        (3, "2026-10-03T15:20:00Z"),
+        (3, "2026-10-03T15:40:00Z"),
+        (4, "2026-11-01T04:30:00Z"),
+        (4, "2026-11-01T05:30:00Z"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        visit(&mut sql, &mut id, account, 991_000 + n as i64, utc_micros(at));
+    }
+    sql
 }
 
 #[tokio::test]
 async fn engine_equals_the_naive_reference_on_500_random_queries() {
-    let world = world().await;
-    let (lo, hi) = published_bounds();
+    engine_against_the_reference(world().await, &WINTER, 2026, 500).await;
+}
+
+/// The same on the other half of the year's clock changes.
+#[tokio::test]
+async fn engine_equals_the_naive_reference_across_the_other_clock_changes() {
+    engine_against_the_reference(spring_world().await, &SPRING, 2027, 300).await;
+}
+
+/// Random queries (a seed's, or `ACCOUNT_USAGE_TEST_SEED`'s) of the engine
+/// over the base grain of `world`, against the naive reference over its
+/// source: rows, totals and bucket totals equal.
+async fn engine_against_the_reference(world: &World, window: &Window, seed: u64, cases: u64) {
+    let (lo, hi) = window.bounds();
     let source = reference::Source::load(&world.source, lo, hi).await;
     let warehouse = wh::open(&world.warehouse, &[]);
-    let days: BTreeSet<NaiveDate> = wh::days(SEED_START, "2026-04-13").into_iter().collect();
+    let days: BTreeSet<NaiveDate> = wh::days(window.start, &window.last_day().to_string())
+        .into_iter()
+        .collect();
     let latest = *days.iter().next_back().unwrap();
     let all: BTreeSet<Metric> = Metric::ALL.into_iter().collect();
     let grain_days = account_usage::report::GrainDays {
@@ -196,34 +308,53 @@ async fn engine_equals_the_naive_reference_on_500_random_queries() {
         );
     }
 
-    let seed = common::test_seed(2026);
+    let seed = common::test_seed(seed);
     let mut rng = Rng::new(seed);
-    let first = wh::day("2026-01-01");
-    for case in 0..common::test_cases(500) {
-        let account = rng.range(1, 6);
-        let tz: Tz = ZONES[rng.range(0, ZONES.len() as i64) as usize].parse().unwrap();
-        let (interval, ref_interval) = INTERVALS[rng.range(0, 6) as usize];
-        // Hourly ranges are short and often sit on a DST change; the others
-        // span up to the whole window (months, quarters, the new year).
-        let (from, to) = if interval == Interval::Hourly {
-            let around = wh::day(DST_DAYS[rng.range(0, DST_DAYS.len() as i64) as usize]);
-            let from = around - chrono::Days::new(rng.range(0, 3) as u64);
-            (from, from + chrono::Days::new(rng.range(0, 4) as u64))
-        } else {
-            let from = first + chrono::Days::new(rng.range(0, 90) as u64);
-            let to = (from + chrono::Days::new(rng.range(0, 100) as u64)).min(wh::day("2026-04-10"));
-            (from, to)
-        };
+    let first = wh::day(window.first_query);
+    for case in 0..window.fixed.len() as u64 + common::test_cases(cases) {
+        let (account, tz, interval, ref_interval, from, to, channels, by_channel) =
+            if let Some(&(account, zone, from, to, interval)) = window.fixed.get(case as usize) {
+                let (interval, ref_interval) = INTERVALS[interval];
+                let tz: Tz = zone.parse().unwrap();
+                (
+                    account,
+                    tz,
+                    interval,
+                    ref_interval,
+                    wh::day(from),
+                    wh::day(to),
+                    None,
+                    false,
+                )
+            } else {
+                let account = rng.range(1, 6);
+                let tz: Tz = ZONES[rng.range(0, ZONES.len() as i64) as usize].parse().unwrap();
+                let (interval, ref_interval) = INTERVALS[rng.range(0, 6) as usize];
+                // Hourly ranges are short and often sit on a DST change; the
+                // others span up to the whole window (months, quarters, the
+                // new year).
+                let (from, to) = if interval == Interval::Hourly {
+                    let around = wh::day(window.dst_days[rng.range(0, window.dst_days.len() as i64) as usize]);
+                    let from = around - chrono::Days::new(rng.range(0, 3) as u64);
+                    (from, from + chrono::Days::new(rng.range(0, 4) as u64))
+                } else {
+                    let last = wh::day(window.last_query);
+                    let from = first + chrono::Days::new(rng.range(0, (last - first).num_days()) as u64);
+                    let to = (from + chrono::Days::new(rng.range(0, 100) as u64)).min(last);
+                    (from, to)
+                };
+                let grain = &grains[(account - 1) as usize];
+                let channels: Option<BTreeSet<i64>> = rng.chance(0.3).then(|| {
+                    grain
+                        .channels
+                        .iter()
+                        .map(|c| c.id)
+                        .filter(|_| rng.chance(0.5))
+                        .collect()
+                });
+                (account, tz, interval, ref_interval, from, to, channels, rng.chance(0.5))
+            };
         let grain = &grains[(account - 1) as usize];
-        let channels: Option<BTreeSet<i64>> = rng.chance(0.3).then(|| {
-            grain
-                .channels
-                .iter()
-                .map(|c| c.id)
-                .filter(|_| rng.chance(0.5))
-                .collect()
-        });
-        let by_channel = rng.chance(0.5);
         let query = Query {
             account_id: account,
             tz,
@@ -402,7 +533,7 @@ fn report_json(args: &[&str]) -> serde_json::Value {
 #[tokio::test]
 async fn the_binary_reports_what_the_reference_computes() {
     let world = world().await;
-    let (lo, hi) = published_bounds();
+    let (lo, hi) = WINTER.bounds();
     let source = reference::Source::load(&world.source, lo, hi).await;
     for (account, zone, from, to, interval, ref_interval, group) in [
         (
