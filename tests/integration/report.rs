@@ -122,7 +122,8 @@ const SPRING: Window = Window {
 };
 
 /// A seeded SQLite source and its published warehouse, shared by the tests
-/// of this module (built once: seeding and running 115 days takes a while).
+/// (each world is built once per test process: seeding and running its days
+/// takes a while).
 pub(crate) struct World {
     pub(crate) source: String,
     pub(crate) warehouse: String,
