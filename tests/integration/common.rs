@@ -308,7 +308,7 @@ pub fn test_cases(default: u64) -> u64 {
 }
 
 fn env_number(name: &str) -> Option<u64> {
-    let value = std::env::var(name).ok()?;
+    let value = std::env::var(name).ok().filter(|v| !v.is_empty())?;
     Some(
         value
             .parse()

@@ -137,8 +137,8 @@ pub(crate) async fn world() -> &'static World {
     WORLD.get_or_init(|| build(&WINTER, midnight_straddlers())).await
 }
 
-/// [`SPRING`]'s days.
-async fn spring_world() -> &'static World {
+/// [`SPRING`]'s days (2026-08-28..2026-11-05).
+pub(crate) async fn spring_world() -> &'static World {
     SPRING_WORLD.get_or_init(|| build(&SPRING, spring_visitors())).await
 }
 
