@@ -51,10 +51,10 @@ const SEED_DAYS: u64 = 115;
 /// The UTC days a world is seeded with and runs, and where its random
 /// queries go: `from` in `first_query..`, `to` up to `last_query`, hourly
 /// ones around `dst_days`.
-struct Window {
-    start: &'static str,
+pub(crate) struct Window {
+    pub(crate) start: &'static str,
     days: u64,
-    first_query: &'static str,
+    pub(crate) first_query: &'static str,
     last_query: &'static str,
     dst_days: &'static [&'static str],
     /// Queries asked before the random ones: (account, zone, from, to,
@@ -63,7 +63,7 @@ struct Window {
 }
 
 impl Window {
-    fn last_day(&self) -> NaiveDate {
+    pub(crate) fn last_day(&self) -> NaiveDate {
         wh::day(self.start) + chrono::Days::new(self.days - 1)
     }
 
@@ -82,7 +82,7 @@ impl Window {
 /// Havana, London and Troll, 25-hour days (and DST at midnight) in Santiago,
 /// Lord Howe's 90-minute bucket and Chatham's 15-minute one, Casablanca's
 /// Ramadan changes, and the new year.
-const WINTER: Window = Window {
+pub(crate) const WINTER: Window = Window {
     start: SEED_START,
     days: SEED_DAYS,
     first_query: "2026-01-01",
@@ -104,7 +104,7 @@ const WINTER: Window = Window {
 /// (2026-09-06 starts at 01:00), Chatham's clock jumps 02:45 -> 03:45, Lord
 /// Howe's 30-minute bucket, and 25-hour days in London, Troll, New York and
 /// Havana (where the repeated hour is 00:xx).
-const SPRING: Window = Window {
+pub(crate) const SPRING: Window = Window {
     start: "2026-08-28",
     days: 70,
     first_query: "2026-09-01",

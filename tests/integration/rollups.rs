@@ -16,7 +16,7 @@ use chrono::{Days, NaiveDate};
 use chrono_tz::Tz;
 
 use crate::common::{self, TempDir};
-use crate::report::{World, spring_world, world};
+use crate::report::{SPRING, WINTER, Window, World, spring_world, world};
 use crate::run::Src;
 use crate::wh;
 
@@ -63,13 +63,7 @@ async fn both(req: &ReportRequest) -> Option<(Report, Report)> {
 
 #[tokio::test]
 async fn rollup_path_equals_the_base_grain_on_random_whole_bucket_queries() {
-    let window = Published {
-        first_day: "2025-12-20",
-        first_month: "2026-01-01",
-        span_days: 95,
-        last_day: "2026-04-13",
-    };
-    rollups_against_the_base_grain(world().await, &window, 44).await;
+    rollups_against_the_base_grain(world().await, &WINTER, 95, 44).await;
 }
 
 /// The same over the southern spring and the northern autumn: the seeded
@@ -77,26 +71,13 @@ async fn rollup_path_equals_the_base_grain_on_random_whole_bucket_queries() {
 /// midnight) have rollups across their clock changes.
 #[tokio::test]
 async fn rollup_path_equals_the_base_grain_across_the_other_clock_changes() {
-    let window = Published {
-        first_day: "2026-08-28",
-        first_month: "2026-09-01",
-        span_days: 60,
-        last_day: "2026-11-05",
-    };
-    rollups_against_the_base_grain(spring_world().await, &window, 45).await;
+    rollups_against_the_base_grain(spring_world().await, &SPRING, 60, 45).await;
 }
 
-/// A world's published UTC days, and where its queries' whole buckets start:
-/// in `first_month..first_month + span_days` most of the time, and in its
-/// first days (clipped buckets) sometimes.
-struct Published {
-    first_day: &'static str,
-    first_month: &'static str,
-    span_days: u64,
-    last_day: &'static str,
-}
-
-async fn rollups_against_the_base_grain(world: &World, window: &Published, seed: u64) {
+/// Queries of whole buckets that start in the window's first published
+/// month or the `span_days` after it most of the time, and in its first
+/// days (clipped buckets) sometimes.
+async fn rollups_against_the_base_grain(world: &World, window: &Window, span_days: u64, seed: u64) {
     let seed = common::test_seed(seed);
     let mut rng = Rng::new(seed);
     let intervals = [
@@ -116,13 +97,13 @@ async fn rollups_against_the_base_grain(world: &World, window: &Published, seed:
         // Whole buckets of the interval, inside the published window most of
         // the time, past it sometimes.
         let start = if rng.chance(0.1) {
-            wh::day(window.first_day) + Days::new(2)
+            wh::day(window.start) + Days::new(2)
         } else {
-            wh::day(window.first_month) + Days::new(rng.range(0, window.span_days as i64) as u64)
+            wh::day(window.first_query) + Days::new(rng.range(0, span_days as i64) as u64)
         };
         let (period_start, _) = interval.period_of(start).unwrap();
         // A bucket that starts where no day is published is asked clipped.
-        let whole = period_start > wh::day(window.first_day);
+        let whole = period_start > wh::day(window.start);
         let first = if whole { period_start } else { start };
         let mut last = interval.period_of(first).unwrap().1;
         for _ in 0..rng.range(0, 3) {
@@ -134,7 +115,7 @@ async fn rollups_against_the_base_grain(world: &World, window: &Published, seed:
             req.question.group_by = GroupBy::Channel;
         }
         if rng.chance(0.25) {
-            let channels = report::channels_of(&wh::open(&world.warehouse, &[]), wh::day(window.last_day), account)
+            let channels = report::channels_of(&wh::open(&world.warehouse, &[]), window.last_day(), account)
                 .await
                 .unwrap();
             req.question.channels = channels.iter().map(|c| c.id).filter(|_| rng.chance(0.5)).collect();
@@ -146,7 +127,7 @@ async fn rollups_against_the_base_grain(world: &World, window: &Published, seed:
             compared += 1;
             // Whole buckets in the account's zone are the rollups' to answer,
             // unless they start before the first published month.
-            if whole && first >= wh::day(window.first_month) {
+            if whole && first >= wh::day(window.first_query) {
                 assert_eq!(auto.answered_from, AnsweredFrom::Rollups, "case {case}: {req:?}");
             }
             if auto.answered_from == AnsweredFrom::Rollups {
