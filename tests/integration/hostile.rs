@@ -222,9 +222,7 @@ async fn sqlite_values_of_the_wrong_type_in_every_column_are_rejected_not_droppe
     let dir = TempDir::new("wrong-types");
     let src = Src::sqlite(&dir);
     src.seed("3", "500");
-    let noon = chrono::DateTime::parse_from_rfc3339("2026-03-07T12:00:00Z")
-        .unwrap()
-        .timestamp_micros();
+    let noon = wh::micros("2026-03-07T12:00:00Z");
     let channel = "(SELECT min(id) FROM channels WHERE account_id = 1)";
     let conversation = "(SELECT min(id) FROM conversations WHERE account_id = 1)";
     // `id` columns are INTEGER PRIMARY KEY (the rowid), which SQLite itself

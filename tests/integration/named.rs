@@ -6,15 +6,12 @@ use serde_json::Value;
 
 use crate::common::{self, TempDir};
 use crate::run::Src;
-
-fn us(rfc3339: &str) -> i64 {
-    DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_micros()
-}
+use crate::wh;
 
 /// The hand-made source: four accounts, each for its own cases.
 fn source_sql() -> String {
     let mut sql = String::new();
-    let jan = us("2026-01-01T00:00:00Z");
+    let jan = wh::micros("2026-01-01T00:00:00Z");
     for (id, zone) in [
         (1, "America/New_York"),
         (2, "Australia/Lord_Howe"),
@@ -25,7 +22,7 @@ fn source_sql() -> String {
             "INSERT INTO accounts VALUES ({id}, 'Account {id}', '{zone}', {jan});\n"
         ));
     }
-    let disconnect = us("2026-11-05T12:00:00+05:45");
+    let disconnect = wh::micros("2026-11-05T12:00:00+05:45");
     for (id, account, platform, env, disconnected) in [
         (11, 1, "sms", "production", "NULL".to_string()),
         (21, 2, "whatsapp", "production", "NULL".to_string()),
@@ -49,7 +46,7 @@ fn source_sql() -> String {
                    agent: &str,
                    at: &str| {
         next_id += 1;
-        let t = us(at);
+        let t = wh::micros(at);
         sql.push_str(&format!(
             "INSERT INTO messages VALUES ({next_id}, {account}, {conversation}, {channel}, {contact}, '{dir}', '{sender}', {agent}, {t}, {t});\n"
         ));
@@ -57,7 +54,7 @@ fn source_sql() -> String {
     // 1: one proactive message in the middle of every local hour of New York's DST days.
     for (first, hours, conversation) in [("2026-03-08T05:30:00Z", 23, 100), ("2026-11-01T04:30:00Z", 25, 101)] {
         for k in 0..hours {
-            let t = us(first) + k * 3_600_000_000;
+            let t = wh::micros(first) + k * 3_600_000_000;
             let at = DateTime::from_timestamp_micros(t).unwrap().to_rfc3339();
             msg(1, conversation, 11, 1, "outbound", "proactive_api", "NULL", &at);
         }
@@ -110,7 +107,7 @@ fn source_sql() -> String {
         (5, 4003, "resolved", "2026-03-31T13:10:00Z"),
         (6, 4003, "resolved", "2026-04-01T09:30:00Z"),
     ] {
-        let t = us(at);
+        let t = wh::micros(at);
         sql.push_str(&format!(
             "INSERT INTO conversation_events VALUES ({id}, {conv}, '{kind}', NULL, {t}, {t});\n"
         ));

@@ -200,12 +200,6 @@ fn visit(sql: &mut String, id: &mut i64, account: i64, entity: i64, at: i64) {
     ));
 }
 
-fn utc_micros(rfc3339: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(rfc3339)
-        .unwrap()
-        .timestamp_micros()
-}
-
 /// Contacts and agents active five minutes either side of a local midnight
 /// that cuts a UTC hour (Kathmandu 18:15Z, Kolkata 18:30Z, Lord Howe 13:30Z
 /// after its DST ends), so that only an hour's first *and* last instant place
@@ -238,7 +232,7 @@ fn midnight_straddlers() -> String {
     }
     // 13:20Z is 03:05 +13:45, 14:05Z is 02:50 +12:45.
     for (n, at) in ["2026-04-04T13:20:00Z", "2026-04-04T14:05:00Z"].into_iter().enumerate() {
-        visit(&mut sql, &mut id, 5, 990_500 + n as i64, utc_micros(at));
+        visit(&mut sql, &mut id, 5, 990_500 + n as i64, wh::micros(at));
     }
     sql
 }
@@ -264,7 +258,7 @@ fn spring_visitors() -> String {
     .into_iter()
     .enumerate()
     {
-        visit(&mut sql, &mut id, account, 991_000 + n as i64, utc_micros(at));
+        visit(&mut sql, &mut id, account, 991_000 + n as i64, wh::micros(at));
     }
     sql
 }

@@ -579,8 +579,7 @@ fn bad_rows_sql(pg: bool) -> String {
         if pg {
             format!("'{s}'::timestamptz")
         } else {
-            let t = chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_micros();
-            t.to_string()
+            wh::micros(s).to_string()
         }
     };
     let (noon, noon1, early) = (

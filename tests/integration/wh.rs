@@ -21,6 +21,13 @@ pub fn day(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
 }
 
+/// An RFC 3339 instant, as the microseconds the SQLite source stores.
+pub fn micros(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp_micros()
+}
+
 pub fn days(from: &str, to: &str) -> Vec<NaiveDate> {
     day(from).iter_days().take_while(|d| *d <= day(to)).collect()
 }
