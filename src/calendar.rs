@@ -178,6 +178,18 @@ pub fn range(tz: &Tz, from: NaiveDate, to: NaiveDate) -> (UnixMicros, UnixMicros
     (day_start(tz, from), day_start(tz, to + Days::new(1)))
 }
 
+/// The instants of the whole calendar bucket `(interval, period)` in `tz`,
+/// under the zone's rules in this build's time zone database (`None` for
+/// hourly). A bucket computed under other rules of the same zone (a build
+/// with an older database) has other instants, which is how it is told.
+pub fn period_instants(tz: &Tz, interval: Interval, period: NaiveDate) -> Option<(UnixMicros, UnixMicros)> {
+    let (first, last) = interval.period_of(period)?;
+    Some(range(tz, first, last))
+}
+
+/// The IANA time zone database this build's zone rules come from.
+pub const TZDB_VERSION: &str = chrono_tz::IANA_TZDB_VERSION;
+
 fn first_of_month(d: NaiveDate) -> NaiveDate {
     d.with_day(1).expect("day 1 exists")
 }
@@ -317,6 +329,30 @@ mod tests {
         assert_eq!(start.len(), 24);
         assert_eq!(minutes(&start)[2..5], [45, 15, 60]);
         assert_eq!(start.label(3), "2026-09-27T03:45:00+13:45");
+    }
+
+    #[test]
+    fn a_periods_instants_are_those_of_its_whole_bucket() {
+        let tz: Tz = "America/Santiago".parse().unwrap();
+        let instants = |interval, period| {
+            let (start, end) = period_instants(&tz, interval, d(period)).unwrap();
+            (rfc3339_in(&tz, start), rfc3339_in(&tz, end))
+        };
+        // Midnight is skipped on 2026-09-06: that day starts at 01:00 (-03).
+        assert_eq!(
+            instants(Interval::Daily, "2026-09-06"),
+            ("2026-09-06T01:00:00-03:00".into(), "2026-09-07T00:00:00-03:00".into())
+        );
+        assert_eq!(
+            instants(Interval::Monthly, "2026-09-01"),
+            ("2026-09-01T00:00:00-04:00".into(), "2026-10-01T00:00:00-03:00".into())
+        );
+        let whole = buckets(tz, d("2026-07-01"), d("2026-09-30"), Interval::Quarterly);
+        assert_eq!(
+            period_instants(&tz, Interval::Quarterly, d("2026-07-01")),
+            Some(whole.bounds(0))
+        );
+        assert_eq!(period_instants(&tz, Interval::Hourly, d("2026-07-01")), None);
     }
 
     #[test]

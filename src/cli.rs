@@ -21,6 +21,16 @@ use crate::warehouse::{StoreSettings, WarehouseUrl};
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// The version, with the time zone database the zone rules come from: an
+/// upgrade that changes a zone's rules rebuilds that zone's rollups.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (tzdata {})",
+        env!("CARGO_PKG_VERSION"),
+        crate::calendar::TZDB_VERSION
+    )
+});
+
 const ROOT_EXAMPLES: &str = "\
 Examples:
   # Everything on a laptop: seed SQLite, run the job for every day, summarize
@@ -48,7 +58,7 @@ Exit codes (the same table drives the Kubernetes podFailurePolicy):
 /// usage report (unique monthly contacts, resolved conversations, active
 /// agents, channels and proactive messages).
 #[derive(Debug, Parser)]
-#[command(name = "account-usage", version, after_help = ROOT_EXAMPLES)]
+#[command(name = "account-usage", version = VERSION.as_str(), after_help = ROOT_EXAMPLES)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, env = "ACCOUNT_USAGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

@@ -1,7 +1,8 @@
 //! Answering a report from materialized rollups, when they match the query:
 //! the account's own zone, an interval of a day or longer, whole buckets,
-//! no refresh in progress over its days, every bucket present in a part
-//! and from a refresh the reader's view saw finish, and (for stored platform
+//! no refresh in progress over its days, every bucket present in a part,
+//! cut by the zone's rules of this build (its instants are the query's) and
+//! from a refresh the reader's view saw finish, and (for stored platform
 //! rows) every channel counted under the platform it has now.
 //! Otherwise [`try_answer`] returns `None` and the caller uses the base
 //! grain; the answers are the same either way (tested).
@@ -130,12 +131,16 @@ pub async fn try_answer(
     let mut files: HashMap<BucketKey, Arc<AccountBucket>> = HashMap::default();
     for ((interval, period), file) in with_ids.iter().chain(&without).zip(a.into_iter().chain(b)) {
         match file {
-            Lookup::Found(f) if f.time_zone == query.tz.name() => {
-                files.insert((*interval, *period), f);
-            }
-            Lookup::Found(_) => {
+            Lookup::Found(f) if f.time_zone != query.tz.name() => {
                 tracing::info!(account, interval = interval.as_str(), %period, "A rollup is in another zone; answering from the base grain.");
                 return Ok(None);
+            }
+            Lookup::Found(f) if calendar::period_instants(&query.tz, *interval, *period) != Some((f.start, f.end)) => {
+                tracing::info!(account, interval = interval.as_str(), %period, tzdata = calendar::TZDB_VERSION, "A rollup was computed under other rules of its zone (another time zone database); answering from the base grain. The next run rebuilds it.");
+                return Ok(None);
+            }
+            Lookup::Found(f) => {
+                files.insert((*interval, *period), f);
             }
             Lookup::Unfinished => {
                 tracing::debug!(account, interval = interval.as_str(), %period, "A rollup is from a refresh not yet seen finished; answering from the base grain.");

@@ -26,9 +26,12 @@
 //!   from the base grain first;
 //! - channel rows record their channel's platform (`channel_platform`);
 //!   an account whose zone, or whose channel's platform, differs from what
-//!   a finer part recorded is rebuilt from the base grain over every
-//!   published day before a coarse bucket is built for it, so a bucket never
-//!   mixes finer ones of two zones or counts a channel under two platforms;
+//!   a finer part recorded, or whose finer bucket has other instants than
+//!   its zone's rules give it now (a build with another time zone database
+//!   computed it), is rebuilt from the base grain over every published day
+//!   before a coarse bucket is built for it, so a bucket never mixes finer
+//!   ones of two zones or of two sets of rules, or counts a channel under
+//!   two platforms;
 //! - channel rows of distinct metrics carry their id lists, so a range made
 //!   of several buckets is answered by a union, never by a sum of counts;
 //! - when parts of two shard counts hold one account (the fleet was
@@ -63,7 +66,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, compute_leaves};
 
 use crate::aggregate::{ChannelDim, shard_of};
-use crate::calendar::{Interval, day_start};
+use crate::calendar::{Interval, period_instants, rfc3339_in};
 use crate::fifo::Fifo;
 use crate::model::UnixMicros;
 use crate::warehouse::manifest::{DayManifest, account_row_groups, published_day};
@@ -87,8 +90,8 @@ pub enum Error {
         /// The published UTC days its local dates overlap: a refresh of
         /// these rebuilds it.
         around: BTreeSet<NaiveDate>,
-        /// When only some accounts' buckets there cannot be used (their zone
-        /// or a channel's platform changed): those accounts, which alone
+        /// When only some accounts' buckets there cannot be used (their zone,
+        /// its rules or a channel's platform changed): those accounts, which alone
         /// are rebuilt from `around` (then every published day), each with
         /// the zone it had when its zone changed.
         accounts: Option<BTreeMap<i64, Option<Tz>>>,
@@ -102,6 +105,17 @@ pub enum Error {
         account: i64,
         found: String,
         zone: String,
+    },
+    #[error(
+        "rollup {key} holds account {account}'s bucket as [{found}), but {zone}'s rules in this build's time zone database (tzdata {tzdb}) make it [{now}): it was computed under other rules",
+        tzdb = crate::calendar::TZDB_VERSION
+    )]
+    FormerRules {
+        key: String,
+        account: i64,
+        zone: String,
+        found: String,
+        now: String,
     },
     #[error(
         "rollup {key} counts account {account}'s channel {channel} under platform {found}, but the channel's platform is now {platform}"
@@ -1403,7 +1417,7 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
                     accounts = ?ids.keys().collect::<Vec<_>>(),
                     first_day = %around.first().expect("not empty"),
                     last_day = %around.last().expect("not empty"),
-                    "Rollups of accounts whose zone or channel platforms changed cannot be used; rebuilding those accounts' rollups from the base grain of every published day."
+                    "Rollups of accounts whose zone, its rules or channel platforms changed cannot be used; rebuilding those accounts' rollups from the base grain of every published day."
                 );
                 for (a, former_zone) in ids {
                     days.by_account.entry(a).or_default().extend(&around);
@@ -1782,9 +1796,7 @@ async fn daily_window(
 /// built them.
 fn fresh_bucket(account: &Account, interval: Interval, period: NaiveDate, cells: Cells, keep: bool) -> Fresh {
     let Account { spec, platforms } = account;
-    let (_, last) = interval.period_of(period).expect("not hourly");
-    let start = day_start(&spec.tz, period);
-    let end = day_start(&spec.tz, last + Days::new(1));
+    let (start, end) = period_instants(&spec.tz, interval, period).expect("not hourly");
     let (rows, ids) = cells::rows(&cells, platforms, &spec.channels, start, end);
     let kept = keep.then_some(cells);
     let bucket = AccountBucket {
@@ -2034,7 +2046,8 @@ async fn coarse(
             Ok((mut found, _)) => {
                 let key = || parts.key(*child, *p).relative();
                 let outdated = |account: &i64, bucket: &AccountBucket| {
-                    now.get(account).and_then(|now| outdated(key, *account, bucket, now))
+                    now.get(account)
+                        .and_then(|now| outdated(key, (*child, *p), *account, bucket, now))
                 };
                 let mut why = None;
                 let mut ids = BTreeMap::new();
@@ -2089,17 +2102,39 @@ async fn coarse(
     .await
 }
 
-/// Why an account's bucket read back from part `key` cannot be built on:
-/// it is in a zone the account has left, or counts a channel under a
-/// platform the channel has left (its platform rows would then be wrong).
-fn outdated(key: impl Fn() -> String, account: i64, bucket: &AccountBucket, now: &Account) -> Option<Error> {
-    let zone = now.spec.tz.name();
+/// Why an account's bucket read back from part `key` (of `(interval,
+/// period)`) cannot be built on: it is in a zone the account has left, or
+/// in its zone under rules this build's time zone database no longer has
+/// (the bucket's instants differ: a coarser bucket would mix finer ones cut
+/// by two sets of rules), or counts a channel under a platform the channel
+/// has left (its platform rows would then be wrong).
+fn outdated(
+    key: impl Fn() -> String,
+    (interval, period): (Interval, NaiveDate),
+    account: i64,
+    bucket: &AccountBucket,
+    now: &Account,
+) -> Option<Error> {
+    let tz = &now.spec.tz;
+    let zone = tz.name();
     if bucket.time_zone != zone {
         return Some(Error::FormerZone {
             key: key(),
             account,
             found: bucket.time_zone.to_string(),
             zone: zone.to_string(),
+        });
+    }
+    let instants = period_instants(tz, interval, period).expect("not hourly");
+    if (bucket.start, bucket.end) != instants {
+        let span =
+            |(start, end): (UnixMicros, UnixMicros)| format!("{}, {}", rfc3339_in(tz, start), rfc3339_in(tz, end));
+        return Some(Error::FormerRules {
+            key: key(),
+            account,
+            zone: zone.to_string(),
+            found: span((bucket.start, bucket.end)),
+            now: span(instants),
         });
     }
     let (channel, found) = bucket.moved_channel(|channel| now.platforms.name_of(channel))?;

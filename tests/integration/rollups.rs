@@ -730,6 +730,152 @@ async fn parts_without_channel_platforms_are_read_and_rebuilt_by_the_next_run() 
     }
 }
 
+/// `account`'s rows in the rollup part `key` rewritten with their bucket's
+/// instants moved by `by`: the part as a build whose time zone database had
+/// other rules for the account's zone (daylight saving time since dropped,
+/// say) would have cut it.
+fn shift_instants(warehouse: &Path, key: &RollupKey, account: i64, by: i64) {
+    use arrow::array::{AsArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+    use parquet::arrow::ArrowWriter;
+    let path = warehouse.join(key.relative());
+    let bytes = bytes::Bytes::from(std::fs::read(&path).unwrap());
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+    let schema = builder.schema().clone();
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, schema.clone(), None).unwrap();
+    let mut shifted = 0;
+    for batch in builder.build().unwrap() {
+        let batch = batch.unwrap();
+        let accounts = batch
+            .column_by_name("account_id")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .clone();
+        let mut columns = batch.columns().to_vec();
+        for name in ["bucket_start", "bucket_end"] {
+            let i = schema.index_of(name).unwrap();
+            let old = columns[i].as_primitive::<TimestampMicrosecondType>();
+            let new: TimestampMicrosecondArray = (0..batch.num_rows())
+                .map(|r| Some(old.value(r) + if accounts.value(r) == account { by } else { 0 }))
+                .collect();
+            columns[i] = std::sync::Arc::new(new.with_timezone("UTC"));
+        }
+        shifted += (0..batch.num_rows()).filter(|r| accounts.value(*r) == account).count();
+        writer
+            .write(&arrow::array::RecordBatch::try_new(schema.clone(), columns).unwrap())
+            .unwrap();
+    }
+    writer.close().unwrap();
+    assert!(shifted > 0, "account {account} has no rows in {path:?}");
+    std::fs::write(path, out).unwrap();
+}
+
+/// A build with another time zone database cut some of an account's buckets
+/// under other rules of its zone: their parts record other instants for the
+/// same dates. Reports never answer from such a bucket (the base grain,
+/// cut by this build's rules, does), and the next night rebuilds that
+/// account's rollups over every published day, before it builds a coarser
+/// bucket from one, after which every bucket of the account has this
+/// build's instants and reports answer from the rollups again.
+#[tokio::test]
+async fn buckets_cut_under_other_rules_of_the_zone_are_rebuilt_by_the_next_run() {
+    let seeded = Seeded::new("rollup-rules", "3", "40", "2026-02-26", "300", "12");
+    let Seeded { warehouse, wh_url, .. } = &seeded;
+    seeded.run(&["--from", "2026-02-26", "--to", "2026-04-02"]);
+    let d = wh::day;
+    let key = |interval, period| RollupKey {
+        interval,
+        period: d(period),
+        shard: ShardSpec::WHOLE,
+    };
+    // Account 1 is in Asia/Kathmandu. The night of 2026-04-03 recomputes
+    // its April 3rd and 4th and reads the rest of their week back, April
+    // 1st among them; nothing of it reads March back.
+    const HOUR: i64 = 3_600_000_000;
+    shift_instants(warehouse, &key(Interval::Daily, "2026-04-01"), 1, HOUR);
+    shift_instants(warehouse, &key(Interval::Monthly, "2026-03-01"), 1, HOUR);
+    let ask = |account: i64, interval: Interval, from: &str, to: &str| {
+        let mut req = request(wh_url, account, d(from), d(to));
+        req.question.interval = interval;
+        req
+    };
+    let questions = |account| {
+        [
+            ask(account, Interval::Monthly, "2026-03-01", "2026-03-31"),
+            ask(account, Interval::Daily, "2026-03-30", "2026-04-02"),
+        ]
+    };
+    for (account, from) in [(1, AnsweredFrom::BaseGrain), (2, AnsweredFrom::Rollups)] {
+        for req in questions(account) {
+            let (auto, _) = both(&req).await.expect("published");
+            assert_eq!(auto.answered_from, from, "{req:?}");
+        }
+    }
+
+    let out = common::run_bin(&[
+        "run",
+        "--source",
+        seeded.src.url(),
+        "--warehouse",
+        wh_url,
+        "--date",
+        "2026-04-03",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("computed under other rules") && stderr.contains("rollups/interval=daily/period=2026-04-01/"),
+        "the night names the part and why: {stderr}"
+    );
+    let tz: Tz = "Asia/Kathmandu".parse().unwrap();
+    let mut checked = 0;
+    for (path, part) in rollup_parts(warehouse) {
+        use arrow::array::AsArray;
+        use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+        let rel = path
+            .strip_prefix(warehouse.join("rollups"))
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let (interval, period) = rel
+            .split('/')
+            .take(2)
+            .map(|kv| kv.split_once('=').unwrap().1)
+            .collect::<Vec<_>>()
+            .try_into()
+            .map(|[i, p]: [&str; 2]| {
+                let interval = Interval::ROLLED_UP.into_iter().find(|x| x.as_str() == i).unwrap();
+                (interval, d(p))
+            })
+            .unwrap();
+        let instants = account_usage::calendar::period_instants(&tz, interval, period).unwrap();
+        for batch in part.build().unwrap() {
+            let batch = batch.unwrap();
+            let accounts = batch.column_by_name("account_id").unwrap().as_primitive::<Int64Type>();
+            let instant = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .unwrap()
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .clone()
+            };
+            let (start, end) = (instant("bucket_start"), instant("bucket_end"));
+            for r in (0..batch.num_rows()).filter(|r| accounts.value(*r) == 1) {
+                assert_eq!((start.value(r), end.value(r)), instants, "{rel}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "{checked} rows of account 1 checked");
+    for account in [1, 2] {
+        for req in questions(account) {
+            let (auto, _) = both(&req).await.expect("published");
+            assert_eq!(auto.answered_from, AnsweredFrom::Rollups, "{req:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn duckdb_reads_the_rollups_as_documented() {
     let world = world().await;
