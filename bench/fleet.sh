@@ -57,18 +57,36 @@ status=0
 # Seconds to the millisecond: a small night lasts a tenth of a second.
 secs_ms() { awk "BEGIN{printf \"%.3f\", $2 - $1}"; }
 
-# night_once NAME WAREHOUSE DB DAY: one timed night on a fresh copy of
-# WAREHOUSE (left in $WORK/night-NAME); appends its seconds and peak RSS
-# (MiB) to TS[NAME] and RSS[NAME], and from its log the milliseconds of its
-# day (extraction to publish) and of its rollup refresh to DAY_MS[NAME] and
-# REFRESH_MS[NAME]. The previous copy is deleted and the new one made and
-# flushed before the clock starts: removing or writing back a large tree is
-# not the night's work, and a journal busy with it would slow the night's
-# own fsyncs.
+# copies NAME WAREHOUSE N: N copies of WAREHOUSE for NAME's nights
+# ($WORK/night-NAME-1..N), made before any night of the case runs and
+# written back to disk then. Copying or removing a large tree just before a
+# night is not the night's work, yet it still slowed the 3-year night's
+# file operations after a `sync` and a second's pause: its day step took a
+# median 19.5 ms against the 30-day night's 15.5 with a copy made before
+# each night, and 15 against 15 with the copies made up front
+# (bench/RESULTS.md, session 35).
+declare -A NEXT LAST
+copies() {
+  local name=$1 wh=$2 n=$3 i
+  rm -rf "$WORK/night-$name"-*
+  for i in $(seq "$n"); do cp -a "$wh" "$WORK/night-$name-$i"; done
+  NEXT[$name]=1
+}
+
+# settle: after the copies, the disk's writeback of them ends before the
+# first night (a second's pause did not: the first nights ran slower).
+settle() { sync; sleep 10; }
+
+# night_once NAME DB DAY: one timed night on NAME's next copy (see copies;
+# LAST[NAME] names it); appends its seconds and peak RSS (MiB) to TS[NAME]
+# and RSS[NAME], and from its log the milliseconds of its day (extraction
+# to publish) and of its rollup refresh to DAY_MS[NAME] and REFRESH_MS[NAME].
 declare -A TS RSS DAY_MS REFRESH_MS
 night_once() {
-  local name=$1 wh=$2 db=$3 day=$4 dir="$WORK/night-$1" t0 t1
-  rm -rf "$dir"; cp -a "$wh" "$dir"
+  local name=$1 db=$2 day=$3 dir t0 t1
+  dir="$WORK/night-$name-${NEXT[$name]}"
+  NEXT[$name]=$(( NEXT[$name] + 1 ))
+  LAST[$name]=$dir
   sync; sleep 1
   touch "$WORK/mark-$name"; sleep 0.01
   t0=$(now)
@@ -90,7 +108,7 @@ logged_ms() {
 # and others (objects written by the last night: rollup parts, and the rest),
 # and day_ms and refresh_ms (medians).
 night_summary() {
-  local name=$1 dir="$WORK/night-$1"
+  local name=$1 dir=${LAST[$1]}
   night_s=$(median ${TS[$name]})
   night_rss=$(printf '%s\n' ${RSS[$name]} | sort -n | tail -n 1)
   parts=$(find "$dir/rollups" -type f -newer "$WORK/mark-$name" | wc -l)
@@ -122,9 +140,13 @@ two_fleets() {
     "$BIN" run --source "$PG_URL_BASE/$db" --warehouse "$WORK/wh-$case-$accounts" \
       --from 2026-03-01 --to "$last_backfilled" >/dev/null 2>&1
   done
+  for accounts in 50 2000; do
+    copies "$case-$accounts" "$WORK/wh-$case-$accounts" "$REPEAT"
+  done
+  settle
   for _ in $(seq "$REPEAT"); do
     for accounts in 50 2000; do
-      night_once "$case-$accounts" "$WORK/wh-$case-$accounts" "$case$accounts" "$night"
+      night_once "$case-$accounts" "$case$accounts" "$night"
     done
   done
   max_parts=0
@@ -136,7 +158,7 @@ two_fleets() {
     max_parts=$(( parts > max_parts ? parts : max_parts ))
     printf '%-9s %8s %9s %14s %14s\n' "$accounts" "$night_s" "$night_rss" "$parts" "$others"
     q -d "$PG_URL_BASE/postgres" -c "DROP DATABASE $case$accounts"
-    rm -rf "$WORK/wh-$case-$accounts" "$WORK/night-$case-$accounts"
+    rm -rf "$WORK/wh-$case-$accounts" "$WORK/night-$case-$accounts"-*
   done
   ratio=$(awk "BEGIN{printf \"%.2f\", ${case_s[2000]} / ${case_s[50]}}")
   # Each round's two nights ran one after the other: their ratios, and
@@ -183,9 +205,12 @@ if [[ " $CASES " == *" history "* ]]; then
   printf '%-9s %8s %9s %14s %14s\n' history night_s rss_MiB rollup_objects other_objects
   # The two cases take turns, so a drift of the machine over the runs
   # weighs on both alike.
+  copies history-30d "$WORK/wh-30d" $((REPEAT * 3))
+  copies history-3y "$WORK/wh-3y" $((REPEAT * 3))
+  settle
   for _ in $(seq $((REPEAT * 3))); do
-    night_once history-30d "$WORK/wh-30d" "$db" 2026-01-31
-    night_once history-3y "$WORK/wh-3y" "$db" 2026-01-31
+    night_once history-30d "$db" 2026-01-31
+    night_once history-3y "$db" 2026-01-31
   done
   night_summary history-30d
   short=$night_s
@@ -198,12 +223,13 @@ if [[ " $CASES " == *" history "* ]]; then
   awk "BEGIN{exit !($ratio <= 1.1)}" || { echo "  target missed: $ratio > 1.1" >&2; status=1; }
 
   # q1 on the 3-year warehouse (with the night published), in process.
-  "$BIN" report --warehouse "$WORK/night-history-3y" --account 1 --from 2025-01-01 --to 2025-12-31 --interval monthly \
+  "$BIN" report --warehouse "${LAST[history-3y]}" --account 1 --from 2025-01-01 --to 2025-12-31 --interval monthly \
     --group-by platform --format json --repeat $((REPEAT * 4 + 1)) > "$WORK/q1.json" 2> "$WORK/q1.err"
   runs=$(sed -n 's/.*runs (ms): //p' "$WORK/q1.err" | tr ' ' '\n' | tail -n +2)
   q1=$(median $runs)
   from_where=$(sed -n 's/.*answered from \([A-Za-z]*\).*/\1/p' "$WORK/q1.err")
   echo "q1 on 3 years, in process: median $q1 ms, answered from $from_where (runs: $(echo $runs))"
   awk "BEGIN{exit !($q1 <= 20)}" || { echo "  target missed: q1 $q1 ms > 20 ms" >&2; status=1; }
+  rm -rf "$WORK"/night-history-*
 fi
 exit $status
