@@ -838,17 +838,12 @@ async fn buckets_cut_under_other_rules_of_the_zone_are_rebuilt_by_the_next_run()
             .unwrap()
             .to_string_lossy()
             .to_string();
-        let (interval, period) = rel
-            .split('/')
-            .take(2)
-            .map(|kv| kv.split_once('=').unwrap().1)
-            .collect::<Vec<_>>()
-            .try_into()
-            .map(|[i, p]: [&str; 2]| {
-                let interval = Interval::ROLLED_UP.into_iter().find(|x| x.as_str() == i).unwrap();
-                (interval, d(p))
-            })
+        let field = |name: &str| rel.split('/').find_map(|kv| kv.strip_prefix(name)).unwrap();
+        let interval = Interval::ROLLED_UP
+            .into_iter()
+            .find(|i| i.as_str() == field("interval="))
             .unwrap();
+        let period = d(field("period="));
         let instants = account_usage::calendar::period_instants(&tz, interval, period).unwrap();
         for batch in part.build().unwrap() {
             let batch = batch.unwrap();
