@@ -153,8 +153,15 @@ pub async fn report(request: &ReportRequest) -> Result<Report, Error> {
         parse_time_zone(name)?;
     }
     let warehouse = Warehouse::open_read_only(&request.warehouse, &request.store)?;
-    warehouse.check_access().await?;
-    Snapshot::load(warehouse, Caches::default()).await?.report(q).await
+    // The access check and the load each wait a round trip first on an
+    // object store: they run at once, and where the check fails, its error
+    // (a missing bucket, refused credentials) is the one told.
+    let (access, snapshot) = futures::join!(
+        warehouse.check_access(),
+        Snapshot::load(warehouse.clone(), Caches::default())
+    );
+    access?;
+    snapshot?.report(q).await
 }
 
 /// Days of base grain read and decoded at once.
@@ -574,12 +581,15 @@ async fn files_of_runs(
     runs: &[(ShardSpec, RunId)],
     sources: &[(Table, Option<Table>)],
 ) -> Result<Option<Vec<(Table, String, bytes::Bytes)>>, Error> {
-    let files: Vec<Option<(Table, String, bytes::Bytes)>> = futures::stream::iter(keys_of_runs(day, runs, sources))
-        .map(|(table, key)| async move { Ok::<_, Error>(warehouse.get(&key).await?.map(|bytes| (table, key, bytes))) })
-        .buffered(FILES_AT_ONCE)
-        .try_collect()
+    let keys = keys_of_runs(day, runs, sources);
+    let bodies = warehouse
+        .get_each(&keys.iter().map(|(_, key)| key).collect::<Vec<_>>())
         .await?;
-    Ok(files.into_iter().collect())
+    Ok(keys
+        .into_iter()
+        .zip(bodies)
+        .map(|((table, key), bytes)| Some((table, key, bytes?)))
+        .collect())
 }
 
 /// The files of `sources` of a published day and their bytes; `Err` with

@@ -2198,11 +2198,18 @@ fn lost_part(
 /// Days that unfinished refreshes (dirty markers) name, by marker key.
 pub async fn dirty_markers(warehouse: &Warehouse) -> Result<BTreeMap<String, (DirtyMarkerKey, Vec<NaiveDate>)>> {
     let mut out = BTreeMap::new();
-    for key in warehouse.list(DirtyMarkerKey::FOLDER).await? {
-        let Ok(parsed) = DirtyMarkerKey::parse(&key) else {
-            continue;
-        };
-        let Some(bytes) = warehouse.get(&key).await? else {
+    let markers: Vec<(DirtyMarkerKey, String)> = warehouse
+        .list(DirtyMarkerKey::FOLDER)
+        .await?
+        .into_iter()
+        .filter_map(|key| Some((DirtyMarkerKey::parse(&key).ok()?, key)))
+        .collect();
+    let bodies = warehouse
+        .get_each(&markers.iter().map(|(_, key)| key).collect::<Vec<_>>())
+        .await?;
+    for ((parsed, key), bytes) in markers.into_iter().zip(bodies) {
+        // Deleted since listing: its refresh finished in between.
+        let Some(bytes) = bytes else {
             continue;
         };
         let days: Vec<NaiveDate> = serde_json::from_slice(&bytes).map_err(|e| Error::BadRollup {

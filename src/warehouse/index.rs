@@ -150,10 +150,13 @@ pub async fn load(warehouse: &Warehouse) -> Result<Published> {
     let mut by_count: BTreeMap<u32, BTreeMap<u32, BTreeMap<NaiveDate, RunId>>> = BTreeMap::new();
     let mut latest_run: Option<RunId> = None;
     let mut rollups_refreshed = BTreeMap::new();
-    for (parsed, key) in keys {
+    let bodies = warehouse
+        .get_each(&keys.iter().map(|(_, key)| key).collect::<Vec<_>>())
+        .await?;
+    for ((parsed, key), bytes) in keys.into_iter().zip(bodies) {
         // Deleted since listing: nobody deletes indexes, but a store may be
         // edited by hand; what is gone publishes nothing.
-        let Some(bytes) = warehouse.get(&key).await? else {
+        let Some(bytes) = bytes else {
             continue;
         };
         fingerprint.write(key.as_bytes());

@@ -123,21 +123,22 @@ pub async fn published_day(warehouse: &Warehouse, day: NaiveDate) -> Result<Opti
     let counts: BTreeSet<u32> = shards.iter().map(|s| s.count).collect();
     let mut best: Option<(String, Vec<DayManifest>)> = None;
     for count in counts.into_iter().filter(|c| is_complete(&shards, *c)) {
+        let keys: Vec<String> = (0..count)
+            .map(|index| {
+                DayManifestKey {
+                    day,
+                    shard: ShardSpec { index, count },
+                }
+                .relative()
+            })
+            .collect();
         let mut set = Vec::new();
-        for index in 0..count {
-            let key = DayManifestKey {
-                day,
-                shard: ShardSpec { index, count },
-            }
-            .relative();
+        for (key, bytes) in keys.iter().zip(warehouse.get_each(&keys).await?) {
             // Deleted since listing: a newer set took over; the caller retries.
-            let Some(bytes) = warehouse.get(&key).await? else {
-                return Err(Error::BadManifest {
-                    key,
-                    reason: "disappeared while reading (concurrent publish)".into(),
-                });
+            let Some(bytes) = bytes else {
+                return Err(disappeared(key));
             };
-            set.push(parse_manifest(&key, &bytes)?);
+            set.push(parse_manifest(key, &bytes)?);
         }
         let newest = set.iter().map(|m| m.published_at.clone()).max().unwrap_or_default();
         if best.as_ref().is_none_or(|(b, _)| newest > *b) {
@@ -184,19 +185,27 @@ async fn try_read_day_table(warehouse: &Warehouse, day: NaiveDate, table: Table)
     let Some(manifests) = published_day(warehouse, day).await? else {
         return Ok(None);
     };
+    let keys: Vec<&String> = manifests
+        .iter()
+        .flat_map(|m| m.files_of(table))
+        .map(|file| &file.key)
+        .collect();
     let mut batches = Vec::new();
-    for manifest in &manifests {
-        for file in manifest.files_of(table) {
-            let Some(bytes) = warehouse.get(&file.key).await? else {
-                return Err(Error::BadManifest {
-                    key: file.key.clone(),
-                    reason: "disappeared while reading (concurrent publish)".into(),
-                });
-            };
-            batches.extend(read_parquet(&file.key, bytes)?);
-        }
+    for (key, bytes) in keys.iter().zip(warehouse.get_each(&keys).await?) {
+        let Some(bytes) = bytes else {
+            return Err(disappeared(key));
+        };
+        batches.extend(read_parquet(key, bytes)?);
     }
     Ok(Some(batches))
+}
+
+/// What a manifest names, gone since it was listed or read.
+fn disappeared(key: &str) -> Error {
+    Error::BadManifest {
+        key: key.to_string(),
+        reason: "disappeared while reading (concurrent publish)".into(),
+    }
 }
 
 /// Decodes a whole Parquet object.

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
@@ -282,6 +282,9 @@ pub enum Fetched {
     },
 }
 
+/// Objects [`Warehouse::get_each`] fetches at once.
+const GETS_AT_ONCE: usize = 8;
+
 /// An open warehouse: a store and the root key prefix inside it.
 #[derive(Clone)]
 pub struct Warehouse {
@@ -502,6 +505,18 @@ impl Warehouse {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(err(e)),
         }
+    }
+
+    /// Reads each of `keys`, in their order (`None` for one that does not
+    /// exist), [`GETS_AT_ONCE`] at a time: on an object store each GET waits
+    /// a round trip, so a handful of small objects (the index of every shard
+    /// spec, say) costs one round trip rather than one each.
+    pub async fn get_each(&self, keys: &[impl AsRef<str> + Sync]) -> Result<Vec<Option<Bytes>>> {
+        // The futures are made before they are streamed: a closure over the
+        // stream's items would need a signature for every lifetime, which a
+        // spawned task's `Send` bound cannot prove.
+        let gets: Vec<_> = keys.iter().map(|key| self.get(key.as_ref())).collect();
+        futures::stream::iter(gets).buffered(GETS_AT_ONCE).try_collect().await
     }
 
     /// Reads one object unless its version is still `known` (an ETag from
