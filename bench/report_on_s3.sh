@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Benchmark: a whole `account-usage report` process against an object store
+# with a round trip, where each request the report waits for in turn costs
+# time that a local warehouse never shows.
+#
+# A moto S3 server holds a warehouse of SHARDS shard specs (8 accounts, 10
+# days of 2,000 messages, from a SQLite source); bench/lib/lagproxy.py in
+# front of it holds every chunk LAG seconds each way. Each binary given (by
+# default this checkout's release build) answers the same report (account 1,
+# five days, daily, its own zone: from rollups) ROUNDS times through the
+# proxy, the binaries taking turns, and once more straight to moto per round:
+# the baseline with no round trip. Printed per binary: median ms through the
+# proxy, median ms without it, their difference (what waiting for round
+# trips costs) and the requests one report makes.
+#
+#   bench/report_on_s3.sh [BINARY ...]     ROUNDS=11 LAG=0.01 SHARDS=4
+#                                          BENCH_DIR (default /tmp/account-usage-bench-s3)
+#
+# To compare with an earlier commit, build it in a worktree and pass both:
+#   git worktree add /tmp/before <rev> && (cd /tmp/before && cargo build --release)
+#   bench/report_on_s3.sh /tmp/before/target/release/account-usage target/release/account-usage
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib/pg.sh   # now, median
+WORK=${BENCH_DIR:-/tmp/account-usage-bench-s3}
+ROUNDS=${ROUNDS:-11}
+LAG=${LAG:-0.01}
+SHARDS=${SHARDS:-4}
+
+cargo build --release --quiet
+if [ $# -eq 0 ]; then set -- "$PWD/target/release/account-usage"; fi
+PY=${ACCOUNT_USAGE_PYTHON:-$PWD/.venv/bin/python}
+MOTO=$(dirname "$PY")/moto_server
+[ -x "$MOTO" ] || { echo "moto_server not found next to $PY: run scripts/test.sh once (it installs moto into .venv)" >&2; exit 1; }
+
+rm -rf "$WORK"; mkdir -p "$WORK"
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+MOTO_PORT=$(free_port); LAG_PORT=$(free_port)
+"$MOTO" -H 127.0.0.1 -p "$MOTO_PORT" > "$WORK/moto.log" 2>&1 &
+MOTO_PID=$!
+"$PY" bench/lib/lagproxy.py "$LAG_PORT" "$MOTO_PORT" "$LAG" > "$WORK/lag.log" 2>&1 &
+LAG_PID=$!
+trap 'kill $MOTO_PID $LAG_PID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $MOTO_PORT), 1); socket.create_connection(('127.0.0.1', $LAG_PORT), 1)" 2>/dev/null && break
+  sleep 0.1
+done
+"$PY" -c "import boto3; boto3.client('s3', endpoint_url='http://127.0.0.1:$MOTO_PORT', aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1').create_bucket(Bucket='bkt')"
+
+export AWS_ALLOW_HTTP=true AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+  AWS_VIRTUAL_HOSTED_STYLE_REQUEST=false
+BIN=$1
+"$BIN" seed --source "sqlite://$WORK/source.db" --accounts 8 --days 10 --start 2026-04-28 \
+  --messages-per-day 2000 --seed 3 >/dev/null 2>&1
+for i in $(seq 0 $((SHARDS - 1))); do
+  AWS_ENDPOINT=http://127.0.0.1:$MOTO_PORT "$BIN" run --source "sqlite://$WORK/source.db" --warehouse s3://bkt/usage \
+    --from 2026-04-28 --to 2026-05-07 --shard-index "$i" --shard-count "$SHARDS" >/dev/null 2>&1
+done
+
+ARGS=(report --warehouse s3://bkt/usage --account 1 --from 2026-05-01 --to 2026-05-05 --format json)
+ms_of() {  # PORT BINARY: one whole report process, in ms
+  local t0 t1
+  t0=$(date +%s%N)
+  AWS_ENDPOINT=http://127.0.0.1:$1 "$2" "${ARGS[@]}" > "$WORK/answer.json" 2> "$WORK/err" ||
+    { echo "report failed: $(cat "$WORK/err")" >&2; exit 1; }
+  t1=$(date +%s%N)
+  echo $(( (t1 - t0) / 1000000 ))
+}
+declare -A LAGGED DIRECT REQUESTS
+for _ in $(seq "$ROUNDS"); do
+  for b in "$@"; do
+    before=$(wc -l < "$WORK/moto.log")
+    LAGGED[$b]+="$(ms_of "$LAG_PORT" "$b") "
+    REQUESTS[$b]=$(( $(wc -l < "$WORK/moto.log") - before ))
+    DIRECT[$b]+="$(ms_of "$MOTO_PORT" "$b") "
+  done
+done
+grep -q '"answered_from": "rollups"' "$WORK/answer.json" || echo "note: not answered from rollups" >&2
+
+echo "report on S3 (moto) with $SHARDS shard specs; the proxy holds each chunk ${LAG}s each way; $ROUNDS rounds"
+printf '%-50s %10s %10s %10s %9s\n' binary lagged_ms direct_ms waiting_ms requests
+for b in "$@"; do
+  lagged=$(median ${LAGGED[$b]}); direct=$(median ${DIRECT[$b]})
+  printf '%-50s %10s %10s %10s %9s\n' "$b" "$lagged" "$direct" "$((lagged - direct))" "${REQUESTS[$b]}"
+  echo "  $b lagged runs: ${LAGGED[$b]}" >&2
+  echo "  $b direct runs: ${DIRECT[$b]}" >&2
+done
