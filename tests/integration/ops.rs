@@ -109,26 +109,14 @@ fn bad_configuration_exits_2_with_one_line_that_names_it() {
     assert!(line.contains("--pushgateway-url"), "{line}");
 }
 
-#[test]
-fn a_missing_bucket_or_refused_credentials_exit_2_naming_the_bucket() {
-    let dir = TempDir::new("ops-bucket");
-    let src = Src::sqlite(&dir);
-    src.seed("2", "300");
-    let moto = Moto::start("present");
-    for args in [
-        vec![
-            "run",
-            "--source",
-            src.url(),
-            "--warehouse",
-            "s3://absent/usage",
-            "--date",
-            FROM,
-        ],
+/// `run` of one day and `report` of account 1, both against `warehouse`.
+fn run_and_report<'a>(source: &'a str, warehouse: &'a str) -> [Vec<&'a str>; 2] {
+    [
+        vec!["run", "--source", source, "--warehouse", warehouse, "--date", FROM],
         vec![
             "report",
             "--warehouse",
-            "s3://absent/usage",
+            warehouse,
             "--account",
             "1",
             "--from",
@@ -136,7 +124,16 @@ fn a_missing_bucket_or_refused_credentials_exit_2_naming_the_bucket() {
             "--to",
             TO,
         ],
-    ] {
+    ]
+}
+
+#[test]
+fn a_missing_bucket_or_refused_credentials_exit_2_naming_the_bucket() {
+    let dir = TempDir::new("ops-bucket");
+    let src = Src::sqlite(&dir);
+    src.seed("2", "300");
+    let moto = Moto::start("present");
+    for args in run_and_report(src.url(), "s3://absent/usage") {
         let (code, stderr, _) = timed(&args, &moto.env());
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
         let line = error_line(&stderr);
@@ -156,28 +153,7 @@ fn a_missing_bucket_or_refused_credentials_exit_2_naming_the_bucket() {
         }
     }
     // The report checks access while it loads: the check's error is told.
-    for args in [
-        vec![
-            "run",
-            "--source",
-            src.url(),
-            "--warehouse",
-            "s3://locked/usage",
-            "--date",
-            FROM,
-        ],
-        vec![
-            "report",
-            "--warehouse",
-            "s3://locked/usage",
-            "--account",
-            "1",
-            "--from",
-            FROM,
-            "--to",
-            TO,
-        ],
-    ] {
+    for args in run_and_report(src.url(), "s3://locked/usage") {
         let (code, stderr, _) = timed(&args, &env);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
         let line = error_line(&stderr);
