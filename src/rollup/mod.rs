@@ -1728,13 +1728,19 @@ async fn daily_window(
     // two date edges of any of the accounts' zones (true for every zone in
     // use today); the hour grain always does.
     let days_decide = builders.iter().all(DailyBuilder::cut_each_utc_day_at_most_once);
-    // A local date overlaps at most the UTC days either side of it.
-    let mut day = w0 - Days::new(1);
-    while day <= w1 + Days::new(1) {
-        let manifests = match own.get(&day) {
-            Some(m) => Some(vec![m.clone()]),
-            None => published_day(warehouse, day).await?,
-        };
+    // A local date overlaps at most the UTC days either side of it. The
+    // manifests of the days ahead are read while a day's files are (each
+    // day's wait a listing and a get on an object store).
+    let days = (w0 - Days::new(1)).iter_days().take_while(|day| *day <= w1 + Days::new(1));
+    let mut manifests_by_day = futures::stream::iter(days)
+        .map(|day| async move {
+            match own.get(&day) {
+                Some(m) => Ok(Some(vec![m.clone()])),
+                None => published_day(warehouse, day).await,
+            }
+        })
+        .buffered(IO_CONCURRENCY);
+    while let Some(manifests) = manifests_by_day.try_next().await? {
         for manifest in manifests.into_iter().flatten() {
             // The coarser tables where the day has them (days published
             // before they existed do not).
@@ -1749,28 +1755,34 @@ async fn daily_window(
             } else {
                 Table::ResolvedConversations
             };
-            for table in [contacts, Table::AgentActivity, resolved, Table::ProactiveMessages] {
-                for file in manifest.files_of(table) {
-                    let Some(mut batches) = stream_batches(warehouse, &file.key).await? else {
-                        return Err(Error::BadRollup {
-                            key: file.key.clone(),
-                            reason: "a published base file is missing".into(),
-                        });
-                    };
-                    while let Some(batch) = batches.next().await {
-                        let batch = batch.map_err(|source| warehouse::Error::ReadParquet {
-                            key: file.key.clone(),
-                            source,
-                        })?;
-                        feed(&batch, table, &slot, &mut builders).map_err(|reason| Error::BadRollup {
-                            key: file.key.clone(),
-                            reason,
-                        })?;
-                    }
+            let files: Vec<(Table, &String)> = [contacts, Table::AgentActivity, resolved, Table::ProactiveMessages]
+                .into_iter()
+                .flat_map(|table| manifest.files_of(table).map(move |file| (table, &file.key)))
+                .collect();
+            // Opened at once (each open waits for the file's size and footer,
+            // two round trips on an object store), then read one by one: an
+            // open stream holds its footer, not its rows.
+            let streams =
+                futures::future::try_join_all(files.iter().map(|(_, key)| stream_batches(warehouse, key))).await?;
+            for ((table, key), stream) in files.into_iter().zip(streams) {
+                let Some(mut batches) = stream else {
+                    return Err(Error::BadRollup {
+                        key: key.clone(),
+                        reason: "a published base file is missing".into(),
+                    });
+                };
+                while let Some(batch) = batches.next().await {
+                    let batch = batch.map_err(|source| warehouse::Error::ReadParquet {
+                        key: key.clone(),
+                        source,
+                    })?;
+                    feed(&batch, table, &slot, &mut builders).map_err(|reason| Error::BadRollup {
+                        key: key.clone(),
+                        reason,
+                    })?;
                 }
             }
         }
-        day = day + Days::new(1);
     }
 
     let (accounts, dates) = (accounts.clone(), dates.clone());

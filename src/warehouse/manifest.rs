@@ -101,16 +101,20 @@ async fn clean_up_day(warehouse: &Warehouse, day: NaiveDate, shard: ShardSpec, r
                 .await?;
         }
     }
-    for table in Table::ALL {
-        for key in warehouse.list(&DataFileKey::partition(table, day)).await? {
-            let Ok(file) = DataFileKey::parse(&key) else {
-                continue;
-            };
-            let stale_own = file.shard == shard && &file.run_id != run;
-            let other_count = complete && file.shard.count != shard.count;
-            if stale_own || other_count {
-                warehouse.delete(&key).await?;
-            }
+    // The tables' folders are listed at once: on an object store each
+    // listing waits a round trip.
+    let listings = futures::future::try_join_all(
+        Table::ALL.map(|table| async move { warehouse.list(&DataFileKey::partition(table, day)).await }),
+    )
+    .await?;
+    for key in listings.into_iter().flatten() {
+        let Ok(file) = DataFileKey::parse(&key) else {
+            continue;
+        };
+        let stale_own = file.shard == shard && &file.run_id != run;
+        let other_count = complete && file.shard.count != shard.count;
+        if stale_own || other_count {
+            warehouse.delete(&key).await?;
         }
     }
     Ok(())
