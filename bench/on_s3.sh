@@ -1,29 +1,36 @@
 #!/usr/bin/env bash
-# Benchmark: a whole `account-usage report` process against an object store
-# with a round trip, where each request the report waits for in turn costs
-# time that a local warehouse never shows.
+# Benchmark: whole `account-usage` processes against an object store with a
+# round trip, where each request a process waits for in turn costs time
+# that a local warehouse never shows.
 #
 # A moto S3 server holds a warehouse of SHARDS shard specs (8 accounts, 10
 # days of 2,000 messages, from a SQLite source); bench/lib/lagproxy.py in
 # front of it holds every chunk LAG seconds each way. Each binary given (by
-# default this checkout's release build) answers the same report (account 1,
-# five days, daily, its own zone: from rollups) ROUNDS times through the
-# proxy, the binaries taking turns, and once more straight to moto per round:
-# the baseline with no round trip. Printed per binary: median ms through the
-# proxy, median ms without it, their difference (what waiting for round
-# trips costs) and the requests one report makes.
+# default this checkout's release build) runs, the binaries taking turns:
+#   report  the same report (account 1, five days, daily, its own zone: from
+#           rollups), ROUNDS times through the proxy and as often straight to
+#           moto (the baseline with no round trip);
+#   night   the night of the tenth day on a fresh copy (a prefix backfilled
+#           with the other nine days by the first binary, whole shard),
+#           NIGHT_ROUNDS times through the proxy and as often straight to moto.
+# Printed per case and binary: median ms through the proxy, median ms
+# without it, their difference (what waiting for round trips costs) and the
+# requests one process makes.
 #
-#   bench/report_on_s3.sh [BINARY ...]     ROUNDS=11 LAG=0.01 SHARDS=4
-#                                          BENCH_DIR (default /tmp/account-usage-bench-s3)
+#   bench/on_s3.sh [BINARY ...]     CASES="report night" ROUNDS=11 NIGHT_ROUNDS=5
+#                                   LAG=0.01 SHARDS=4
+#                                   BENCH_DIR (default /tmp/account-usage-bench-s3)
 #
 # To compare with an earlier commit, build it in a worktree and pass both:
 #   git worktree add /tmp/before <rev> && (cd /tmp/before && cargo build --release)
-#   bench/report_on_s3.sh /tmp/before/target/release/account-usage target/release/account-usage
+#   bench/on_s3.sh /tmp/before/target/release/account-usage target/release/account-usage
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib/pg.sh   # now, median
 WORK=${BENCH_DIR:-/tmp/account-usage-bench-s3}
 ROUNDS=${ROUNDS:-11}
+NIGHT_ROUNDS=${NIGHT_ROUNDS:-5}
+CASES=${CASES:-report night}
 LAG=${LAG:-0.01}
 SHARDS=${SHARDS:-4}
 
@@ -58,30 +65,58 @@ for i in $(seq 0 $((SHARDS - 1))); do
 done
 
 ARGS=(report --warehouse s3://bkt/usage --account 1 --from 2026-05-01 --to 2026-05-05 --format json)
-ms_of() {  # PORT BINARY: one whole report process, in ms
-  local t0 t1
+ms_of() {  # PORT BINARY ARGS...: one whole process, in ms
+  local port=$1 bin=$2 t0 t1
+  shift 2
   t0=$(date +%s%N)
-  AWS_ENDPOINT=http://127.0.0.1:$1 "$2" "${ARGS[@]}" > "$WORK/answer.json" 2> "$WORK/err" ||
-    { echo "report failed: $(cat "$WORK/err")" >&2; exit 1; }
+  AWS_ENDPOINT=http://127.0.0.1:$port "$bin" "$@" > "$WORK/out" 2> "$WORK/err" ||
+    { echo "$bin $* failed: $(cat "$WORK/err")" >&2; exit 1; }
   t1=$(date +%s%N)
   echo $(( (t1 - t0) / 1000000 ))
 }
+# A prefix holding the nine days before the night, written straight to moto.
+backfilled() {
+  AWS_ENDPOINT=http://127.0.0.1:$MOTO_PORT "$BIN" run --source "sqlite://$WORK/source.db" --warehouse "s3://bkt/$1" \
+    --from 2026-04-28 --to 2026-05-06 >/dev/null 2>&1
+  echo "s3://bkt/$1"
+}
 declare -A LAGGED DIRECT REQUESTS
-for _ in $(seq "$ROUNDS"); do
-  for b in "$@"; do
-    before=$(wc -l < "$WORK/moto.log")
-    LAGGED[$b]+="$(ms_of "$LAG_PORT" "$b") "
-    REQUESTS[$b]=$(( $(wc -l < "$WORK/moto.log") - before ))
-    DIRECT[$b]+="$(ms_of "$MOTO_PORT" "$b") "
+case_rounds() {  # CASE ROUNDS: fills LAGGED, DIRECT and REQUESTS for CASE
+  local case=$1 rounds=$2 b before n=0 wh
+  shift 2
+  for _ in $(seq "$rounds"); do
+    for b in "$@"; do
+      n=$((n + 1))
+      if [ "$case" = report ]; then
+        before=$(wc -l < "$WORK/moto.log")
+        LAGGED[$case $b]+="$(ms_of "$LAG_PORT" "$b" "${ARGS[@]}") "
+        REQUESTS[$case $b]=$(( $(wc -l < "$WORK/moto.log") - before ))
+        DIRECT[$case $b]+="$(ms_of "$MOTO_PORT" "$b" "${ARGS[@]}") "
+        grep -q '"answered_from": "rollups"' "$WORK/out" || echo "note: $b did not answer from rollups" >&2
+      else
+        wh=$(backfilled "lagged-$n")
+        before=$(wc -l < "$WORK/moto.log")
+        LAGGED[$case $b]+="$(ms_of "$LAG_PORT" "$b" run --source "sqlite://$WORK/source.db" --warehouse "$wh" --date 2026-05-07) "
+        REQUESTS[$case $b]=$(( $(wc -l < "$WORK/moto.log") - before ))
+        wh=$(backfilled "direct-$n")
+        DIRECT[$case $b]+="$(ms_of "$MOTO_PORT" "$b" run --source "sqlite://$WORK/source.db" --warehouse "$wh" --date 2026-05-07) "
+      fi
+    done
   done
-done
-grep -q '"answered_from": "rollups"' "$WORK/answer.json" || echo "note: not answered from rollups" >&2
+}
 
-echo "report on S3 (moto) with $SHARDS shard specs; the proxy holds each chunk ${LAG}s each way; $ROUNDS rounds"
-printf '%-50s %10s %10s %10s %9s\n' binary lagged_ms direct_ms waiting_ms requests
-for b in "$@"; do
-  lagged=$(median ${LAGGED[$b]}); direct=$(median ${DIRECT[$b]})
-  printf '%-50s %10s %10s %10s %9s\n' "$b" "$lagged" "$direct" "$((lagged - direct))" "${REQUESTS[$b]}"
-  echo "  $b lagged runs: ${LAGGED[$b]}" >&2
-  echo "  $b direct runs: ${DIRECT[$b]}" >&2
+echo "on S3 (moto), the proxy holding each chunk ${LAG}s each way"
+printf '%-8s %-50s %10s %10s %10s %9s\n' case binary lagged_ms direct_ms waiting_ms requests
+for case in $CASES; do
+  case $case in
+    report) case_rounds report "$ROUNDS" "$@" ;;
+    night) case_rounds night "$NIGHT_ROUNDS" "$@" ;;
+    *) echo "unknown case $case" >&2; exit 2 ;;
+  esac
+  for b in "$@"; do
+    lagged=$(median ${LAGGED[$case $b]}); direct=$(median ${DIRECT[$case $b]})
+    printf '%-8s %-50s %10s %10s %10s %9s\n' "$case" "$b" "$lagged" "$direct" "$((lagged - direct))" "${REQUESTS[$case $b]}"
+    echo "  $case $b lagged runs: ${LAGGED[$case $b]}" >&2
+    echo "  $case $b direct runs: ${DIRECT[$case $b]}" >&2
+  done
 done
