@@ -29,7 +29,7 @@ use arrow::datatypes::{DataType, Int64Type};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 
-use crate::aggregate::ChannelDim;
+use crate::aggregate::{ChannelDim, shard_of};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::calendar::Interval;
@@ -456,7 +456,10 @@ async fn read_day(
     let mut attempt = 0;
     let cached = |key: &str| cache.as_ref()?.get(key, account);
     let indexed = match runs {
-        Some(runs) => fetch(warehouse, keys_of_runs(day, runs, &sources), &cached).await?,
+        Some(runs) => {
+            let holding: Vec<(ShardSpec, RunId)> = runs.iter().filter(|(s, _)| holds(*s, account)).cloned().collect();
+            fetch(warehouse, keys_of_runs(day, &holding, &sources), &cached).await?
+        }
         None => None,
     };
     let files = loop {
@@ -464,7 +467,7 @@ async fn read_day(
             break files;
         }
         attempt += 1;
-        match day_files(warehouse, day, &sources, &cached).await? {
+        match day_files(warehouse, day, account, &sources, &cached).await? {
             Ok(files) => break files,
             // A concurrent publish replaced the day since its listing: read it again.
             Err(_) if attempt < 5 => tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await,
@@ -523,6 +526,14 @@ async fn read_day(
 enum Source {
     Bytes(bytes::Bytes),
     Rows(grain_cache::Rows),
+}
+
+/// Whether `shard`'s files can hold `account`'s rows: the job deals each
+/// account to one shard of a count by [`shard_of`], and the rollup readers
+/// go by the same rule, so a base-grain reader fetches one shard's files of
+/// a day, not every shard's.
+fn holds(shard: ShardSpec, account: i64) -> bool {
+    shard_of(account, shard.count) == shard.index
 }
 
 /// The keys of the files of `sources` of a published day, from the runs
@@ -597,6 +608,7 @@ async fn files_of_runs(
 async fn day_files(
     warehouse: &Warehouse,
     day: NaiveDate,
+    account: i64,
     sources: &[(Table, Option<Table>)],
     cached: &(dyn Fn(&str) -> Option<grain_cache::Rows> + Sync),
 ) -> Result<Result<Vec<(Table, String, Source)>, String>, Error> {
@@ -612,7 +624,11 @@ async fn day_files(
         Err(e) => return Err(e.into()),
     };
     let mut files = Vec::new();
-    for manifest in &manifests {
+    // A manifest whose shard cannot be told is read (it holds no more than all).
+    for manifest in manifests
+        .iter()
+        .filter(|m| m.shard().map_or(true, |s| holds(s, account)))
+    {
         for (table, fallback) in sources {
             let table = match fallback {
                 Some(older) if manifest.files_of(*table).next().is_none() => *older,
