@@ -10,6 +10,7 @@
 #   report  the same report (account 1, five days, daily, its own zone: from
 #           rollups), ROUNDS times through the proxy and as often straight to
 #           moto (the baseline with no round trip);
+#   grain   the same, hourly (from the base grain);
 #   night   the night of the tenth day on a fresh copy (a prefix backfilled
 #           with the other nine days by the first binary, whole shard),
 #           NIGHT_ROUNDS times through the proxy and as often straight to moto.
@@ -17,7 +18,7 @@
 # without it, their difference (what waiting for round trips costs) and the
 # requests one process makes.
 #
-#   bench/on_s3.sh [BINARY ...]     CASES="report night" ROUNDS=11 NIGHT_ROUNDS=5
+#   bench/on_s3.sh [BINARY ...]     CASES="report grain night" ROUNDS=11 NIGHT_ROUNDS=5
 #                                   LAG=0.01 SHARDS=4
 #                                   BENCH_DIR (default /tmp/account-usage-bench-s3)
 #
@@ -30,7 +31,7 @@ cd "$(dirname "$0")/.."
 WORK=${BENCH_DIR:-/tmp/account-usage-bench-s3}
 ROUNDS=${ROUNDS:-11}
 NIGHT_ROUNDS=${NIGHT_ROUNDS:-5}
-CASES=${CASES:-report night}
+CASES=${CASES:-report grain night}
 LAG=${LAG:-0.01}
 SHARDS=${SHARDS:-4}
 
@@ -65,6 +66,7 @@ for i in $(seq 0 $((SHARDS - 1))); do
 done
 
 ARGS=(report --warehouse s3://bkt/usage --account 1 --from 2026-05-01 --to 2026-05-05 --format json)
+GRAIN_ARGS=("${ARGS[@]}" --interval hourly)
 ms_of() {  # PORT BINARY ARGS...: one whole process, in ms
   local port=$1 bin=$2 t0 t1
   shift 2
@@ -87,12 +89,14 @@ case_rounds() {  # CASE ROUNDS: fills LAGGED, DIRECT and REQUESTS for CASE
   for _ in $(seq "$rounds"); do
     for b in "$@"; do
       n=$((n + 1))
-      if [ "$case" = report ]; then
+      if [ "$case" != night ]; then
+        local -a args=("${ARGS[@]}") from=rollups
+        [ "$case" = grain ] && args=("${GRAIN_ARGS[@]}") from=base_grain
         before=$(wc -l < "$WORK/moto.log")
-        LAGGED[$case $b]+="$(ms_of "$LAG_PORT" "$b" "${ARGS[@]}") "
+        LAGGED[$case $b]+="$(ms_of "$LAG_PORT" "$b" "${args[@]}") "
         REQUESTS[$case $b]=$(( $(wc -l < "$WORK/moto.log") - before ))
-        DIRECT[$case $b]+="$(ms_of "$MOTO_PORT" "$b" "${ARGS[@]}") "
-        grep -q '"answered_from": "rollups"' "$WORK/out" || echo "note: $b did not answer from rollups" >&2
+        DIRECT[$case $b]+="$(ms_of "$MOTO_PORT" "$b" "${args[@]}") "
+        grep -q "\"answered_from\": \"$from\"" "$WORK/out" || echo "note: $b did not answer $case from $from" >&2
       else
         wh=$(backfilled "lagged-$n")
         before=$(wc -l < "$WORK/moto.log")
@@ -109,7 +113,7 @@ echo "on S3 (moto), the proxy holding each chunk ${LAG}s each way"
 printf '%-8s %-50s %10s %10s %10s %9s\n' case binary lagged_ms direct_ms waiting_ms requests
 for case in $CASES; do
   case $case in
-    report) case_rounds report "$ROUNDS" "$@" ;;
+    report|grain) case_rounds "$case" "$ROUNDS" "$@" ;;
     night) case_rounds night "$NIGHT_ROUNDS" "$@" ;;
     *) echo "unknown case $case" >&2; exit 2 ;;
   esac
