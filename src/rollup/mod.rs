@@ -1729,9 +1729,11 @@ async fn daily_window(
     // use today); the hour grain always does.
     let days_decide = builders.iter().all(DailyBuilder::cut_each_utc_day_at_most_once);
     // A local date overlaps at most the UTC days either side of it. The
-    // manifests of the days ahead are read while a day's files are (each
-    // day's wait a listing and a get on an object store).
-    let days = (w0 - Days::new(1)).iter_days().take_while(|day| *day <= w1 + Days::new(1));
+    // manifests of the days ahead are read while a day's files are: on an
+    // object store a day's manifests cost a listing and a get.
+    let days = (w0 - Days::new(1))
+        .iter_days()
+        .take_while(|day| *day <= w1 + Days::new(1));
     let mut manifests_by_day = futures::stream::iter(days)
         .map(|day| async move {
             match own.get(&day) {
