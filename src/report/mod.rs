@@ -458,7 +458,9 @@ async fn read_day(
     let indexed = match runs {
         Some(runs) => {
             let holding: Vec<(ShardSpec, RunId)> = runs.iter().filter(|(s, _)| holds(*s, account)).cloned().collect();
-            fetch(warehouse, keys_of_runs(day, &holding, &sources), &cached).await?
+            fetch(warehouse, keys_of_runs(day, &holding, &sources), &cached)
+                .await?
+                .ok()
         }
         None => None,
     };
@@ -559,24 +561,24 @@ fn keys_of_runs(
 }
 
 /// The files of `keys`: decoded rows where `cached` has them, else their
-/// bytes; `None` when one is missing (a day published before its table
-/// existed, or one replaced since the index was read): then the day's
-/// manifests say what to read.
+/// bytes; `Err` with a key that is missing (a day published before its
+/// table existed, or one replaced since the index or the manifests were
+/// read): then the day's manifests say what to read.
 async fn fetch(
     warehouse: &Warehouse,
     keys: Vec<(Table, String)>,
     cached: &(dyn Fn(&str) -> Option<grain_cache::Rows> + Sync),
-) -> Result<Option<Vec<(Table, String, Source)>>, Error> {
-    let files: Vec<Option<(Table, String, Source)>> = futures::stream::iter(keys)
+) -> Result<Result<Vec<(Table, String, Source)>, String>, Error> {
+    let files: Vec<Result<(Table, String, Source), String>> = futures::stream::iter(keys)
         .map(|(table, key)| async move {
             let source = match cached(&key) {
                 Some(rows) => Source::Rows(rows),
                 None => match warehouse.get(&key).await? {
                     Some(bytes) => Source::Bytes(bytes),
-                    None => return Ok(None),
+                    None => return Ok(Err(key)),
                 },
             };
-            Ok::<_, Error>(Some((table, key, source)))
+            Ok::<_, Error>(Ok((table, key, source)))
         })
         .buffered(FILES_AT_ONCE)
         .try_collect()
@@ -623,7 +625,7 @@ async fn day_files(
         }
         Err(e) => return Err(e.into()),
     };
-    let mut files = Vec::new();
+    let mut keys = Vec::new();
     // A manifest whose shard cannot be told is read (it holds no more than all).
     for manifest in manifests
         .iter()
@@ -634,19 +636,10 @@ async fn day_files(
                 Some(older) if manifest.files_of(*table).next().is_none() => *older,
                 _ => *table,
             };
-            for file in manifest.files_of(table) {
-                if let Some(rows) = cached(&file.key) {
-                    files.push((table, file.key.clone(), Source::Rows(rows)));
-                    continue;
-                }
-                let Some(bytes) = warehouse.get(&file.key).await? else {
-                    return Ok(Err(file.key.clone()));
-                };
-                files.push((table, file.key.clone(), Source::Bytes(bytes)));
-            }
+            keys.extend(manifest.files_of(table).map(|file| (table, file.key.clone())));
         }
     }
-    Ok(Ok(files))
+    fetch(warehouse, keys, cached).await
 }
 
 /// The metric a base-grain table is read for.
