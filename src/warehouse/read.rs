@@ -1,6 +1,11 @@
 //! Parquet read from the object store by byte ranges, so that memory holds
 //! one row group at a time rather than the whole file (parquet's own
 //! object-store adapter is deprecated; this follows its `AsyncFileReader`).
+//!
+//! A file is opened with one request: the last [`FOOTER_HINT`] bytes, which
+//! tell its size and hold its footer, and the whole of a file no larger.
+//! What must always hold: a range is answered from those bytes only when
+//! they cover all of it; anything else goes to the store.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -8,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder};
 use parquet::errors::ParquetError;
@@ -16,18 +21,34 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use super::{Error, Result, Warehouse};
 
-/// Footer bytes fetched at once (the metadata of our files fits).
+/// The bytes a file is opened with, from its end: its footer (the metadata
+/// of our files fits) and, for a file this small, everything.
 const FOOTER_HINT: usize = 64 * 1024;
 
 pub struct RangeReader {
     store: Arc<dyn ObjectStore>,
     path: Path,
     size: u64,
+    /// The file's last bytes, from `tail_start` to its end.
+    tail: Bytes,
+    tail_start: u64,
+}
+
+impl RangeReader {
+    /// `range` from the bytes already held, when they cover it.
+    fn held(&self, range: &Range<u64>) -> Option<Bytes> {
+        let start = range.start.checked_sub(self.tail_start)?;
+        let end = range.end.checked_sub(self.tail_start)?;
+        (start <= end && end <= self.tail.len() as u64).then(|| self.tail.slice(start as usize..end as usize))
+    }
 }
 
 impl AsyncFileReader for RangeReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
         Box::pin(async move {
+            if let Some(bytes) = self.held(&range) {
+                return Ok(bytes);
+            }
             self.store
                 .get_range(&self.path, range)
                 .await
@@ -41,6 +62,9 @@ impl AsyncFileReader for RangeReader {
     /// object stores fetch nearby ranges together.
     fn get_byte_ranges(&mut self, ranges: Vec<Range<u64>>) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         Box::pin(async move {
+            if let Some(all) = ranges.iter().map(|r| self.held(r)).collect::<Option<Vec<_>>>() {
+                return Ok(all);
+            }
             self.store
                 .get_ranges(&self.path, &ranges)
                 .await
@@ -70,21 +94,28 @@ pub async fn stream_batches(
     relative: &str,
 ) -> Result<Option<ParquetRecordBatchStream<RangeReader>>> {
     let path = warehouse.path(relative);
-    let meta = match warehouse.store().head(&path).await {
-        Ok(m) => m,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(source) => {
-            return Err(Error::Store {
-                op: "head",
-                key: relative.into(),
-                source,
-            });
-        }
+    let store_err = |source| Error::Store {
+        op: "get",
+        key: relative.into(),
+        source,
     };
+    let options = GetOptions {
+        range: Some(GetRange::Suffix(FOOTER_HINT as u64)),
+        ..Default::default()
+    };
+    let opened = match warehouse.store().get_opts(&path, options).await {
+        Ok(opened) => opened,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(source) => return Err(store_err(source)),
+    };
+    let (size, tail_start) = (opened.meta.size, opened.range.start);
+    let tail = opened.bytes().await.map_err(store_err)?;
     let reader = RangeReader {
         store: warehouse.store().clone(),
         path,
-        size: meta.size,
+        size,
+        tail,
+        tail_start,
     };
     let perr = |source| Error::ReadParquet {
         key: relative.to_string(),
@@ -112,18 +143,14 @@ mod tests {
     use super::stream_batches;
     use crate::warehouse::testing::TempWarehouse;
 
-    /// Each row group's column chunks come back in one request, each to its
-    /// column: a chunk handed to another column would decode as garbage or
-    /// fail.
-    #[tokio::test]
-    async fn batches_read_back_across_row_groups_and_columns() {
-        let temp = TempWarehouse::new("read-ranges");
+    /// `n` rows in row groups of 1,500, stored at `key`; returns the batch
+    /// and the file's size.
+    async fn stored(temp: &TempWarehouse, key: &str, n: i64) -> (RecordBatch, usize) {
         let schema = Arc::new(Schema::new(vec![
             Field::new("a", DataType::Int64, false),
             Field::new("b", DataType::Utf8, false),
             Field::new("c", DataType::Int64, false),
         ]));
-        let n = 10_000i64;
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
@@ -140,19 +167,86 @@ mod tests {
         let mut writer = ArrowWriter::try_new(&mut bytes, schema, Some(props)).unwrap();
         writer.write(&batch).unwrap();
         writer.close().unwrap();
-        temp.wh.put("t/part.parquet", bytes.into()).await.unwrap();
+        let size = bytes.len();
+        temp.wh.put(key, bytes.into()).await.unwrap();
+        (batch, size)
+    }
 
-        let batches: Vec<RecordBatch> = stream_batches(&temp.wh, "t/part.parquet")
+    async fn read_all(temp: &TempWarehouse, key: &str) -> Result<RecordBatch, parquet::errors::ParquetError> {
+        let batches: Vec<RecordBatch> = stream_batches(&temp.wh, key)
             .await
             .unwrap()
             .expect("the file is there")
             .try_collect()
-            .await
-            .unwrap();
-        let read = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+            .await?;
+        Ok(arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap())
+    }
+
+    /// Each row group's column chunks come back in one request, each to its
+    /// column: a chunk handed to another column would decode as garbage or
+    /// fail. The file is larger than the bytes it is opened with, so its
+    /// first row groups come from the store and its last from those bytes,
+    /// one of them straddling where they begin.
+    #[tokio::test]
+    async fn batches_read_back_across_row_groups_and_columns() {
+        let temp = TempWarehouse::new("read-ranges");
+        let (batch, size) = stored(&temp, "t/part.parquet", 10_000).await;
+        assert!(
+            size > 2 * super::FOOTER_HINT,
+            "{size} bytes: too small to test reads past the held bytes"
+        );
+        let read = read_all(&temp, "t/part.parquet").await.unwrap();
         assert_eq!(read, batch);
         assert_eq!(read.column(1).as_string::<i32>().value(9_999), "row 9999");
         assert_eq!(read.column(2).as_primitive::<Int64Type>().value(7), 49);
         assert!(stream_batches(&temp.wh, "t/missing.parquet").await.unwrap().is_none());
+    }
+
+    /// A file no larger than the bytes it is opened with is read from them
+    /// alone: it still reads after the object is gone. A larger one does not.
+    #[tokio::test]
+    async fn a_small_file_is_read_with_the_request_that_opens_it() {
+        let temp = TempWarehouse::new("read-small");
+        for (n, whole) in [(300, true), (10_000, false)] {
+            let key = format!("t/part-{n}.parquet");
+            let (batch, size) = stored(&temp, &key, n).await;
+            assert_eq!(size <= super::FOOTER_HINT, whole, "{size} bytes");
+            let stream = stream_batches(&temp.wh, &key)
+                .await
+                .unwrap()
+                .expect("the file is there");
+            temp.wh.delete(&key).await.unwrap();
+            let read: Result<Vec<RecordBatch>, _> = stream.try_collect().await;
+            match read {
+                Ok(batches) => {
+                    assert!(whole, "{n} rows read after the object was deleted");
+                    assert_eq!(
+                        arrow::compute::concat_batches(&batch.schema(), &batches).unwrap(),
+                        batch
+                    );
+                }
+                Err(e) => assert!(!whole, "{n} rows: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn held_bytes_answer_only_ranges_they_cover() {
+        let reader = super::RangeReader {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            path: "x".into(),
+            size: 100,
+            tail: bytes::Bytes::from_iter(60u8..100),
+            tail_start: 60,
+        };
+        assert_eq!(
+            reader.held(&(60..100)).as_deref(),
+            Some(&(60u8..100).collect::<Vec<_>>()[..])
+        );
+        assert_eq!(reader.held(&(70..72)).as_deref(), Some(&[70u8, 71][..]));
+        assert_eq!(reader.held(&(100..100)).as_deref(), Some(&[][..]));
+        assert_eq!(reader.held(&(59..70)), None);
+        assert_eq!(reader.held(&(90..101)), None);
+        assert_eq!(reader.held(&(0..10)), None);
     }
 }
