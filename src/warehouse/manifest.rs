@@ -91,33 +91,36 @@ fn is_complete(shards: &BTreeSet<ShardSpec>, count: u32) -> bool {
 }
 
 async fn clean_up_day(warehouse: &Warehouse, day: NaiveDate, shard: ShardSpec, run: &RunId) -> Result<()> {
-    let shards = manifest_shards(warehouse, day).await?;
+    // The manifests and the tables' folders are listed at once: on an
+    // object store each listing waits a round trip.
+    let (shards, listings) = futures::try_join!(
+        manifest_shards(warehouse, day),
+        futures::future::try_join_all(
+            Table::ALL.map(|table| async move { warehouse.list(&DataFileKey::partition(table, day)).await })
+        ),
+    )?;
     let complete = is_complete(&shards, shard.count);
     if complete {
         // Readers switch sets by manifests, so those go before their files.
-        for other in shards.iter().filter(|s| s.count != shard.count) {
-            warehouse
-                .delete(&DayManifestKey { day, shard: *other }.relative())
-                .await?;
-        }
+        let others: Vec<String> = shards
+            .iter()
+            .filter(|s| s.count != shard.count)
+            .map(|other| DayManifestKey { day, shard: *other }.relative())
+            .collect();
+        warehouse.delete_each(&others).await?;
     }
-    // The tables' folders are listed at once: on an object store each
-    // listing waits a round trip.
-    let listings = futures::future::try_join_all(
-        Table::ALL.map(|table| async move { warehouse.list(&DataFileKey::partition(table, day)).await }),
-    )
-    .await?;
-    for key in listings.into_iter().flatten() {
-        let Ok(file) = DataFileKey::parse(&key) else {
-            continue;
-        };
-        let stale_own = file.shard == shard && &file.run_id != run;
-        let other_count = complete && file.shard.count != shard.count;
-        if stale_own || other_count {
-            warehouse.delete(&key).await?;
-        }
-    }
-    Ok(())
+    let stale: Vec<String> = listings
+        .into_iter()
+        .flatten()
+        .filter(|key| {
+            DataFileKey::parse(key).is_ok_and(|file| {
+                let stale_own = file.shard == shard && &file.run_id != run;
+                let other_count = complete && file.shard.count != shard.count;
+                stale_own || other_count
+            })
+        })
+        .collect();
+    warehouse.delete_each(&stale).await
 }
 
 /// The manifests that make up the readable version of a day; `None` when no

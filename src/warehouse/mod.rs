@@ -570,6 +570,30 @@ impl Warehouse {
         Ok(keys)
     }
 
+    /// Deletes objects in as few requests as the store takes (S3 takes a
+    /// thousand keys in one), in no particular order; missing objects are
+    /// fine (clean-up is idempotent).
+    pub async fn delete_each(&self, relatives: &[String]) -> Result<()> {
+        let Some(first) = relatives.first() else {
+            return Ok(());
+        };
+        let paths: Vec<object_store::Result<Path>> = relatives.iter().map(|r| Ok(self.path(r))).collect();
+        let mut deleted = self.store.delete_stream(futures::stream::iter(paths).boxed());
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => {
+                    return Err(Error::Store {
+                        op: "delete",
+                        key: format!("{first} (one of {} keys)", relatives.len()),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes one object; a missing object is fine (clean-up is idempotent).
     pub async fn delete(&self, relative: &str) -> Result<()> {
         match self.store.delete(&self.path(relative)).await {
