@@ -392,7 +392,15 @@ async fn work(
     .await?;
     let mut snapshot = Snapshot::open(&db).await?;
     let dims = Arc::new(snapshot.dimensions().await?);
-    let plan = plan(config, warehouse, &mut snapshot, &dims, run_id).await?;
+    // The rollups' dirty markers are listed while the plan reads the state:
+    // both wait for the store, and the lease keeps them as they are.
+    let list_markers = async {
+        match config.dry_run {
+            true => Ok(BTreeMap::new()),
+            false => rollup::dirty_markers(warehouse).await.map_err(Error::from),
+        }
+    };
+    let (plan, markers) = futures::try_join!(plan(config, warehouse, &mut snapshot, &dims, run_id), list_markers)?;
     stats.lock().expect("stats").late_days = plan.late_days.len() as u64;
     tracing::info!(
         run_id = %plan.run_id,
@@ -439,7 +447,7 @@ async fn work(
     };
     let mut inherited = Vec::new();
     let mut rollup_days: BTreeSet<NaiveDate> = plan.days.iter().copied().collect();
-    for (key, (parsed, days)) in rollup::dirty_markers(warehouse).await? {
+    for (key, (parsed, days)) in markers {
         if parsed.shard == config.shard {
             rollup_days.extend(days);
             inherited.push(key);
@@ -531,9 +539,6 @@ async fn work(
         refreshed_at: Utc::now().timestamp_micros(),
     };
     let rollups = rollup::refresh(warehouse, scope).await?;
-    for key in inherited.iter().chain(std::iter::once(&marker.relative())) {
-        warehouse.delete(key).await?;
-    }
     tracing::info!(
         parts_written = rollups.files.values().sum::<u64>(),
         parts_unchanged = rollups.unchanged,
@@ -573,17 +578,27 @@ async fn work(
             serde_json::to_vec_pretty(&run_manifest).expect("serializable").into(),
         )
         .await?;
-    crate::warehouse::index::record_run(warehouse, config.shard, &plan.run_id).await?;
+    // The run and its refresh's stamp, then the dirty markers: a reader
+    // sees the refresh as under way or as finished, never as neither.
+    crate::warehouse::index::record_finished(warehouse, config.shard, &plan.run_id, rollups.refreshed_at).await?;
+    // The watermark advances beside: the markers' days are refreshed by now,
+    // whichever of the two a failure stops.
     let state = State {
         run_id: plan.run_id.clone(),
         watermark: plan.watermark.or(plan.previous.as_ref().and_then(|s| s.watermark)),
     };
-    warehouse
-        .put(
-            &state_key(config.shard),
-            serde_json::to_vec_pretty(&state).expect("serializable").into(),
-        )
-        .await?;
+    let delete_markers = async {
+        for key in inherited.iter().chain(std::iter::once(&marker.relative())) {
+            warehouse.delete(key).await?;
+        }
+        Ok::<_, crate::warehouse::Error>(())
+    };
+    let state_key = state_key(config.shard);
+    let put_state = warehouse.put(
+        &state_key,
+        serde_json::to_vec_pretty(&state).expect("serializable").into(),
+    );
+    futures::try_join!(delete_markers, put_state)?;
     Ok(RunReport {
         run_id: plan.run_id,
         days,

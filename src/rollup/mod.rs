@@ -1115,6 +1115,11 @@ pub struct RefreshReport {
     /// Time spent on daily buckets (from the base grain) and on coarser ones.
     pub daily_ms: u64,
     pub coarse_ms: u64,
+    /// The stamp the written rows carry. The caller records it in the
+    /// index (`warehouse::index::record_finished`) before it deletes its
+    /// dirty marker: readers that see no marker see this stamp, so they take
+    /// this refresh's rows as finished, and only its rows.
+    pub refreshed_at: UnixMicros,
 }
 
 /// A bucket a refresh computed, with the cells it was made from when a
@@ -1227,8 +1232,19 @@ impl Parts<'_> {
     /// unchanged (or that is carried over) needs its whole rows
     /// ([`Self::replace`]).
     async fn current(&self, interval: Interval, period: NaiveDate) -> Result<OldPart> {
+        let bytes = self.fetch(interval, period).await?;
+        self.decode_old(interval, period, bytes).await
+    }
+
+    /// The bytes of this shard's part of `(interval, period)`, if any.
+    async fn fetch(&self, interval: Interval, period: NaiveDate) -> Result<Option<Bytes>> {
+        Ok(self.warehouse.get(&self.key(interval, period).relative()).await?)
+    }
+
+    /// [`Self::current`] from bytes already fetched.
+    async fn decode_old(&self, interval: Interval, period: NaiveDate, bytes: Option<Bytes>) -> Result<OldPart> {
         let key = self.key(interval, period);
-        let Some(bytes) = self.warehouse.get(&key.relative()).await? else {
+        let Some(bytes) = bytes else {
             return Ok(OldPart {
                 values: OldValues::default(),
                 bytes: None,
@@ -1519,12 +1535,27 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
         let by_date = daily_window(warehouse, scope.own, &accounts, &dates, &in_window, (w0, w1), keep).await?;
         // One date at a time: a part's encode already keeps two threads
         // busy, and several at once only wait on each other's allocations
-        // (about a tenth of the daily step at 2,000 accounts).
-        for (date, fresh) in by_date {
+        // (about a tenth of the daily step at 2,000 accounts). Only the
+        // next date's old part is fetched meanwhile, so that an object
+        // store's round trip is not waited for in turn.
+        let mut by_date = by_date.into_iter().peekable();
+        let mut fetched_ahead: Option<Option<Bytes>> = None;
+        while let Some((date, fresh)) = by_date.next() {
             let buckets = just_computed.keep(Interval::Daily, date, fresh);
-            let old = parts.current(Interval::Daily, date).await?;
+            let bytes = match fetched_ahead.take() {
+                Some(bytes) => bytes,
+                None => parts.fetch(Interval::Daily, date).await?,
+            };
+            let old = parts.decode_old(Interval::Daily, date, bytes).await?;
             replaced.insert((Interval::Daily, date));
-            let written = parts.replace(Interval::Daily, date, buckets, old).await?;
+            let next = by_date.peek().map(|(d, _)| *d);
+            let (written, ahead) = futures::try_join!(parts.replace(Interval::Daily, date, buckets, old), async {
+                match next {
+                    Some(d) => parts.fetch(Interval::Daily, d).await.map(Some),
+                    None => Ok(None),
+                }
+            })?;
+            fetched_ahead = ahead;
             count(&mut report, Interval::Daily, written);
         }
     }
@@ -1653,10 +1684,7 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
         }
     }
     report.coarse_ms = started.elapsed().as_millis() as u64;
-    // Before the dirty marker goes (the caller deletes it): readers that
-    // see no marker see this stamp, so they take this refresh's rows as
-    // finished, and only its rows.
-    warehouse::index::record_rollups(warehouse, scope.shard, refreshed_at).await?;
+    report.refreshed_at = refreshed_at;
     Ok(report)
 }
 

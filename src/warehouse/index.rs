@@ -16,8 +16,9 @@
 //!   read-modify-write never loses an update;
 //! - a day is published when every shard of some count lists it, the same
 //!   rule as for manifests (`warehouse::manifest`);
-//! - a refresh's stamp is recorded after all its rollup parts are written
-//!   and before its dirty marker is deleted, so a rollup row stamped later
+//! - a refresh's stamp is recorded (with its run, [`record_finished`])
+//!   after all its rollup parts are written and before its dirty marker is
+//!   deleted, so a rollup row stamped later
 //!   than its spec's recorded stamp belongs to a refresh that readers of
 //!   this index have not seen finish.
 
@@ -101,20 +102,20 @@ pub async fn record_day(warehouse: &Warehouse, shard: ShardSpec, day: NaiveDate,
     .await
 }
 
-/// Records `run` as the shard spec's latest finished run.
-pub async fn record_run(warehouse: &Warehouse, shard: ShardSpec, run: &RunId) -> Result<()> {
+/// Records that `run` finished: it becomes the shard spec's latest run, and
+/// the stamp of its rollup refresh, which has written every part by now,
+/// is recorded. One read-change-put for both: on an object store each is a
+/// round trip or two that a night waits for.
+pub async fn record_finished(
+    warehouse: &Warehouse,
+    shard: ShardSpec,
+    run: &RunId,
+    refreshed_at: UnixMicros,
+) -> Result<()> {
     update(warehouse, shard, |index| {
         if index.latest_run.as_ref().is_none_or(|r| r < run) {
             index.latest_run = Some(run.clone());
         }
-    })
-    .await
-}
-
-/// Records that the rollup refresh stamped `refreshed_at` finished writing
-/// every part for `shard`.
-pub async fn record_rollups(warehouse: &Warehouse, shard: ShardSpec, refreshed_at: UnixMicros) -> Result<()> {
-    update(warehouse, shard, |index| {
         index.rollups_refreshed_at = index.rollups_refreshed_at.max(Some(refreshed_at));
     })
     .await
@@ -243,7 +244,7 @@ mod tests {
             BTreeMap::from([(day(2), vec![(s0, run.clone()), (s1, run.clone())])])
         );
         record_day(&wh, ShardSpec::WHOLE, day(1), &run).await.unwrap();
-        record_run(&wh, ShardSpec::WHOLE, &run).await.unwrap();
+        record_finished(&wh, ShardSpec::WHOLE, &run, 5).await.unwrap();
         let second = load(&wh).await.unwrap();
         assert_eq!(second.days, BTreeSet::from([day(1), day(2)]));
         assert_eq!(
@@ -263,17 +264,22 @@ mod tests {
         assert_ne!(third.fingerprint, second.fingerprint);
         record_day(&wh, ShardSpec::WHOLE, day(1), &rerun).await.unwrap();
         assert_eq!(load(&wh).await.unwrap(), third);
-        assert!(third.rollups_refreshed.is_empty());
+        assert_eq!(third.rollups_refreshed, BTreeMap::from([(ShardSpec::WHOLE, 5)]));
         // Day 2 complete in two counts: which set is readable is the manifests' call.
         record_day(&wh, ShardSpec::WHOLE, day(2), &rerun).await.unwrap();
         let both = load(&wh).await.unwrap();
         assert_eq!(both.runs.keys().collect::<Vec<_>>(), [&day(1)]);
         assert_eq!(both.days, BTreeSet::from([day(1), day(2)]));
-        // A refresh's stamp only moves forward, and changes the fingerprint.
-        record_rollups(&wh, s1, 20).await.unwrap();
-        record_rollups(&wh, s1, 10).await.unwrap();
+        // A refresh's stamp and the latest run only move forward, and
+        // change the fingerprint.
+        record_finished(&wh, s1, &rerun, 20).await.unwrap();
+        record_finished(&wh, s1, &run, 10).await.unwrap();
         let fourth = load(&wh).await.unwrap();
-        assert_eq!(fourth.rollups_refreshed, BTreeMap::from([(s1, 20)]));
+        assert_eq!(
+            fourth.rollups_refreshed,
+            BTreeMap::from([(ShardSpec::WHOLE, 5), (s1, 20)])
+        );
+        assert_eq!(fourth.latest_run, Some(rerun.clone()));
         assert_ne!(fourth.fingerprint, both.fingerprint);
     }
 }
