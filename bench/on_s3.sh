@@ -13,12 +13,14 @@
 #   grain   the same, hourly (from the base grain);
 #   night   the night of the tenth day on a fresh copy (a prefix backfilled
 #           with the other nine days by the first binary, whole shard),
-#           NIGHT_ROUNDS times through the proxy and as often straight to moto.
+#           NIGHT_ROUNDS times through the proxy and as often straight to moto;
+#   rerun   the backfill of those nine days run again on such a copy (each
+#           day's files replaced, the old ones deleted), as often.
 # Printed per case and binary: median ms through the proxy, median ms
 # without it, their difference (what waiting for round trips costs) and the
 # requests one process makes.
 #
-#   bench/on_s3.sh [BINARY ...]     CASES="report grain night" ROUNDS=11 NIGHT_ROUNDS=5
+#   bench/on_s3.sh [BINARY ...]     CASES="report grain night rerun" ROUNDS=11 NIGHT_ROUNDS=5
 #                                   LAG=0.01 SHARDS=4
 #                                   BENCH_DIR (default /tmp/account-usage-bench-s3)
 #
@@ -31,7 +33,7 @@ cd "$(dirname "$0")/.."
 WORK=${BENCH_DIR:-/tmp/account-usage-bench-s3}
 ROUNDS=${ROUNDS:-11}
 NIGHT_ROUNDS=${NIGHT_ROUNDS:-5}
-CASES=${CASES:-report grain night}
+CASES=${CASES:-report grain night rerun}
 LAG=${LAG:-0.01}
 SHARDS=${SHARDS:-4}
 
@@ -89,7 +91,7 @@ case_rounds() {  # CASE ROUNDS: fills LAGGED, DIRECT and REQUESTS for CASE
   for _ in $(seq "$rounds"); do
     for b in "$@"; do
       n=$((n + 1))
-      if [ "$case" != night ]; then
+      if [ "$case" = report ] || [ "$case" = grain ]; then
         local -a args=("${ARGS[@]}") from=rollups
         [ "$case" = grain ] && args=("${GRAIN_ARGS[@]}") from=base_grain
         before=$(wc -l < "$WORK/moto.log")
@@ -98,12 +100,14 @@ case_rounds() {  # CASE ROUNDS: fills LAGGED, DIRECT and REQUESTS for CASE
         DIRECT[$case $b]+="$(ms_of "$MOTO_PORT" "$b" "${args[@]}") "
         grep -q "\"answered_from\": \"$from\"" "$WORK/out" || echo "note: $b did not answer $case from $from" >&2
       else
-        wh=$(backfilled "lagged-$n")
+        local -a days=(--date 2026-05-07)
+        [ "$case" = rerun ] && days=(--from 2026-04-28 --to 2026-05-06)
+        wh=$(backfilled "$case-lagged-$n")
         before=$(wc -l < "$WORK/moto.log")
-        LAGGED[$case $b]+="$(ms_of "$LAG_PORT" "$b" run --source "sqlite://$WORK/source.db" --warehouse "$wh" --date 2026-05-07) "
+        LAGGED[$case $b]+="$(ms_of "$LAG_PORT" "$b" run --source "sqlite://$WORK/source.db" --warehouse "$wh" "${days[@]}") "
         REQUESTS[$case $b]=$(( $(wc -l < "$WORK/moto.log") - before ))
-        wh=$(backfilled "direct-$n")
-        DIRECT[$case $b]+="$(ms_of "$MOTO_PORT" "$b" run --source "sqlite://$WORK/source.db" --warehouse "$wh" --date 2026-05-07) "
+        wh=$(backfilled "$case-direct-$n")
+        DIRECT[$case $b]+="$(ms_of "$MOTO_PORT" "$b" run --source "sqlite://$WORK/source.db" --warehouse "$wh" "${days[@]}") "
       fi
     done
   done
@@ -114,7 +118,7 @@ printf '%-8s %-50s %10s %10s %10s %9s\n' case binary lagged_ms direct_ms waiting
 for case in $CASES; do
   case $case in
     report|grain) case_rounds "$case" "$ROUNDS" "$@" ;;
-    night) case_rounds night "$NIGHT_ROUNDS" "$@" ;;
+    night|rerun) case_rounds "$case" "$NIGHT_ROUNDS" "$@" ;;
     *) echo "unknown case $case" >&2; exit 2 ;;
   esac
   for b in "$@"; do
