@@ -35,6 +35,36 @@ pub struct RangeReader {
 }
 
 impl RangeReader {
+    /// Opens `path` with one request for its last bytes; `None` when it does
+    /// not exist. A store that takes no suffix range (Azure) is asked for
+    /// the size first, and the footer is then read like any other range.
+    async fn open(store: &Arc<dyn ObjectStore>, path: Path) -> object_store::Result<Option<Self>> {
+        let options = GetOptions {
+            range: Some(GetRange::Suffix(FOOTER_HINT as u64)),
+            ..Default::default()
+        };
+        let (size, tail_start, tail) = match store.get_opts(&path, options).await {
+            Ok(opened) => {
+                let (size, tail_start) = (opened.meta.size, opened.range.start);
+                (size, tail_start, opened.bytes().await?)
+            }
+            Err(object_store::Error::NotSupported { .. }) => match store.head(&path).await {
+                Ok(meta) => (meta.size, meta.size, Bytes::new()),
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            },
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(RangeReader {
+            store: store.clone(),
+            path,
+            size,
+            tail,
+            tail_start,
+        }))
+    }
+
     /// `range` from the bytes already held, when they cover it.
     fn held(&self, range: &Range<u64>) -> Option<Bytes> {
         let start = range.start.checked_sub(self.tail_start)?;
@@ -93,29 +123,17 @@ pub async fn stream_batches(
     warehouse: &Warehouse,
     relative: &str,
 ) -> Result<Option<ParquetRecordBatchStream<RangeReader>>> {
-    let path = warehouse.path(relative);
-    let store_err = |source| Error::Store {
-        op: "get",
-        key: relative.into(),
-        source,
-    };
-    let options = GetOptions {
-        range: Some(GetRange::Suffix(FOOTER_HINT as u64)),
-        ..Default::default()
-    };
-    let opened = match warehouse.store().get_opts(&path, options).await {
-        Ok(opened) => opened,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(source) => return Err(store_err(source)),
-    };
-    let (size, tail_start) = (opened.meta.size, opened.range.start);
-    let tail = opened.bytes().await.map_err(store_err)?;
-    let reader = RangeReader {
-        store: warehouse.store().clone(),
-        path,
-        size,
-        tail,
-        tail_start,
+    let opened = RangeReader::open(warehouse.store(), warehouse.path(relative)).await;
+    let reader = match opened {
+        Ok(Some(reader)) => reader,
+        Ok(None) => return Ok(None),
+        Err(source) => {
+            return Err(Error::Store {
+                op: "open",
+                key: relative.into(),
+                source,
+            });
+        }
     };
     let perr = |source| Error::ReadParquet {
         key: relative.to_string(),
@@ -228,6 +246,101 @@ mod tests {
                 Err(e) => assert!(!whole, "{n} rows: {e}"),
             }
         }
+    }
+
+    /// A store that refuses suffix ranges, as Azure's does.
+    #[derive(Debug)]
+    struct NoSuffix(Arc<dyn object_store::ObjectStore>);
+
+    impl std::fmt::Display for NoSuffix {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "NoSuffix")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl object_store::ObjectStore for NoSuffix {
+        async fn put_opts(
+            &self,
+            location: &object_store::path::Path,
+            payload: object_store::PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.0.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &object_store::path::Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.0.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &object_store::path::Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            if let Some(object_store::GetRange::Suffix(_)) = options.range {
+                return Err(object_store::Error::NotSupported {
+                    source: "no suffix ranges here".into(),
+                });
+            }
+            self.0.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+            self.0.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+            self.0.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&object_store::path::Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.0.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &object_store::path::Path,
+            to: &object_store::path::Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.0.copy_opts(from, to, options).await
+        }
+    }
+
+    /// Where suffix ranges are refused, a file is opened by its size first
+    /// and reads the same; a missing one is still `None`.
+    #[tokio::test]
+    async fn a_store_without_suffix_ranges_is_asked_for_the_size_first() {
+        let temp = TempWarehouse::new("read-no-suffix");
+        let (batch, _) = stored(&temp, "t/part.parquet", 300).await;
+        let store: Arc<dyn object_store::ObjectStore> = Arc::new(NoSuffix(temp.wh.store().clone()));
+        let reader = super::RangeReader::open(&store, temp.wh.path("t/part.parquet"))
+            .await
+            .unwrap()
+            .expect("the file is there");
+        assert!(reader.tail.is_empty());
+        let batches: Vec<RecordBatch> = parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .unwrap()
+            .build()
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            arrow::compute::concat_batches(&batch.schema(), &batches).unwrap(),
+            batch
+        );
+        let missing = super::RangeReader::open(&store, temp.wh.path("t/missing.parquet")).await;
+        assert!(matches!(missing, Ok(None)));
     }
 
     #[test]
