@@ -920,25 +920,31 @@ async fn process_day(
         .filter(|c| mine.contains(&c.account_id))
         .collect();
     channels.sort_by_key(|c| (c.account_id, c.id));
-    for (table, batch) in [
+    // Small files, written at once: on an object store each put is a
+    // round trip.
+    let small = [
         (Table::Accounts, tables::accounts_batch(&accounts)),
         (Table::Channels, tables::channels_batch(&channels)),
         (Table::Rejects, tables::rejects_batch(&rejects)),
-    ] {
-        let batch = batch.map_err(|source| Error::Arrow {
-            table: table.name(),
-            source,
-        })?;
+    ]
+    .map(|(table, batch)| {
         let key = key_of(table);
-        let mut file = ParquetFile::create(warehouse, &key, table)?;
-        file.write(&batch).await?;
-        let rows = file.finish().await?;
-        files.push(FileEntry {
-            table: table.name().into(),
-            key,
-            rows,
-        });
-    }
+        async move {
+            let batch = batch.map_err(|source| Error::Arrow {
+                table: table.name(),
+                source,
+            })?;
+            let mut file = ParquetFile::create(warehouse, &key, table)?;
+            file.write(&batch).await?;
+            let rows = file.finish().await?;
+            Ok::<_, Error>(FileEntry {
+                table: table.name().into(),
+                key,
+                rows,
+            })
+        }
+    });
+    files.extend(futures::future::try_join_all(small).await?);
 
     let manifest = DayManifest {
         format_version: manifest::FORMAT_VERSION,

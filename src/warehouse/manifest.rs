@@ -60,9 +60,11 @@ impl DayManifest {
     }
 }
 
-/// Writes the manifest (data files must already be written), removes what
-/// no published manifest refers to any more, then lists the day in the
-/// shard's index (`warehouse::index`), which is what readers go by.
+/// Writes the manifest (data files must already be written), then, at
+/// once, removes what no published manifest refers to any more and lists
+/// the day in the shard's index (`warehouse::index`), which is what readers
+/// go by. Neither waits for the other: a reader that still follows an
+/// older index to a deleted file reads the day by its manifests instead.
 pub async fn publish_day(warehouse: &Warehouse, manifest: &DayManifest) -> Result<()> {
     let shard = manifest.shard()?;
     let key = DayManifestKey {
@@ -71,8 +73,11 @@ pub async fn publish_day(warehouse: &Warehouse, manifest: &DayManifest) -> Resul
     };
     let json = serde_json::to_vec_pretty(manifest).expect("manifests serialize");
     warehouse.put(&key.relative(), Bytes::from(json)).await?;
-    clean_up_day(warehouse, manifest.day, shard, &manifest.run_id).await?;
-    super::index::record_day(warehouse, shard, manifest.day, &manifest.run_id).await
+    futures::try_join!(
+        clean_up_day(warehouse, manifest.day, shard, &manifest.run_id),
+        super::index::record_day(warehouse, shard, manifest.day, &manifest.run_id),
+    )?;
+    Ok(())
 }
 
 async fn manifest_shards(warehouse: &Warehouse, day: NaiveDate) -> Result<BTreeSet<ShardSpec>> {
