@@ -1757,60 +1757,61 @@ async fn daily_window(
     // use today); the hour grain always does.
     let days_decide = builders.iter().all(DailyBuilder::cut_each_utc_day_at_most_once);
     // A local date overlaps at most the UTC days either side of it. The
-    // manifests of the days ahead are read while a day's files are: on an
-    // object store a day's manifests cost a listing and a get.
+    // days ahead are opened while a day's files are read (their manifests,
+    // a listing and a get on an object store, then each file's last bytes),
+    // and a day's files are opened at once; the rows are read one file
+    // after another. An open file holds its last bytes, no more than
+    // `warehouse::read`'s hint, whatever its size.
     let days = (w0 - Days::new(1))
         .iter_days()
         .take_while(|day| *day <= w1 + Days::new(1));
-    let mut manifests_by_day = futures::stream::iter(days)
+    let mut files_by_day = futures::stream::iter(days)
         .map(|day| async move {
-            match own.get(&day) {
-                Some(m) => Ok(Some(vec![m.clone()])),
-                None => published_day(warehouse, day).await,
+            let manifests = match own.get(&day) {
+                Some(m) => vec![m.clone()],
+                None => published_day(warehouse, day).await?.unwrap_or_default(),
+            };
+            let mut files: Vec<(Table, String)> = Vec::new();
+            for manifest in &manifests {
+                // The coarser tables where the day has them (days published
+                // before they existed do not).
+                let has = |table| manifest.files_of(table).next().is_some();
+                let contacts = if days_decide && has(Table::ContactDays) {
+                    Table::ContactDays
+                } else {
+                    Table::ContactActivity
+                };
+                let resolved = if has(Table::ResolvedSlots) {
+                    Table::ResolvedSlots
+                } else {
+                    Table::ResolvedConversations
+                };
+                for table in [contacts, Table::AgentActivity, resolved, Table::ProactiveMessages] {
+                    files.extend(manifest.files_of(table).map(|file| (table, file.key.clone())));
+                }
             }
-        })
-        .buffered(IO_CONCURRENCY);
-    while let Some(manifests) = manifests_by_day.try_next().await? {
-        for manifest in manifests.into_iter().flatten() {
-            // The coarser tables where the day has them (days published
-            // before they existed do not).
-            let has = |table| manifest.files_of(table).next().is_some();
-            let contacts = if days_decide && has(Table::ContactDays) {
-                Table::ContactDays
-            } else {
-                Table::ContactActivity
-            };
-            let resolved = if has(Table::ResolvedSlots) {
-                Table::ResolvedSlots
-            } else {
-                Table::ResolvedConversations
-            };
-            let files: Vec<(Table, &String)> = [contacts, Table::AgentActivity, resolved, Table::ProactiveMessages]
-                .into_iter()
-                .flat_map(|table| manifest.files_of(table).map(move |file| (table, &file.key)))
-                .collect();
-            // Opened at once (each open waits for the file's size and footer,
-            // two round trips on an object store), then read one by one: an
-            // open stream holds its footer, not its rows.
             let streams =
                 futures::future::try_join_all(files.iter().map(|(_, key)| stream_batches(warehouse, key))).await?;
-            for ((table, key), stream) in files.into_iter().zip(streams) {
-                let Some(mut batches) = stream else {
-                    return Err(Error::BadRollup {
-                        key: key.clone(),
-                        reason: "a published base file is missing".into(),
-                    });
-                };
-                while let Some(batch) = batches.next().await {
-                    let batch = batch.map_err(|source| warehouse::Error::ReadParquet {
-                        key: key.clone(),
-                        source,
-                    })?;
-                    feed(&batch, table, &slot, &mut builders).map_err(|reason| Error::BadRollup {
-                        key: key.clone(),
-                        reason,
-                    })?;
-                }
+            Ok::<_, Error>(files.into_iter().zip(streams).collect::<Vec<_>>())
+        })
+        .buffered(IO_CONCURRENCY);
+    while let Some(files) = files_by_day.try_next().await? {
+        for ((table, key), stream) in files {
+            let Some(mut batches) = stream else {
+                return Err(Error::BadRollup {
+                    key,
+                    reason: "a published base file is missing".into(),
+                });
+            };
+            while let Some(batch) = batches.next().await {
+                let batch = batch.map_err(|source| warehouse::Error::ReadParquet {
+                    key: key.clone(),
+                    source,
+                })?;
+                feed(&batch, table, &slot, &mut builders).map_err(|reason| Error::BadRollup {
+                    key: key.clone(),
+                    reason,
+                })?;
             }
         }
     }
