@@ -18,9 +18,8 @@
 //!   rule as for manifests (`warehouse::manifest`);
 //! - a refresh's stamp is recorded (with its run, [`record_finished`])
 //!   after all its rollup parts are written and before its dirty marker is
-//!   deleted, so a rollup row stamped later
-//!   than its spec's recorded stamp belongs to a refresh that readers of
-//!   this index have not seen finish.
+//!   deleted, so a rollup row stamped later than its spec's recorded stamp
+//!   belongs to a refresh that readers of this index have not seen finish.
 
 use std::collections::{BTreeMap, BTreeSet};
 
