@@ -395,10 +395,10 @@ async fn work(
     // The rollups' dirty markers are listed while the plan reads the state:
     // both wait for the store, and the lease keeps them as they are.
     let list_markers = async {
-        match config.dry_run {
-            true => Ok(BTreeMap::new()),
-            false => rollup::dirty_markers(warehouse).await.map_err(Error::from),
+        if config.dry_run {
+            return Ok(BTreeMap::new());
         }
+        rollup::dirty_markers(warehouse).await.map_err(Error::from)
     };
     let (plan, markers) = futures::try_join!(plan(config, warehouse, &mut snapshot, &dims, run_id), list_markers)?;
     stats.lock().expect("stats").late_days = plan.late_days.len() as u64;
@@ -581,18 +581,15 @@ async fn work(
     // The run and its refresh's stamp, then the dirty markers: a reader
     // sees the refresh as under way or as finished, never as neither.
     crate::warehouse::index::record_finished(warehouse, config.shard, &plan.run_id, rollups.refreshed_at).await?;
-    // The watermark advances beside: the markers' days are refreshed by now,
-    // whichever of the two a failure stops.
+    // The markers go and the watermark advances at once: both need only
+    // the index written, and a rerun repairs either if the other fails.
     let state = State {
         run_id: plan.run_id.clone(),
         watermark: plan.watermark.or(plan.previous.as_ref().and_then(|s| s.watermark)),
     };
-    let delete_markers = async {
-        for key in inherited.iter().chain(std::iter::once(&marker.relative())) {
-            warehouse.delete(key).await?;
-        }
-        Ok::<_, crate::warehouse::Error>(())
-    };
+    let mut refreshed_markers = inherited;
+    refreshed_markers.push(marker.relative());
+    let delete_markers = warehouse.delete_each(&refreshed_markers);
     let state_key = state_key(config.shard);
     let put_state = warehouse.put(
         &state_key,
