@@ -225,7 +225,7 @@ pub struct RunArgs {
 
     /// Aggregate entries held in memory per day before sorted runs are
     /// spilled to --spill-dir (about 100 bytes each).
-    #[arg(long, env = "MAX_ENTRIES_IN_MEMORY", default_value_t = 250_000, value_parser = clap::value_parser!(u64).range(1000..))]
+    #[arg(long, env = "MAX_ENTRIES_IN_MEMORY", default_value_t = 250_000, value_parser = clap::value_parser!(u64).range(1_000..=1_000_000_000))]
     pub max_entries_in_memory: u64,
 
     /// Longest wait for one connection to the source (e.g. 10s, 500ms); a

@@ -742,6 +742,11 @@ fn bad_run_flags_exit_2_with_one_line() {
     ] {
         common::assert_usage_error(&args);
     }
+    for budget in ["999", "1000000001"] {
+        let stderr =
+            common::assert_usage_error(&["run", "--source", "sqlite://x.db", "--max-entries-in-memory", budget]);
+        assert!(stderr.contains("1000..=1000000000"), "{stderr}");
+    }
 }
 
 #[test]
