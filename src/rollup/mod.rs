@@ -133,14 +133,26 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Objects fetched or written at once.
 const IO_CONCURRENCY: usize = 16;
-/// Local dates whose base grain is held in memory at once during a refresh.
+/// Local dates whose base grain is held in memory at once during a refresh,
+/// at most.
 const DATES_PER_WINDOW: u64 = 16;
+/// Fewer dates a window for a shard of many accounts: about this many
+/// (account, date) cells at once (a 16-date window of 20,000 accounts
+/// peaked at 1.9 GB). Each window also reads the UTC days either side of
+/// it, so a smaller one reads more of the base grain again.
+const ACCOUNT_DATES_PER_WINDOW: u64 = 64_000;
+/// But never fewer than this: one UTC day overlaps three local dates across
+/// the world's zones, so a night's refresh stays one window.
+const MIN_DATES_PER_WINDOW: u64 = 4;
 /// A coarse part holding more id values than this is written before the
 /// next one is computed, not while: the two parts' buckets and the writer's
 /// buffers at once made a big day's peak memory grow with its contacts
 /// (8M messages a day: 13 MiB over the aggregation's peak). Smaller parts,
 /// a fleet night's many accounts among them, keep the overlap.
 const OVERLAP_IDS: usize = 1 << 20;
+/// The same for a part of more rows than this: a shard of 20,000 accounts
+/// (about a million rows a part) held two parts' rows at once.
+const OVERLAP_ROWS: usize = 400_000;
 /// A row group is closed at the first account boundary past this many
 /// rows: small enough that a reader of one account decodes a few
 /// milliseconds of others' rows, large enough that a part of a fleet's
@@ -1521,10 +1533,12 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
     let all: BTreeSet<NaiveDate> = dates.iter().flatten().copied().collect();
     let mut just_computed = JustComputed::new(all.len());
     let mut pending: Vec<NaiveDate> = all.into_iter().collect();
+    let window_dates =
+        (ACCOUNT_DATES_PER_WINDOW / accounts.len().max(1) as u64).clamp(MIN_DATES_PER_WINDOW, DATES_PER_WINDOW);
     while let Some(&w0) = pending.first() {
         let w1 = *pending
             .iter()
-            .take_while(|d| **d < w0 + Days::new(DATES_PER_WINDOW))
+            .take_while(|d| **d < w0 + Days::new(window_dates))
             .last()
             .expect("w0 itself");
         pending.retain(|d| *d > w1);
@@ -1532,7 +1546,7 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
             .filter(|i| dates[*i].range(w0..=w1).next().is_some())
             .collect();
         let keep = just_computed.keeps(Interval::Daily);
-        let by_date = daily_window(warehouse, scope.own, &accounts, &dates, &in_window, (w0, w1), keep).await?;
+        let by_date = daily_window(warehouse, scope.own, &accounts, &dates, &in_window, (w0, w1)).await?;
         // One date at a time: a part's encode already keeps two threads
         // busy, and several at once only wait on each other's allocations
         // (about a tenth of the daily step at 2,000 accounts). Only the
@@ -1540,7 +1554,8 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
         // store's round trip is not waited for in turn.
         let mut by_date = by_date.into_iter().peekable();
         let mut fetched_ahead: Option<Option<Bytes>> = None;
-        while let Some((date, fresh)) = by_date.next() {
+        while let Some((date, cells)) = by_date.next() {
+            let fresh = daily_buckets(&accounts, date, cells, keep).await?;
             let buckets = just_computed.keep(Interval::Daily, date, fresh);
             let bytes = match fetched_ahead.take() {
                 Some(bytes) => bytes,
@@ -1639,7 +1654,8 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
             let computed_ms = level.elapsed().as_millis() as u64;
             let buckets = just_computed.keep(interval, period, fresh);
             replaced.insert((interval, period));
-            let big = buckets.iter().map(|b| b.ids.len()).sum::<usize>() > OVERLAP_IDS;
+            let big = buckets.iter().map(|b| b.ids.len()).sum::<usize>() > OVERLAP_IDS
+                || buckets.iter().map(|b| b.rows.len()).sum::<usize>() > OVERLAP_ROWS;
             let replace = Writing {
                 interval,
                 period,
@@ -1731,8 +1747,8 @@ fn former_zone_buckets(
     out
 }
 
-/// Daily buckets (and their cells) of accounts `which` for the dates of
-/// `dates` in `w0..=w1`, by date.
+/// The daily cells of accounts `which` (indices into `accounts`) for the
+/// dates of `dates` in `w0..=w1`, by date.
 async fn daily_window(
     warehouse: &Warehouse,
     own: &BTreeMap<NaiveDate, DayManifest>,
@@ -1740,8 +1756,7 @@ async fn daily_window(
     dates: &Arc<[BTreeSet<NaiveDate>]>,
     which: &[usize],
     (w0, w1): (NaiveDate, NaiveDate),
-    keep: bool,
-) -> Result<BTreeMap<NaiveDate, Vec<Fresh>>> {
+) -> Result<BTreeMap<NaiveDate, Vec<(usize, Cells)>>> {
     let mut builders: Vec<DailyBuilder> = which
         .iter()
         .map(|i| DailyBuilder::new(accounts[*i].spec.tz, w0, w1))
@@ -1816,22 +1831,40 @@ async fn daily_window(
         }
     }
 
-    let (accounts, dates) = (accounts.clone(), dates.clone());
+    let dates = dates.clone();
     let work: Vec<(DailyBuilder, usize)> = builders.into_iter().zip(which.iter().copied()).collect();
     let by_account = on_cores(work, move |(builder, i)| {
         builder
             .finish()
             .into_iter()
             .filter(|(date, _)| dates[i].contains(date))
-            .map(|(date, cells)| (date, fresh_bucket(&accounts[i], Interval::Daily, date, cells, keep)))
+            .map(|(date, cells)| (date, (i, cells)))
             .collect::<Vec<_>>()
     })
     .await?;
-    let mut out: BTreeMap<NaiveDate, Vec<Fresh>> = BTreeMap::new();
-    for (date, fresh) in by_account.into_iter().flatten() {
-        out.entry(date).or_default().push(fresh);
+    let mut out: BTreeMap<NaiveDate, Vec<(usize, Cells)>> = BTreeMap::new();
+    for (date, cells) in by_account.into_iter().flatten() {
+        out.entry(date).or_default().push(cells);
     }
     Ok(out)
+}
+
+/// The daily buckets of `date` from its accounts' cells (indices into
+/// `accounts`), built on every core. A date's rows are built just before
+/// its part is written, not with the window's other dates: rows take about
+/// five times the memory of the cells they come from, and a window holds
+/// every account of the shard.
+async fn daily_buckets(
+    accounts: &Arc<[Account]>,
+    date: NaiveDate,
+    cells: Vec<(usize, Cells)>,
+    keep: bool,
+) -> Result<Vec<Fresh>> {
+    let accounts = accounts.clone();
+    on_cores(cells, move |(i, cells)| {
+        fresh_bucket(&accounts[i], Interval::Daily, date, cells, keep)
+    })
+    .await
 }
 
 /// The bucket of `cells`, and the cells back when `keep` (a coarser bucket
