@@ -34,10 +34,24 @@
 #   (a year, monthly, the account's zone) in process on the 3-year
 #   warehouse: median <= 20 ms.
 #
+# Memory (not in the default CASES; about 3 minutes): peak RSS against the
+#   shard's accounts and the backfill's length, at MEMORY_PER_DAY messages a
+#   day. 20,000 accounts seeded for 17 days: a backfill of 2 days and one of
+#   16 days, each into a warehouse of its own, then the night of the 17th
+#   REPEAT times on copies of the 16-day one; and 2,000 accounts seeded for
+#   3 days, the night of the 3rd after 2 backfilled days, REPEAT times,
+#   taking turns with the larger fleet's. Reports each peak RSS (MiB, the
+#   worst run) and what an account adds to a night.
+#   Target: the 16-day backfill's peak <= 1.5x the 2-day one's (a refresh
+#   holds a bounded window of dates, whatever the shard's accounts).
+#
 #   bench/fleet.sh            REPEAT=5 (the history nights run 3x REPEAT: they are short); FLEET_PER_DAY=1000000;
 #                             LATE_PER_DAY=250000; HISTORY_PER_DAY=3000;
 #                             BENCH_DIR (default /tmp/account-usage-bench-fleet);
+#                             MEMORY_PER_DAY=250000;
 #                             CASES="fleet late history" to run some parts only
+#                             (add memory for the memory case);
+#                             BIN to time a binary already built (no build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib/pg.sh
@@ -46,10 +60,13 @@ REPEAT=${REPEAT:-5}
 FLEET_PER_DAY=${FLEET_PER_DAY:-1000000}
 LATE_PER_DAY=${LATE_PER_DAY:-250000}
 HISTORY_PER_DAY=${HISTORY_PER_DAY:-3000}
+MEMORY_PER_DAY=${MEMORY_PER_DAY:-250000}
 CASES=${CASES:-fleet late history}
 
-cargo build --release --quiet
-BIN=$PWD/target/release/account-usage
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=$PWD/target/release/account-usage
+fi
 rm -rf "$WORK"; mkdir -p "$WORK"
 pg_start "$WORK/pg"
 PSQL=$(pg_bin psql)
@@ -231,5 +248,47 @@ if [[ " $CASES " == *" history "* ]]; then
   echo "q1 on 3 years, in process: median $q1 ms, answered from $from_where (runs: $(echo $runs))"
   awk "BEGIN{exit !($q1 <= 20)}" || { echo "  target missed: q1 $q1 ms > 20 ms" >&2; status=1; }
   rm -rf "$WORK"/night-history-*
+fi
+if [[ " $CASES " == *" memory "* ]]; then
+  echo "memory: $MEMORY_PER_DAY messages a day, 2,000 and 20,000 accounts (REPEAT=$REPEAT)"
+  # peak_mib CMD...: runs CMD (output dropped), prints its peak RSS in MiB.
+  peak_mib() {
+    /usr/bin/time -f '%M' -o "$WORK/rss" "$@" >/dev/null 2>&1
+    awk '{printf "%.0f", $1 / 1024}' "$WORK/rss"
+  }
+  for accounts in 2000 20000; do
+    days=$([ "$accounts" = 2000 ] && echo 3 || echo 17)
+    q -d "$PG_URL_BASE/postgres" -c "CREATE DATABASE memory$accounts"
+    "$BIN" seed --source "$PG_URL_BASE/memory$accounts" --accounts "$accounts" --days "$days" \
+      --start 2026-03-01 --messages-per-day "$MEMORY_PER_DAY" --seed 11 >/dev/null 2>&1
+    q -d "$PG_URL_BASE/memory$accounts" -c "VACUUM ANALYZE"
+  done
+  settle
+  short=$(peak_mib "$BIN" run --source "$PG_URL_BASE/memory20000" --warehouse "$WORK/wh-memory-2d" \
+    --from 2026-03-01 --to 2026-03-02)
+  long=$(peak_mib "$BIN" run --source "$PG_URL_BASE/memory20000" --warehouse "$WORK/wh-memory-16d" \
+    --from 2026-03-01 --to 2026-03-16)
+  "$BIN" run --source "$PG_URL_BASE/memory2000" --warehouse "$WORK/wh-memory-2000" \
+    --from 2026-03-01 --to 2026-03-02 >/dev/null 2>&1
+  copies memory-2000 "$WORK/wh-memory-2000" "$REPEAT"
+  copies memory-20000 "$WORK/wh-memory-16d" "$REPEAT"
+  settle
+  for _ in $(seq "$REPEAT"); do
+    night_once memory-2000 memory2000 2026-03-03
+    night_once memory-20000 memory20000 2026-03-17
+  done
+  printf '%-9s %8s %9s\n' accounts night_s rss_MiB
+  night_summary memory-2000
+  small_rss=$night_rss
+  printf '%-9s %8s %9s\n' 2000 "$night_s" "$night_rss"
+  night_summary memory-20000
+  printf '%-9s %8s %9s\n' 20000 "$night_s" "$night_rss"
+  echo "  a night's peak per account past 2,000: $(awk "BEGIN{printf \"%.1f\", ($night_rss - $small_rss) * 1024 / 18000}") KiB"
+  echo "20,000 accounts, backfill peak: 2 days $short MiB, 16 days $long MiB"
+  ratio=$(awk "BEGIN{printf \"%.2f\", $long / $short}")
+  echo "16-day / 2-day backfill peak: $ratio (target <= 1.5)"
+  awk "BEGIN{exit !($ratio <= 1.5)}" || { echo "  target missed: $ratio > 1.5" >&2; status=1; }
+  for accounts in 2000 20000; do q -d "$PG_URL_BASE/postgres" -c "DROP DATABASE memory$accounts"; done
+  rm -rf "$WORK"/wh-memory-* "$WORK"/night-memory-*
 fi
 exit $status
