@@ -34,7 +34,7 @@
 #   (a year, monthly, the account's zone) in process on the 3-year
 #   warehouse: median <= 20 ms.
 #
-# Memory (not in the default CASES; about 3 minutes): peak RSS against the
+# Memory (not in the default CASES; about 4 minutes): peak RSS against the
 #   shard's accounts and the backfill's length, at MEMORY_PER_DAY messages a
 #   day. 20,000 accounts seeded for 17 days: a backfill of 2 days and one of
 #   16 days, each into a warehouse of its own, then the night of the 17th
