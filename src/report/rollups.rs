@@ -25,7 +25,7 @@ use super::engine::{self, AnsweredFrom, Group, GroupBy, Grouping, HashMap, Metri
 use crate::aggregate::ChannelDim;
 use crate::aggregate::IdBuildHasher;
 use crate::calendar::{self, Buckets, Interval};
-use crate::rollup::cells::{RowGroup, cover, rollup_metric_name};
+use crate::rollup::cells::{RowGroup, cover};
 use crate::rollup::{self, AccountBucket, Lookup};
 use crate::warehouse::Warehouse;
 
@@ -208,13 +208,13 @@ impl Acc {
 /// A bucket's stored values of one metric, by the query's grouping.
 fn stored<'a>(
     file: &'a AccountBucket,
-    metric: &'a str,
+    metric: Metric,
     group_by: GroupBy,
     grouping: &'a Grouping,
 ) -> impl Iterator<Item = (Group, u64)> + 'a {
     file.rows
         .iter()
-        .filter(move |r| same_metric(r.metric, metric))
+        .filter(move |r| r.metric == metric)
         .filter_map(move |r| {
             let group = match (group_by, &r.group) {
                 (GroupBy::Platform, RowGroup::Platform(name)) => grouping.platform_named(name),
@@ -232,15 +232,14 @@ fn metric_values(
     files: &HashMap<BucketKey, Arc<AccountBucket>>,
     grouping: &Grouping,
 ) -> MetricValues {
-    let name = rollup_metric_name(metric);
     let distinct = matches!(metric, Metric::UniqueMonthlyContacts | Metric::ActiveAgents);
-    let stored = |file| stored(file, name, query.group_by, grouping);
+    let stored = |file| stored(file, metric, query.group_by, grouping);
     // Channel rows (within the filter), grouped, plus all of them together.
     let unions = |keys: &[BucketKey]| -> (HashMap<Group, Acc>, Acc) {
         let mut groups: HashMap<Group, Acc> = HashMap::default();
         let mut all = Acc::new(distinct);
         for file in keys.iter().map(|k| &files[k]) {
-            for r in file.rows.iter().filter(|r| same_metric(r.metric, name)) {
+            for r in file.rows.iter().filter(|r| r.metric == metric) {
                 let RowGroup::Channel(channel) = r.group else {
                     continue;
                 };
@@ -260,7 +259,7 @@ fn metric_values(
     let stored_all = |file: &AccountBucket| {
         file.rows
             .iter()
-            .find(|r| same_metric(r.metric, name) && r.group == RowGroup::All)
+            .find(|r| r.metric == metric && r.group == RowGroup::All)
             .map_or(0, |r| r.value)
     };
     let n = plan.rows.len();
@@ -302,10 +301,4 @@ fn metric_values(
         totals,
         grand,
     }
-}
-
-/// Rows name their metric by one of a few static names, so the address
-/// decides almost always; the bytes decide the rest.
-fn same_metric(a: &'static str, b: &str) -> bool {
-    std::ptr::eq(a, b) || a == b
 }

@@ -228,7 +228,8 @@ impl RollupGroup {
 /// interval; the report's unique monthly contacts are its monthly rows.
 pub const UNIQUE_CONTACTS: &str = "unique_contacts";
 
-/// At one address, as [`Metric::as_str`]'s names are.
+/// `metric`'s name in a rollup file's `metric` column, at one address as
+/// [`Metric::as_str`]'s names are.
 pub fn rollup_metric_name(metric: Metric) -> &'static str {
     static UNIQUE_CONTACTS_NAME: &str = UNIQUE_CONTACTS;
     match metric {
@@ -265,30 +266,39 @@ impl RowGroup {
 /// channel and metric, and its threads stop queueing on the allocator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdSpan {
-    pub start: usize,
-    pub len: usize,
+    /// 32 bits each (one account's bucket holds far fewer ids): with them
+    /// and `metric` an enum, a [`RollupRow`] takes 64 bytes rather than 88,
+    /// and a fleet's night holds every account's rows of a bucket at once.
+    pub start: u32,
+    pub len: u32,
 }
 
 impl IdSpan {
     /// This span of `ids` (empty where it lies outside, which no bucket
     /// built or decoded here does).
     pub fn of(self, ids: &[i64]) -> &[i64] {
-        ids.get(self.start..self.start.saturating_add(self.len))
+        let start = self.start as usize;
+        ids.get(start..start.saturating_add(self.len as usize))
             .unwrap_or_default()
     }
 
     /// Appends `list` to `ids`, where it is then found by the returned span.
     pub fn append(ids: &mut Vec<i64>, list: &[i64]) -> IdSpan {
-        let start = ids.len();
+        // One account's bucket would need 32 GiB of ids to pass this.
+        u32::try_from(ids.len() + list.len()).expect("an account bucket holds fewer than 2^32 ids");
+        let span = IdSpan {
+            start: ids.len() as u32,
+            len: list.len() as u32,
+        };
         ids.extend_from_slice(list);
-        IdSpan { start, len: list.len() }
+        span
     }
 }
 
 /// One row of a rollup file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollupRow {
-    pub metric: &'static str,
+    pub metric: Metric,
     pub group: RowGroup,
     pub value: u64,
     /// Channel rows of distinct metrics: the ids counted, in the bucket's
@@ -303,7 +313,7 @@ pub struct RollupRow {
 impl RollupRow {
     /// Ids the row carries (none when they were not read).
     pub fn id_count(&self) -> usize {
-        self.ids.map_or(0, |span| span.len)
+        self.ids.map_or(0, |span| span.len as usize)
     }
 }
 
@@ -375,16 +385,16 @@ pub fn rows(
     // Active agents, then channels, proactive messages, resolved
     // conversations and unique contacts: the order rows have always had.
     let all = distinct(cells, platforms, IdList::Agents, &mut by_platform);
-    push_all(&mut out, Metric::ActiveAgents.as_str(), all);
+    push_all(&mut out, Metric::ActiveAgents, all);
     push_channels_with_ids(
         &mut out,
         &mut ids,
-        Metric::ActiveAgents.as_str(),
+        Metric::ActiveAgents,
         cells,
         platforms,
         IdList::Agents,
     );
-    push_platforms(&mut out, Metric::ActiveAgents.as_str(), platforms, &by_platform);
+    push_platforms(&mut out, Metric::ActiveAgents, platforms, &by_platform);
 
     let mut connected: Vec<i64> = channels
         .iter()
@@ -397,17 +407,14 @@ pub fn rows(
     for id in &connected {
         by_platform[platforms.index(*id)] += 1;
     }
-    let metric = Metric::Channels.as_str();
+    let metric = Metric::Channels;
     push_all(&mut out, metric, connected.len() as u64);
     out.extend(connected.iter().map(|id| channel_row(metric, *id, platforms, 1, None)));
     push_platforms(&mut out, metric, platforms, &by_platform);
 
     for (metric, sum) in [
-        (
-            Metric::ProactiveMessages.as_str(),
-            (|c: &Cell| c.proactive) as fn(&Cell) -> u64,
-        ),
-        (Metric::ResolvedConversations.as_str(), |c: &Cell| c.resolved),
+        (Metric::ProactiveMessages, (|c: &Cell| c.proactive) as fn(&Cell) -> u64),
+        (Metric::ResolvedConversations, |c: &Cell| c.resolved),
     ] {
         by_platform.fill(0);
         let mut all = 0;
@@ -426,13 +433,20 @@ pub fn rows(
     }
 
     let all = distinct(cells, platforms, IdList::Contacts, &mut by_platform);
-    push_all(&mut out, UNIQUE_CONTACTS, all);
-    push_channels_with_ids(&mut out, &mut ids, UNIQUE_CONTACTS, cells, platforms, IdList::Contacts);
-    push_platforms(&mut out, UNIQUE_CONTACTS, platforms, &by_platform);
+    push_all(&mut out, Metric::UniqueMonthlyContacts, all);
+    push_channels_with_ids(
+        &mut out,
+        &mut ids,
+        Metric::UniqueMonthlyContacts,
+        cells,
+        platforms,
+        IdList::Contacts,
+    );
+    push_platforms(&mut out, Metric::UniqueMonthlyContacts, platforms, &by_platform);
     (out, ids)
 }
 
-fn push_all(out: &mut Vec<RollupRow>, metric: &'static str, value: u64) {
+fn push_all(out: &mut Vec<RollupRow>, metric: Metric, value: u64) {
     if value > 0 {
         out.push(RollupRow {
             metric,
@@ -444,13 +458,7 @@ fn push_all(out: &mut Vec<RollupRow>, metric: &'static str, value: u64) {
     }
 }
 
-fn channel_row(
-    metric: &'static str,
-    channel: i64,
-    platforms: &Platforms,
-    value: u64,
-    ids: Option<IdSpan>,
-) -> RollupRow {
+fn channel_row(metric: Metric, channel: i64, platforms: &Platforms, value: u64, ids: Option<IdSpan>) -> RollupRow {
     RollupRow {
         metric,
         group: RowGroup::Channel(channel),
@@ -460,7 +468,7 @@ fn channel_row(
     }
 }
 
-fn push_platforms(out: &mut Vec<RollupRow>, metric: &'static str, platforms: &Platforms, values: &[u64]) {
+fn push_platforms(out: &mut Vec<RollupRow>, metric: Metric, platforms: &Platforms, values: &[u64]) {
     for (name, value) in platforms.names.iter().zip(values).filter(|(_, v)| **v > 0) {
         out.push(RollupRow {
             metric,
@@ -476,7 +484,7 @@ fn push_platforms(out: &mut Vec<RollupRow>, metric: &'static str, platforms: &Pl
 fn push_channels_with_ids(
     out: &mut Vec<RollupRow>,
     ids: &mut Vec<i64>,
-    metric: &'static str,
+    metric: Metric,
     cells: &Cells,
     platforms: &Platforms,
     list: IdList,
@@ -584,11 +592,11 @@ pub fn cells_from_rows(rows: &[RollupRow], ids: &[i64]) -> Cells {
         let cell = out.entry(channel).or_default();
         let listed = || row.ids.map_or_else(Vec::new, |span| span.of(ids).to_vec());
         match row.metric {
-            UNIQUE_CONTACTS => cell.contacts = listed(),
-            m if m == Metric::ActiveAgents.as_str() => cell.agents = listed(),
-            m if m == Metric::ResolvedConversations.as_str() => cell.resolved = row.value,
-            m if m == Metric::ProactiveMessages.as_str() => cell.proactive = row.value,
-            _ => {}
+            Metric::UniqueMonthlyContacts => cell.contacts = listed(),
+            Metric::ActiveAgents => cell.agents = listed(),
+            Metric::ResolvedConversations => cell.resolved = row.value,
+            Metric::ProactiveMessages => cell.proactive = row.value,
+            Metric::Channels => {}
         }
     }
     out.retain(|_, c| !c.is_empty());
@@ -649,6 +657,27 @@ pub fn cover(first: NaiveDate, last: NaiveDate) -> Vec<(Interval, NaiveDate)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A night holds every account's rows of a bucket at once (about 49 an
+    /// account and bucket in the fleet benchmark): their size is most of
+    /// what a shard's accounts cost in memory.
+    #[test]
+    fn a_rollup_row_takes_at_most_64_bytes() {
+        assert!(
+            std::mem::size_of::<RollupRow>() <= 64,
+            "{}",
+            std::mem::size_of::<RollupRow>()
+        );
+    }
+
+    #[test]
+    fn an_id_span_finds_the_list_it_appended() {
+        let mut ids = vec![1, 2];
+        let span = IdSpan::append(&mut ids, &[7, 8, 9]);
+        assert_eq!(span, IdSpan { start: 2, len: 3 });
+        assert_eq!(span.of(&ids), &[7, 8, 9]);
+        assert_eq!(IdSpan { start: 4, len: 3 }.of(&ids), &[] as &[i64]);
+    }
 
     proptest::proptest! {
         /// Merged cells are the channel-wise unions and sums, by definition.
@@ -757,7 +786,7 @@ mod tests {
         let platform = |channel: i64| platform_of(dims.iter().rev().find(|c| c.id == channel));
         let mut out = Vec::new();
         let mut buffer = Vec::new();
-        let mut emit = |metric: &'static str, per_channel: BTreeMap<i64, (u64, Option<Vec<i64>>)>| {
+        let mut emit = |metric: Metric, per_channel: BTreeMap<i64, (u64, Option<Vec<i64>>)>| {
             let distinct = per_channel.values().any(|(_, ids)| ids.is_some());
             let mut platforms: BTreeMap<String, (u64, BTreeSet<i64>)> = BTreeMap::new();
             let mut all: (u64, BTreeSet<i64>) = (0, BTreeSet::new());
@@ -811,17 +840,17 @@ mod tests {
         let summed = |f: fn(&Cell) -> u64| -> BTreeMap<i64, (u64, Option<Vec<i64>>)> {
             cells.iter().map(|(ch, c)| (*ch, (f(c), None))).collect()
         };
-        emit(Metric::ActiveAgents.as_str(), listed(|c| &c.agents));
+        emit(Metric::ActiveAgents, listed(|c| &c.agents));
         emit(
-            Metric::Channels.as_str(),
+            Metric::Channels,
             dims.iter()
                 .filter(|c| counts_as_connected(c, start, end))
                 .map(|c| (c.id, (1, None)))
                 .collect(),
         );
-        emit(Metric::ProactiveMessages.as_str(), summed(|c| c.proactive));
-        emit(Metric::ResolvedConversations.as_str(), summed(|c| c.resolved));
-        emit(UNIQUE_CONTACTS, listed(|c| &c.contacts));
+        emit(Metric::ProactiveMessages, summed(|c| c.proactive));
+        emit(Metric::ResolvedConversations, summed(|c| c.resolved));
+        emit(Metric::UniqueMonthlyContacts, listed(|c| &c.contacts));
         (out, buffer)
     }
 
@@ -931,14 +960,17 @@ mod tests {
         let dims = [channel(7, "whatsapp", "production"), channel(8, "whatsapp", "test")];
         let platforms = Platforms::of(&dims);
         let (rows, ids) = rows(&both, &platforms, &dims, 0, 1);
-        let value = |m: &str, g: RowGroup| rows.iter().find(|r| r.metric == m && r.group == g).map(|r| r.value);
+        let value = |m: Metric, g: RowGroup| rows.iter().find(|r| r.metric == m && r.group == g).map(|r| r.value);
         // Contact 100 is on both channels of one platform: once in the platform and in all.
-        assert_eq!(value(UNIQUE_CONTACTS, RowGroup::Platform("whatsapp".into())), Some(2));
-        assert_eq!(value(UNIQUE_CONTACTS, RowGroup::All), Some(2));
-        assert_eq!(value(UNIQUE_CONTACTS, RowGroup::Channel(8)), Some(1));
+        assert_eq!(
+            value(Metric::UniqueMonthlyContacts, RowGroup::Platform("whatsapp".into())),
+            Some(2)
+        );
+        assert_eq!(value(Metric::UniqueMonthlyContacts, RowGroup::All), Some(2));
+        assert_eq!(value(Metric::UniqueMonthlyContacts, RowGroup::Channel(8)), Some(1));
         // The test channel is not a channel; zero rows are left out.
-        assert_eq!(value("channels", RowGroup::All), Some(1));
-        assert_eq!(value("channels", RowGroup::Channel(8)), None);
+        assert_eq!(value(Metric::Channels, RowGroup::All), Some(1));
+        assert_eq!(value(Metric::Channels, RowGroup::Channel(8)), None);
         assert_eq!(cells_from_rows(&rows, &ids), both);
     }
 }

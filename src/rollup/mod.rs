@@ -429,7 +429,9 @@ fn group_batch(rel: &str, buckets: &[AccountBucket]) -> Result<RecordBatch> {
         utc(per_row(|b| b.start)),
         utc(per_row(|b| b.end)),
         utc(per_row(|b| b.refreshed_at)),
-        Arc::new(StringArray::from_iter_values(rows().map(|r| r.metric))),
+        Arc::new(StringArray::from_iter_values(
+            rows().map(|r| cells::rollup_metric_name(r.metric)),
+        )),
         Arc::new(StringArray::from_iter_values(rows().map(|r| r.group.kind().as_str()))),
         Arc::new(group_keys(rows(), n)),
         Arc::new(channel_platforms(rows(), n)),
@@ -769,11 +771,10 @@ impl Interned {
     }
 }
 
-fn known_metric(name: &str) -> Option<&'static str> {
+fn known_metric(name: &str) -> Option<crate::metric::Metric> {
     crate::metric::Metric::ALL
         .into_iter()
-        .map(cells::rollup_metric_name)
-        .find(|m| *m == name)
+        .find(|m| cells::rollup_metric_name(*m) == name)
 }
 
 /// Decoded parts kept across reports (`serve` holds one): the buckets of
@@ -2325,13 +2326,10 @@ mod tests {
             end: 86_400_000_000,
             refreshed_at: 1,
             rows: vec![RollupRow {
-                metric: cells::UNIQUE_CONTACTS,
+                metric: crate::metric::Metric::UniqueMonthlyContacts,
                 group: RowGroup::Channel(7),
                 value,
-                ids: Some(IdSpan {
-                    start: 0,
-                    len: ids.len(),
-                }),
+                ids: Some(IdSpan::append(&mut Vec::new(), &ids)),
                 platform: Some("sms".into()),
             }],
             ids,
@@ -2408,7 +2406,7 @@ mod tests {
         let key = key_of(Interval::Daily);
         let mut written = bucket(1, 2, vec![1, 2]);
         let row = |group| RollupRow {
-            metric: cells::UNIQUE_CONTACTS,
+            metric: crate::metric::Metric::UniqueMonthlyContacts,
             group,
             value: 2,
             ids: None,

@@ -183,7 +183,13 @@ pub async fn rollup_snapshot(wh: &Warehouse) -> BTreeMap<String, Vec<String>> {
         for r in &bucket.rows {
             rows.push(format!(
                 "{account}|{}|{}|{}|{}|{:?}|{}|{:?}",
-                bucket.time_zone, bucket.start, bucket.end, r.metric, r.group, r.value, r.ids
+                bucket.time_zone,
+                bucket.start,
+                bucket.end,
+                account_usage::rollup::cells::rollup_metric_name(r.metric),
+                r.group,
+                r.value,
+                r.ids
             ));
         }
     }
