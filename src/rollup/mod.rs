@@ -73,7 +73,7 @@ use crate::warehouse::manifest::{DayManifest, account_row_groups, published_day}
 use crate::warehouse::paths::{DirtyMarkerKey, RollupKey, ShardSpec, Table};
 use crate::warehouse::read::stream_batches;
 use crate::warehouse::{self, Fetched, Warehouse};
-use cells::{Cells, DailyBuilder, IdSpan, RollupGroup, RollupRow, RowGroup};
+use cells::{Cells, DailyBuilder, IdSpan, PlatformName, RollupGroup, RollupRow, RowGroup};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -259,7 +259,7 @@ impl AccountBucket {
     /// `platform_now` gives it (its platform changed since they were
     /// computed), and the platform they have (none when the part is older
     /// than the record of it: it may be any).
-    pub fn moved_channel<'a>(&self, platform_now: impl Fn(i64) -> &'a str) -> Option<(i64, Option<&Arc<str>>)> {
+    pub fn moved_channel<'a>(&self, platform_now: impl Fn(i64) -> &'a str) -> Option<(i64, Option<&PlatformName>)> {
         self.rows.iter().find_map(|row| match (&row.group, &row.platform) {
             (RowGroup::Channel(channel), found) if found.as_deref() != Some(platform_now(*channel)) => {
                 Some((*channel, found.as_ref()))
@@ -471,18 +471,20 @@ fn group_keys<'a>(rows: impl Iterator<Item = &'a RollupRow>, n: usize) -> String
 /// the group. Rows of one account share its names (one allocation each), so
 /// a name is nearly always found by its address, without hashing.
 fn channel_platforms<'a>(rows: impl Iterator<Item = &'a RollupRow>, n: usize) -> DictionaryArray<Int32Type> {
-    let mut names: Vec<&Arc<str>> = Vec::new();
+    let mut names: Vec<&PlatformName> = Vec::new();
     let mut keys = arrow::array::Int32Builder::with_capacity(n);
-    let mut last: Option<(&Arc<str>, i32)> = None;
+    let mut last: Option<(&PlatformName, i32)> = None;
     for row in rows {
         let Some(name) = &row.platform else {
             keys.append_null();
             continue;
         };
         let key = match last {
-            Some((known, key)) if Arc::ptr_eq(known, name) => key,
+            Some((known, key)) if PlatformName::same_allocation(known, name) => key,
             _ => {
-                let at = names.iter().position(|n| Arc::ptr_eq(n, name) || ***n == **name);
+                let at = names
+                    .iter()
+                    .position(|n| PlatformName::same_allocation(n, name) || n == &name);
                 let key = at.unwrap_or_else(|| {
                     names.push(name);
                     names.len() - 1
@@ -656,7 +658,8 @@ pub fn decode(key: &RollupKey, bytes: Bytes, with_ids: bool, accounts: Option<&[
                     .values()
                     .as_string_opt::<i32>()
                     .ok_or_else(|| bad(format!("column {CHANNEL_PLATFORM_COLUMN} is not text")))?;
-                let interned: Vec<Arc<str>> = names.iter().map(|n| platforms.intern(n.unwrap_or_default())).collect();
+                let interned: Vec<PlatformName> =
+                    names.iter().map(|n| platforms.intern(n.unwrap_or_default())).collect();
                 Some((dictionary, interned))
             }
             None => None,
@@ -758,15 +761,15 @@ fn zone_name(name: &str) -> Cow<'static, str> {
 /// Platform names read from one part, each allocated once and shared by
 /// the rows that name it (a handful per part).
 #[derive(Default)]
-struct Interned(Vec<Arc<str>>);
+struct Interned(Vec<PlatformName>);
 
 impl Interned {
-    fn intern(&mut self, name: &str) -> Arc<str> {
+    fn intern(&mut self, name: &str) -> PlatformName {
         if let Some(found) = self.0.iter().find(|n| &***n == name) {
-            return Arc::clone(found);
+            return found.clone();
         }
-        let new: Arc<str> = Arc::from(name);
-        self.0.push(Arc::clone(&new));
+        let new = PlatformName::new(name);
+        self.0.push(new.clone());
         new
     }
 }
