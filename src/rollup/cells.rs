@@ -228,12 +228,10 @@ impl RollupGroup {
 /// interval; the report's unique monthly contacts are its monthly rows.
 pub const UNIQUE_CONTACTS: &str = "unique_contacts";
 
-/// `metric`'s name in a rollup file's `metric` column, at one address as
-/// [`Metric::as_str`]'s names are.
+/// `metric`'s name in a rollup file's `metric` column.
 pub fn rollup_metric_name(metric: Metric) -> &'static str {
-    static UNIQUE_CONTACTS_NAME: &str = UNIQUE_CONTACTS;
     match metric {
-        Metric::UniqueMonthlyContacts => UNIQUE_CONTACTS_NAME,
+        Metric::UniqueMonthlyContacts => UNIQUE_CONTACTS,
         other => other.as_str(),
     }
 }
@@ -253,7 +251,7 @@ pub enum RowGroup {
 /// A platform's name, shared by the rows that name it. One pointer wide
 /// (an `Arc<str>` is two): with it a [`RowGroup`] takes 16 bytes and a
 /// [`RollupRow`] 48. Equal when the names are.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PlatformName(Arc<String>);
 
 impl PlatformName {
