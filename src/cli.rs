@@ -228,6 +228,14 @@ pub struct RunArgs {
     #[arg(long, env = "MAX_ENTRIES_IN_MEMORY", default_value_t = 250_000, value_parser = clap::value_parser!(u64).range(1_000..=1_000_000_000))]
     pub max_entries_in_memory: u64,
 
+    /// A monthly, quarterly or yearly rollup bucket heavier than this is
+    /// computed and written in batches of accounts of about this weight, to
+    /// bound a night's memory late in a year or on a shard of many accounts.
+    /// A bucket weighs what its previous part's values sum to, plus 16 a row
+    /// (a distinct count's value is its id list's length).
+    #[arg(long, env = "ROLLUP_BATCH_WEIGHT", default_value_t = crate::rollup::DEFAULT_BATCH_WEIGHT, value_name = "W", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rollup_batch_weight: u64,
+
     /// Longest wait for one connection to the source (e.g. 10s, 500ms); a
     /// refused connection or unknown host fails at once.
     #[arg(long, env = "SOURCE_CONNECT_TIMEOUT", default_value = "10s", value_name = "DUR", value_parser = parse_duration)]
@@ -359,6 +367,7 @@ impl RunArgs {
             dry_run: self.dry_run,
             spill_dir: self.spill_dir.unwrap_or_else(std::env::temp_dir),
             max_entries_in_memory: self.max_entries_in_memory as usize,
+            rollup_batch_weight: self.rollup_batch_weight,
             source_settings: SourceSettings {
                 connect_timeout: self.connect_timeout,
                 statement_timeout: self.statement_timeout,

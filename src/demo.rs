@@ -98,6 +98,7 @@ pub async fn demo(config: &DemoConfig, gate: &crate::warehouse::gate::WriteGate)
             dry_run: false,
             spill_dir: std::env::temp_dir(),
             max_entries_in_memory: 250_000,
+            rollup_batch_weight: crate::rollup::DEFAULT_BATCH_WEIGHT,
             source_settings: Default::default(),
             store: Default::default(),
             pushgateway: None,

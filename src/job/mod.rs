@@ -128,6 +128,8 @@ pub struct RunConfig {
     pub dry_run: bool,
     pub spill_dir: PathBuf,
     pub max_entries_in_memory: usize,
+    /// See `rollup::RefreshScope::batch_weight`.
+    pub rollup_batch_weight: u64,
     pub source_settings: SourceSettings,
     pub store: StoreSettings,
     /// Where to push the run's metrics when it ends.
@@ -186,6 +188,9 @@ pub struct RunReport {
     pub rollups: BTreeMap<&'static str, u64>,
     /// Rollup parts recomputed whose rows did not change (not written).
     pub rollups_unchanged: u64,
+    /// Rollup parts computed and written in batches of accounts
+    /// (`--rollup-batch-weight`).
+    pub rollups_batched: u64,
     pub late_days: Vec<NaiveDate>,
     pub elapsed: Duration,
     pub warehouse: String,
@@ -431,6 +436,7 @@ async fn work(
             days: Vec::new(),
             rollups: BTreeMap::new(),
             rollups_unchanged: 0,
+            rollups_batched: 0,
             late_days: plan.late_days,
             elapsed: started.elapsed(),
             warehouse: warehouse.url().to_string(),
@@ -542,11 +548,13 @@ async fn work(
         // Taken under the lease, so of two runs over one account the one
         // that refreshes later has the later stamp.
         refreshed_at: Utc::now().timestamp_micros(),
+        batch_weight: config.rollup_batch_weight,
     };
     let rollups = rollup::refresh(warehouse, scope).await?;
     tracing::info!(
         parts_written = rollups.files.values().sum::<u64>(),
         parts_unchanged = rollups.unchanged,
+        parts_batched = rollups.batched,
         elapsed_ms = rollup_started.elapsed().as_millis() as u64,
         daily_ms = rollups.daily_ms,
         coarse_ms = rollups.coarse_ms,
@@ -606,6 +614,7 @@ async fn work(
         days,
         rollups: rollups.files,
         rollups_unchanged: rollups.unchanged,
+        rollups_batched: rollups.batched,
         late_days: plan.late_days,
         elapsed: started.elapsed(),
         warehouse: warehouse.url().to_string(),
@@ -1182,6 +1191,12 @@ impl RunReport {
             rollups.join(", "),
             self.rollups_unchanged
         ));
+        if self.rollups_batched > 0 {
+            out.push_str(&format!(
+                "rollup parts computed in batches of accounts: {}\n",
+                self.rollups_batched
+            ));
+        }
         out.push_str(&format!(
             "parquet: {}/<table>/dt=YYYY-MM-DD/*.parquet, {}/rollups/interval=*/period=*/part-*.parquet\n",
             self.warehouse, self.warehouse

@@ -153,6 +153,17 @@ const OVERLAP_IDS: usize = 1 << 20;
 /// The same for a part of more rows than this: a shard of 20,000 accounts
 /// (about a million rows a part) held two parts' rows at once.
 const OVERLAP_ROWS: usize = 400_000;
+/// The default of [`RefreshScope::batch_weight`]. A fleet night's monthly
+/// part (2,000 accounts, 1M messages a day) weighs 3.3M; a 20,000-account
+/// shard's in mid-March (250,000 messages a day), 13.6M; a yearly part of
+/// 2,000 accounts on the last night of a year of 100,000 messages a day,
+/// 53M.
+pub const DEFAULT_BATCH_WEIGHT: u64 = 8_000_000;
+/// What a row weighs in a batch, besides its value: the sum of a distinct
+/// count's values is its id list's length, and a row takes in memory about
+/// what 16 values' worth of ids do (48 bytes, and the sums' values are 3 to
+/// 5 times the ids).
+const ROW_WEIGHT: u64 = 16;
 /// A row group is closed at the first account boundary past this many
 /// rows: small enough that a reader of one account decodes a few
 /// milliseconds of others' rows, large enough that a part of a fleet's
@@ -297,63 +308,139 @@ impl OldValues {
 }
 
 /// Encodes a part: `buckets` sorted by account, one account never split
-/// over two row groups. The row groups are encoded on two threads, each
-/// taking the next group not yet taken and building its columns; what is
-/// held besides `buckets` is those and the encoded chunks, about the part's
-/// size, until they are written in order. Groups are taken, not dealt in
-/// halves: a fleet's first accounts hold most of its ids, and the first
-/// group of a 2,000-account part cost as much to encode as the next four,
-/// so the first half took 12.7 ms where the second took 7.6.
+/// over two row groups ([`PartWriter`] with every account at once).
 pub fn encode(key: &RollupKey, buckets: &[AccountBucket]) -> Result<Bytes> {
-    let rel = key.relative();
-    let parquet_err = |source| warehouse::Error::Parquet {
-        key: rel.clone(),
+    let mut writer = PartWriter::new(key)?;
+    writer.push(buckets.to_vec())?;
+    writer.finish()
+}
+
+/// A part written a batch of accounts at a time, in account order: each
+/// row group is encoded as soon as its accounts are in, so what is held is
+/// the encoded bytes and the accounts of one group not yet full. Groups
+/// are cut as [`row_groups`] cuts the whole part, so the file is the same
+/// whatever the batches.
+///
+/// A push's full groups are encoded on two threads, each taking the next
+/// group not yet taken and building its columns. Groups are taken, not
+/// dealt in halves: a fleet's first accounts hold most of its ids, and the
+/// first group of a 2,000-account part cost as much to encode as the next
+/// four, so the first half took 12.7 ms where the second took 7.6.
+struct PartWriter {
+    rel: String,
+    file: parquet::file::writer::SerializedFileWriter<Vec<u8>>,
+    columns: parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory,
+    waiting: Vec<AccountBucket>,
+    groups_written: usize,
+}
+
+impl PartWriter {
+    fn new(key: &RollupKey) -> Result<Self> {
+        let rel = key.relative();
+        let writer =
+            ArrowWriter::try_new(Vec::new(), schema(), Some(properties())).map_err(|e| parquet_error(&rel, e))?;
+        let (file, columns) = writer.into_serialized_writer().map_err(|e| parquet_error(&rel, e))?;
+        Ok(PartWriter {
+            rel,
+            file,
+            columns,
+            waiting: Vec::new(),
+            groups_written: 0,
+        })
+    }
+
+    /// The next accounts, all after those pushed before.
+    fn push(&mut self, buckets: Vec<AccountBucket>) -> Result<()> {
+        if self.waiting.is_empty() {
+            self.waiting = buckets;
+        } else {
+            self.waiting.extend(buckets);
+        }
+        let mut full = 0;
+        for group in row_groups(&self.waiting) {
+            if !group_is_full(group) {
+                break;
+            }
+            full += group.len();
+        }
+        if full > 0 {
+            let rest = self.waiting.split_off(full);
+            let done = std::mem::replace(&mut self.waiting, rest);
+            self.write_groups(&done)?;
+        }
+        Ok(())
+    }
+
+    /// The part's bytes, with the accounts still waiting as its last group.
+    fn finish(mut self) -> Result<Bytes> {
+        let waiting = std::mem::take(&mut self.waiting);
+        if !waiting.is_empty() || self.groups_written == 0 {
+            // An empty part still carries the schema (and one empty group).
+            self.write_groups(&waiting)?;
+        }
+        let rel = self.rel;
+        let out = self.file.into_inner().map_err(|e| parquet_error(&rel, e))?;
+        Ok(Bytes::from(out))
+    }
+
+    /// `buckets` as row groups, encoded on two threads and written in order.
+    fn write_groups(&mut self, buckets: &[AccountBucket]) -> Result<()> {
+        let mut groups: Vec<&[AccountBucket]> = row_groups(buckets).collect();
+        if groups.is_empty() {
+            groups.push(&[]);
+        }
+        let (rel, columns, first) = (&self.rel, &self.columns, self.groups_written);
+        let next = AtomicUsize::new(0);
+        let encode_taken = || -> Result<Vec<(usize, Vec<ArrowColumnChunk>)>> {
+            let mut encoded = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(group) = groups.get(i) else {
+                    return Ok(encoded);
+                };
+                let batch = group_batch(rel, group)?;
+                let writers = columns
+                    .create_column_writers(first + i)
+                    .map_err(|e| parquet_error(rel, e))?;
+                encoded.push((
+                    i,
+                    encode_columns(writers, SCHEMA.fields(), batch.columns()).map_err(|e| parquet_error(rel, e))?,
+                ));
+            }
+        };
+        let (mine, theirs) = std::thread::scope(|scope| {
+            let theirs = (groups.len() > 1).then(|| scope.spawn(encode_taken));
+            let mine = encode_taken();
+            (
+                mine,
+                theirs.map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))),
+            )
+        });
+        let mut encoded = mine?;
+        if let Some(theirs) = theirs {
+            encoded.extend(theirs?);
+        }
+        encoded.sort_unstable_by_key(|(i, _)| *i);
+        for (_, chunks) in encoded {
+            let mut row_group = self.file.next_row_group().map_err(|e| parquet_error(&self.rel, e))?;
+            for chunk in chunks {
+                chunk
+                    .append_to_row_group(&mut row_group)
+                    .map_err(|e| parquet_error(&self.rel, e))?;
+            }
+            row_group.close().map_err(|e| parquet_error(&self.rel, e))?;
+            self.groups_written += 1;
+        }
+        Ok(())
+    }
+}
+
+fn parquet_error(rel: &str, source: parquet::errors::ParquetError) -> Error {
+    warehouse::Error::Parquet {
+        key: rel.to_string(),
         source,
-    };
-    let mut out = Vec::new();
-    let writer = ArrowWriter::try_new(&mut out, schema(), Some(properties())).map_err(parquet_err)?;
-    let (mut file, columns) = writer.into_serialized_writer().map_err(parquet_err)?;
-    let mut groups: Vec<&[AccountBucket]> = row_groups(buckets).collect();
-    if groups.is_empty() {
-        // An empty part still carries the schema (and one empty group).
-        groups.push(&[]);
     }
-    let next = AtomicUsize::new(0);
-    let encode_taken = || -> Result<Vec<(usize, Vec<ArrowColumnChunk>)>> {
-        let mut encoded = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(group) = groups.get(i) else {
-                return Ok(encoded);
-            };
-            let batch = group_batch(&rel, group)?;
-            let writers = columns.create_column_writers(i).map_err(parquet_err)?;
-            encoded.push((
-                i,
-                encode_columns(writers, SCHEMA.fields(), batch.columns()).map_err(parquet_err)?,
-            ));
-        }
-    };
-    let (mine, theirs) = std::thread::scope(|scope| {
-        let theirs = scope.spawn(encode_taken);
-        let mine = encode_taken();
-        (
-            mine,
-            theirs.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-        )
-    });
-    let mut encoded = mine?;
-    encoded.extend(theirs?);
-    encoded.sort_unstable_by_key(|(i, _)| *i);
-    for (_, chunks) in encoded {
-        let mut row_group = file.next_row_group().map_err(parquet_err)?;
-        for chunk in chunks {
-            chunk.append_to_row_group(&mut row_group).map_err(parquet_err)?;
-        }
-        row_group.close().map_err(parquet_err)?;
-    }
-    file.close().map_err(parquet_err)?;
-    Ok(Bytes::from(out))
+    .into()
 }
 
 /// Column chunks of `arrays`, each by its own writer (one per field: every
@@ -393,6 +480,14 @@ fn row_groups(buckets: &[AccountBucket]) -> impl Iterator<Item = &[AccountBucket
         rest = tail;
         Some(group)
     })
+}
+
+/// Whether `group` (as [`row_groups`] cut it) ended at a limit, rather
+/// than at the end of the accounts it was cut from.
+fn group_is_full(group: &[AccountBucket]) -> bool {
+    let rows: usize = group.iter().map(|b| b.rows.len()).sum();
+    let ids: usize = group.iter().map(|b| b.ids.len()).sum();
+    rows >= ROW_GROUP_ROWS || ids >= ROW_GROUP_IDS
 }
 
 /// The columns of one row group.
@@ -947,9 +1042,32 @@ pub async fn read_accounts(
     period: NaiveDate,
     accounts: &[i64],
     with_ids: bool,
-) -> Result<(HashMap<i64, (ShardSpec, Arc<AccountBucket>)>, bool)> {
+) -> Result<(LatestRows, bool)> {
+    let parts: Vec<(ShardSpec, Option<Vec<Arc<AccountBucket>>>)> =
+        futures::stream::iter(parts_holding(view.counts, interval, period, accounts).into_iter().map(
+            |(key, ids)| async move {
+                Ok::<_, Error>((
+                    key.shard,
+                    read_part(warehouse, key, with_ids, Some(&ids), view.cache).await?,
+                ))
+            },
+        ))
+        .buffered(IO_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(latest_rows(parts))
+}
+
+/// The parts of `(interval, period)` of every shard count in `counts` that
+/// may hold `accounts`, each with those of them it may hold (sorted).
+fn parts_holding(
+    counts: &BTreeSet<u32>,
+    interval: Interval,
+    period: NaiveDate,
+    accounts: &[i64],
+) -> BTreeMap<RollupKey, Vec<i64>> {
     let mut wanted: BTreeMap<RollupKey, Vec<i64>> = BTreeMap::new();
-    for &count in view.counts {
+    for &count in counts {
         for &account in accounts {
             let shard = ShardSpec {
                 index: shard_of(account, count),
@@ -965,22 +1083,22 @@ pub async fn read_accounts(
                 .push(account);
         }
     }
-    let parts: Vec<(ShardSpec, Option<Vec<Arc<AccountBucket>>>)> =
-        futures::stream::iter(wanted.into_iter().map(|(key, mut ids)| {
-            ids.sort_unstable();
-            ids.dedup();
-            async move {
-                Ok::<_, Error>((
-                    key.shard,
-                    read_part(warehouse, key, with_ids, Some(&ids), view.cache).await?,
-                ))
-            }
-        }))
-        .buffered(IO_CONCURRENCY)
-        .try_collect()
-        .await?;
+    for ids in wanted.values_mut() {
+        ids.sort_unstable();
+        ids.dedup();
+    }
+    wanted
+}
+
+/// Each account's rows of a bucket, with the shard spec of the part they
+/// came from.
+pub type LatestRows = HashMap<i64, (ShardSpec, Arc<AccountBucket>)>;
+
+/// Of the parts read, each account's rows refreshed last, and whether any
+/// part was there at all.
+fn latest_rows(parts: Vec<(ShardSpec, Option<Vec<Arc<AccountBucket>>>)>) -> (LatestRows, bool) {
     let any_part = parts.iter().any(|(_, buckets)| buckets.is_some());
-    let mut out: HashMap<i64, (ShardSpec, Arc<AccountBucket>)> = HashMap::new();
+    let mut out: LatestRows = HashMap::new();
     for (shard, buckets) in parts {
         for bucket in buckets.into_iter().flatten() {
             match out.get(&bucket.account) {
@@ -991,7 +1109,52 @@ pub async fn read_accounts(
             }
         }
     }
-    Ok((out, any_part))
+    (out, any_part)
+}
+
+/// Finer parts a coarse bucket is built from, fetched once for all its
+/// batches of accounts (each batch decodes its own accounts' row groups).
+type FetchedParts = HashMap<RollupKey, Option<Bytes>>;
+
+/// The parts [`read_accounts`] would read for each of `to_read`, fetched.
+async fn fetch_parts(warehouse: &Warehouse, counts: &BTreeSet<u32>, to_read: &[PartToRead]) -> Result<FetchedParts> {
+    let keys: BTreeSet<RollupKey> = to_read
+        .iter()
+        .flat_map(|(child, p, ids)| parts_holding(counts, *child, *p, ids).into_keys())
+        .collect();
+    futures::stream::iter(
+        keys.into_iter()
+            .map(|key| async move { Ok::<_, Error>((key, warehouse.get(&key.relative()).await?)) }),
+    )
+    .buffered(IO_CONCURRENCY)
+    .try_collect()
+    .await
+}
+
+/// [`read_accounts`] (ids too) from parts already fetched.
+fn read_fetched_accounts(
+    fetched: &FetchedParts,
+    counts: &BTreeSet<u32>,
+    interval: Interval,
+    period: NaiveDate,
+    accounts: &[i64],
+) -> Result<(LatestRows, bool)> {
+    let parts = parts_holding(counts, interval, period, accounts)
+        .into_iter()
+        .map(|(key, ids)| {
+            let decoded = match fetched.get(&key).cloned().flatten() {
+                Some(bytes) => Some(
+                    decode(&key, bytes, true, Some(&ids))?
+                        .into_iter()
+                        .map(Arc::new)
+                        .collect(),
+                ),
+                None => None,
+            };
+            Ok((key.shard, decoded))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(latest_rows(parts))
 }
 
 /// What a reader of one account's bucket finds.
@@ -1119,6 +1282,11 @@ pub struct RefreshScope<'a> {
     /// row it writes; raised past the spec's last finished refresh if the
     /// clock is behind it, so a later refresh always stamps later.
     pub refreshed_at: UnixMicros,
+    /// A monthly, quarterly or yearly bucket whose old part weighs more
+    /// than this ([`ROW_WEIGHT`]) is computed and written in batches of
+    /// accounts of about this weight, so that a night late in a year, or of
+    /// a shard of many accounts, does not hold all its rows at once.
+    pub batch_weight: u64,
 }
 
 /// What a refresh wrote.
@@ -1128,6 +1296,9 @@ pub struct RefreshReport {
     pub files: BTreeMap<&'static str, u64>,
     /// Parts left as they were (their rows did not change).
     pub unchanged: u64,
+    /// Parts computed and written in batches of accounts
+    /// ([`RefreshScope::batch_weight`]).
+    pub batched: u64,
     /// Time spent on daily buckets (from the base grain) and on coarser ones.
     pub daily_ms: u64,
     pub coarse_ms: u64,
@@ -1286,102 +1457,196 @@ impl Parts<'_> {
         }
     }
 
+    /// Replaces the part of `(interval, period)` by one with `fresh` in
+    /// place of those accounts' rows (see [`Replacing`]); whether it was
+    /// written (else its rows were unchanged).
     async fn replace(
         &self,
         interval: Interval,
         period: NaiveDate,
-        mut fresh: Vec<AccountBucket>,
+        fresh: Vec<AccountBucket>,
         old: OldPart,
     ) -> Result<bool> {
-        let key = self.key(interval, period);
-        let warehouse = self.warehouse.clone();
-        // When parts of another count may hold these accounts too, rows must
-        // carry this run's stamp to win over theirs, even if unchanged.
-        let only_count = self.counts.len() == 1;
-        let refreshed_at = self.refreshed_at;
+        let replacing = self.replacing(interval, period, old).push(fresh, None).await?;
+        self.put_replaced(replacing).await
+    }
+
+    /// A replace of the part of `(interval, period)`, to which fresh
+    /// buckets are pushed a batch of accounts at a time.
+    fn replacing(&self, interval: Interval, period: NaiveDate, old: OldPart) -> Replacing {
         let gone: Vec<i64> = self.gone.get(&(interval, period)).cloned().unwrap_or_default();
-        let bytes = tokio::task::spawn_blocking(move || {
-            /// Where each account's rows come from, in account order.
-            enum Slot {
-                Fresh(AccountBucket),
-                /// Carried over unchanged (the refresh did not compute it).
-                Kept(i64),
-                /// Fresh, unless its old rows (ids too) are the same.
-                Compare(AccountBucket),
-            }
-            fresh.sort_by_key(|b| b.account);
-            let mut slots = Vec::with_capacity(old.values.accounts.len().max(fresh.len()));
-            let mut need_rows = Vec::new();
-            // A part is written even when it holds nobody (a coarser
-            // bucket then tells a part that was lost from an empty one), and
-            // when it loses an account whose rows must go.
-            let mut changed = old.bytes.is_none() || old.values.iter().any(|(a, _)| gone.contains(&a));
-            let mut olds = old.values.iter().filter(|(a, _)| !gone.contains(a)).peekable();
-            for mut new in fresh {
-                while let Some((account, _)) = olds.next_if(|(a, _)| *a < new.account) {
-                    need_rows.push(account);
-                    slots.push(Slot::Kept(account));
-                }
-                match olds.next_if(|(a, _)| *a == new.account) {
-                    Some((account, values)) if only_count && new.has_values(values) => {
-                        need_rows.push(account);
-                        slots.push(Slot::Compare(new));
-                    }
-                    was => {
-                        changed |= was.is_some() || !new.rows.is_empty();
-                        new.refreshed_at = refreshed_at;
-                        if !new.rows.is_empty() {
-                            slots.push(Slot::Fresh(new));
-                        }
-                    }
-                }
-            }
-            for (account, _) in olds {
-                need_rows.push(account);
-                slots.push(Slot::Kept(account));
-            }
-            // The old rows, ids too, of just the accounts that need them.
-            let mut with_ids: HashMap<i64, AccountBucket> = HashMap::new();
-            if let (false, Some(bytes)) = (need_rows.is_empty(), old.bytes) {
-                match decode(&key, bytes, true, Some(&need_rows)) {
-                    Ok(buckets) => with_ids.extend(buckets.into_iter().map(|b| (b.account, b))),
-                    Err(e @ Error::BadRollup { .. }) => {
-                        tracing::warn!(error = %e, "Replacing an unreadable rollup part.");
-                        changed = true;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            let mut merged: Vec<AccountBucket> = Vec::with_capacity(slots.len());
-            for slot in slots {
-                match slot {
-                    Slot::Fresh(new) => merged.push(new),
-                    Slot::Kept(account) => merged.extend(with_ids.remove(&account)),
-                    Slot::Compare(mut new) => match with_ids.remove(&new.account) {
-                        Some(o) if o.same_rows(&new) => merged.push(o),
-                        _ => {
-                            changed = true;
-                            new.refreshed_at = refreshed_at;
-                            merged.push(new);
-                        }
-                    },
-                }
-            }
-            if changed {
-                encode(&key, &merged).map(Some)
-            } else {
-                Ok(None)
-            }
-        })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
+        // A part is written even when it holds nobody (a coarser bucket then
+        // tells a part that was lost from an empty one), and when it loses
+        // an account whose rows must go.
+        let changed = old.bytes.is_none() || old.values.iter().any(|(a, _)| gone.contains(&a));
+        Replacing {
+            key: self.key(interval, period),
+            old,
+            next_old: 0,
+            gone,
+            // When parts of another count may hold these accounts too, rows
+            // must carry this run's stamp to win over theirs, even if unchanged.
+            only_count: self.counts.len() == 1,
+            refreshed_at: self.refreshed_at,
+            changed,
+            held: Vec::new(),
+            writer: None,
+        }
+    }
+
+    /// Writes the replaced part, unless its rows did not change.
+    async fn put_replaced(&self, replacing: Replacing) -> Result<bool> {
+        let key = replacing.key;
+        let bytes = tokio::task::spawn_blocking(move || replacing.finish())
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
         match bytes {
             Some(bytes) => {
-                warehouse.put(&key.relative(), bytes).await?;
+                self.warehouse.put(&key.relative(), bytes).await?;
                 Ok(true)
             }
             None => Ok(false),
         }
+    }
+}
+
+/// A part being replaced: each fresh account's rows take the place of its
+/// old ones, the old part's other accounts are carried over, and the rows
+/// are encoded as they come, in account order. An account whose values are
+/// unchanged is compared whole (ids too) with its old rows, and keeps them
+/// (and their stamp) when they are the same: a part whose rows would all be
+/// the same is not written.
+struct Replacing {
+    key: RollupKey,
+    old: OldPart,
+    /// The old part's accounts before this one are placed.
+    next_old: usize,
+    /// Accounts whose rows must go.
+    gone: Vec<i64>,
+    only_count: bool,
+    refreshed_at: UnixMicros,
+    changed: bool,
+    /// The rows placed while none has changed: encoded only once one has
+    /// (a rerun that changes nothing encodes nothing).
+    held: Vec<AccountBucket>,
+    writer: Option<PartWriter>,
+}
+
+impl Replacing {
+    /// Places `fresh` (accounts after any pushed before) and the old
+    /// part's other accounts before `upto` (every one left, when `None`),
+    /// on the blocking pool.
+    async fn push(mut self, fresh: Vec<AccountBucket>, upto: Option<i64>) -> Result<Self> {
+        tokio::task::spawn_blocking(move || {
+            self.place(fresh, upto)?;
+            Ok(self)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    fn place(&mut self, mut fresh: Vec<AccountBucket>, upto: Option<i64>) -> Result<()> {
+        /// Where each account's rows come from, in account order.
+        enum Slot {
+            Fresh(AccountBucket),
+            /// Carried over unchanged (the refresh did not compute it).
+            Kept(i64),
+            /// Fresh, unless its old rows (ids too) are the same.
+            Compare(AccountBucket),
+        }
+        fresh.sort_by_key(|b| b.account);
+        let olds = &self.old.values.accounts;
+        let values_of = |i: usize| &self.old.values.values[olds[i].1.clone()];
+        let mut slots = Vec::with_capacity(fresh.len());
+        let mut need_rows = Vec::new();
+        let mut next = self.next_old;
+        let carry_before = |slots: &mut Vec<Slot>, need_rows: &mut Vec<i64>, next: &mut usize, bound: Option<i64>| {
+            while *next < olds.len() && bound.is_none_or(|b| olds[*next].0 < b) {
+                let account = olds[*next].0;
+                *next += 1;
+                if !self.gone.contains(&account) {
+                    need_rows.push(account);
+                    slots.push(Slot::Kept(account));
+                }
+            }
+        };
+        for mut new in fresh {
+            carry_before(&mut slots, &mut need_rows, &mut next, Some(new.account));
+            let was = (next < olds.len() && olds[next].0 == new.account).then(|| {
+                next += 1;
+                next - 1
+            });
+            match was {
+                Some(i) if !self.gone.contains(&new.account) && self.only_count && new.has_values(values_of(i)) => {
+                    need_rows.push(new.account);
+                    slots.push(Slot::Compare(new));
+                }
+                was => {
+                    self.changed |= was.is_some() || !new.rows.is_empty();
+                    new.refreshed_at = self.refreshed_at;
+                    if !new.rows.is_empty() {
+                        slots.push(Slot::Fresh(new));
+                    }
+                }
+            }
+        }
+        carry_before(&mut slots, &mut need_rows, &mut next, upto);
+        self.next_old = next;
+        // The old rows, ids too, of just the accounts that need them.
+        let mut with_ids: HashMap<i64, AccountBucket> = HashMap::new();
+        if let (false, Some(bytes)) = (need_rows.is_empty(), &self.old.bytes) {
+            match decode(&self.key, bytes.clone(), true, Some(&need_rows)) {
+                Ok(buckets) => with_ids.extend(buckets.into_iter().map(|b| (b.account, b))),
+                Err(e @ Error::BadRollup { .. }) => {
+                    tracing::warn!(error = %e, "Replacing an unreadable rollup part.");
+                    self.changed = true;
+                    self.old.bytes = None;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut merged: Vec<AccountBucket> = Vec::with_capacity(slots.len());
+        for slot in slots {
+            match slot {
+                Slot::Fresh(new) => merged.push(new),
+                Slot::Kept(account) => merged.extend(with_ids.remove(&account)),
+                Slot::Compare(mut new) => match with_ids.remove(&new.account) {
+                    Some(o) if o.same_rows(&new) => merged.push(o),
+                    _ => {
+                        self.changed = true;
+                        new.refreshed_at = self.refreshed_at;
+                        merged.push(new);
+                    }
+                },
+            }
+        }
+        if !self.changed {
+            self.held.extend(merged);
+            return Ok(());
+        }
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self.writer.insert(PartWriter::new(&self.key)?),
+        };
+        if !self.held.is_empty() {
+            writer.push(std::mem::take(&mut self.held))?;
+        }
+        writer.push(merged)
+    }
+
+    /// The new part's bytes, unless its rows did not change.
+    fn finish(self) -> Result<Option<Bytes>> {
+        if !self.changed {
+            return Ok(None);
+        }
+        let mut writer = match self.writer {
+            Some(writer) => writer,
+            None => PartWriter::new(&self.key)?,
+        };
+        if !self.held.is_empty() {
+            writer.push(self.held)?;
+        }
+        writer.finish().map(Some)
     }
 }
 
@@ -1420,6 +1685,7 @@ pub async fn refresh(warehouse: &Warehouse, scope: RefreshScope<'_>) -> Result<R
             days: &days,
             own: scope.own,
             refreshed_at: scope.refreshed_at,
+            batch_weight: scope.batch_weight,
         };
         match refresh_days(warehouse, attempt, &accounts).await {
             Err(Error::LostPart {
@@ -1495,6 +1761,7 @@ struct RefreshOf<'a> {
     days: &'a Recomputed,
     own: &'a BTreeMap<NaiveDate, DayManifest>,
     refreshed_at: UnixMicros,
+    batch_weight: u64,
 }
 
 /// One pass of [`refresh`], over `scope.days`.
@@ -1636,45 +1903,100 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
                 let done = writing.take().expect("checked").finish().await?;
                 count(&mut report, done.0, done.1);
             }
-            let (fresh, old, done) = futures::try_join!(
-                coarse(
-                    &parts,
-                    &accounts,
-                    &members,
+            let old = parts.current(interval, period).await?;
+            // A week holds a week of ids whatever the history, and its cells
+            // feed the month as they are: never batched.
+            let budget = match interval {
+                Interval::Weekly => u64::MAX,
+                _ => scope.batch_weight,
+            };
+            let batches = weighed_batches(&accounts, &members, &old.values, budget);
+            replaced.insert((interval, period));
+            let big = if batches.len() > 1 {
+                // A bucket too big to hold at once is computed and written
+                // a batch of accounts at a time, the part written before the
+                // next bucket is computed. Its cells are still kept for a
+                // coarser bucket when the level keeps them: a quarter's
+                // cells held 22 MB on a year's last night at 2,000 accounts,
+                // and reading them back instead took longer (80 ms there,
+                // 300 ms on a 20,000-account night) than that saved.
+                if let Some((written_interval, written)) = Writing::finish_if_any(writing.take()).await? {
+                    count(&mut report, written_interval, written);
+                }
+                let fetched = fetch_parts(warehouse, &parts.counts, &to_read).await?;
+                let mut children = children;
+                let mut replacing = parts.replacing(interval, period, old);
+                for (n, batch) in batches.iter().enumerate() {
+                    let ids: BTreeSet<i64> = batch.iter().map(|i| accounts[*i].spec.id).collect();
+                    let batch_children: Children = ids.iter().filter_map(|a| children.remove_entry(a)).collect();
+                    let batch_reads: Vec<PartToRead> = to_read
+                        .iter()
+                        .map(|(child, p, of)| (*child, *p, of.iter().copied().filter(|a| ids.contains(a)).collect()))
+                        .filter(|(_, _, of): &PartToRead| !of.is_empty())
+                        .collect();
+                    let fresh = coarse(
+                        &parts,
+                        &accounts,
+                        batch,
+                        interval,
+                        period,
+                        batch_children,
+                        &batch_reads,
+                        just_computed.keeps(interval),
+                        &published,
+                        scope.days,
+                        Some(&fetched),
+                    )
+                    .await?;
+                    let upto = batches.get(n + 1).map(|next| accounts[next[0]].spec.id);
+                    let buckets = just_computed.keep(interval, period, fresh);
+                    replacing = replacing.push(buckets, upto).await?;
+                }
+                count(&mut report, interval, parts.put_replaced(replacing).await?);
+                report.batched += 1;
+                true
+            } else {
+                let (fresh, done) = futures::try_join!(
+                    coarse(
+                        &parts,
+                        &accounts,
+                        &members,
+                        interval,
+                        period,
+                        children,
+                        &to_read,
+                        just_computed.keeps(interval),
+                        &published,
+                        scope.days,
+                        None,
+                    ),
+                    Writing::finish_if_any(writing.take()),
+                )?;
+                if let Some((written_interval, written)) = done {
+                    count(&mut report, written_interval, written);
+                }
+                let buckets = just_computed.keep(interval, period, fresh);
+                let big = buckets.iter().map(|b| b.ids.len()).sum::<usize>() > OVERLAP_IDS
+                    || buckets.iter().map(|b| b.rows.len()).sum::<usize>() > OVERLAP_ROWS;
+                let replace = Writing {
                     interval,
                     period,
-                    children,
-                    &to_read,
-                    just_computed.keeps(interval),
-                    &published,
-                    scope.days,
-                ),
-                parts.current(interval, period),
-                Writing::finish_if_any(writing.take()),
-            )?;
-            if let Some((written_interval, written)) = done {
-                count(&mut report, written_interval, written);
-            }
-            let computed_ms = level.elapsed().as_millis() as u64;
-            let buckets = just_computed.keep(interval, period, fresh);
-            replaced.insert((interval, period));
-            let big = buckets.iter().map(|b| b.ids.len()).sum::<usize>() > OVERLAP_IDS
-                || buckets.iter().map(|b| b.rows.len()).sum::<usize>() > OVERLAP_ROWS;
-            let replace = Writing {
-                interval,
-                period,
-                future: Box::pin(parts.replace(interval, period, buckets, old)),
+                    future: Box::pin(parts.replace(interval, period, buckets, old)),
+                };
+                if big {
+                    let done = replace.finish().await?;
+                    count(&mut report, done.0, done.1);
+                } else {
+                    writing = Some(replace);
+                }
+                big
             };
-            if big {
-                let done = replace.finish().await?;
-                count(&mut report, done.0, done.1);
-            } else {
-                writing = Some(replace);
-            }
+            let computed_ms = level.elapsed().as_millis() as u64;
             tracing::debug!(
                 interval = interval.as_str(),
                 %period,
                 accounts = members.len(),
+                batches = batches.len(),
                 computed_ms,
                 written_before_the_next = big,
                 "Rollup bucket computed."
@@ -2021,6 +2343,39 @@ impl Writing<'_> {
     }
 }
 
+/// `members` (indices of `accounts`) in account order, cut into batches
+/// whose rows in the old part weigh about `budget` each ([`ROW_WEIGHT`]).
+/// One batch when they weigh no more than that (or the part is new).
+fn weighed_batches(accounts: &[Account], members: &[usize], old: &OldValues, budget: u64) -> Vec<Vec<usize>> {
+    let weights: HashMap<i64, u64> = old
+        .iter()
+        .map(|(account, values)| {
+            let sum: u64 = values.iter().map(|v| v.max(&0).unsigned_abs()).sum();
+            (account, sum + ROW_WEIGHT * values.len() as u64)
+        })
+        .collect();
+    let weight = |i: &usize| weights.get(&accounts[*i].spec.id).copied().unwrap_or(0);
+    if members.iter().map(weight).sum::<u64>() <= budget {
+        return vec![members.to_vec()];
+    }
+    let mut sorted = members.to_vec();
+    sorted.sort_by_key(|i| accounts[*i].spec.id);
+    let mut batches = Vec::new();
+    let (mut batch, mut weighs) = (Vec::new(), 0);
+    for i in sorted {
+        weighs += weight(&i);
+        batch.push(i);
+        if weighs >= budget {
+            batches.push(std::mem::take(&mut batch));
+            weighs = 0;
+        }
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
+
 /// The finer buckets' cells a coarse bucket is merged from, by account.
 type Children = HashMap<i64, Vec<Cells>>;
 
@@ -2115,11 +2470,16 @@ async fn coarse(
     keep: bool,
     published: &BTreeSet<NaiveDate>,
     recomputed: &Recomputed,
+    fetched: Option<&FetchedParts>,
 ) -> Result<Vec<Fresh>> {
     let now: HashMap<i64, &Account> = members.iter().map(|i| (accounts[*i].spec.id, &accounts[*i])).collect();
     let now = &now;
     let mut reads = futures::stream::iter(to_read.iter().map(|(child, p, ids)| async move {
-        match read_accounts(parts.warehouse, View::plain(&parts.counts), *child, *p, ids, true).await {
+        let read = match fetched {
+            Some(fetched) => read_fetched_accounts(fetched, &parts.counts, *child, *p, ids),
+            None => read_accounts(parts.warehouse, View::plain(&parts.counts), *child, *p, ids, true).await,
+        };
+        match read {
             Ok((_, false)) if could_hold_rows(accounts, published, *child, *p, ids) => {
                 Err(lost_part(parts, published, *child, *p, None))
             }
@@ -2337,6 +2697,140 @@ mod tests {
             }],
             ids,
         }
+    }
+
+    /// Accounts of many row groups: ids enough that groups close on
+    /// [`ROW_GROUP_IDS`], and rows enough that some close on
+    /// [`ROW_GROUP_ROWS`].
+    fn many_accounts() -> Vec<AccountBucket> {
+        (1..=400)
+            .map(|a| {
+                let mut b = bucket(a, 1, (0..(a * 137) % 2000).collect());
+                let row = b.rows[0].clone();
+                b.rows.extend(std::iter::repeat_n(row, (a as usize * 13) % 60));
+                b
+            })
+            .collect()
+    }
+
+    /// Pushed in batches of any size, a part is the bytes of the whole
+    /// pushed at once: its row groups are cut in the same places.
+    #[test]
+    fn a_part_written_in_batches_is_the_part_written_at_once() {
+        let key = key_of(Interval::Monthly);
+        let all = many_accounts();
+        let whole = encode(&key, &all).unwrap();
+        let groups = ParquetRecordBatchReaderBuilder::try_new(whole.clone())
+            .unwrap()
+            .metadata()
+            .num_row_groups();
+        assert!(groups > 3, "{groups} row groups");
+        for sizes in [vec![1], vec![7, 1, 50], vec![399], vec![150, 250]] {
+            let mut writer = PartWriter::new(&key).unwrap();
+            let mut rest = all.clone();
+            for size in sizes.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let tail = rest.split_off((*size).min(rest.len()));
+                writer.push(std::mem::replace(&mut rest, tail)).unwrap();
+            }
+            assert_eq!(writer.finish().unwrap(), whole, "batches of {sizes:?}");
+        }
+    }
+
+    /// Batches follow account order, weigh about the budget each (an account
+    /// never split), and are one batch when the whole weighs no more.
+    #[test]
+    fn batches_are_cut_by_the_old_parts_values() {
+        let account = |id| Account {
+            spec: AccountSpec {
+                id,
+                tz: Tz::UTC,
+                channels: Vec::new(),
+            },
+            platforms: cells::Platforms::of(&[]),
+        };
+        let accounts: Vec<Account> = [5, 1, 3, 2, 4].into_iter().map(account).collect();
+        let members: Vec<usize> = (0..accounts.len()).collect();
+        // Old values by account: 1 weighs 10 + 16, 2 weighs 1 + 16, 3 weighs
+        // 6 + 32 (two rows), 4 is new, 5 weighs 5 + 16.
+        let old = OldValues {
+            accounts: vec![(1, 0..1), (2, 1..2), (3, 2..4), (5, 4..5)],
+            values: vec![10, 1, 4, 2, 5],
+        };
+        let ids = |batches: Vec<Vec<usize>>| -> Vec<Vec<i64>> {
+            batches
+                .into_iter()
+                .map(|b| b.into_iter().map(|i| accounts[i].spec.id).collect())
+                .collect()
+        };
+        assert_eq!(
+            ids(weighed_batches(&accounts, &members, &old, 102)),
+            vec![vec![5, 1, 3, 2, 4]]
+        );
+        assert_eq!(
+            ids(weighed_batches(&accounts, &members, &old, 30)),
+            vec![vec![1, 2], vec![3], vec![4, 5]]
+        );
+        assert_eq!(
+            ids(weighed_batches(&accounts, &members, &old, 1)),
+            vec![vec![1], vec![2], vec![3], vec![4, 5]]
+        );
+    }
+
+    /// A replace pushed a batch at a time writes what one push writes:
+    /// each batch places the old part's other accounts before the next
+    /// batch's first, and the last batch the rest.
+    #[tokio::test]
+    async fn a_replace_in_batches_writes_what_one_replace_writes() {
+        let temp = TempWarehouse::new("replace-batches");
+        let day = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let parts = Parts {
+            warehouse: &temp.wh,
+            shard: ShardSpec::WHOLE,
+            counts: BTreeSet::from([1]),
+            refreshed_at: 2,
+            gone: BTreeMap::new(),
+        };
+        let old_rows = many_accounts();
+        let key = parts.key(Interval::Monthly, day);
+        let old_bytes = encode(&key, &old_rows).unwrap();
+        let old = || OldPart {
+            values: decode_values(&key, old_bytes.clone()).unwrap(),
+            bytes: Some(old_bytes.clone()),
+        };
+        // Every third account recomputed (every sixth with other ids), and
+        // two new ones.
+        let mut fresh: Vec<AccountBucket> = old_rows
+            .iter()
+            .filter(|b| b.account % 3 == 0)
+            .map(|b| match b.account % 6 {
+                0 => bucket(b.account, 2, vec![1, 2]),
+                _ => b.clone(),
+            })
+            .collect();
+        fresh.extend([bucket(1000, 1, vec![9]), bucket(1001, 1, vec![8])]);
+        let at_once = parts
+            .replacing(Interval::Monthly, day, old())
+            .push(fresh.clone(), None)
+            .await
+            .unwrap()
+            .finish()
+            .unwrap()
+            .expect("changed");
+        let mut replacing = parts.replacing(Interval::Monthly, day, old());
+        let batches: Vec<&[AccountBucket]> = fresh.chunks(9).collect();
+        for (n, batch) in batches.iter().enumerate() {
+            let upto = batches.get(n + 1).map(|next| next[0].account);
+            replacing = replacing.push(batch.to_vec(), upto).await.unwrap();
+        }
+        assert_eq!(replacing.finish().unwrap().expect("changed"), at_once);
+        let rows = decode(&key, at_once, true, None).unwrap();
+        assert_eq!(rows.len(), 402);
+        assert_eq!(rows.iter().find(|b| b.account == 6).unwrap().ids, vec![1, 2]);
+        let carried = decode(&key, old_bytes.clone(), true, Some(&[7])).unwrap();
+        assert_eq!(rows.iter().find(|b| b.account == 7).unwrap(), &carried[0]);
     }
 
     /// A replace keeps the rows of accounts it did not compute and of

@@ -409,8 +409,24 @@ async fn a_night_late_in_a_month_has_the_rows_a_backfill_computes_from_days() {
         .unwrap()
         .set_len(half)
         .unwrap();
+    // The same nights with every monthly, quarterly and yearly bucket
+    // computed and written an account at a time.
+    let (batched, batched_lost) = (dir.path().join("batched"), dir.path().join("batched-lost"));
+    common::copy_dir(&nightly, &batched);
+    common::copy_dir(&lost, &batched_lost);
     run(&nightly, &["--date", "2026-03-20"]);
     run(&lost, &["--date", "2026-03-20"]);
+    for warehouse in [&batched, &batched_lost] {
+        let out = seeded.run_into(warehouse, &["--date", "2026-03-20", "--rollup-batch-weight", "1"]);
+        // March, its quarter and its year at least (with lost parts, the
+        // buckets around them are recomputed too).
+        let batched: u64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("rollup parts computed in batches of accounts: "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(batched >= 3, "{out}");
+    }
     let key = RollupKey {
         interval: Interval::Monthly,
         period: wh::day("2026-03-01"),
@@ -426,7 +442,12 @@ async fn a_night_late_in_a_month_has_the_rows_a_backfill_computes_from_days() {
             .collect()
     };
     let from_days = rows(&backfilled);
-    for (case, other) in [("nightly", rows(&nightly)), ("lost parts", rows(&lost))] {
+    for (case, other) in [
+        ("nightly", rows(&nightly)),
+        ("lost parts", rows(&lost)),
+        ("batched", rows(&batched)),
+        ("batched, lost parts", rows(&batched_lost)),
+    ] {
         assert_eq!(
             from_days.keys().collect::<Vec<_>>(),
             other.keys().collect::<Vec<_>>(),
