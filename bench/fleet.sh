@@ -45,12 +45,21 @@
 #   Target: the 16-day backfill's peak <= 1.5x the 2-day one's (a refresh
 #   holds a bounded window of dates, whatever the shard's accounts).
 #
+# Year (not in the default CASES; about 12 minutes, and 25 GB of disk for
+#   the source's cluster): 2,000 accounts, YEAR_PER_DAY messages a day through 2025.
+#   One warehouse backfilled through 7 January, one through 30 December;
+#   the night of 8 January on copies of the first and the night of 31
+#   December on copies of the second, REPEAT times each, taking turns. A
+#   year's and a quarter's buckets grow through the year whatever the
+#   history: reports the two nights' time, refresh and peak RSS and their
+#   ratios (no target; bench/RESULTS.md, session 40).
+#
 #   bench/fleet.sh            REPEAT=5 (the history nights run 3x REPEAT: they are short); FLEET_PER_DAY=1000000;
 #                             LATE_PER_DAY=250000; HISTORY_PER_DAY=3000;
 #                             BENCH_DIR (default /tmp/account-usage-bench-fleet);
-#                             MEMORY_PER_DAY=250000;
+#                             MEMORY_PER_DAY=250000; YEAR_PER_DAY=100000;
 #                             CASES="fleet late history" to run some parts only
-#                             (add memory for the memory case);
+#                             (add memory or year for those cases);
 #                             BIN to time a binary already built (no build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +70,7 @@ FLEET_PER_DAY=${FLEET_PER_DAY:-1000000}
 LATE_PER_DAY=${LATE_PER_DAY:-250000}
 HISTORY_PER_DAY=${HISTORY_PER_DAY:-3000}
 MEMORY_PER_DAY=${MEMORY_PER_DAY:-250000}
+YEAR_PER_DAY=${YEAR_PER_DAY:-100000}
 CASES=${CASES:-fleet late history}
 
 if [ -z "${BIN:-}" ]; then
@@ -136,6 +146,16 @@ night_summary() {
   echo "  $name day_ms=${DAY_MS[$name]}refresh_ms=${REFRESH_MS[$name]% } (medians $day_ms and $refresh_ms)" >&2
 }
 
+# seeded_db DB ACCOUNTS DAYS START PER_DAY SEED: a new database DB seeded
+# with the generator's data and analyzed.
+seeded_db() {
+  local db=$1 accounts=$2 days=$3 start=$4 per_day=$5 seed=$6
+  q -d "$PG_URL_BASE/postgres" -c "CREATE DATABASE $db"
+  "$BIN" seed --source "$PG_URL_BASE/$db" --accounts "$accounts" --days "$days" --start "$start" \
+    --messages-per-day "$per_day" --seed "$seed" >/dev/null 2>&1
+  q -d "$PG_URL_BASE/$db" -c "VACUUM ANALYZE"
+}
+
 # two_fleets CASE PER_DAY DAYS: 50 and 2,000 accounts at PER_DAY messages a
 # day, seeded from 2026-03-01 for DAYS days, all but the last backfilled;
 # the night of the last day runs REPEAT times for each, the fleets taking
@@ -150,10 +170,7 @@ two_fleets() {
   printf '%-9s %8s %9s %14s %14s\n' accounts night_s rss_MiB rollup_objects other_objects
   for accounts in 50 2000; do
     db="$case$accounts"
-    q -d "$PG_URL_BASE/postgres" -c "CREATE DATABASE $db"
-    "$BIN" seed --source "$PG_URL_BASE/$db" --accounts "$accounts" --days "$days" --start 2026-03-01 \
-      --messages-per-day "$per_day" --seed 11 >/dev/null 2>&1
-    q -d "$PG_URL_BASE/$db" -c "VACUUM ANALYZE"
+    seeded_db "$db" "$accounts" "$days" 2026-03-01 "$per_day" 11
     "$BIN" run --source "$PG_URL_BASE/$db" --warehouse "$WORK/wh-$case-$accounts" \
       --from 2026-03-01 --to "$last_backfilled" >/dev/null 2>&1
   done
@@ -208,10 +225,7 @@ fi
 if [[ " $CASES " == *" history "* ]]; then
   echo "history: $HISTORY_PER_DAY messages a day over 50 accounts, the night of 2026-01-31 (REPEAT=$REPEAT)"
   db=history
-  q -d "$PG_URL_BASE/postgres" -c "CREATE DATABASE $db"
-  "$BIN" seed --source "$PG_URL_BASE/$db" --accounts 50 --days 1096 --start 2023-01-31 \
-    --messages-per-day "$HISTORY_PER_DAY" --seed 12 >/dev/null 2>&1
-  q -d "$PG_URL_BASE/$db" -c "VACUUM ANALYZE"
+  seeded_db "$db" 50 1096 2023-01-31 "$HISTORY_PER_DAY" 12
   t0=$(now)
   "$BIN" run --source "$PG_URL_BASE/$db" --warehouse "$WORK/wh-3y" --from 2023-01-31 --to 2026-01-30 \
     --parallel 2 >/dev/null 2>&1
@@ -249,6 +263,31 @@ if [[ " $CASES " == *" history "* ]]; then
   awk "BEGIN{exit !($q1 <= 20)}" || { echo "  target missed: q1 $q1 ms > 20 ms" >&2; status=1; }
   rm -rf "$WORK"/night-history-*
 fi
+if [[ " $CASES " == *" year "* ]]; then
+  echo "year: $YEAR_PER_DAY messages a day over 2,000 accounts through 2025, the nights of 8 January and 31 December (REPEAT=$REPEAT)"
+  db=year
+  seeded_db "$db" 2000 365 2025-01-01 "$YEAR_PER_DAY" 11
+  "$BIN" run --source "$PG_URL_BASE/$db" --warehouse "$WORK/wh-jan" --from 2025-01-01 --to 2025-01-07 >/dev/null 2>&1
+  cp -a "$WORK/wh-jan" "$WORK/wh-dec"
+  "$BIN" run --source "$PG_URL_BASE/$db" --warehouse "$WORK/wh-dec" --from 2025-01-08 --to 2025-12-30 \
+    --parallel 2 >/dev/null 2>&1
+  printf '%-9s %8s %9s %14s %14s\n' night night_s rss_MiB rollup_objects other_objects
+  copies year-jan "$WORK/wh-jan" "$REPEAT"
+  copies year-dec "$WORK/wh-dec" "$REPEAT"
+  settle
+  for _ in $(seq "$REPEAT"); do
+    night_once year-jan "$db" 2025-01-08
+    night_once year-dec "$db" 2025-12-31
+  done
+  night_summary year-jan
+  read -r jan_s jan_rss jan_refresh <<< "$night_s $night_rss $refresh_ms"
+  printf '%-9s %8s %9s %14s %14s\n' 01-08 "$night_s" "$night_rss" "$parts" "$others"
+  night_summary year-dec
+  printf '%-9s %8s %9s %14s %14s\n' 12-31 "$night_s" "$night_rss" "$parts" "$others"
+  echo "31 December / 8 January: night $(awk "BEGIN{printf \"%.2f\", $night_s / $jan_s}"), refresh $(awk "BEGIN{printf \"%.2f\", $refresh_ms / $jan_refresh}") ($jan_refresh and $refresh_ms ms), peak RSS $(awk "BEGIN{printf \"%.2f\", $night_rss / $jan_rss}") (reported, no target)"
+  rm -rf "$WORK"/night-year-* "$WORK"/wh-jan "$WORK"/wh-dec
+  q -d "$PG_URL_BASE/postgres" -c "DROP DATABASE $db"
+fi
 if [[ " $CASES " == *" memory "* ]]; then
   echo "memory: $MEMORY_PER_DAY messages a day, 2,000 and 20,000 accounts (REPEAT=$REPEAT)"
   # peak_mib CMD...: runs CMD (output dropped), prints its peak RSS in MiB.
@@ -258,10 +297,7 @@ if [[ " $CASES " == *" memory "* ]]; then
   }
   for accounts in 2000 20000; do
     days=$([ "$accounts" = 2000 ] && echo 3 || echo 17)
-    q -d "$PG_URL_BASE/postgres" -c "CREATE DATABASE memory$accounts"
-    "$BIN" seed --source "$PG_URL_BASE/memory$accounts" --accounts "$accounts" --days "$days" \
-      --start 2026-03-01 --messages-per-day "$MEMORY_PER_DAY" --seed 11 >/dev/null 2>&1
-    q -d "$PG_URL_BASE/memory$accounts" -c "VACUUM ANALYZE"
+    seeded_db "memory$accounts" "$accounts" "$days" 2026-03-01 "$MEMORY_PER_DAY" 11
   done
   settle
   short=$(peak_mib "$BIN" run --source "$PG_URL_BASE/memory20000" --warehouse "$WORK/wh-memory-2d" \
