@@ -703,6 +703,9 @@ fn decode_values(key: &RollupKey, bytes: Bytes) -> Result<OldValues> {
             at.end += 1;
         }
     }
+    // Held through the bucket's compute and write: no doubling's slack.
+    out.values.shrink_to_fit();
+    out.accounts.shrink_to_fit();
     Ok(out)
 }
 
@@ -1430,31 +1433,7 @@ impl Parts<'_> {
 
     /// [`Self::current`] from bytes already fetched.
     async fn decode_old(&self, interval: Interval, period: NaiveDate, bytes: Option<Bytes>) -> Result<OldPart> {
-        let key = self.key(interval, period);
-        let Some(bytes) = bytes else {
-            return Ok(OldPart {
-                values: OldValues::default(),
-                bytes: None,
-            });
-        };
-        let kept = bytes.clone();
-        let decoded = tokio::task::spawn_blocking(move || decode_values(&key, bytes))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))?;
-        match decoded {
-            Ok(values) => Ok(OldPart {
-                values,
-                bytes: Some(kept),
-            }),
-            Err(e @ Error::BadRollup { .. }) => {
-                tracing::warn!(error = %e, "Replacing an unreadable rollup part.");
-                Ok(OldPart {
-                    values: OldValues::default(),
-                    bytes: None,
-                })
-            }
-            Err(e) => Err(e),
-        }
+        old_part(self.key(interval, period), bytes).await
     }
 
     /// Replaces the part of `(interval, period)` by one with `fresh` in
@@ -1507,6 +1486,35 @@ impl Parts<'_> {
             }
             None => Ok(false),
         }
+    }
+}
+
+/// A part as it is before a refresh replaces it ([`Parts::current`]), from
+/// its bytes, its values decoded off the async workers.
+async fn old_part(key: RollupKey, bytes: Option<Bytes>) -> Result<OldPart> {
+    let Some(bytes) = bytes else {
+        return Ok(OldPart {
+            values: OldValues::default(),
+            bytes: None,
+        });
+    };
+    let kept = bytes.clone();
+    let decoded = tokio::task::spawn_blocking(move || decode_values(&key, bytes))
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?;
+    match decoded {
+        Ok(values) => Ok(OldPart {
+            values,
+            bytes: Some(kept),
+        }),
+        Err(e @ Error::BadRollup { .. }) => {
+            tracing::warn!(error = %e, "Replacing an unreadable rollup part.");
+            Ok(OldPart {
+                values: OldValues::default(),
+                bytes: None,
+            })
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -1799,6 +1807,44 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
         }
     };
 
+    let levels: Vec<(Interval, Interval, BTreeMap<NaiveDate, Vec<usize>>)> = [
+        (Interval::Weekly, Interval::Daily),
+        (Interval::Monthly, Interval::Daily),
+        (Interval::Quarterly, Interval::Monthly),
+        (Interval::Yearly, Interval::Quarterly),
+    ]
+    .into_iter()
+    .map(|(interval, from)| {
+        let mut periods: BTreeMap<NaiveDate, Vec<usize>> = BTreeMap::new();
+        for (account, dates) in dates.iter().enumerate() {
+            let mine: BTreeSet<NaiveDate> = dates
+                .iter()
+                .filter_map(|d| interval.period_of(*d).map(|p| p.0))
+                .collect();
+            for p in mine {
+                periods.entry(p).or_default().push(account);
+            }
+        }
+        (interval, from, periods)
+    })
+    .collect();
+    // Each coarse bucket's old part is fetched and its values decoded while
+    // the bucket before it is computed and written (the first's, while the
+    // daily buckets are; a batched bucket's successor's, once it is
+    // written): how a bucket is computed (in batches or not) depends on
+    // them, and neither an object store's round trip nor the decode (a few
+    // milliseconds a 2,000-account part) is waited for in turn.
+    let mut old_parts = levels
+        .iter()
+        .flat_map(|(interval, _, periods)| periods.keys().map(|p| parts.key(*interval, *p)));
+    let fetch_ahead = |key: Option<RollupKey>| {
+        key.map(|key| {
+            let warehouse = warehouse.clone();
+            tokio::spawn(async move { old_part(key, warehouse.get(&key.relative()).await?).await })
+        })
+    };
+    let mut next_old = fetch_ahead(old_parts.next());
+
     let started = std::time::Instant::now();
     // Daily buckets from the base grain, a window of dates at a time.
     let all: BTreeSet<NaiveDate> = dates.iter().flatten().copied().collect();
@@ -1856,26 +1902,12 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
     // published UTC day overlaps them) are read. Weeks come from days,
     // months from the weeks inside them and the days of the rest, quarters
     // from months, years from quarters, in that order.
-    for (interval, from) in [
-        (Interval::Weekly, Interval::Daily),
-        (Interval::Monthly, Interval::Daily),
-        (Interval::Quarterly, Interval::Monthly),
-        (Interval::Yearly, Interval::Quarterly),
-    ] {
-        let mut periods: BTreeMap<NaiveDate, Vec<usize>> = BTreeMap::new();
-        for (account, dates) in dates.iter().enumerate() {
-            let mine: BTreeSet<NaiveDate> = dates
-                .iter()
-                .filter_map(|d| interval.period_of(*d).map(|p| p.0))
-                .collect();
-            for p in mine {
-                periods.entry(p).or_default().push(account);
-            }
-        }
+    for (interval, from, periods) in &levels {
+        let (interval, from) = (*interval, *from);
         let feeds = matches!(interval, Interval::Weekly | Interval::Monthly | Interval::Quarterly);
         just_computed.start(interval, periods.len(), feeds);
         let level = std::time::Instant::now();
-        for (period, members) in periods {
+        for (&period, members) in periods {
             let (first, last) = interval.period_of(period).expect("not hourly");
             let touched: BTreeSet<NaiveDate> = members
                 .iter()
@@ -1885,7 +1917,7 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
                 &mut just_computed,
                 &published,
                 &accounts,
-                &members,
+                members,
                 &touched,
                 interval,
                 from,
@@ -1903,14 +1935,15 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
                 let done = writing.take().expect("checked").finish().await?;
                 count(&mut report, done.0, done.1);
             }
-            let old = parts.current(interval, period).await?;
+            let fetched_old = next_old.take().expect("one fetch a bucket, in order");
+            let old = fetched_old.await.map_err(|e| Error::Task(e.to_string()))??;
             // A week holds a week of ids whatever the history, and its cells
             // feed the month as they are: never batched.
             let budget = match interval {
                 Interval::Weekly => u64::MAX,
                 _ => scope.batch_weight,
             };
-            let batches = weighed_batches(&accounts, &members, &old.values, budget);
+            let batches = weighed_batches(&accounts, members, &old.values, budget);
             replaced.insert((interval, period));
             let big = if batches.len() > 1 {
                 // A bucket too big to hold at once is computed and written
@@ -1920,6 +1953,8 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
                 // cells held 22 MB on a year's last night at 2,000 accounts,
                 // and reading them back instead took longer (80 ms there,
                 // 300 ms on a 20,000-account night) than that saved.
+                // The next bucket's old part is fetched once this one is
+                // written, not held beside it.
                 if let Some((written_interval, written)) = Writing::finish_if_any(writing.take()).await? {
                     count(&mut report, written_interval, written);
                 }
@@ -1954,13 +1989,15 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
                 }
                 count(&mut report, interval, parts.put_replaced(replacing).await?);
                 report.batched += 1;
+                next_old = fetch_ahead(old_parts.next());
                 true
             } else {
+                next_old = fetch_ahead(old_parts.next());
                 let (fresh, done) = futures::try_join!(
                     coarse(
                         &parts,
                         &accounts,
-                        &members,
+                        members,
                         interval,
                         period,
                         children,
