@@ -308,8 +308,10 @@ impl OldValues {
 }
 
 /// Encodes a part: `buckets` sorted by account, one account never split
-/// over two row groups ([`PartWriter`] with every account at once).
-pub fn encode(key: &RollupKey, buckets: &[AccountBucket]) -> Result<Bytes> {
+/// over two row groups ([`PartWriter`] with every account at once; a
+/// refresh pushes them as they come).
+#[cfg(test)]
+fn encode(key: &RollupKey, buckets: &[AccountBucket]) -> Result<Bytes> {
     let mut writer = PartWriter::new(key)?;
     writer.push(buckets.to_vec())?;
     writer.finish()
