@@ -358,17 +358,21 @@ impl PartWriter {
         } else {
             self.waiting.extend(buckets);
         }
-        let mut full = 0;
-        for group in row_groups(&self.waiting) {
-            if !group_is_full(group) {
-                break;
-            }
-            full += group.len();
-        }
-        if full > 0 {
-            let rest = self.waiting.split_off(full);
+        let sizes: Vec<usize> = row_groups(&self.waiting)
+            .take_while(|(_, full)| *full)
+            .map(|(group, _)| group.len())
+            .collect();
+        if !sizes.is_empty() {
+            let rest = self.waiting.split_off(sizes.iter().sum());
             let done = std::mem::replace(&mut self.waiting, rest);
-            self.write_groups(&done)?;
+            let mut groups = Vec::with_capacity(sizes.len());
+            let mut tail = &done[..];
+            for size in sizes {
+                let (group, after) = tail.split_at(size);
+                groups.push(group);
+                tail = after;
+            }
+            self.write_groups(&groups)?;
         }
         Ok(())
     }
@@ -376,21 +380,21 @@ impl PartWriter {
     /// The part's bytes, with the accounts still waiting as its last group.
     fn finish(mut self) -> Result<Bytes> {
         let waiting = std::mem::take(&mut self.waiting);
-        if !waiting.is_empty() || self.groups_written == 0 {
+        let mut groups: Vec<&[AccountBucket]> = row_groups(&waiting).map(|(group, _)| group).collect();
+        if groups.is_empty() && self.groups_written == 0 {
             // An empty part still carries the schema (and one empty group).
-            self.write_groups(&waiting)?;
+            groups.push(&[]);
+        }
+        if !groups.is_empty() {
+            self.write_groups(&groups)?;
         }
         let rel = self.rel;
         let out = self.file.into_inner().map_err(|e| parquet_error(&rel, e))?;
         Ok(Bytes::from(out))
     }
 
-    /// `buckets` as row groups, encoded on two threads and written in order.
-    fn write_groups(&mut self, buckets: &[AccountBucket]) -> Result<()> {
-        let mut groups: Vec<&[AccountBucket]> = row_groups(buckets).collect();
-        if groups.is_empty() {
-            groups.push(&[]);
-        }
+    /// `groups` as row groups, encoded on two threads and written in order.
+    fn write_groups(&mut self, groups: &[&[AccountBucket]]) -> Result<()> {
         let (rel, columns, first) = (&self.rel, &self.columns, self.groups_written);
         let next = AtomicUsize::new(0);
         let encode_taken = || -> Result<Vec<(usize, Vec<ArrowColumnChunk>)>> {
@@ -465,8 +469,9 @@ fn encode_columns(
 }
 
 /// `buckets` cut into row groups at the first account boundary past
-/// [`ROW_GROUP_ROWS`] rows or [`ROW_GROUP_IDS`] id values.
-fn row_groups(buckets: &[AccountBucket]) -> impl Iterator<Item = &[AccountBucket]> {
+/// [`ROW_GROUP_ROWS`] rows or [`ROW_GROUP_IDS`] id values, each with whether
+/// it ended at such a limit (else at the end of `buckets`).
+fn row_groups(buckets: &[AccountBucket]) -> impl Iterator<Item = (&[AccountBucket], bool)> {
     let mut rest = buckets;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -480,16 +485,8 @@ fn row_groups(buckets: &[AccountBucket]) -> impl Iterator<Item = &[AccountBucket
         }
         let (group, tail) = rest.split_at(end);
         rest = tail;
-        Some(group)
+        Some((group, rows >= ROW_GROUP_ROWS || ids >= ROW_GROUP_IDS))
     })
-}
-
-/// Whether `group` (as [`row_groups`] cut it) ended at a limit, rather
-/// than at the end of the accounts it was cut from.
-fn group_is_full(group: &[AccountBucket]) -> bool {
-    let rows: usize = group.iter().map(|b| b.rows.len()).sum();
-    let ids: usize = group.iter().map(|b| b.ids.len()).sum();
-    rows >= ROW_GROUP_ROWS || ids >= ROW_GROUP_IDS
 }
 
 /// The columns of one row group.
@@ -3139,7 +3136,7 @@ mod tests {
             bucket(3, 1, vec![1]),
         ];
         let groups: Vec<Vec<i64>> = row_groups(&buckets)
-            .map(|g| g.iter().map(|b| b.account).collect())
+            .map(|(group, _)| group.iter().map(|b| b.account).collect())
             .collect();
         assert_eq!(groups, vec![vec![1, 2], vec![3]]);
         let key = key_of(Interval::Daily);
@@ -3191,7 +3188,7 @@ mod tests {
             bucket(3, 1, vec![9]),
             bucket(4, 1, vec![9]),
         ];
-        let sizes: Vec<usize> = row_groups(&buckets).map(<[AccountBucket]>::len).collect();
+        let sizes: Vec<usize> = row_groups(&buckets).map(|(group, _)| group.len()).collect();
         assert_eq!(sizes, [2, 2]);
         let (key, bytes, groups) = encoded(&buckets);
         assert_eq!(groups, 2);
