@@ -45,14 +45,16 @@
 #   Target: the 16-day backfill's peak <= 1.5x the 2-day one's (a refresh
 #   holds a bounded window of dates, whatever the shard's accounts).
 #
-# Year (not in the default CASES; about 12 minutes, and 25 GB of disk for
-#   the source's cluster): 2,000 accounts, YEAR_PER_DAY messages a day through 2025.
-#   One warehouse backfilled through 7 January, one through 30 December;
-#   the night of 8 January on copies of the first and the night of 31
-#   December on copies of the second, REPEAT times each, taking turns. A
-#   year's and a quarter's buckets grow through the year whatever the
-#   history: reports the two nights' time, refresh and peak RSS and their
-#   ratios (no target; bench/RESULTS.md, session 40).
+# Year (not in the default CASES; about 15 minutes, and 25 GB of disk for
+#   the source's cluster): 2,000 accounts, YEAR_PER_DAY messages a day
+#   through 2025 and on 1 January 2026. One warehouse backfilled through 7
+#   January, one through 30 December, one through 31 December; the night
+#   of 8 January on copies of the first, of 31 December on copies of the
+#   second and of 1 January 2026 (the night that closes 2025's fourth
+#   quarter and year, and writes their parts) on copies of the third,
+#   REPEAT times each, taking turns. Reports each night's time, refresh and
+#   peak RSS, and their ratios to 8 January's (no target; bench/RESULTS.md,
+#   sessions 40 and 41).
 #
 #   bench/fleet.sh            REPEAT=5 (the history nights run 3x REPEAT: they are short); FLEET_PER_DAY=1000000;
 #                             LATE_PER_DAY=250000; HISTORY_PER_DAY=3000;
@@ -264,28 +266,34 @@ if [[ " $CASES " == *" history "* ]]; then
   rm -rf "$WORK"/night-history-*
 fi
 if [[ " $CASES " == *" year "* ]]; then
-  echo "year: $YEAR_PER_DAY messages a day over 2,000 accounts through 2025, the nights of 8 January and 31 December (REPEAT=$REPEAT)"
+  echo "year: $YEAR_PER_DAY messages a day over 2,000 accounts through 2025, the nights of 8 January, 31 December and 1 January 2026 (REPEAT=$REPEAT)"
   db=year
-  seeded_db "$db" 2000 365 2025-01-01 "$YEAR_PER_DAY" 11
+  seeded_db "$db" 2000 366 2025-01-01 "$YEAR_PER_DAY" 11
   "$BIN" run --source "$PG_URL_BASE/$db" --warehouse "$WORK/wh-jan" --from 2025-01-01 --to 2025-01-07 >/dev/null 2>&1
   cp -a "$WORK/wh-jan" "$WORK/wh-dec"
   "$BIN" run --source "$PG_URL_BASE/$db" --warehouse "$WORK/wh-dec" --from 2025-01-08 --to 2025-12-30 \
     --parallel 2 >/dev/null 2>&1
+  cp -a "$WORK/wh-dec" "$WORK/wh-close"
+  "$BIN" run --source "$PG_URL_BASE/$db" --warehouse "$WORK/wh-close" --date 2025-12-31 >/dev/null 2>&1
   printf '%-9s %8s %9s %14s %14s\n' night night_s rss_MiB rollup_objects other_objects
   copies year-jan "$WORK/wh-jan" "$REPEAT"
   copies year-dec "$WORK/wh-dec" "$REPEAT"
+  copies year-close "$WORK/wh-close" "$REPEAT"
   settle
   for _ in $(seq "$REPEAT"); do
     night_once year-jan "$db" 2025-01-08
     night_once year-dec "$db" 2025-12-31
+    night_once year-close "$db" 2026-01-01
   done
   night_summary year-jan
   read -r jan_s jan_rss jan_refresh <<< "$night_s $night_rss $refresh_ms"
   printf '%-9s %8s %9s %14s %14s\n' 01-08 "$night_s" "$night_rss" "$parts" "$others"
-  night_summary year-dec
-  printf '%-9s %8s %9s %14s %14s\n' 12-31 "$night_s" "$night_rss" "$parts" "$others"
-  echo "31 December / 8 January: night $(awk "BEGIN{printf \"%.2f\", $night_s / $jan_s}"), refresh $(awk "BEGIN{printf \"%.2f\", $refresh_ms / $jan_refresh}") ($jan_refresh and $refresh_ms ms), peak RSS $(awk "BEGIN{printf \"%.2f\", $night_rss / $jan_rss}") (reported, no target)"
-  rm -rf "$WORK"/night-year-* "$WORK"/wh-jan "$WORK"/wh-dec
+  for night in dec:12-31 close:2026-01-01; do
+    night_summary "year-${night%%:*}"
+    printf '%-9s %8s %9s %14s %14s\n' "${night#*:}" "$night_s" "$night_rss" "$parts" "$others"
+    echo "${night#*:} / 01-08: night $(awk "BEGIN{printf \"%.2f\", $night_s / $jan_s}"), refresh $(awk "BEGIN{printf \"%.2f\", $refresh_ms / $jan_refresh}") ($jan_refresh and $refresh_ms ms), peak RSS $(awk "BEGIN{printf \"%.2f\", $night_rss / $jan_rss}") (reported, no target)"
+  done
+  rm -rf "$WORK"/night-year-* "$WORK"/wh-jan "$WORK"/wh-dec "$WORK"/wh-close
   q -d "$PG_URL_BASE/postgres" -c "DROP DATABASE $db"
 fi
 if [[ " $CASES " == *" memory "* ]]; then

@@ -9,10 +9,13 @@
 //!
 //! - Bucket rows come from the files of the query's buckets (UMC: of its
 //!   months): stored group values, or unions and sums of channel rows when a
-//!   channel filter applies.
-//! - Totals come from the fewest whole buckets that cover the range: the
-//!   stored values when one bucket covers it, unions of channel id lists
-//!   otherwise; distinct totals are never sums.
+//!   channel filter applies. A quarter or a year whose period has not closed
+//!   (or whose closing run has not finished) has no part to read: its row
+//!   is the union of the closed quarters and months that cover it.
+//! - Totals come from the fewest whole buckets that cover the range (a
+//!   quarter or a year only once closed): the stored values when one bucket
+//!   covers it, unions of channel id lists otherwise; distinct totals are
+//!   never sums.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
@@ -35,11 +38,13 @@ type BucketKey = (Interval, NaiveDate);
 /// The rollup buckets one metric needs.
 struct Plan {
     buckets: Buckets,
-    rows: Vec<BucketKey>,
+    /// Each of the query's buckets: its own part's bucket, or (an open
+    /// quarter or year) the buckets that cover it.
+    rows: Vec<Vec<BucketKey>>,
     cover: Vec<BucketKey>,
 }
 
-fn plan(query: &Query, metric: Metric) -> Plan {
+fn plan(query: &Query, metric: Metric, closed: impl Fn(Interval, NaiveDate) -> bool) -> Plan {
     let key = |interval, period| (interval, period);
     let (buckets, interval, first, last) = if metric == Metric::UniqueMonthlyContacts {
         let months = calendar::umc_months(query.tz, query.from, query.to);
@@ -52,9 +57,20 @@ fn plan(query: &Query, metric: Metric) -> Plan {
         (b, query.interval, query.from, query.to)
     };
     let rows = (0..buckets.len())
-        .map(|i| key(interval, calendar::local_date(&query.tz, buckets.edges[i])))
+        .map(|i| {
+            let period = calendar::local_date(&query.tz, buckets.edges[i]);
+            match interval.period_of(period) {
+                Some((a, b)) if rollup::cells::written_when_closed(interval) && !closed(interval, period) => {
+                    cover(a, b, &closed)
+                }
+                _ => vec![key(interval, period)],
+            }
+        })
         .collect();
-    let cover = cover(first, last).into_iter().map(|(i, p)| key(i, p)).collect();
+    let cover = cover(first, last, &closed)
+        .into_iter()
+        .map(|(i, p)| key(i, p))
+        .collect();
     Plan { buckets, rows, cover }
 }
 
@@ -69,10 +85,13 @@ pub fn matches(query: &Query, account_zone: Tz) -> bool {
 }
 
 /// The report from rollups, or `None` when they cannot answer it exactly.
-/// `refreshing` holds the days of refreshes under way (dirty markers).
+/// `published` holds the published days and `refreshing` those of
+/// refreshes under way (dirty markers).
+#[allow(clippy::too_many_arguments)]
 pub async fn try_answer(
     warehouse: &Warehouse,
     view: rollup::View<'_>,
+    published: &BTreeSet<NaiveDate>,
     refreshing: &BTreeSet<NaiveDate>,
     query: &Query,
     account_zone: Tz,
@@ -91,14 +110,19 @@ pub async fn try_answer(
         .into_iter()
         .filter(|m| query.metrics.contains(m) && *m != Metric::Channels)
         .collect();
+    // A quarter's or a year's part is read once the run that closed its
+    // period has finished: until then, its quarters and months answer.
+    let closed = |interval, period| {
+        rollup::cells::closing_day(published, interval, period).is_some_and(|day| !refreshing.contains(&day))
+    };
     // Every metric but UMC has the query's buckets: planned once.
     let umc_plan = metrics
         .contains(&Metric::UniqueMonthlyContacts)
-        .then(|| plan(query, Metric::UniqueMonthlyContacts));
+        .then(|| plan(query, Metric::UniqueMonthlyContacts, closed));
     let interval_plan = metrics
         .iter()
         .find(|m| **m != Metric::UniqueMonthlyContacts)
-        .map(|m| plan(query, *m));
+        .map(|m| plan(query, *m, closed));
     let plans: Vec<(Metric, &Plan)> = metrics
         .iter()
         .filter_map(|m| {
@@ -113,8 +137,10 @@ pub async fn try_answer(
     // A bucket is read with its id lists only when unions need them.
     let mut wanted: BTreeMap<BucketKey, bool> = BTreeMap::new();
     for (_, p) in &plans {
-        for k in &p.rows {
-            *wanted.entry(*k).or_default() |= query.channels.is_some();
+        for keys in &p.rows {
+            for k in keys {
+                *wanted.entry(*k).or_default() |= query.channels.is_some() || keys.len() > 1;
+            }
         }
         for k in &p.cover {
             *wanted.entry(*k).or_default() |= query.channels.is_some() || p.cover.len() > 1;
@@ -273,14 +299,14 @@ fn metric_values(
         }
     };
     let mut bucket_all = Vec::with_capacity(n);
-    for (i, key) in plan.rows.iter().enumerate() {
-        if query.channels.is_none() {
+    for (i, keys) in plan.rows.iter().enumerate() {
+        if let ([key], None) = (keys.as_slice(), &query.channels) {
             for (g, v) in stored(&files[key]) {
                 set(&mut cells, g, i, v);
             }
             bucket_all.push(stored_all(&files[key]));
         } else {
-            let (groups, all) = unions(std::slice::from_ref(key));
+            let (groups, all) = unions(keys);
             for (g, acc) in groups {
                 set(&mut cells, g, i, acc.value());
             }

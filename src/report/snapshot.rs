@@ -220,6 +220,7 @@ impl Snapshot {
             match rollups::try_answer(
                 &self.warehouse,
                 view,
+                &self.published,
                 &self.refreshing,
                 &query,
                 account_tz,

@@ -10,13 +10,19 @@
 //!     ──► daily parts from the base grain of the UTC days around them
 //!     ──► weekly parts from daily ones, monthly ones from the weeks inside
 //!         the month and the days of the rest
-//!     ──► quarterly parts from monthly ones, yearly from quarterly ones
+//!     ──► quarterly parts from monthly ones, yearly from quarterly ones,
+//!         of closed periods only
 //! ```
 //!
 //! What must always hold:
 //! - a run recomputes only the buckets that contain a local date overlapping
 //!   a UTC day it processed, and writes one part per (interval, period) it
 //!   touches, so a night's cost grows with neither history nor accounts;
+//! - but a quarter or a year is written only once its period has closed
+//!   ([`cells::closing_day`]): the run that publishes the first day after it
+//!   computes it for every account, and no part of an open period exists
+//!   (one an earlier build wrote is deleted), so readers answer an open
+//!   period from its months and closed quarters, which are always current;
 //! - a part is replaced by one put (never half-written); the accounts a run
 //!   does not refresh are carried over unchanged, and a part whose rows would
 //!   not change is not written, so reruns are idempotent;
@@ -1806,6 +1812,10 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
         }
     };
 
+    // Parts of open periods the refresh touched: none is written, and one
+    // an earlier build wrote (every night, open or not) is deleted, as it
+    // would not be kept up to date.
+    let mut open_parts: Vec<String> = Vec::new();
     let levels: Vec<(Interval, Interval, BTreeMap<NaiveDate, Vec<usize>>)> = [
         (Interval::Weekly, Interval::Daily),
         (Interval::Monthly, Interval::Daily),
@@ -1822,6 +1832,23 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
                 .collect();
             for p in mine {
                 periods.entry(p).or_default().push(account);
+            }
+        }
+        if cells::written_when_closed(interval) {
+            // An open period is not written; one this pass closes is, for
+            // every account (the night that closes a quarter touches only
+            // the accounts west of UTC there).
+            periods.retain(|p, _| {
+                let closed = cells::closing_day(&published, interval, *p).is_some();
+                if !closed {
+                    open_parts.push(parts.key(interval, *p).relative());
+                }
+                closed
+            });
+            for day in &scope.days.all {
+                for p in cells::closed_on(&published, interval, *day) {
+                    periods.insert(p, (0..accounts.len()).collect());
+                }
             }
         }
         (interval, from, periods)
@@ -1942,7 +1969,24 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
                 Interval::Weekly => u64::MAX,
                 _ => scope.batch_weight,
             };
-            let batches = weighed_batches(&accounts, members, &old.values, budget);
+            let mut weights = Weights::new();
+            add_weights(&mut weights, &old.values);
+            // A quarter's or a year's first part (the night that closes it)
+            // has no old part to weigh: the finer parts it is built from
+            // that are in the store are weighed instead (a bound on what
+            // they union to), and read once for it.
+            let mut fetched_children = None;
+            if old.bytes.is_none() && cells::written_when_closed(interval) && budget != u64::MAX {
+                let fetched = fetch_parts(warehouse, &parts.counts, &to_read).await?;
+                for (key, bytes) in &fetched {
+                    // An unreadable one is found again, and rebuilt, below.
+                    if let Some(Ok(values)) = bytes.clone().map(|b| decode_values(key, b)) {
+                        add_weights(&mut weights, &values);
+                    }
+                }
+                fetched_children = Some(fetched);
+            }
+            let batches = weighed_batches(&accounts, members, &weights, budget);
             replaced.insert((interval, period));
             let big = if batches.len() > 1 {
                 // A bucket too big to hold at once is computed and written
@@ -1957,7 +2001,10 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
                 if let Some((written_interval, written)) = Writing::finish_if_any(writing.take()).await? {
                     count(&mut report, written_interval, written);
                 }
-                let fetched = fetch_parts(warehouse, &parts.counts, &to_read).await?;
+                let fetched = match fetched_children {
+                    Some(fetched) => fetched,
+                    None => fetch_parts(warehouse, &parts.counts, &to_read).await?,
+                };
                 let mut children = children;
                 let mut replacing = parts.replacing(interval, period, old);
                 for (n, batch) in batches.iter().enumerate() {
@@ -2004,7 +2051,7 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
                         just_computed.keeps(interval),
                         &published,
                         scope.days,
-                        None,
+                        fetched_children.as_ref(),
                     ),
                     Writing::finish_if_any(writing.take()),
                 )?;
@@ -2061,6 +2108,7 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
             count(&mut report, *interval, written);
         }
     }
+    warehouse.delete_each(&open_parts).await?;
     report.coarse_ms = started.elapsed().as_millis() as u64;
     report.refreshed_at = refreshed_at;
     Ok(report)
@@ -2101,7 +2149,14 @@ fn former_zone_buckets(
         ] {
             let period = |d: &NaiveDate| interval.period_of(*d).expect("not hourly").0;
             let now: BTreeSet<NaiveDate> = computed.iter().map(period).collect();
-            for p in had.iter().map(period).collect::<BTreeSet<_>>().difference(&now) {
+            let had: BTreeSet<NaiveDate> = had
+                .iter()
+                .map(period)
+                .filter(|p| {
+                    !cells::written_when_closed(interval) || cells::closing_day(published, interval, *p).is_some()
+                })
+                .collect();
+            for p in had.difference(&now) {
                 out.entry((interval, *p)).or_default().push(account.spec.id);
             }
         }
@@ -2379,17 +2434,21 @@ impl Writing<'_> {
     }
 }
 
+/// What each account's rows of a part weigh ([`ROW_WEIGHT`]), by account.
+type Weights = HashMap<i64, u64>;
+
+/// Adds the weight of each account's rows in `values` to `weights`.
+fn add_weights(weights: &mut Weights, values: &OldValues) {
+    for (account, values) in values.iter() {
+        let sum: u64 = values.iter().map(|v| v.max(&0).unsigned_abs()).sum();
+        *weights.entry(account).or_default() += sum + ROW_WEIGHT * values.len() as u64;
+    }
+}
+
 /// `members` (indices of `accounts`) in account order, cut into batches
-/// whose rows in the old part weigh about `budget` each ([`ROW_WEIGHT`]).
-/// One batch when they weigh no more than that (or the part is new).
-fn weighed_batches(accounts: &[Account], members: &[usize], old: &OldValues, budget: u64) -> Vec<Vec<usize>> {
-    let weights: HashMap<i64, u64> = old
-        .iter()
-        .map(|(account, values)| {
-            let sum: u64 = values.iter().map(|v| v.max(&0).unsigned_abs()).sum();
-            (account, sum + ROW_WEIGHT * values.len() as u64)
-        })
-        .collect();
+/// whose rows weigh about `budget` each (`weights`: in the old part, or in
+/// the finer parts of a new one). One batch when they weigh no more.
+fn weighed_batches(accounts: &[Account], members: &[usize], weights: &Weights, budget: u64) -> Vec<Vec<usize>> {
     let weight = |i: &usize| weights.get(&accounts[*i].spec.id).copied().unwrap_or(0);
     if members.iter().map(weight).sum::<u64>() <= budget {
         return vec![members.to_vec()];
@@ -2791,10 +2850,14 @@ mod tests {
         let members: Vec<usize> = (0..accounts.len()).collect();
         // Old values by account: 1 weighs 10 + 16, 2 weighs 1 + 16, 3 weighs
         // 6 + 32 (two rows), 4 is new, 5 weighs 5 + 16.
-        let old = OldValues {
-            accounts: vec![(1, 0..1), (2, 1..2), (3, 2..4), (5, 4..5)],
-            values: vec![10, 1, 4, 2, 5],
-        };
+        let mut old = Weights::new();
+        add_weights(
+            &mut old,
+            &OldValues {
+                accounts: vec![(1, 0..1), (2, 1..2), (3, 2..4), (5, 4..5)],
+                values: vec![10, 1, 4, 2, 5],
+            },
+        );
         let ids = |batches: Vec<Vec<usize>>| -> Vec<Vec<i64>> {
             batches
                 .into_iter()
