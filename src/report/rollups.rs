@@ -24,9 +24,9 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 
+use super::distinct::DistinctCells;
 use super::engine::{self, AnsweredFrom, Group, GroupBy, Grouping, HashMap, Metric, MetricValues, Query, Report};
 use crate::aggregate::ChannelDim;
-use crate::aggregate::IdBuildHasher;
 use crate::calendar::{self, Buckets, Interval};
 use crate::rollup::cells::{RowGroup, cover};
 use crate::rollup::{self, AccountBucket, Lookup};
@@ -203,34 +203,6 @@ pub async fn try_answer(
     Ok(Some(report))
 }
 
-/// Distinct ids or a sum, per group.
-enum Acc {
-    Distinct(std::collections::HashSet<i64, IdBuildHasher>),
-    Sum(u64),
-}
-
-impl Acc {
-    fn new(distinct: bool) -> Self {
-        if distinct {
-            Acc::Distinct(Default::default())
-        } else {
-            Acc::Sum(0)
-        }
-    }
-    fn add(&mut self, value: u64, ids: Option<&[i64]>) {
-        match self {
-            Acc::Distinct(set) => set.extend(ids.into_iter().flatten()),
-            Acc::Sum(sum) => *sum += value,
-        }
-    }
-    fn value(&self) -> u64 {
-        match self {
-            Acc::Distinct(set) => set.len() as u64,
-            Acc::Sum(sum) => *sum,
-        }
-    }
-}
-
 /// A bucket's stored values of one metric, by the query's grouping.
 fn stored<'a>(
     file: &'a AccountBucket,
@@ -261,9 +233,14 @@ fn metric_values(
     let distinct = matches!(metric, Metric::UniqueMonthlyContacts | Metric::ActiveAgents);
     let stored = |file| stored(file, metric, query.group_by, grouping);
     // Channel rows (within the filter), grouped, plus all of them together.
-    let unions = |keys: &[BucketKey]| -> (HashMap<Group, Acc>, Acc) {
-        let mut groups: HashMap<Group, Acc> = HashMap::default();
-        let mut all = Acc::new(distinct);
+    // Distinct ids are counted in bitmaps: an open year's union of its
+    // quarters' and months' ids (3.3 million on the report benchmark's
+    // account) took 200 ms in hash sets.
+    let unions = |keys: &[BucketKey]| -> (Vec<(Group, u64)>, u64) {
+        let mut groups: Vec<Group> = Vec::new();
+        let mut index: HashMap<Group, usize> = HashMap::default();
+        let mut sums: Vec<u64> = Vec::new();
+        let mut ids = DistinctCells::new(1);
         for file in keys.iter().map(|k| &files[k]) {
             for r in file.rows.iter().filter(|r| r.metric == metric) {
                 let RowGroup::Channel(channel) = r.group else {
@@ -272,14 +249,30 @@ fn metric_values(
                 if query.channels.as_ref().is_some_and(|set| !set.contains(&channel)) {
                     continue;
                 }
-                groups
-                    .entry(grouping.of(channel))
-                    .or_insert_with(|| Acc::new(distinct))
-                    .add(r.value, file.ids_of(r));
-                all.add(r.value, file.ids_of(r));
+                let group = grouping.of(channel);
+                let g = match index.get(&group) {
+                    Some(g) => *g,
+                    None => {
+                        index.insert(group.clone(), groups.len());
+                        groups.push(group);
+                        sums.push(0);
+                        groups.len() - 1
+                    }
+                };
+                if distinct {
+                    ids.insert_all(g, 0, file.ids_of(r).unwrap_or_default());
+                } else {
+                    sums[g] += r.value;
+                }
             }
         }
-        (groups, all)
+        if distinct {
+            let counts = ids.finish(groups.len());
+            (groups.into_iter().zip(counts.totals).collect(), counts.grand)
+        } else {
+            let all = sums.iter().sum();
+            (groups.into_iter().zip(sums).collect(), all)
+        }
     };
 
     let stored_all = |file: &AccountBucket| {
@@ -307,10 +300,10 @@ fn metric_values(
             bucket_all.push(stored_all(&files[key]));
         } else {
             let (groups, all) = unions(keys);
-            for (g, acc) in groups {
-                set(&mut cells, g, i, acc.value());
+            for (g, value) in groups {
+                set(&mut cells, g, i, value);
             }
-            bucket_all.push(all.value());
+            bucket_all.push(all);
         }
     }
     let (totals, grand) = if query.channels.is_none() && plan.cover.len() == 1 {
@@ -318,7 +311,7 @@ fn metric_values(
         (stored(file).collect(), stored_all(file))
     } else {
         let (groups, all) = unions(&plan.cover);
-        (groups.into_iter().map(|(g, a)| (g, a.value())).collect(), all.value())
+        (groups.into_iter().collect(), all)
     };
     MetricValues {
         buckets: plan.buckets.clone(),

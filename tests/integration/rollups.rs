@@ -431,37 +431,27 @@ async fn a_night_late_in_a_month_has_the_rows_a_backfill_computes_from_days() {
         let out = seeded.run_into(warehouse, &["--date", "2026-03-20", "--rollup-batch-weight", "1"]);
         // March at least (with lost parts, the buckets around them are
         // recomputed too).
-        let batched: u64 = out
-            .lines()
-            .find_map(|l| l.strip_prefix("rollup parts computed in batches of accounts: "))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        assert!(batched >= 1, "{out}");
+        assert!(batched_parts(&out) >= 1, "{out}");
     }
-    let rows = part_rows;
-    let from_days = rows(&backfilled);
+    let from_days = part_rows(&backfilled);
     for (case, other) in [
-        ("nightly", rows(&nightly)),
-        ("lost parts", rows(&lost)),
-        ("batched", rows(&batched)),
-        ("batched, lost parts", rows(&batched_lost)),
+        ("nightly", &nightly),
+        ("lost parts", &lost),
+        ("batched", &batched),
+        ("batched, lost parts", &batched_lost),
     ] {
-        assert_eq!(
-            from_days.keys().collect::<Vec<_>>(),
-            other.keys().collect::<Vec<_>>(),
-            "{case}"
-        );
-        for (k, accounts) in &from_days {
-            assert_eq!(accounts, &other[k], "{case}: {k}");
-        }
+        assert_same_rows(&from_days, case, other);
     }
     let march = &from_days["rollups/interval=monthly/period=2026-03-01/part-s0of1.parquet"];
     assert_eq!(march.len(), 4, "every account has March rows");
 }
 
+/// Each account's rows, by rollup part.
+type PartRows = BTreeMap<String, Vec<(i64, Vec<rollup::cells::RollupRow>)>>;
+
 /// Decoded rows of every rollup part, by key: what two ways of computing
 /// them must agree on (stamps aside).
-fn part_rows(warehouse: &Path) -> BTreeMap<String, Vec<(i64, Vec<rollup::cells::RollupRow>)>> {
+fn part_rows(warehouse: &Path) -> PartRows {
     let key = RollupKey {
         interval: Interval::Monthly,
         period: wh::day("2026-03-01"),
@@ -474,6 +464,27 @@ fn part_rows(warehouse: &Path) -> BTreeMap<String, Vec<(i64, Vec<rollup::cells::
             (k, buckets.into_iter().map(|b| (b.account, b.rows)).collect())
         })
         .collect()
+}
+
+/// `warehouse` has the parts of `expected`, with the same rows.
+fn assert_same_rows(expected: &PartRows, case: &str, warehouse: &Path) {
+    let rows = part_rows(warehouse);
+    assert_eq!(
+        expected.keys().collect::<Vec<_>>(),
+        rows.keys().collect::<Vec<_>>(),
+        "{case}"
+    );
+    for (k, accounts) in expected {
+        assert_eq!(accounts, &rows[k], "{case}: {k}");
+    }
+}
+
+/// How many parts a run's output says it computed in batches of accounts.
+fn batched_parts(out: &str) -> u64 {
+    out.lines()
+        .find_map(|l| l.strip_prefix("rollup parts computed in batches of accounts: "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A quarter's and a year's parts are written on the night that closes
@@ -559,24 +570,11 @@ async fn quarters_and_years_are_written_when_they_close_and_answered_from_months
     common::copy_dir(&nightly, &batched);
     seeded.run(&["--date", "2026-01-01"]);
     let out = seeded.run_into(&batched, &["--date", "2026-01-01", "--rollup-batch-weight", "1"]);
-    let batches: u64 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("rollup parts computed in batches of accounts: "))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(batches >= 2, "the quarter and the year: {out}");
+    assert!(batched_parts(&out) >= 2, "the quarter and the year: {out}");
     seeded.run_into(&backfilled, &["--from", "2025-09-28", "--to", "2026-01-01"]);
     let from_backfill = part_rows(&backfilled);
     for (case, warehouse) in [("nightly", &nightly), ("batched", &batched)] {
-        let rows = part_rows(warehouse);
-        assert_eq!(
-            from_backfill.keys().collect::<Vec<_>>(),
-            rows.keys().collect::<Vec<_>>(),
-            "{case}"
-        );
-        for (k, accounts) in &from_backfill {
-            assert_eq!(accounts, &rows[k], "{case}: {k}");
-        }
+        assert_same_rows(&from_backfill, case, warehouse);
     }
     // Every account, though only New York's dates of the quarter and the
     // year overlap 2026-01-01 UTC.
