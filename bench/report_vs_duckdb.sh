@@ -27,7 +27,10 @@
 # printed and makes the exit status 1.
 #
 #   bench/report_vs_duckdb.sh     REPEAT=20 by default; BENCH_DIR to keep data elsewhere;
-#                                 REUSE=1 queries the warehouse a previous run left in BENCH_DIR
+#                                 REUSE=1 queries the warehouse a previous run left in BENCH_DIR;
+#                                 DAYS=367 ends the warehouse on 2025-12-31, so q1's year
+#                                 is still open: answered from the unions of its closed
+#                                 quarters and its months, not from a yearly part
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib/pg.sh
