@@ -1814,7 +1814,7 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
 
     // Parts of open periods the refresh touched: none is written, and one
     // an earlier build wrote (every night, open or not) is deleted, as it
-    // would not be kept up to date.
+    // would not be kept up to date (one request, however many accounts).
     let mut open_parts: Vec<String> = Vec::new();
     let levels: Vec<(Interval, Interval, BTreeMap<NaiveDate, Vec<usize>>)> = [
         (Interval::Weekly, Interval::Daily),
@@ -1870,6 +1870,11 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
         })
     };
     let mut next_old = fetch_ahead(old_parts.next());
+    // On an object store, a request that need not be waited for in turn.
+    let delete_open = {
+        let warehouse = warehouse.clone();
+        tokio::spawn(async move { warehouse.delete_each(&open_parts).await })
+    };
 
     let started = std::time::Instant::now();
     // Daily buckets from the base grain, a window of dates at a time.
@@ -2108,7 +2113,7 @@ async fn refresh_days(warehouse: &Warehouse, scope: RefreshOf<'_>, accounts: &Ar
             count(&mut report, *interval, written);
         }
     }
-    warehouse.delete_each(&open_parts).await?;
+    delete_open.await.map_err(|e| Error::Task(e.to_string()))??;
     report.coarse_ms = started.elapsed().as_millis() as u64;
     report.refreshed_at = refreshed_at;
     Ok(report)
