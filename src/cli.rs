@@ -230,9 +230,11 @@ pub struct RunArgs {
 
     /// A monthly, quarterly or yearly rollup bucket heavier than this is
     /// computed and written in batches of accounts of about this weight, to
-    /// bound a night's memory late in a year or on a shard of many accounts.
-    /// A bucket weighs what its previous part's values sum to, plus 16 a row
-    /// (a distinct count's value is its id list's length).
+    /// bound a night's memory late in a month, on the night that closes a
+    /// quarter or a year, or on a shard of many accounts. A bucket weighs
+    /// what its previous part's values sum to, plus 16 a row (a distinct
+    /// count's value is its id list's length); a quarter or a year with no
+    /// part yet, what the finer parts it is built from weigh.
     #[arg(long, env = "ROLLUP_BATCH_WEIGHT", default_value_t = crate::rollup::DEFAULT_BATCH_WEIGHT, value_name = "W", value_parser = clap::value_parser!(u64).range(1..))]
     pub rollup_batch_weight: u64,
 

@@ -162,8 +162,8 @@ const OVERLAP_ROWS: usize = 400_000;
 /// The default of [`RefreshScope::batch_weight`]. A fleet night's monthly
 /// part (2,000 accounts, 1M messages a day) weighs 3.3M; a 20,000-account
 /// shard's in mid-March (250,000 messages a day), 13.6M; a yearly part of
-/// 2,000 accounts on the last night of a year of 100,000 messages a day,
-/// 53M.
+/// 2,000 accounts, written on the night that closes a year of 100,000
+/// messages a day, 53M.
 pub const DEFAULT_BATCH_WEIGHT: u64 = 8_000_000;
 /// What a row weighs in a batch, besides its value: the sum of a distinct
 /// count's values is its id list's length, and a row takes in memory about
@@ -1290,10 +1290,11 @@ pub struct RefreshScope<'a> {
     /// row it writes; raised past the spec's last finished refresh if the
     /// clock is behind it, so a later refresh always stamps later.
     pub refreshed_at: UnixMicros,
-    /// A monthly, quarterly or yearly bucket whose old part weighs more
-    /// than this ([`ROW_WEIGHT`]) is computed and written in batches of
-    /// accounts of about this weight, so that a night late in a year, or of
-    /// a shard of many accounts, does not hold all its rows at once.
+    /// A monthly, quarterly or yearly bucket whose old part (or, for a
+    /// quarter's or a year's first, whose finer parts) weighs more than
+    /// this ([`ROW_WEIGHT`]) is computed and written in batches of accounts
+    /// of about this weight, so that the night that closes a year, or one
+    /// of a shard of many accounts, does not hold all its rows at once.
     pub batch_weight: u64,
 }
 
