@@ -45,7 +45,6 @@ struct Plan {
 }
 
 fn plan(query: &Query, metric: Metric, closed: impl Fn(Interval, NaiveDate) -> bool) -> Plan {
-    let key = |interval, period| (interval, period);
     let (buckets, interval, first, last) = if metric == Metric::UniqueMonthlyContacts {
         let months = calendar::umc_months(query.tz, query.from, query.to);
         let last_month = calendar::local_date(&query.tz, months.edges[months.len() - 1]);
@@ -63,14 +62,11 @@ fn plan(query: &Query, metric: Metric, closed: impl Fn(Interval, NaiveDate) -> b
                 Some((a, b)) if rollup::cells::written_when_closed(interval) && !closed(interval, period) => {
                     cover(a, b, &closed)
                 }
-                _ => vec![key(interval, period)],
+                _ => vec![(interval, period)],
             }
         })
         .collect();
-    let cover = cover(first, last, &closed)
-        .into_iter()
-        .map(|(i, p)| key(i, p))
-        .collect();
+    let cover = cover(first, last, &closed);
     Plan { buckets, rows, cover }
 }
 
