@@ -2,7 +2,9 @@
 //!
 //! - The range `from..=to` (local dates) is `[first instant of from, first
 //!   instant of the day after to)`; where midnight is skipped, a day starts at
-//!   its first instant that exists.
+//!   its first instant that exists. A date the zone skipped whole (Samoa's
+//!   2011-12-30) starts where the next one does: it is empty, and has no
+//!   bucket.
 //! - Buckets are calendar-aligned in the zone and clipped to the range.
 //!   Hourly buckets follow the wall clock: a new bucket starts whenever the
 //!   clock reads a full hour or the hour changes, so a repeated hour is two
@@ -163,7 +165,8 @@ pub fn day_start(tz: &Tz, date: NaiveDate) -> UnixMicros {
         return t.timestamp_micros();
     }
     // Midnight falls in a gap: the day starts at the transition, the first
-    // minute after midnight that exists.
+    // minute after midnight that exists; for a date skipped whole, that is
+    // the next date's midnight (minute 1,440).
     (1..=24 * 60)
         .find_map(|m| {
             tz.from_local_datetime(&(midnight + chrono::Duration::minutes(m)))
@@ -369,6 +372,50 @@ mod tests {
             ]
         );
         assert_eq!(minutes(&b)[1], 23 * 60);
+    }
+
+    /// Samoa and Tokelau skipped 2011-12-30, Kiritimati 1994-12-31: the day
+    /// has no instant, so its first instant that exists is the next day's
+    /// first, and it has no bucket (an empty one would be no bucket at all).
+    #[test]
+    fn a_date_the_zone_skipped_is_empty_and_has_no_bucket() {
+        for (zone, skipped, before, after) in [
+            (
+                "Pacific/Apia",
+                "2011-12-30",
+                "2011-12-29T00:00:00-10:00",
+                "2011-12-31T00:00:00+14:00",
+            ),
+            (
+                "Pacific/Fakaofo",
+                "2011-12-30",
+                "2011-12-29T00:00:00-11:00",
+                "2011-12-31T00:00:00+13:00",
+            ),
+            (
+                "Pacific/Kiritimati",
+                "1994-12-31",
+                "1994-12-30T00:00:00-10:00",
+                "1995-01-01T00:00:00+14:00",
+            ),
+        ] {
+            let tz: Tz = zone.parse().unwrap();
+            let skipped = d(skipped);
+            let next = skipped + Days::new(1);
+            assert_eq!(day_start(&tz, skipped), day_start(&tz, next), "{zone}");
+            assert_eq!(local_date(&tz, day_start(&tz, skipped)), next, "{zone}");
+            assert_eq!(
+                range(&tz, skipped, skipped),
+                (day_start(&tz, next), day_start(&tz, next))
+            );
+            let daily = buckets(tz, skipped - Days::new(1), next, Interval::Daily);
+            assert_eq!(labels(&daily), [before, after], "{zone}");
+            assert_eq!(minutes(&daily), [24 * 60, 24 * 60], "{zone}");
+            let hourly = buckets(tz, skipped - Days::new(1), next, Interval::Hourly);
+            assert_eq!(hourly.len(), 48, "{zone}");
+            assert_eq!(hourly.label(24), after, "{zone}");
+            assert!(buckets(tz, skipped, skipped, Interval::Daily).is_empty(), "{zone}");
+        }
     }
 
     #[test]

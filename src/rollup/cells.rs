@@ -38,11 +38,10 @@ impl Cell {
 /// Cells of one bucket, by channel id.
 pub type Cells = BTreeMap<i64, Cell>;
 
-/// Accumulates base-grain rows of one account into the cells of consecutive
-/// local dates `first..=last`.
+/// Accumulates base-grain rows of one account into the cells of the local
+/// dates `first..=last`.
 #[derive(Debug)]
 pub struct DailyBuilder {
-    first: NaiveDate,
     buckets: Buckets,
     cells: Vec<HashMap<i64, Cell, IdBuildHasher>>,
 }
@@ -51,7 +50,7 @@ impl DailyBuilder {
     pub fn new(tz: Tz, first: NaiveDate, last: NaiveDate) -> Self {
         let buckets = calendar::buckets(tz, first, last, Interval::Daily);
         let cells = vec![HashMap::default(); buckets.len()];
-        DailyBuilder { first, buckets, cells }
+        DailyBuilder { buckets, cells }
     }
 
     /// `[start, end)` of the dates being built.
@@ -105,9 +104,11 @@ impl DailyBuilder {
         [a, b]
     }
 
-    /// The cells of every date, id lists sorted and distinct.
+    /// The cells of every date, id lists sorted and distinct. A date is its
+    /// bucket's first instant's: a date the zone skipped (Samoa's
+    /// 2011-12-30) has no bucket, so the dates are not `first` onwards.
     pub fn finish(self) -> Vec<(NaiveDate, Cells)> {
-        let first = self.first;
+        let buckets = self.buckets;
         self.cells
             .into_iter()
             .enumerate()
@@ -120,7 +121,7 @@ impl DailyBuilder {
                         (channel, cell)
                     })
                     .collect();
-                (first + Days::new(i as u64), cells)
+                (calendar::local_date(&buckets.tz, buckets.edges[i]), cells)
             })
             .collect()
     }
@@ -1138,5 +1139,23 @@ mod tests {
         assert_eq!(value(Metric::Channels, RowGroup::All), Some(1));
         assert_eq!(value(Metric::Channels, RowGroup::Channel(8)), None);
         assert_eq!(cells_from_rows(&rows, &ids), both);
+    }
+
+    /// Samoa skipped 2011-12-30: the dates around it keep their own cells,
+    /// and the date that never happened has none.
+    #[test]
+    fn daily_cells_skip_a_date_the_zone_skipped() {
+        let apia: Tz = "Pacific/Apia".parse().unwrap();
+        let mut b = DailyBuilder::new(apia, d("2011-12-29"), d("2012-01-01"));
+        let at = |date: &str, hours: i64| calendar::day_start(&apia, d(date)) + hours * 3_600_000_000;
+        b.contact(7, 29, at("2011-12-29", 23), at("2011-12-29", 23));
+        b.contact(7, 31, at("2011-12-31", 12), at("2011-12-31", 12));
+        b.agent(7, 1, at("2012-01-01", 1), at("2012-01-01", 1));
+        let days = b.finish();
+        let dates: Vec<NaiveDate> = days.iter().map(|(date, _)| *date).collect();
+        assert_eq!(dates, [d("2011-12-29"), d("2011-12-31"), d("2012-01-01")]);
+        assert_eq!(days[0].1[&7].contacts, vec![29]);
+        assert_eq!(days[1].1[&7].contacts, vec![31]);
+        assert_eq!(days[2].1[&7].agents, vec![1]);
     }
 }

@@ -74,7 +74,7 @@ use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, compute_
 use crate::aggregate::{ChannelDim, shard_of};
 use crate::calendar::{Interval, period_instants, rfc3339_in};
 use crate::fifo::Fifo;
-use crate::model::UnixMicros;
+use crate::model::{MICROS_PER_DAY, UnixMicros};
 use crate::warehouse::manifest::{DayManifest, account_row_groups, published_day};
 use crate::warehouse::paths::{DirtyMarkerKey, RollupKey, ShardSpec, Table};
 use crate::warehouse::read::stream_batches;
@@ -2697,10 +2697,11 @@ fn days_around(published: &BTreeSet<NaiveDate>, child: Interval, period: NaiveDa
         .collect()
 }
 
-/// Whether a part of `(child, period)` could hold rows of `ids`: one of
-/// them has a local date there that a published UTC day overlaps. A
-/// refresh writes every part it computes, even an empty one, so such a
-/// part that is not there was lost; any other was never written.
+/// Whether a part of `(child, period)` could hold rows of `ids`: the
+/// bucket has instants, in one of their zones, inside a published UTC day.
+/// A refresh writes every part it computes, even an empty one, so such a
+/// part that is not there was lost; any other was never written (a date
+/// the zone skipped, as Samoa's 2011-12-30, has no instant and no part).
 fn could_hold_rows(
     accounts: &[Account],
     published: &BTreeSet<NaiveDate>,
@@ -2708,14 +2709,15 @@ fn could_hold_rows(
     period: NaiveDate,
     ids: &[i64],
 ) -> bool {
-    let (first, last) = child.period_of(period).expect("not hourly");
     let around = days_around(published, child, period);
     let ids: BTreeSet<i64> = ids.iter().copied().collect();
     accounts.iter().filter(|a| ids.contains(&a.spec.id)).any(|a| {
-        around.iter().any(|day| {
-            let (a_date, b_date) = cells::local_dates_of_utc_day(&a.spec.tz, *day);
-            a_date <= last && b_date >= first
-        })
+        let (start, end) = period_instants(&a.spec.tz, child, period).expect("not hourly");
+        start < end
+            && around.iter().any(|day| {
+                let day_start = i64::from(day.to_epoch_days()) * MICROS_PER_DAY;
+                start < day_start + MICROS_PER_DAY && day_start < end
+            })
     })
 }
 

@@ -18,8 +18,9 @@ use crate::wh;
 /// DESIGN.md's zones, then others whose clocks move in other ways: a 2-hour
 /// DST (Troll), +03:30 and +08:45 without DST, DST at midnight (Havana, as
 /// Santiago), a DST taken back for Ramadan (Casablanca, 2026-02-15 and
-/// 2026-03-22), and +14.
-const ZONES: [&str; 15] = [
+/// 2026-03-22), +14, and two that skipped a whole day (Samoa and Tokelau,
+/// 2011-12-30).
+const ZONES: [&str; 17] = [
     "Asia/Kathmandu",
     "Asia/Kolkata",
     "Australia/Lord_Howe",
@@ -35,6 +36,8 @@ const ZONES: [&str; 15] = [
     "America/Havana",
     "Africa/Casablanca",
     "Pacific/Kiritimati",
+    "Pacific/Apia",
+    "Pacific/Fakaofo",
 ];
 const INTERVALS: [(Interval, reference::Interval); 6] = [
     (Interval::Hourly, reference::Interval::Hourly),
@@ -121,6 +124,27 @@ pub(crate) const SPRING: Window = Window {
     ],
 };
 
+/// Samoa's and Tokelau's skipped day, 2011-12-30: accounts 1 and 2 keep
+/// their books in Apia, account 3 in Fakaofo (see [`skipped_day_visitors`]).
+pub(crate) const SKIPPED: Window = Window {
+    start: "2011-11-28",
+    days: 44,
+    first_query: "2011-12-01",
+    last_query: "2012-01-08",
+    dst_days: &["2011-12-29", "2011-12-30", "2011-12-31"],
+    // In the skipped day's zones: hourly, daily, weekly, monthly and yearly.
+    fixed: &[
+        (1, "Pacific/Apia", "2011-12-29", "2011-12-31", 0),
+        (1, "Pacific/Apia", "2011-12-28", "2012-01-02", 1),
+        (1, "Pacific/Apia", "2011-12-30", "2011-12-30", 1),
+        (1, "Pacific/Apia", "2011-12-26", "2012-01-08", 2),
+        (2, "Pacific/Apia", "2011-12-01", "2011-12-31", 3),
+        (3, "Pacific/Fakaofo", "2011-12-29", "2011-12-31", 0),
+        (3, "Pacific/Fakaofo", "2011-12-30", "2012-01-01", 1),
+        (3, "Pacific/Fakaofo", "2011-12-01", "2012-01-08", 5),
+    ],
+};
+
 /// A seeded SQLite source and its published warehouse, shared by the tests
 /// (each world is built once per test process: seeding and running its days
 /// takes a while).
@@ -131,6 +155,7 @@ pub(crate) struct World {
 
 static WORLD: tokio::sync::OnceCell<World> = tokio::sync::OnceCell::const_new();
 static SPRING_WORLD: tokio::sync::OnceCell<World> = tokio::sync::OnceCell::const_new();
+static SKIPPED_WORLD: tokio::sync::OnceCell<World> = tokio::sync::OnceCell::const_new();
 
 /// The world most tests read: [`WINTER`]'s days.
 pub(crate) async fn world() -> &'static World {
@@ -140,6 +165,13 @@ pub(crate) async fn world() -> &'static World {
 /// [`SPRING`]'s days (2026-08-28..2026-11-05).
 pub(crate) async fn spring_world() -> &'static World {
     SPRING_WORLD.get_or_init(|| build(&SPRING, spring_visitors())).await
+}
+
+/// [`SKIPPED`]'s days (2011-11-28..2012-01-10).
+pub(crate) async fn skipped_world() -> &'static World {
+    SKIPPED_WORLD
+        .get_or_init(|| build(&SKIPPED, skipped_day_visitors()))
+        .await
 }
 
 /// Seeds 5 accounts over the window's days, adds `extra` (SQL), and runs
@@ -263,6 +295,32 @@ fn spring_visitors() -> String {
     sql
 }
 
+/// Accounts 1 and 2 in Apia, 3 in Fakaofo, and contacts and agents active
+/// either side of the day they skipped: Apia's clock went from 2011-12-29
+/// 23:59 (-10) to 2011-12-31 00:00 (+14) at 10:00Z, Fakaofo's from -11 to
+/// +13 at 11:00Z.
+fn skipped_day_visitors() -> String {
+    let mut sql = String::from(
+        "UPDATE accounts SET time_zone = 'Pacific/Apia' WHERE id IN (1, 2);
+         UPDATE accounts SET time_zone = 'Pacific/Fakaofo' WHERE id = 3;\n",
+    );
+    let mut id = 992_000_000i64;
+    for (n, (account, at)) in [
+        (1, "2011-12-30T09:55:00Z"),
+        (1, "2011-12-30T10:05:00Z"),
+        (2, "2011-12-30T09:30:00Z"),
+        (2, "2011-12-30T10:30:00Z"),
+        (3, "2011-12-30T10:55:00Z"),
+        (3, "2011-12-30T11:05:00Z"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        visit(&mut sql, &mut id, account, 992_000 + n as i64, wh::micros(at));
+    }
+    sql
+}
+
 #[tokio::test]
 async fn engine_equals_the_naive_reference_on_500_random_queries() {
     engine_against_the_reference(world().await, &WINTER, 2026, 500).await;
@@ -272,6 +330,12 @@ async fn engine_equals_the_naive_reference_on_500_random_queries() {
 #[tokio::test]
 async fn engine_equals_the_naive_reference_across_the_other_clock_changes() {
     engine_against_the_reference(spring_world().await, &SPRING, 2027, 300).await;
+}
+
+/// The same over a day two zones skipped (Samoa and Tokelau, 2011-12-30).
+#[tokio::test]
+async fn engine_equals_the_naive_reference_across_a_skipped_day() {
+    engine_against_the_reference(skipped_world().await, &SKIPPED, 2011, 150).await;
 }
 
 /// Random queries (a seed's, or `ACCOUNT_USAGE_TEST_SEED`'s) of the engine

@@ -16,7 +16,7 @@ use chrono::{Days, NaiveDate};
 use chrono_tz::Tz;
 
 use crate::common::{self, TempDir};
-use crate::report::{SPRING, WINTER, Window, World, spring_world, world};
+use crate::report::{SKIPPED, SPRING, WINTER, Window, World, skipped_world, spring_world, world};
 use crate::run::Src;
 use crate::wh;
 
@@ -72,6 +72,69 @@ async fn rollup_path_equals_the_base_grain_on_random_whole_bucket_queries() {
 #[tokio::test]
 async fn rollup_path_equals_the_base_grain_across_the_other_clock_changes() {
     rollups_against_the_base_grain(spring_world().await, &SPRING, 60, 45).await;
+}
+
+/// The same where two zones skipped a day: accounts 1 and 2 in Apia and 3
+/// in Fakaofo, which went from 2011-12-29 to 2011-12-31.
+#[tokio::test]
+async fn rollup_path_equals_the_base_grain_across_a_skipped_day() {
+    rollups_against_the_base_grain(skipped_world().await, &SKIPPED, 30, 46).await;
+}
+
+/// Whole buckets around the skipped day, in the accounts' own zones: the
+/// rollups answer them, and answer what the base grain does.
+#[tokio::test]
+async fn the_rollups_answer_buckets_around_a_skipped_day() {
+    let world = skipped_world().await;
+    let d = wh::day;
+    for account in 1..=3 {
+        for (from, to, interval) in [
+            ("2011-12-29", "2011-12-31", Interval::Daily),
+            ("2011-12-31", "2012-01-01", Interval::Daily),
+            ("2011-12-26", "2012-01-08", Interval::Weekly),
+            ("2011-12-01", "2011-12-31", Interval::Monthly),
+        ] {
+            for group_by in [GroupBy::Platform, GroupBy::Channel] {
+                let mut req = request(&world.warehouse, account, d(from), d(to));
+                req.question.interval = interval;
+                req.question.group_by = group_by;
+                let (auto, _) = both(&req).await.expect("the range is published");
+                assert_eq!(auto.answered_from, AnsweredFrom::Rollups, "{req:?}");
+                assert!(auto.rows.iter().any(|r| r.value > 0), "{req:?}: no data");
+            }
+        }
+    }
+}
+
+/// Nights one after another over the skipped day, where no account of the
+/// shard has that date (so no part for it exists): each night refreshes the
+/// week and the month around it from parts, without taking the date that
+/// never happened for a lost part, and the rollups answer what the base
+/// grain does.
+#[tokio::test]
+async fn nights_over_a_skipped_day_refresh_the_buckets_around_it() {
+    let seeded = Seeded::new("rollup-skipped-day", "2", "34", "2011-12-01", "400", "9");
+    seeded.src.exec("UPDATE accounts SET time_zone = 'Pacific/Apia'").await;
+    seeded.run(&["--from", "2011-12-01", "--to", "2011-12-25"]);
+    for day in wh::days("2011-12-26", "2012-01-03") {
+        seeded.run(&["--date", &day.to_string()]);
+    }
+    assert!(
+        !snapshot(&seeded.warehouse).keys().any(|k| k.contains("2011-12-30")),
+        "a part for the date that never happened"
+    );
+    for account in 1..=2 {
+        for (from, to, interval) in [
+            ("2011-12-27", "2012-01-02", Interval::Daily),
+            ("2011-12-26", "2012-01-01", Interval::Weekly),
+            ("2011-12-01", "2011-12-31", Interval::Monthly),
+        ] {
+            let mut req = request(&seeded.wh_url, account, wh::day(from), wh::day(to));
+            req.question.interval = interval;
+            let (auto, _) = both(&req).await.expect("the range is published");
+            assert_eq!(auto.answered_from, AnsweredFrom::Rollups, "{req:?}");
+        }
+    }
 }
 
 /// Queries of whole buckets that start in the window's first published
