@@ -3300,5 +3300,21 @@ mod tests {
         assert!(!could(&[1, 2], day(5)), "no published day near 03-05");
         assert_eq!(days_around(&published, Interval::Daily, day(1)), published);
         assert!(days_around(&published, Interval::Daily, day(4)).is_empty());
+
+        // Samoa skipped 2011-12-30: UTC 2011-12-30 reaches its 29th and 31st,
+        // and its 30th, which has no instant, never had a part to lose.
+        let apia = [account(1, "Pacific/Apia")];
+        let date = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let published = BTreeSet::from([date("2011-12-30")]);
+        let could = |period: &str| could_hold_rows(&apia, &published, Interval::Daily, date(period), &[1]);
+        assert!(could("2011-12-29") && could("2011-12-31"));
+        assert!(!could("2011-12-30"));
+        assert!(could_hold_rows(
+            &apia,
+            &published,
+            Interval::Weekly,
+            date("2011-12-26"),
+            &[1]
+        ));
     }
 }
