@@ -176,6 +176,28 @@ pub fn day_start(tz: &Tz, date: NaiveDate) -> UnixMicros {
         .timestamp_micros()
 }
 
+/// The local dates whose every instant lies in the UTC days
+/// `first_utc_day..=last_utc_day`: `None` when there is none. A zone west
+/// of UTC has not finished the last UTC day's date; one east of it began
+/// the first UTC day's date the day before.
+pub fn dates_within(tz: &Tz, first_utc_day: NaiveDate, last_utc_day: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
+    let utc_start = |d: NaiveDate| i64::from(d.to_epoch_days()) * MICROS_PER_DAY;
+    let (start, end) = (utc_start(first_utc_day), utc_start(last_utc_day + Days::new(1)));
+    let first = local_date(tz, start);
+    let first = if day_start(tz, first) < start {
+        first + Days::new(1)
+    } else {
+        first
+    };
+    let last = local_date(tz, end - 1);
+    let last = if day_start(tz, last + Days::new(1)) > end {
+        last - Days::new(1)
+    } else {
+        last
+    };
+    (first <= last).then_some((first, last))
+}
+
 /// The instants of a report range: `[start of from, start of to + 1 day)`.
 pub fn range(tz: &Tz, from: NaiveDate, to: NaiveDate) -> (UnixMicros, UnixMicros) {
     (day_start(tz, from), day_start(tz, to + Days::new(1)))
@@ -511,6 +533,53 @@ mod tests {
             edges: vec![0, MICROS_PER_DAY, MICROS_PER_DAY + 5, 2 * MICROS_PER_DAY],
         };
         assert!(on_midnights.cut_each_utc_day_at_most_once());
+    }
+
+    #[test]
+    fn the_dates_within_utc_days_are_the_whole_ones() {
+        let within = |zone: &str, first: &str, last: &str| {
+            dates_within(&zone.parse().unwrap(), d(first), d(last)).map(|(a, b)| (a.to_string(), b.to_string()))
+        };
+        let pair = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+        assert_eq!(
+            within("UTC", "2026-03-01", "2026-03-03"),
+            pair("2026-03-01", "2026-03-03")
+        );
+        // West: 03-03 ends at 03-04 05:00Z.
+        assert_eq!(
+            within("America/New_York", "2026-03-01", "2026-03-03"),
+            pair("2026-03-01", "2026-03-02")
+        );
+        // East: 03-01 began at 02-28 18:15Z.
+        assert_eq!(
+            within("Asia/Kathmandu", "2026-03-01", "2026-03-03"),
+            pair("2026-03-02", "2026-03-03")
+        );
+        assert_eq!(within("Asia/Kathmandu", "2026-03-01", "2026-03-01"), None);
+        // London's 23-hour 2026-03-29 and Santiago's midnight that never was.
+        assert_eq!(
+            within("Europe/London", "2026-03-29", "2026-03-29"),
+            pair("2026-03-29", "2026-03-29")
+        );
+        assert_eq!(
+            within("America/Santiago", "2026-09-06", "2026-09-07"),
+            pair("2026-09-06", "2026-09-06")
+        );
+        // Samoa's 2011-12-30 never happened: having no instant, it lies
+        // within any days; UTC 12-30 holds the end of its 29th (-10) and the
+        // start of its 31st (+14).
+        assert_eq!(
+            within("Pacific/Apia", "2011-12-29", "2011-12-30"),
+            pair("2011-12-29", "2011-12-30")
+        );
+        assert_eq!(
+            within("Pacific/Apia", "2011-12-30", "2011-12-31"),
+            pair("2011-12-30", "2011-12-31")
+        );
+        assert_eq!(
+            within("Pacific/Apia", "2011-12-30", "2011-12-30"),
+            pair("2011-12-30", "2011-12-30")
+        );
     }
 
     #[test]

@@ -48,7 +48,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 
-use crate::calendar::Interval;
+use crate::calendar::{self, Interval};
 use crate::metric::Metric;
 use crate::report::engine::{AnsweredFrom, Report};
 use crate::report::{self, Snapshot, format};
@@ -460,12 +460,23 @@ async fn account_handler(State(app): State<Arc<App>>, Path(account): Path<String
     };
     let info = snapshot.account(id).expect("authorize checked the account");
     let run = snapshot.latest_run();
+    let (first_day, last_day) = (
+        snapshot.published().iter().next(),
+        snapshot.published().iter().next_back(),
+    );
+    // The page's default range ends on the last of these: in a zone west of
+    // UTC, the last published day's date has not ended yet.
+    let complete = first_day
+        .zip(last_day)
+        .and_then(|(first, last)| calendar::dates_within(&info.zone(), *first, *last));
     private_json(json!({
         "account_id": id,
         "name": info.name,
         "time_zone": info.zone().name(),
-        "first_published_day": snapshot.published().iter().next(),
-        "last_published_day": snapshot.published().iter().next_back(),
+        "first_published_day": first_day,
+        "last_published_day": last_day,
+        "first_complete_date": complete.map(|(first, _)| first),
+        "last_complete_date": complete.map(|(_, last)| last),
         "snapshot": {
             "version": format!("{:016x}", snapshot.version()),
             "latest_run_id": run.map(|r| r.as_str()),

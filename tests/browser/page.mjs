@@ -3,14 +3,18 @@
 // every chart's data, read from the page, equals the API's JSON for the
 // same query. Also checks the error state and writes a screenshot.
 //
-// node page.mjs BASE_URL TOKEN SCREENSHOT_PATH
+// Then loads the page of an account west of UTC, whose default range must
+// end on a date that has ended there.
+//
+// node page.mjs BASE_URL TOKEN SCREENSHOT_PATH WEST_TOKEN
 import { chromium } from "playwright-core";
 
-const [base, token, screenshot] = process.argv.slice(2);
+const [base, token, screenshot, westToken] = process.argv.slice(2);
 const fail = (message) => {
   console.error("page test: " + message);
   process.exit(1);
 };
+if (!westToken) fail("usage: node page.mjs BASE_URL TOKEN SCREENSHOT_PATH WEST_TOKEN");
 
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
@@ -120,6 +124,19 @@ if ((await apply({ from: to, to: "2000-01-01" })) !== "error") fail("a bad range
 const status = await page.textContent("#status");
 if (!status.includes("is after")) fail("the error state says: " + status);
 if ((await page.$$("canvas")).length !== 0) fail("charts are left on the error state");
+
+// West of UTC the last published day's date has not ended: the default
+// range stops the date before, and loads.
+const west = await browser.newPage();
+west.on("request", (r) => requests.push(r.url()));
+west.on("pageerror", (e) => fail("script error (west): " + e.message));
+await west.goto(`${base}/embed#token=${westToken}`);
+await west.waitForFunction(() => document.body.dataset.ready === "yes" || document.body.dataset.ready === "error", null, { timeout: 20000 });
+if ((await west.evaluate(() => document.body.dataset.ready)) !== "yes") fail("the west account's first load failed: " + (await west.textContent("#status")));
+const westAccount = await west.evaluate(() => window.accountUsage.account);
+const westInfo = await (await fetch(`${base}/v1/accounts/${westAccount}`, { headers: { Authorization: "Bearer " + westToken } })).json();
+if (westInfo.last_complete_date >= westInfo.last_published_day) fail("the west account's dates: " + JSON.stringify(westInfo));
+if ((await west.inputValue("#to")) !== westInfo.last_complete_date) fail("the west account's range ends on " + (await west.inputValue("#to")));
 
 const foreign = requests.filter((u) => !u.startsWith(base) && !u.startsWith("blob:") && !u.startsWith("data:"));
 if (foreign.length) fail("the page reached outside the server: " + foreign.join(" "));

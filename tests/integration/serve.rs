@@ -383,6 +383,46 @@ fn compare(server: &Server, service: &str, warehouse: &str, account: i64, q: &[(
     )
 }
 
+/// The account's complete dates are where a report in its zone can run:
+/// the page's default (the last 30 of them) answers for every account, west
+/// of UTC as well as east, and one date further does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_accounts_complete_dates_bound_the_reports_in_its_zone() {
+    let world = world().await;
+    let server = Server::start(&world.warehouse, &[]);
+    let mut zones = BTreeSet::new();
+    for account in 1..=5 {
+        let t = token(&account.to_string());
+        let info = json(&get(&server, &format!("/v1/accounts/{account}"), &t));
+        let zone: chrono_tz::Tz = info["time_zone"].as_str().unwrap().parse().unwrap();
+        let day = |field: &str| wh::day(info[field].as_str().unwrap());
+        let (first, last) = (day("first_complete_date"), day("last_complete_date"));
+        assert_eq!(
+            account_usage::calendar::dates_within(&zone, day("first_published_day"), day("last_published_day")),
+            Some((first, last)),
+            "{info}"
+        );
+        zones.insert(zone.name());
+        let report = |from: chrono::NaiveDate, to: chrono::NaiveDate| {
+            get(
+                &server,
+                &format!("/v1/accounts/{account}/report?from={from}&to={to}"),
+                &t,
+            )
+        };
+        let from = (last - chrono::Days::new(29)).max(first);
+        assert_eq!(report(from, last).0, 200, "{zone}: the default range");
+        let past = report(from, last + chrono::Days::new(1));
+        assert_eq!(past.0, 422, "{zone}: a date not ended");
+        assert!(problem(&past)["detail"].as_str().unwrap().contains("no published data"));
+    }
+    // East and west of UTC both.
+    assert!(
+        zones.contains("Asia/Kathmandu") && zones.contains("America/New_York"),
+        "{zones:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_reads_its_own_account_and_nothing_else() {
     let world = world().await;
@@ -988,7 +1028,14 @@ async fn chromium_draws_what_the_api_answers() {
     );
     let screenshot = format!("{}/page.png", env!("CARGO_TARGET_TMPDIR"));
     let out = Command::new("node")
-        .args([&format!("{dir}/page.mjs"), &server.base, &token("1"), &screenshot])
+        // Account 1 keeps its books in Kathmandu, 3 in New York.
+        .args([
+            &format!("{dir}/page.mjs"),
+            &server.base,
+            &token("1"),
+            &screenshot,
+            &token("3"),
+        ])
         .output()
         .unwrap();
     assert!(
