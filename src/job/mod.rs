@@ -512,17 +512,24 @@ async fn work(
     for c in dims.channels.values() {
         channels_of.entry(c.account_id).or_default().push(c);
     }
+    // An account without a valid zone is kept in UTC, as readers keep it,
+    // and named: its numbers are not its own local days.
+    let mut unzoned: Vec<(i64, Option<String>)> = Vec::new();
     let accounts: Vec<rollup::AccountSpec> = plan
         .accounts
         .iter()
         .filter_map(|id| dims.accounts.get(id))
         .map(|a| rollup::AccountSpec {
             id: a.id,
-            tz: a
-                .time_zone
-                .as_deref()
-                .and_then(|z| z.parse().ok())
-                .unwrap_or(chrono_tz::Tz::UTC),
+            tz: match a.time_zone.as_deref().map(str::parse::<chrono_tz::Tz>) {
+                Some(Ok(tz)) => tz,
+                _ => {
+                    // What the source holds, shortened: it is any text.
+                    let shown = a.time_zone.as_deref().map(|z| z.chars().take(64).collect());
+                    unzoned.push((a.id, shown));
+                    chrono_tz::Tz::UTC
+                }
+            },
             channels: {
                 let mut c: Vec<ChannelDim> = channels_of
                     .get(&a.id)
@@ -535,6 +542,13 @@ async fn work(
             },
         })
         .collect();
+    if !unzoned.is_empty() {
+        tracing::warn!(
+            accounts = unzoned.len(),
+            first = ?&unzoned[..unzoned.len().min(5)],
+            "Accounts whose time_zone is missing or not an IANA name: their rollups and default reports are in UTC. Once the zone is fixed in the source, the next run rebuilds their rollups in it."
+        );
+    }
     // The refresh holds every account's rows of a bucket at its peak; the
     // source's dimensions (34 MB of channel table alone for a shard of
     // 20,000 accounts) are not needed past here.

@@ -334,3 +334,95 @@ async fn sqlite_values_of_the_wrong_type_in_every_column_are_rejected_not_droppe
     .collect();
     assert_eq!(rejected, expected);
 }
+
+/// Accounts whose time_zone is not an IANA name, missing, or of another
+/// type: the run completes and names them, and their rollups and default
+/// reports are in UTC (the rollups answering what the base grain does), not
+/// an error about a zone the asker never gave.
+#[tokio::test]
+async fn accounts_without_a_valid_zone_are_named_and_kept_in_utc() {
+    let dir = TempDir::new("bad-zones");
+    let src = Src::sqlite(&dir);
+    src.seed("4", "500");
+    src.exec(
+        "UPDATE accounts SET time_zone = 'Mars/Olympus' WHERE id = 1;
+         UPDATE accounts SET time_zone = NULL WHERE id = 2;
+         UPDATE accounts SET time_zone = x'00ff' WHERE id = 3;",
+    )
+    .await;
+    let warehouse = dir.path().join("wh").display().to_string();
+    let out = common::run_bin(&[
+        "--log-format",
+        "json",
+        "run",
+        "--source",
+        src.url(),
+        "--warehouse",
+        &warehouse,
+        "--from",
+        "2026-03-06",
+        "--to",
+        "2026-03-09",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warning: serde_json::Value = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Accounts whose time_zone"))
+        })
+        .unwrap_or_else(|| panic!("no warning naming the accounts:\n{stderr}"));
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert_eq!(warning["fields"]["accounts"], 3, "{warning}");
+    let first = warning["fields"]["first"].as_str().unwrap();
+    assert!(
+        first.contains("(1, Some(\"Mars/Olympus\"))") && first.contains("(2, None)"),
+        "{first}"
+    );
+
+    for account in ["1", "2", "3"] {
+        let report = |base_grain: bool| {
+            let mut args = vec![
+                "report",
+                "--warehouse",
+                &warehouse,
+                "--account",
+                account,
+                "--from",
+                "2026-03-07",
+                "--to",
+                "2026-03-08",
+                "--format",
+                "json",
+                // Not UMC: March is published from its 6th only.
+                "--metric",
+                "active_agents",
+                "--metric",
+                "resolved_conversations",
+                "--metric",
+                "proactive_messages",
+            ];
+            if base_grain {
+                args.push("--base-grain");
+            }
+            let v: serde_json::Value = serde_json::from_str(&common::run_ok(&args)).unwrap();
+            v
+        };
+        let (auto, base) = (report(false), report(true));
+        assert_eq!(auto["time_zone"], "UTC", "account {account}");
+        assert_eq!(auto["answered_from"], "rollups", "account {account}");
+        assert!(
+            auto["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["value"].as_u64() > Some(0)),
+            "account {account}: {auto}"
+        );
+        assert_eq!(auto["rows"], base["rows"], "account {account}");
+        assert_eq!(auto["totals"], base["totals"], "account {account}");
+    }
+}
