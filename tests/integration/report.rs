@@ -125,7 +125,8 @@ pub(crate) const SPRING: Window = Window {
 };
 
 /// Samoa's and Tokelau's skipped day, 2011-12-30: accounts 1 and 2 keep
-/// their books in Apia, account 3 in Fakaofo (see [`skipped_day_visitors`]).
+/// their books in Apia, account 3 in Fakaofo, 4 in Chatham and 5 in St
+/// John's (see [`skipped_day_visitors`]).
 pub(crate) const SKIPPED: Window = Window {
     start: "2011-11-28",
     days: 44,
@@ -298,11 +299,15 @@ fn spring_visitors() -> String {
 /// Accounts 1 and 2 in Apia, 3 in Fakaofo, and contacts and agents active
 /// either side of the day they skipped: Apia's clock went from 2011-12-29
 /// 23:59 (-10) to 2011-12-31 00:00 (+14) at 10:00Z, Fakaofo's from -11 to
-/// +13 at 11:00Z.
+/// +13 at 11:00Z. Accounts 4 and 5 keep their books at +13:45 (Chatham's
+/// summer) and -03:30 (St John's winter), so that rollups are cut at those
+/// offsets too.
 fn skipped_day_visitors() -> String {
     let mut sql = String::from(
         "UPDATE accounts SET time_zone = 'Pacific/Apia' WHERE id IN (1, 2);
-         UPDATE accounts SET time_zone = 'Pacific/Fakaofo' WHERE id = 3;\n",
+         UPDATE accounts SET time_zone = 'Pacific/Fakaofo' WHERE id = 3;
+         UPDATE accounts SET time_zone = 'Pacific/Chatham' WHERE id = 4;
+         UPDATE accounts SET time_zone = 'America/St_Johns' WHERE id = 5;\n",
     );
     let mut id = 992_000_000i64;
     for (n, (account, at)) in [

@@ -75,7 +75,8 @@ async fn rollup_path_equals_the_base_grain_across_the_other_clock_changes() {
 }
 
 /// The same where two zones skipped a day: accounts 1 and 2 in Apia and 3
-/// in Fakaofo, which went from 2011-12-29 to 2011-12-31.
+/// in Fakaofo, which went from 2011-12-29 to 2011-12-31; 4 and 5 at +13:45
+/// and -03:30 (Chatham, St John's).
 #[tokio::test]
 async fn rollup_path_equals_the_base_grain_across_a_skipped_day() {
     rollups_against_the_base_grain(skipped_world().await, &SKIPPED, 30, 46).await;
