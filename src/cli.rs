@@ -181,7 +181,7 @@ pub struct RunArgs {
     #[arg(long, env = "WAREHOUSE_URL", default_value = "./warehouse", value_name = "URL")]
     pub warehouse: String,
 
-    /// One UTC day to process [default: yesterday, UTC].
+    /// One UTC day to process, one that has ended [default: yesterday, UTC].
     #[arg(long, env = "RUN_DATE", value_name = "YYYY-MM-DD", value_parser = parse_date, conflicts_with_all = ["from", "to"])]
     pub date: Option<NaiveDate>,
 
@@ -189,7 +189,7 @@ pub struct RunArgs {
     #[arg(long, env = "RUN_FROM", value_name = "YYYY-MM-DD", value_parser = parse_date, requires = "to")]
     pub from: Option<NaiveDate>,
 
-    /// Last UTC day of a backfill (inclusive); needs --from.
+    /// Last UTC day of a backfill (inclusive), one that has ended; needs --from.
     #[arg(long, env = "RUN_TO", value_name = "YYYY-MM-DD", value_parser = parse_date, requires = "from")]
     pub to: Option<NaiveDate>,
 
@@ -317,6 +317,16 @@ impl RunArgs {
             (Some(date), _, _) => vec![date],
             _ => vec![Utc::now().date_naive() - chrono::Days::new(1)],
         };
+        // A day still under way (or to come) would be published incomplete
+        // or empty, and become the warehouse's latest day: the page's
+        // default range and every report's "up to the latest day" with it.
+        let now = Utc::now();
+        if let Some(last) = days.last().filter(|d| **d >= now.date_naive()) {
+            return Err(UsageError(format!(
+                "the UTC day {last} has not ended yet (it is {} UTC): a day can be run once it has",
+                now.format("%Y-%m-%d %H:%M")
+            )));
+        }
         if self.shard_count == 0 {
             return Err(UsageError("--shard-count must be at least 1".into()));
         }

@@ -107,6 +107,28 @@ fn bad_configuration_exits_2_with_one_line_that_names_it() {
     assert!(line.contains("--statement-timeout") && line.contains("soon"), "{line}");
     let line = common::assert_usage_error(&["run", "--source", &source, "--pushgateway-url", "gw:9091"]);
     assert!(line.contains("--pushgateway-url"), "{line}");
+
+    // A UTC day that has not ended (today, or later) is never published,
+    // alone or at the end of a backfill; nothing is created.
+    let today = chrono::Utc::now().date_naive();
+    let later = (today + chrono::Days::new(400)).to_string();
+    let wh = dir.path().join("wh-never").display().to_string();
+    for days in [
+        vec!["--date".to_string(), today.to_string()],
+        vec!["--date".to_string(), later.clone()],
+        vec![
+            "--from".to_string(),
+            FROM.to_string(),
+            "--to".to_string(),
+            later.clone(),
+        ],
+    ] {
+        let mut args = vec!["run", "--source", &source, "--warehouse", &wh];
+        args.extend(days.iter().map(String::as_str));
+        let line = common::assert_usage_error(&args);
+        assert!(line.contains("has not ended yet"), "{line}");
+    }
+    assert!(!dir.path().join("wh-never").exists(), "a refused run created the warehouse");
 }
 
 /// `run` of one day and `report` of account 1, both against `warehouse`.
