@@ -137,6 +137,8 @@ const westAccount = await west.evaluate(() => window.accountUsage.account);
 const westInfo = await (await fetch(`${base}/v1/accounts/${westAccount}`, { headers: { Authorization: "Bearer " + westToken } })).json();
 if (westInfo.last_complete_date >= westInfo.last_published_day) fail("the west account's dates: " + JSON.stringify(westInfo));
 if ((await west.inputValue("#to")) !== westInfo.last_complete_date) fail("the west account's range ends on " + (await west.inputValue("#to")));
+const through = await west.textContent("#account");
+if (!through.endsWith(`data through ${westInfo.last_complete_date} (${westInfo.time_zone})`)) fail("the west account's header says: " + through);
 
 const foreign = requests.filter((u) => !u.startsWith(base) && !u.startsWith("blob:") && !u.startsWith("data:"));
 if (foreign.length) fail("the page reached outside the server: " + foreign.join(" "));
