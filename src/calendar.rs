@@ -537,49 +537,66 @@ mod tests {
 
     #[test]
     fn the_dates_within_utc_days_are_the_whole_ones() {
-        let within = |zone: &str, first: &str, last: &str| {
-            dates_within(&zone.parse().unwrap(), d(first), d(last)).map(|(a, b)| (a.to_string(), b.to_string()))
-        };
-        let pair = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
-        assert_eq!(
-            within("UTC", "2026-03-01", "2026-03-03"),
-            pair("2026-03-01", "2026-03-03")
-        );
-        // West: 03-03 ends at 03-04 05:00Z.
-        assert_eq!(
-            within("America/New_York", "2026-03-01", "2026-03-03"),
-            pair("2026-03-01", "2026-03-02")
-        );
-        // East: 03-01 began at 02-28 18:15Z.
-        assert_eq!(
-            within("Asia/Kathmandu", "2026-03-01", "2026-03-03"),
-            pair("2026-03-02", "2026-03-03")
-        );
-        assert_eq!(within("Asia/Kathmandu", "2026-03-01", "2026-03-01"), None);
-        // London's 23-hour 2026-03-29 and Santiago's midnight that never was.
-        assert_eq!(
-            within("Europe/London", "2026-03-29", "2026-03-29"),
-            pair("2026-03-29", "2026-03-29")
-        );
-        assert_eq!(
-            within("America/Santiago", "2026-09-06", "2026-09-07"),
-            pair("2026-09-06", "2026-09-06")
-        );
-        // Samoa's 2011-12-30 never happened: having no instant, it lies
-        // within any days; UTC 12-30 holds the end of its 29th (-10) and the
-        // start of its 31st (+14).
-        assert_eq!(
-            within("Pacific/Apia", "2011-12-29", "2011-12-30"),
-            pair("2011-12-29", "2011-12-30")
-        );
-        assert_eq!(
-            within("Pacific/Apia", "2011-12-30", "2011-12-31"),
-            pair("2011-12-30", "2011-12-31")
-        );
-        assert_eq!(
-            within("Pacific/Apia", "2011-12-30", "2011-12-30"),
-            pair("2011-12-30", "2011-12-30")
-        );
+        // (zone, first and last UTC day, the dates within them)
+        for (zone, first, last, within) in [
+            ("UTC", "2026-03-01", "2026-03-03", Some(("2026-03-01", "2026-03-03"))),
+            // West: 03-03 ends at 03-04 05:00Z.
+            (
+                "America/New_York",
+                "2026-03-01",
+                "2026-03-03",
+                Some(("2026-03-01", "2026-03-02")),
+            ),
+            // East: 03-01 began at 02-28 18:15Z.
+            (
+                "Asia/Kathmandu",
+                "2026-03-01",
+                "2026-03-03",
+                Some(("2026-03-02", "2026-03-03")),
+            ),
+            ("Asia/Kathmandu", "2026-03-01", "2026-03-01", None),
+            // London's 23-hour day, and Santiago's midnight that never was.
+            (
+                "Europe/London",
+                "2026-03-29",
+                "2026-03-29",
+                Some(("2026-03-29", "2026-03-29")),
+            ),
+            (
+                "America/Santiago",
+                "2026-09-06",
+                "2026-09-07",
+                Some(("2026-09-06", "2026-09-06")),
+            ),
+            // Samoa's 2011-12-30 never happened: having no instant, it lies
+            // within any days; UTC 12-30 holds the end of its 29th (-10) and
+            // the start of its 31st (+14).
+            (
+                "Pacific/Apia",
+                "2011-12-29",
+                "2011-12-30",
+                Some(("2011-12-29", "2011-12-30")),
+            ),
+            (
+                "Pacific/Apia",
+                "2011-12-30",
+                "2011-12-31",
+                Some(("2011-12-30", "2011-12-31")),
+            ),
+            (
+                "Pacific/Apia",
+                "2011-12-30",
+                "2011-12-30",
+                Some(("2011-12-30", "2011-12-30")),
+            ),
+        ] {
+            let tz: Tz = zone.parse().unwrap();
+            assert_eq!(
+                dates_within(&tz, d(first), d(last)),
+                within.map(|(a, b)| (d(a), d(b))),
+                "{zone} {first}..{last}"
+            );
+        }
     }
 
     #[test]

@@ -128,7 +128,10 @@ fn bad_configuration_exits_2_with_one_line_that_names_it() {
         let line = common::assert_usage_error(&args);
         assert!(line.contains("has not ended yet"), "{line}");
     }
-    assert!(!dir.path().join("wh-never").exists(), "a refused run created the warehouse");
+    assert!(
+        !dir.path().join("wh-never").exists(),
+        "a refused run created the warehouse"
+    );
 }
 
 /// `run` of one day and `report` of account 1, both against `warehouse`.
