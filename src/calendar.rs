@@ -17,6 +17,8 @@
 //! bucket edge falls on a UTC quarter hour; hourly edges are found by walking
 //! those quarter hours.
 
+use std::collections::BTreeSet;
+
 use chrono::{Datelike, Days, Months, NaiveDate, NaiveTime, Offset, SecondsFormat, TimeZone, Timelike};
 use chrono_tz::Tz;
 
@@ -196,6 +198,24 @@ pub fn dates_within(tz: &Tz, first_utc_day: NaiveDate, last_utc_day: NaiveDate) 
         last
     };
     (first <= last).then_some((first, last))
+}
+
+/// The first and the last local date whose every instant lies in the UTC
+/// days `days` (the published ones, say): over the runs of consecutive
+/// days, the first date of the first run holding a whole date, and the last
+/// date of the last such run. `None` when no run holds one.
+pub fn whole_dates(tz: &Tz, days: &BTreeSet<NaiveDate>) -> Option<(NaiveDate, NaiveDate)> {
+    let mut runs: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+    for day in days {
+        match runs.last_mut() {
+            Some((_, last)) if *last + Days::new(1) == *day => *last = *day,
+            _ => runs.push((*day, *day)),
+        }
+    }
+    let within = |(first, last): &(NaiveDate, NaiveDate)| dates_within(tz, *first, *last);
+    let first = runs.iter().find_map(within)?.0;
+    let last = runs.iter().rev().find_map(within)?.1;
+    Some((first, last))
 }
 
 /// The instants of a report range: `[start of from, start of to + 1 day)`.
@@ -597,6 +617,29 @@ mod tests {
                 "{zone} {first}..{last}"
             );
         }
+    }
+
+    #[test]
+    fn whole_dates_come_from_runs_of_consecutive_days() {
+        let ny: Tz = "America/New_York".parse().unwrap();
+        let ktm: Tz = "Asia/Kathmandu".parse().unwrap();
+        let days = |list: &[&str]| list.iter().map(|s| d(s)).collect::<BTreeSet<_>>();
+        let pair = |a: &str, b: &str| Some((d(a), d(b)));
+        let run = days(&["2026-03-01", "2026-03-02", "2026-03-03"]);
+        assert_eq!(
+            whole_dates(&ny, &run),
+            dates_within(&ny, d("2026-03-01"), d("2026-03-03"))
+        );
+        // With a gap, New York's 03-04 needs UTC 03-04 too: the last whole
+        // date is 03-02, where the first run ends.
+        let gap = days(&["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-05"]);
+        assert_eq!(whole_dates(&ny, &gap), pair("2026-03-01", "2026-03-02"));
+        // A run of one UTC day holds no whole date in Kathmandu; the next
+        // run's first does.
+        let lone = days(&["2026-03-01", "2026-03-05", "2026-03-06"]);
+        assert_eq!(whole_dates(&ktm, &lone), pair("2026-03-06", "2026-03-06"));
+        assert_eq!(whole_dates(&ktm, &days(&["2026-03-01"])), None);
+        assert_eq!(whole_dates(&ktm, &BTreeSet::new()), None);
     }
 
     #[test]

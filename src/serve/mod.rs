@@ -466,9 +466,7 @@ async fn account_handler(State(app): State<Arc<App>>, Path(account): Path<String
     );
     // The page's default range ends on the last of these: in a zone west of
     // UTC, the last published day's date has not ended yet.
-    let complete = first_day
-        .zip(last_day)
-        .and_then(|(first, last)| calendar::dates_within(&info.zone(), *first, *last));
+    let complete = calendar::whole_dates(&info.zone(), snapshot.published());
     private_json(json!({
         "account_id": id,
         "name": info.name,
