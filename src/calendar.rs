@@ -159,6 +159,13 @@ pub fn rfc3339_in(tz: &Tz, t: UnixMicros) -> String {
         .to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
+/// An account's zone as the source stores it (`accounts.time_zone`): `None`
+/// when missing or no IANA name. Such an account is kept in UTC, by the job
+/// that builds its rollups and the readers that match them alike.
+pub fn stored_zone(name: Option<&str>) -> Option<Tz> {
+    name.and_then(|z| z.parse().ok())
+}
+
 /// The first instant of a local date (the first that exists, where midnight
 /// is skipped).
 pub fn day_start(tz: &Tz, date: NaiveDate) -> UnixMicros {

@@ -43,6 +43,7 @@ use crate::aggregate::{
     Aggregate, ChannelDim, ContactDays, DayAggregator, Dimensions, Entry, Fold, Merge, RejectReason, SlotCounts,
     SourceTable, decide_resolved, merge_sorted_runs, shard_of,
 };
+use crate::calendar;
 use crate::extract::{AccountFilter, DayRange, Snapshot};
 use crate::model::{MICROS_PER_DAY, UnixMicros, to_datetime};
 use crate::rollup;
@@ -521,9 +522,9 @@ async fn work(
         .filter_map(|id| dims.accounts.get(id))
         .map(|a| rollup::AccountSpec {
             id: a.id,
-            tz: match a.time_zone.as_deref().map(str::parse::<chrono_tz::Tz>) {
-                Some(Ok(tz)) => tz,
-                _ => {
+            tz: match calendar::stored_zone(a.time_zone.as_deref()) {
+                Some(tz) => tz,
+                None => {
                     // What the source holds, shortened: it is any text.
                     let shown = a.time_zone.as_deref().map(|z| z.chars().take(64).collect());
                     unzoned.push((a.id, shown));

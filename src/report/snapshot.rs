@@ -51,10 +51,7 @@ impl AccountInfo {
     /// The zone reports default to and rollups are built in: UTC when the
     /// source's is missing or no IANA name (the job warns of those).
     pub fn zone(&self) -> Tz {
-        self.time_zone
-            .as_deref()
-            .and_then(|z| z.parse().ok())
-            .unwrap_or(Tz::UTC)
+        calendar::stored_zone(self.time_zone.as_deref()).unwrap_or(Tz::UTC)
     }
 }
 
