@@ -460,19 +460,15 @@ async fn account_handler(State(app): State<Arc<App>>, Path(account): Path<String
     };
     let info = snapshot.account(id).expect("authorize checked the account");
     let run = snapshot.latest_run();
-    let (first_day, last_day) = (
-        snapshot.published().iter().next(),
-        snapshot.published().iter().next_back(),
-    );
-    // The page's default range ends on the last of these: in a zone west of
-    // UTC, the last published day's date has not ended yet.
+    // The page's default range ends on the last whole date: in a zone west
+    // of UTC, the last published day's date has not ended yet.
     let complete = calendar::whole_dates(&info.zone(), snapshot.published());
     private_json(json!({
         "account_id": id,
         "name": info.name,
         "time_zone": info.zone().name(),
-        "first_published_day": first_day,
-        "last_published_day": last_day,
+        "first_published_day": snapshot.published().iter().next(),
+        "last_published_day": snapshot.published().iter().next_back(),
         "first_complete_date": complete.map(|(first, _)| first),
         "last_complete_date": complete.map(|(_, last)| last),
         "snapshot": {
