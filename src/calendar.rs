@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use chrono::{Datelike, Days, Months, NaiveDate, NaiveTime, Offset, SecondsFormat, TimeZone, Timelike};
 use chrono_tz::Tz;
 
-use crate::model::{MICROS_PER_DAY, MICROS_PER_MINUTE, UnixMicros, to_datetime};
+use crate::model::{MICROS_PER_DAY, MICROS_PER_MINUTE, UnixMicros, to_datetime, utc_midnight};
 
 const QUARTER: i64 = 15 * MICROS_PER_MINUTE;
 
@@ -190,8 +190,7 @@ pub fn day_start(tz: &Tz, date: NaiveDate) -> UnixMicros {
 /// of UTC has not finished the last UTC day's date; one east of it began
 /// the first UTC day's date the day before.
 pub fn dates_within(tz: &Tz, first_utc_day: NaiveDate, last_utc_day: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
-    let utc_start = |d: NaiveDate| i64::from(d.to_epoch_days()) * MICROS_PER_DAY;
-    let (start, end) = (utc_start(first_utc_day), utc_start(last_utc_day + Days::new(1)));
+    let (start, end) = (utc_midnight(first_utc_day), utc_midnight(last_utc_day + Days::new(1)));
     let first = local_date(tz, start);
     let first = if day_start(tz, first) < start {
         first + Days::new(1)

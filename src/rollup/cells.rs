@@ -18,7 +18,7 @@ use chrono_tz::Tz;
 use crate::aggregate::{ChannelDim, IdBuildHasher};
 use crate::calendar::{self, Buckets, Interval};
 use crate::metric::{Metric, counts_as_connected, platform_of};
-use crate::model::{MICROS_PER_DAY, UnixMicros};
+use crate::model::{MICROS_PER_DAY, UnixMicros, utc_midnight};
 
 /// What one channel did in one bucket. Id lists are sorted and distinct.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -648,7 +648,7 @@ pub fn cells_from_rows(rows: &[RollupRow], ids: &[i64]) -> Cells {
 
 /// Local dates of `tz` that overlap UTC day `day`.
 pub fn local_dates_of_utc_day(tz: &Tz, day: NaiveDate) -> (NaiveDate, NaiveDate) {
-    let start = i64::from(day.to_epoch_days()) * MICROS_PER_DAY;
+    let start = utc_midnight(day);
     (
         calendar::local_date(tz, start),
         calendar::local_date(tz, start + MICROS_PER_DAY - 1),

@@ -74,7 +74,7 @@ use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, compute_
 use crate::aggregate::{ChannelDim, shard_of};
 use crate::calendar::{Interval, period_instants, rfc3339_in};
 use crate::fifo::Fifo;
-use crate::model::{MICROS_PER_DAY, UnixMicros};
+use crate::model::{MICROS_PER_DAY, UnixMicros, utc_midnight};
 use crate::warehouse::manifest::{DayManifest, account_row_groups, published_day};
 use crate::warehouse::paths::{DirtyMarkerKey, RollupKey, ShardSpec, Table};
 use crate::warehouse::read::stream_batches;
@@ -2715,7 +2715,7 @@ fn could_hold_rows(
         let (start, end) = period_instants(&a.spec.tz, child, period).expect("not hourly");
         start < end
             && around.iter().any(|day| {
-                let day_start = i64::from(day.to_epoch_days()) * MICROS_PER_DAY;
+                let day_start = utc_midnight(*day);
                 start < day_start + MICROS_PER_DAY && day_start < end
             })
     })
