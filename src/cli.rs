@@ -214,6 +214,15 @@ pub struct RunArgs {
     #[arg(long, env = "MAX_LATE_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..=366))]
     pub max_late_days: u32,
 
+    /// How far behind the source's clock the late-data watermark stays. A
+    /// row committed after a run's snapshot but stamped (created_at) before
+    /// it, by a write transaction or an application clock up to this much
+    /// behind, is still found by the next run; one stamped earlier than that
+    /// is not. Rows stamped after the source's clock never move the
+    /// watermark.
+    #[arg(long, env = "MAX_COMMIT_LAG", default_value = "10m", value_name = "DUR", value_parser = parse_duration_or_zero)]
+    pub max_commit_lag: Duration,
+
     /// Print the days, accounts and objects the run would write, and write nothing.
     #[arg(long, env = "RUN_DRY_RUN")]
     pub dry_run: bool,
@@ -375,6 +384,7 @@ impl RunArgs {
                 count: self.shard_count,
             },
             max_late_days: self.max_late_days,
+            max_commit_lag: self.max_commit_lag,
             parallel: self.parallel as usize,
             dry_run: self.dry_run,
             spill_dir: self.spill_dir.unwrap_or_else(std::env::temp_dir),

@@ -94,6 +94,7 @@ pub async fn demo(config: &DemoConfig, gate: &crate::warehouse::gate::WriteGate)
             accounts: None,
             shard: ShardSpec::WHOLE,
             max_late_days: 7,
+            max_commit_lag: std::time::Duration::from_secs(600),
             parallel: config.parallel,
             dry_run: false,
             spill_dir: std::env::temp_dir(),

@@ -56,6 +56,17 @@ fn qerr(query: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
     }
 }
 
+/// What a snapshot says about arrivals, for the late-data watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrivals {
+    /// The latest `created_at` that is not after `now` (None when there is
+    /// none): a row stamped in the future says nothing about what arrived.
+    pub latest: Option<UnixMicros>,
+    /// The source's clock when the snapshot was taken (SQLite has none: the
+    /// job's clock).
+    pub now: UnixMicros,
+}
+
 /// Which accounts' rows a run reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountFilter {
@@ -132,12 +143,13 @@ impl Snapshot {
         })
     }
 
-    /// The latest `created_at` in the snapshot.
-    pub async fn watermark(&mut self) -> Result<Option<UnixMicros>> {
+    /// The latest arrival (`created_at`) in the snapshot and the clock it is
+    /// judged by.
+    pub async fn arrivals(&mut self) -> Result<Arrivals> {
         bounded(self.limit, "watermark.sql", async {
             match &mut self.backend {
-                SnapshotBackend::Postgres(s) => s.watermark().await,
-                SnapshotBackend::Sqlite(s) => s.watermark().await,
+                SnapshotBackend::Postgres(s) => s.arrivals().await,
+                SnapshotBackend::Sqlite(s) => s.arrivals().await,
             }
         })
         .await

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
-use super::{AccountFilter, DayRange, Result, TooLate, qerr};
+use super::{AccountFilter, Arrivals, DayRange, Result, TooLate, qerr};
 use crate::aggregate::{AccountDim, ChannelDim, RawEvent, RawHistory, RawMessage, Text};
 use crate::model::*;
 
@@ -97,12 +97,15 @@ impl PgSnapshot {
         Ok((accounts, channels))
     }
 
-    pub async fn watermark(&mut self) -> Result<Option<UnixMicros>> {
-        let w: Option<DateTime<Utc>> = sqlx::query_scalar(WATERMARK)
+    pub async fn arrivals(&mut self) -> Result<Arrivals> {
+        let (latest, now): (Option<DateTime<Utc>>, DateTime<Utc>) = sqlx::query_as(WATERMARK)
             .fetch_one(&mut *self.holder)
             .await
             .map_err(qerr("watermark.sql"))?;
-        Ok(w.map(micros))
+        Ok(Arrivals {
+            latest: latest.map(micros),
+            now: micros(now),
+        })
     }
 
     pub async fn late_days(&mut self, previous: UnixMicros, current: UnixMicros) -> Result<Vec<NaiveDate>> {

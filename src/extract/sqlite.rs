@@ -3,12 +3,12 @@
 //! INTEGER Unix microseconds. SQLite is dynamically typed, so a value of the
 //! wrong type is flagged on the row (reject `bad_value`), never a failure.
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, Utc};
 use futures::TryStreamExt;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
-use super::{AccountFilter, DayRange, Result, TooLate, qerr};
+use super::{AccountFilter, Arrivals, DayRange, Result, TooLate, qerr};
 use crate::aggregate::{AccountDim, ChannelDim, RawEvent, RawHistory, RawMessage, Text};
 use crate::model::*;
 
@@ -87,11 +87,14 @@ impl SqliteSnapshot {
         Ok((accounts, channels))
     }
 
-    pub async fn watermark(&mut self) -> Result<Option<UnixMicros>> {
-        sqlx::query_scalar(WATERMARK)
+    pub async fn arrivals(&mut self) -> Result<Arrivals> {
+        let now = Utc::now().timestamp_micros();
+        let latest = sqlx::query_scalar(WATERMARK)
+            .bind(now)
             .fetch_one(&mut *self.holder)
             .await
-            .map_err(qerr("watermark.sql"))
+            .map_err(qerr("watermark.sql"))?;
+        Ok(Arrivals { latest, now })
     }
 
     pub async fn late_days(&mut self, previous: UnixMicros, current: UnixMicros) -> Result<Vec<NaiveDate>> {

@@ -44,7 +44,7 @@ use crate::aggregate::{
     SourceTable, decide_resolved, merge_sorted_runs, shard_of,
 };
 use crate::calendar;
-use crate::extract::{AccountFilter, DayRange, Snapshot};
+use crate::extract::{AccountFilter, Arrivals, DayRange, Snapshot};
 use crate::model::{MICROS_PER_DAY, UnixMicros, to_datetime};
 use crate::rollup;
 use crate::source::{Access, SourceDb, SourceSettings, SourceUrl};
@@ -125,6 +125,8 @@ pub struct RunConfig {
     pub accounts: Option<Vec<i64>>,
     pub shard: ShardSpec,
     pub max_late_days: u32,
+    /// How far behind the source's clock the late-data watermark stays.
+    pub max_commit_lag: Duration,
     pub parallel: usize,
     pub dry_run: bool,
     pub spill_dir: PathBuf,
@@ -143,7 +145,8 @@ pub struct RunConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub run_id: RunId,
-    /// Latest `created_at` seen (Unix microseconds), if the source had rows.
+    /// Every row with a `created_at` up to this (Unix microseconds) has
+    /// been seen: see [`settled_watermark`]. None until the source had rows.
     pub watermark: Option<UnixMicros>,
 }
 
@@ -420,6 +423,7 @@ async fn work(
         accounts = plan.accounts.len(),
         parallel = config.parallel,
         max_late_days = config.max_late_days,
+        max_commit_lag_s = config.max_commit_lag.as_secs_f64(),
         source_settings = %config.source_settings,
         store_settings = %config.store,
         pushgateway = %config.pushgateway.as_ref().map(|u| u.as_str()).unwrap_or("off"),
@@ -684,7 +688,7 @@ pub async fn plan(
     };
 
     let previous = read_state(warehouse, config.shard).await?;
-    let watermark = snapshot.watermark().await?;
+    let watermark = settled_watermark(snapshot.arrivals().await?, config.max_commit_lag);
     let anchor = *config.days.iter().max().expect("a run has at least one day");
     let horizon = anchor - chrono::Days::new(config.max_late_days.into());
     let requested: BTreeSet<NaiveDate> = config.days.iter().copied().collect();
@@ -709,6 +713,19 @@ pub async fn plan(
         previous,
         watermark,
     })
+}
+
+/// The watermark a run records: every row whose `created_at` is at or
+/// before it is in this run's snapshot. The latest arrival alone is not
+/// enough: a row stamped before it can still be committed after the snapshot
+/// was taken (a long write transaction, an application clock behind the
+/// database's), so the watermark stays `max_commit_lag` behind the source's
+/// clock and the next run looks at such rows again. Rows stamped after the
+/// clock are already left out of `latest` by the source's query.
+fn settled_watermark(arrivals: Arrivals, max_commit_lag: Duration) -> Option<UnixMicros> {
+    let lag = i64::try_from(max_commit_lag.as_micros()).unwrap_or(i64::MAX);
+    let settled = arrivals.now.saturating_sub(lag);
+    arrivals.latest.map(|latest| latest.min(settled))
 }
 
 fn describe_plan(config: &RunConfig, plan: &Plan) -> String {
@@ -1253,6 +1270,30 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn the_watermark_stays_the_commit_lag_behind_the_sources_clock() {
+        let lag = Duration::from_secs(600);
+        let now = 1_000 * MICROS_PER_HOUR;
+        let arrivals = |latest| Arrivals { latest, now };
+        // A busy source: rows up to a second ago; those of the last ten
+        // minutes may still have company that commits later.
+        assert_eq!(
+            settled_watermark(arrivals(Some(now - 1_000_000)), lag),
+            Some(now - 600_000_000)
+        );
+        // A quiet source (or history loaded in bulk): the latest row.
+        assert_eq!(
+            settled_watermark(arrivals(Some(now - 2 * MICROS_PER_HOUR)), lag),
+            Some(now - 2 * MICROS_PER_HOUR)
+        );
+        assert_eq!(settled_watermark(arrivals(None), lag), None);
+        assert_eq!(settled_watermark(arrivals(Some(now)), Duration::ZERO), Some(now));
+        assert_eq!(
+            settled_watermark(arrivals(Some(now)), Duration::MAX),
+            Some(now.saturating_sub(i64::MAX))
+        );
     }
 
     /// A derived table of more than two row groups comes out whole: each

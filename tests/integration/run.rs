@@ -540,6 +540,60 @@ async fn late_rows_reprocess_only_their_day_and_too_old_rows_are_rejected() {
     assert!(out.contains("1 day(s) published (0 with late data)"), "{out}");
 }
 
+/// A row committed after a night's snapshot but stamped before the rows it
+/// saw (a write transaction open across the night) is found by the next
+/// run: the watermark stays `--max-commit-lag` behind the source's clock.
+#[tokio::test]
+async fn a_row_committed_after_the_snapshot_but_stamped_before_it_is_found_by_the_next_run() {
+    let src = Src::postgres("commit-lag").await;
+    src.seed_days("1", "1", "2026-03-06", "50", "1");
+    let dir = TempDir::new("wh-commit-lag");
+    let warehouse = dir.path().join("wh").display().to_string();
+    let today = chrono::Utc::now().date_naive();
+    let (yesterday, before) = (today - chrono::Days::new(1), today - chrono::Days::new(2));
+    let message = |id: i64, contact: i64, day: chrono::NaiveDate| {
+        format!(
+            "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+             SELECT {id}, account_id, conversation_id, channel_id, {contact}, 'inbound', 'contact', NULL,
+                    '{day}T12:00:00Z', clock_timestamp()
+             FROM messages ORDER BY id LIMIT 1"
+        )
+    };
+    // The writer stamps its row, then takes its time to commit.
+    let mut writer = PgConnection::connect(src.url()).await.unwrap();
+    let mut open = writer.begin().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(message(900000201, 999201, before)))
+        .execute(&mut *open)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    src.exec(&message(900000202, 999202, yesterday)).await;
+    let run = || {
+        common::run_ok(&[
+            "run",
+            "--source",
+            src.url(),
+            "--warehouse",
+            &warehouse,
+            "--date",
+            &yesterday.to_string(),
+            "--max-commit-lag",
+            "2s",
+        ])
+    };
+    let out = run();
+    assert!(out.contains("1 day(s) published (0 with late data)"), "{out}");
+    open.commit().await.unwrap();
+    // The next night, in the test's terms: the source's clock has passed the
+    // row by more than the lag.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let out = run();
+    assert!(out.contains("2 day(s) published (1 with late data)"), "{out}");
+    let wh = wh::open(&warehouse, &[]);
+    let contacts = wh::ints(&wh::batches(&wh, before, Table::ContactActivity).await, "contact_id");
+    assert_eq!(contacts, [Some(999201)]);
+}
+
 #[tokio::test]
 async fn duckdb_reads_every_table_as_published() {
     let dir = TempDir::new("wh-duck");
