@@ -1,7 +1,9 @@
 -- UTC days that received rows after the last published watermark, found
--- through the created_at indexes (no fixed lookback). A late message can also
--- change which resolve of its conversation counts, so the days of that
--- conversation's resolves are included.
+-- through the created_at indexes (no fixed lookback). A late message or a late
+-- resolve can also change which resolve of its conversation counts (an
+-- earlier first message, an earlier outbound one, an earlier resolve that
+-- counts instead of one already counted), so the days of that conversation's
+-- resolves are included.
 -- Parameters: $1 timestamptz (previous watermark, exclusive), $2 timestamptz
 --   (this run's watermark, inclusive).
 -- Returns: day date (UTC).
@@ -15,7 +17,11 @@ SELECT DISTINCT day FROM (
     SELECT (e.occurred_at AT TIME ZONE 'UTC')::date
     FROM conversation_events e
     WHERE e.kind = 'resolved'
-      AND e.conversation_id IN (SELECT conversation_id FROM messages WHERE created_at > $1 AND created_at <= $2)
+      AND e.conversation_id IN (
+          SELECT conversation_id FROM messages WHERE created_at > $1 AND created_at <= $2
+          UNION
+          SELECT conversation_id FROM conversation_events
+          WHERE kind = 'resolved' AND created_at > $1 AND created_at <= $2)
 ) d
 WHERE day IS NOT NULL
 ORDER BY day

@@ -1,6 +1,8 @@
 -- UTC days that received rows after the last published watermark, through the
 -- created_at indexes; includes the days of the resolves of conversations that
--- got a late message (it can change which resolve counts).
+-- got a late message or a late resolve (either can change which resolve
+-- counts: an earlier first message, an earlier outbound one, an earlier
+-- resolve that counts instead of one already counted).
 -- Parameters: ?1 previous watermark (exclusive), ?2 this run's watermark
 --   (inclusive), Unix microseconds.
 -- Returns: day, as days since 1970-01-01 (UTC).
@@ -12,7 +14,11 @@ SELECT DISTINCT day FROM (
     SELECT e.occurred_at / 86400000000
     FROM conversation_events e
     WHERE e.kind = 'resolved'
-      AND e.conversation_id IN (SELECT conversation_id FROM messages WHERE created_at > ?1 AND created_at <= ?2)
+      AND e.conversation_id IN (
+          SELECT conversation_id FROM messages WHERE created_at > ?1 AND created_at <= ?2
+          UNION
+          SELECT conversation_id FROM conversation_events
+          WHERE kind = 'resolved' AND created_at > ?1 AND created_at <= ?2)
 )
 WHERE day IS NOT NULL
 ORDER BY day
