@@ -197,7 +197,11 @@ pub struct RunArgs {
     #[arg(long, env = "RUN_PARALLEL", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub parallel: u32,
 
-    /// Only these accounts (comma-separated ids) [default: all].
+    /// Only these accounts (comma-separated ids, of this run's shard)
+    /// [default: all]: their rows of each day are replaced in the day's
+    /// published files, every other account's are kept. The days must be
+    /// published with this run's shard count. No late days are reprocessed,
+    /// and the late-data watermark stays where it was.
     #[arg(long, env = "RUN_ACCOUNTS", value_delimiter = ',', value_name = "ID,…")]
     pub accounts: Option<Vec<i64>>,
 

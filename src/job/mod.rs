@@ -51,8 +51,9 @@ use crate::source::{Access, SourceDb, SourceSettings, SourceUrl};
 use crate::warehouse::gate::WriteGate;
 use crate::warehouse::manifest::{self, DayManifest, FileEntry};
 use crate::warehouse::paths::{
-    DataFileKey, DirtyMarkerKey, LeaseKey, RunId, ShardSpec, Table, run_manifest_key, state_key,
+    DataFileKey, DirtyMarkerKey, LeaseKey, RunId, ScratchKey, ShardSpec, Table, run_manifest_key, state_key,
 };
+use crate::warehouse::splice;
 use crate::warehouse::tables;
 use crate::warehouse::write::{ParquetFile, ROW_GROUP_ROWS};
 use crate::warehouse::{StoreSettings, Warehouse, WarehouseUrl};
@@ -91,6 +92,21 @@ pub enum Error {
         "the run's lease could not be renewed in time (--lease-ttl); it stopped writing so that another run may take over"
     )]
     LeaseLost,
+    #[error("--accounts: account {account} belongs to shard {belongs} of {}, not to this run's shard {shard} (give --shard-index {belongs})", .shard.count)]
+    AccountNotInShard {
+        account: i64,
+        belongs: u32,
+        shard: ShardSpec,
+    },
+    #[error(
+        "--accounts: {day} has no published version of shard {shard}{published}; a run of some accounts replaces their rows in a published day, so run the day for every account first"
+    )]
+    NotPublishedForAccounts {
+        day: NaiveDate,
+        shard: ShardSpec,
+        /// What is published instead, if anything.
+        published: String,
+    },
 }
 
 impl Error {
@@ -100,6 +116,7 @@ impl Error {
             Error::Source(e) => e.is_bad_input(),
             Error::Warehouse(e) | Error::Rollup(crate::rollup::Error::Warehouse(e)) => e.is_bad_input(),
             Error::Day { source, .. } => source.is_bad_input(),
+            Error::AccountNotInShard { .. } | Error::NotPublishedForAccounts { .. } => true,
             _ => false,
         }
     }
@@ -671,6 +688,16 @@ pub async fn plan(
 ) -> Result<Plan> {
     let mut known: Vec<i64> = dims.accounts.keys().copied().collect();
     known.sort_unstable();
+    for &account in config.accounts.iter().flatten() {
+        let belongs = shard_of(account, config.shard.count);
+        if belongs != config.shard.index {
+            return Err(Error::AccountNotInShard {
+                account,
+                belongs,
+                shard: config.shard,
+            });
+        }
+    }
     let candidates = config.accounts.clone().unwrap_or_else(|| known.clone());
     let accounts: Vec<i64> = candidates
         .into_iter()
@@ -692,18 +719,40 @@ pub async fn plan(
     let anchor = *config.days.iter().max().expect("a run has at least one day");
     let horizon = anchor - chrono::Days::new(config.max_late_days.into());
     let requested: BTreeSet<NaiveDate> = config.days.iter().copied().collect();
-    let late_days: Vec<NaiveDate> = match (previous.as_ref().and_then(|s| s.watermark), watermark) {
-        (Some(prev), Some(now)) if now > prev => snapshot
-            .late_days(prev, now)
-            .await?
-            .into_iter()
-            .filter(|d| *d >= horizon && *d < anchor && !requested.contains(d))
-            .collect(),
+    let previous_watermark = previous.as_ref().and_then(|s| s.watermark);
+    let found: Vec<NaiveDate> = match (previous_watermark, watermark) {
+        (Some(prev), Some(now)) if now > prev => snapshot.late_days(prev, now).await?,
         _ => Vec::new(),
+    };
+    // Late data is the business of runs of every account: a run of some
+    // accounts would leave the others' late rows behind.
+    let every_account = config.accounts.is_none();
+    let late_days: Vec<NaiveDate> = found
+        .iter()
+        .copied()
+        .filter(|d| every_account && *d >= horizon && *d < anchor && !requested.contains(d))
+        .collect();
+    // Rows that a run leaves to a later one (days after its last, as when
+    // old days are backfilled between nights; other accounts' rows) must
+    // still be ahead of the watermark the later run starts from.
+    let later_days: Vec<NaiveDate> = found.iter().copied().filter(|d| *d > anchor).collect();
+    let leaves_rows_behind = !every_account || !later_days.is_empty();
+    if every_account && !later_days.is_empty() {
+        tracing::info!(?later_days, "Late-data watermark kept.");
+    }
+    let watermark = if leaves_rows_behind {
+        previous_watermark
+    } else {
+        watermark
     };
     let mut days: Vec<NaiveDate> = requested.iter().chain(late_days.iter()).copied().collect();
     days.sort_unstable();
     days.dedup();
+    if !every_account {
+        for day in &days {
+            check_published_for_splice(warehouse, *day, config.shard).await?;
+        }
+    }
     Ok(Plan {
         run_id,
         days,
@@ -713,6 +762,77 @@ pub async fn plan(
         previous,
         watermark,
     })
+}
+
+/// The day's files of a run of some accounts: `fresh` (their rows, at
+/// scratch keys) spliced into the shard's published files, which keep every
+/// other account's rows. The scratch files go once spliced.
+async fn splice_day(
+    warehouse: &Warehouse,
+    day: NaiveDate,
+    shard: ShardSpec,
+    run_id: &RunId,
+    accounts: &[i64],
+    fresh: Vec<FileEntry>,
+) -> Result<Vec<FileEntry>> {
+    let Some(old) = manifest::shard_manifest(warehouse, day, shard).await? else {
+        return Err(Error::NotPublishedForAccounts {
+            day,
+            shard,
+            published: String::new(),
+        });
+    };
+    let replaced: BTreeSet<i64> = accounts.iter().copied().collect();
+    let spliced = fresh.iter().map(|entry| {
+        let (old, replaced) = (&old, &replaced);
+        async move {
+            let table = Table::from_name(&entry.table).expect("the run's own table names");
+            let old_keys: Vec<String> = old.files_of(table).map(|f| f.key.clone()).collect();
+            let key = DataFileKey {
+                table,
+                day,
+                shard,
+                run_id: run_id.clone(),
+            }
+            .relative();
+            let rows = splice::splice_accounts(warehouse, table, &old_keys, &entry.key, &key, replaced).await?;
+            Ok::<_, Error>(FileEntry {
+                table: entry.table.clone(),
+                key,
+                rows,
+            })
+        }
+    });
+    let spliced = futures::future::try_join_all(spliced).await?;
+    let scratch: Vec<String> = fresh.into_iter().map(|f| f.key).collect();
+    warehouse.delete_each(&scratch).await?;
+    Ok(spliced)
+}
+
+/// A run of some accounts splices their rows into the published version of
+/// each of its days ([`splice`]): that version must be its shard count's.
+async fn check_published_for_splice(warehouse: &Warehouse, day: NaiveDate, shard: ShardSpec) -> Result<()> {
+    let published = manifest::published_day(warehouse, day).await?;
+    let count = published
+        .as_ref()
+        .and_then(|set| set.first())
+        .map(|m| m.shard())
+        .transpose()?;
+    match count {
+        Some(published) if published.count == shard.count => Ok(()),
+        other => Err(Error::NotPublishedForAccounts {
+            day,
+            shard,
+            published: other
+                .map(|p| {
+                    format!(
+                        " (it is published with {} shard(s): give --shard-count {})",
+                        p.count, p.count
+                    )
+                })
+                .unwrap_or_default(),
+        }),
+    }
 }
 
 /// The watermark a run records: every row whose `created_at` is at or
@@ -859,14 +979,28 @@ async fn process_day(
     let (messages_read, events_read) = (messages.agg.messages_read, events.agg.events_read);
 
     let shard = config.shard;
+    // A run of some accounts writes their rows aside, then splices them into
+    // the day's files: the shard's other accounts keep theirs.
+    let splicing = config.accounts.is_some();
     let key_of = |table: Table| {
-        DataFileKey {
-            table,
-            day,
-            shard,
-            run_id: plan.run_id.clone(),
+        let run_id = plan.run_id.clone();
+        if splicing {
+            ScratchKey {
+                run_id,
+                table,
+                day,
+                shard,
+            }
+            .relative()
+        } else {
+            DataFileKey {
+                table,
+                day,
+                shard,
+                run_id,
+            }
+            .relative()
         }
-        .relative()
     };
     let table_of = |which: Aggregate| match which {
         Aggregate::ContactActivity => Table::ContactActivity,
@@ -988,6 +1122,9 @@ async fn process_day(
         }
     });
     files.extend(futures::future::try_join_all(small).await?);
+    if splicing {
+        files = splice_day(warehouse, day, shard, &plan.run_id, &plan.accounts, files).await?;
+    }
 
     let manifest = DayManifest {
         format_version: manifest::FORMAT_VERSION,

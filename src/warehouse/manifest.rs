@@ -160,6 +160,16 @@ pub async fn published_day(warehouse: &Warehouse, day: NaiveDate) -> Result<Opti
     Ok(best.map(|(_, set)| set))
 }
 
+/// One shard's manifest of a day, whether or not its shard count's set is
+/// complete; `None` when it has none.
+pub async fn shard_manifest(warehouse: &Warehouse, day: NaiveDate, shard: ShardSpec) -> Result<Option<DayManifest>> {
+    let key = DayManifestKey { day, shard }.relative();
+    match warehouse.get(&key).await? {
+        Some(bytes) => parse_manifest(&key, &bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
 fn parse_manifest(key: &str, bytes: &[u8]) -> Result<DayManifest> {
     let manifest: DayManifest = serde_json::from_slice(bytes).map_err(|e| Error::BadManifest {
         key: key.to_string(),

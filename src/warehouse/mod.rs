@@ -24,6 +24,7 @@ pub mod index;
 pub mod manifest;
 pub mod paths;
 pub mod read;
+pub mod splice;
 pub mod tables;
 pub mod write;
 

@@ -225,6 +225,29 @@ pub fn run_manifest_key(run: &RunId) -> String {
     format!("_runs/{run}.json")
 }
 
+/// `_scratch/<run>/<table>/dt=<day>/part-<shard>.parquet`: the new rows of
+/// a run of some accounts, before they are spliced into the day's data file
+/// (`warehouse::splice`). Outside the tables' folders, so that no reader and
+/// no glob over a table ever sees one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScratchKey {
+    pub run_id: RunId,
+    pub table: Table,
+    pub day: NaiveDate,
+    pub shard: ShardSpec,
+}
+
+impl ScratchKey {
+    pub fn relative(&self) -> String {
+        format!(
+            "_scratch/{}/{}/part-{}.parquet",
+            self.run_id,
+            DataFileKey::partition(self.table, self.day),
+            self.shard
+        )
+    }
+}
+
 /// `_state/<shard>.json`
 pub fn state_key(shard: ShardSpec) -> String {
     format!("_state/{shard}.json")
