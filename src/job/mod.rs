@@ -51,7 +51,8 @@ use crate::source::{Access, SourceDb, SourceSettings, SourceUrl};
 use crate::warehouse::gate::WriteGate;
 use crate::warehouse::manifest::{self, DayManifest, FileEntry};
 use crate::warehouse::paths::{
-    DataFileKey, DirtyMarkerKey, LeaseKey, RunId, ScratchKey, ShardSpec, Table, run_manifest_key, state_key,
+    DataFileKey, DirtyMarkerKey, LeaseKey, RunId, STATE_FOLDER, ScratchKey, ShardSpec, Table, parse_state_key,
+    run_manifest_key, state_key,
 };
 use crate::warehouse::splice;
 use crate::warehouse::tables;
@@ -678,6 +679,40 @@ async fn read_state(warehouse: &Warehouse, shard: ShardSpec) -> Result<Option<St
     })
 }
 
+/// Where a run's search for late rows starts: its shard spec's state. A
+/// spec's first run (after a change of --shard-count, say) starts from the
+/// lowest watermark of the other shard count that ran last, so that the rows
+/// that arrived since that count's last night are not lost in the change.
+/// Never from a sibling of its own count: a sibling's watermark says nothing
+/// of this shard's accounts (and on the first night of a new count, the
+/// sibling that ran first has already moved its own past the rows).
+async fn read_previous(warehouse: &Warehouse, shard: ShardSpec) -> Result<Option<State>> {
+    if let Some(own) = read_state(warehouse, shard).await? {
+        return Ok(Some(own));
+    }
+    let mut by_count: BTreeMap<u32, Vec<State>> = BTreeMap::new();
+    for key in warehouse.list(STATE_FOLDER).await? {
+        let Some(other) = parse_state_key(&key).filter(|other| other.count != shard.count) else {
+            continue;
+        };
+        if let Some(state) = read_state(warehouse, other).await? {
+            by_count.entry(other.count).or_default().push(state);
+        }
+    }
+    let latest_count = by_count
+        .values()
+        .max_by(|a, b| {
+            let newest = |states: &[State]| states.iter().map(|s| s.run_id.clone()).max();
+            newest(a).cmp(&newest(b))
+        })
+        .cloned()
+        .unwrap_or_default();
+    Ok(latest_count
+        .into_iter()
+        .filter(|s| s.watermark.is_some())
+        .min_by_key(|s| s.watermark))
+}
+
 /// Decides the accounts and days of a run.
 pub async fn plan(
     config: &RunConfig,
@@ -714,7 +749,7 @@ pub async fn plan(
         }
     };
 
-    let previous = read_state(warehouse, config.shard).await?;
+    let previous = read_previous(warehouse, config.shard).await?;
     let watermark = settled_watermark(snapshot.arrivals().await?, config.max_commit_lag);
     let anchor = *config.days.iter().max().expect("a run has at least one day");
     let horizon = anchor - chrono::Days::new(config.max_late_days.into());
@@ -732,10 +767,21 @@ pub async fn plan(
         .copied()
         .filter(|d| every_account && *d >= horizon && *d < anchor && !requested.contains(d))
         .collect();
-    // Rows that a run leaves to a later one (days after its last, as when
-    // old days are backfilled between nights; other accounts' rows) must
-    // still be ahead of the watermark the later run starts from.
-    let later_days: Vec<NaiveDate> = found.iter().copied().filter(|d| *d > anchor).collect();
+    // Rows that a run leaves to a later one (other accounts' rows; rows of
+    // published days after its last, as when old days are backfilled
+    // between nights) must still be ahead of the watermark the later run
+    // starts from. Days after its last that are not published yet (the
+    // night's today) are read whole when their turn comes.
+    let published_later = if found.iter().any(|d| *d > anchor) {
+        crate::warehouse::index::shard_days(warehouse, config.shard).await?
+    } else {
+        BTreeSet::new()
+    };
+    let later_days: Vec<NaiveDate> = found
+        .iter()
+        .copied()
+        .filter(|d| *d > anchor && published_later.contains(d))
+        .collect();
     let leaves_rows_behind = !every_account || !later_days.is_empty();
     if every_account && !later_days.is_empty() {
         tracing::info!(?later_days, "Late-data watermark kept.");

@@ -120,6 +120,15 @@ pub async fn record_finished(
     .await
 }
 
+/// The days one shard spec has published, from its own index alone.
+pub async fn shard_days(warehouse: &Warehouse, shard: ShardSpec) -> Result<BTreeSet<NaiveDate>> {
+    let key = IndexKey { shard }.relative();
+    Ok(match warehouse.get(&key).await? {
+        Some(bytes) => parse(&key, &bytes)?.days.into_keys().collect(),
+        None => BTreeSet::new(),
+    })
+}
+
 /// What the indexes say, read at once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Published {

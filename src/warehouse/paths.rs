@@ -250,7 +250,15 @@ impl ScratchKey {
 
 /// `_state/<shard>.json`
 pub fn state_key(shard: ShardSpec) -> String {
-    format!("_state/{shard}.json")
+    format!("{STATE_FOLDER}/{shard}.json")
+}
+
+pub const STATE_FOLDER: &str = "_state";
+
+/// The shard spec of a [`state_key`]; `None` for anything else.
+pub fn parse_state_key(relative: &str) -> Option<ShardSpec> {
+    let file = relative.strip_prefix(STATE_FOLDER)?.strip_prefix('/')?;
+    file.strip_suffix(".json")?.parse().ok()
 }
 
 /// `rollups/interval=<i>/period=<first local date>/part-<shard>.parquet`:
