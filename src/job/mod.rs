@@ -93,6 +93,8 @@ pub enum Error {
         "the run's lease could not be renewed in time (--lease-ttl); it stopped writing so that another run may take over"
     )]
     LeaseLost,
+    #[error("--accounts: account {0} is not in the source's accounts table")]
+    UnknownAccount(i64),
     #[error("--accounts: account {account} belongs to shard {belongs} of {}, not to this run's shard {shard} (give --shard-index {belongs})", .shard.count)]
     AccountNotInShard {
         account: i64,
@@ -117,7 +119,7 @@ impl Error {
             Error::Source(e) => e.is_bad_input(),
             Error::Warehouse(e) | Error::Rollup(crate::rollup::Error::Warehouse(e)) => e.is_bad_input(),
             Error::Day { source, .. } => source.is_bad_input(),
-            Error::AccountNotInShard { .. } | Error::NotPublishedForAccounts { .. } => true,
+            Error::UnknownAccount(_) | Error::AccountNotInShard { .. } | Error::NotPublishedForAccounts { .. } => true,
             _ => false,
         }
     }
@@ -724,6 +726,9 @@ pub async fn plan(
     let mut known: Vec<i64> = dims.accounts.keys().copied().collect();
     known.sort_unstable();
     for &account in config.accounts.iter().flatten() {
+        if known.binary_search(&account).is_err() {
+            return Err(Error::UnknownAccount(account));
+        }
         let belongs = shard_of(account, config.shard.count);
         if belongs != config.shard.index {
             return Err(Error::AccountNotInShard {

@@ -618,6 +618,10 @@ async fn a_run_of_some_accounts_keeps_every_other_accounts_rows() {
         assert!(line.contains(expected), "{line}");
     };
     refused(
+        &["--date", "2026-03-08", "--accounts", "1,99"],
+        "--accounts: account 99 is not in the source's accounts table",
+    );
+    refused(
         &["--date", "2026-03-06", "--accounts", "1"],
         "--accounts: 2026-03-06 has no published version of shard s0of1",
     );
