@@ -485,6 +485,9 @@ async fn work(
         }
     }
     rollup::write_dirty_marker(warehouse, &marker, &rollup_days).await?;
+    if config.accounts.is_some() {
+        remove_dead_scratch(warehouse, config.shard, &plan.run_id).await?;
+    }
 
     let late: BTreeSet<NaiveDate> = plan.late_days.iter().copied().collect();
     let progress = Mutex::new(Progress::new(plan.days.len(), config.progress));
@@ -858,6 +861,23 @@ async fn splice_day(
     let scratch: Vec<String> = fresh.into_iter().map(|f| f.key).collect();
     warehouse.delete_each(&scratch).await?;
     Ok(spliced)
+}
+
+/// Removes the scratch files of this shard spec's earlier runs: a run of
+/// some accounts that was killed before it spliced leaves its own. Runs of
+/// one shard spec never overlap (the lease), so none of them is in use.
+async fn remove_dead_scratch(warehouse: &Warehouse, shard: ShardSpec, own: &RunId) -> Result<()> {
+    let dead: Vec<String> = warehouse
+        .list(ScratchKey::FOLDER)
+        .await?
+        .into_iter()
+        .filter(|key| ScratchKey::parse(key).is_ok_and(|k| k.shard == shard && &k.run_id != own))
+        .collect();
+    if !dead.is_empty() {
+        tracing::info!(files = dead.len(), "Removing a killed run's scratch files.");
+        warehouse.delete_each(&dead).await?;
+    }
+    Ok(())
 }
 
 /// A run of some accounts splices their rows into the published version of

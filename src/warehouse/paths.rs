@@ -238,9 +238,34 @@ pub struct ScratchKey {
 }
 
 impl ScratchKey {
+    pub const FOLDER: &'static str = "_scratch";
+
+    pub fn parse(relative: &str) -> Result<Self, KeyError> {
+        let err = || KeyError(relative.to_string());
+        let rest = relative
+            .strip_prefix(Self::FOLDER)
+            .and_then(|r| r.strip_prefix('/'))
+            .ok_or_else(err)?;
+        let (run, data) = rest.split_once('/').ok_or_else(err)?;
+        let (folder, file) = data.rsplit_once('/').ok_or_else(err)?;
+        let shard = file
+            .strip_prefix("part-")
+            .and_then(|f| f.strip_suffix(".parquet"))
+            .ok_or_else(err)?;
+        // The data file key of the same folder, with this run, says the rest.
+        let data = DataFileKey::parse(&format!("{folder}/part-{shard}-{run}.parquet"))?;
+        Ok(ScratchKey {
+            run_id: data.run_id,
+            table: data.table,
+            day: data.day,
+            shard: data.shard,
+        })
+    }
+
     pub fn relative(&self) -> String {
         format!(
-            "_scratch/{}/{}/part-{}.parquet",
+            "{}/{}/{}/part-{}.parquet",
+            Self::FOLDER,
             self.run_id,
             DataFileKey::partition(self.table, self.day),
             self.shard
@@ -399,6 +424,27 @@ mod tests {
             "contact_activity/dt=2026-03-01/part-s1of3-20260301T020304005Z-00000abc.parquet"
         );
         assert_eq!(DataFileKey::parse(&rel), Ok(key));
+    }
+
+    #[test]
+    fn scratch_and_state_keys_round_trip() {
+        let key = ScratchKey {
+            run_id: run(),
+            table: Table::Rejects,
+            day: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            shard: ShardSpec { index: 2, count: 4 },
+        };
+        let rel = key.relative();
+        assert_eq!(
+            rel,
+            "_scratch/20260301T020304005Z-00000abc/rejects/dt=2026-03-01/part-s2of4.parquet"
+        );
+        assert_eq!(ScratchKey::parse(&rel), Ok(key));
+        assert!(ScratchKey::parse("_scratch/x/rejects/dt=2026-03-01/part-s2of4.parquet").is_err());
+        assert!(ScratchKey::parse("rejects/dt=2026-03-01/part-s2of4-20260301T020304005Z-00000abc.parquet").is_err());
+        let shard = ShardSpec { index: 1, count: 3 };
+        assert_eq!(parse_state_key(&state_key(shard)), Some(shard));
+        assert_eq!(parse_state_key("_state/s1of3.json.tmp"), None);
     }
 
     #[test]

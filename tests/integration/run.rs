@@ -583,6 +583,12 @@ async fn a_run_of_some_accounts_keeps_every_other_accounts_rows() {
         args.extend(extra);
         common::run_ok(&args)
     };
+    // What a run of some accounts killed before it spliced leaves behind.
+    let dead = dir
+        .path()
+        .join("spliced/_scratch/20260309T010000000Z-00000001/contact_activity/dt=2026-03-08");
+    std::fs::create_dir_all(&dead).unwrap();
+    std::fs::write(dead.join("part-s0of1.parquet"), b"PAR1").unwrap();
     run(&spliced, &["--accounts", "1"]);
     let whole = dir.path().join("whole").display().to_string();
     run_range(&src, &whole, &[]);
@@ -608,7 +614,7 @@ async fn a_run_of_some_accounts_keeps_every_other_accounts_rows() {
         !common::files_under(dir.path().join("spliced").as_path())
             .iter()
             .any(|f| f.to_string_lossy().contains("_scratch")),
-        "the scratch files are gone"
+        "the scratch files, the run's own and the killed run's, are gone"
     );
 
     let refused = |extra: &[&str], expected: &str| {
