@@ -185,6 +185,10 @@ pub struct RunManifest {
     pub previous_watermark: Option<String>,
     pub watermark: Option<String>,
     pub watermark_micros: Option<UnixMicros>,
+    /// The latest `created_at` the run's snapshot held (not after the
+    /// source's clock); the watermark stays `--max-commit-lag` behind the
+    /// clock, so it can be earlier.
+    pub latest_created_at: Option<String>,
     /// Rows written per table, per day.
     pub rows: BTreeMap<NaiveDate, BTreeMap<String, u64>>,
     pub rejects_by_reason: BTreeMap<String, u64>,
@@ -229,7 +233,9 @@ pub struct Plan {
     pub accounts: Vec<i64>,
     pub filter: AccountFilter,
     pub previous: Option<State>,
+    /// What the run records as its shard's watermark.
     pub watermark: Option<UnixMicros>,
+    pub latest_created_at: Option<UnixMicros>,
 }
 
 fn rfc3339(m: UnixMicros) -> String {
@@ -624,6 +630,7 @@ async fn work(
         previous_watermark: plan.previous.as_ref().and_then(|s| s.watermark).map(rfc3339),
         watermark: plan.watermark.map(rfc3339),
         watermark_micros: plan.watermark,
+        latest_created_at: plan.latest_created_at.map(rfc3339),
         rows: days.iter().map(|d| (d.day, d.rows.clone())).collect(),
         rejects_by_reason,
     };
@@ -758,7 +765,8 @@ pub async fn plan(
     };
 
     let previous = read_previous(warehouse, config.shard).await?;
-    let watermark = settled_watermark(snapshot.arrivals().await?, config.max_commit_lag);
+    let arrivals = snapshot.arrivals().await?;
+    let watermark = settled_watermark(arrivals, config.max_commit_lag);
     let anchor = *config.days.iter().max().expect("a run has at least one day");
     let horizon = anchor - chrono::Days::new(config.max_late_days.into());
     let requested: BTreeSet<NaiveDate> = config.days.iter().copied().collect();
@@ -815,6 +823,7 @@ pub async fn plan(
         filter,
         previous,
         watermark,
+        latest_created_at: arrivals.latest,
     })
 }
 

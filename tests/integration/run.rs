@@ -704,13 +704,21 @@ async fn a_row_committed_after_the_snapshot_but_stamped_before_it_is_found_by_th
     };
     let out = run();
     assert!(out.contains("1 day(s) published (0 with late data)"), "{out}");
+    // The manifest records the latest arrival it saw, and the watermark the
+    // lag behind the source's clock: before it.
+    let wh = wh::open(&warehouse, &[]);
+    let first = run_manifests(&wh).await.pop().unwrap();
+    let instant = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    assert!(
+        instant(&first["watermark"]) < instant(&first["latest_created_at"]),
+        "{first}"
+    );
     open.commit().await.unwrap();
     // The next night, in the test's terms: the source's clock has passed the
     // row by more than the lag.
     tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
     let out = run();
     assert!(out.contains("2 day(s) published (1 with late data)"), "{out}");
-    let wh = wh::open(&warehouse, &[]);
     let contacts = wh::ints(&wh::batches(&wh, before, Table::ContactActivity).await, "contact_id");
     assert_eq!(contacts, [Some(999201)]);
 }
