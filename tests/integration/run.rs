@@ -631,34 +631,27 @@ async fn a_run_of_some_accounts_keeps_every_other_accounts_rows() {
         &["--date", "2026-03-06", "--accounts", "1"],
         "--accounts: 2026-03-06 has no published version of shard s0of1",
     );
-    let other = (0..4).find(|s| *s != account_usage::aggregate::shard_of(1, 4)).unwrap();
-    refused(
-        &[
-            "--date",
-            "2026-03-08",
-            "--accounts",
-            "1",
-            "--shard-count",
-            "4",
-            "--shard-index",
-            &other.to_string(),
-        ],
-        "--accounts: account 1 belongs to shard",
-    );
-    let own = account_usage::aggregate::shard_of(1, 4).to_string();
-    refused(
-        &[
-            "--date",
-            "2026-03-08",
-            "--accounts",
-            "1",
-            "--shard-count",
-            "4",
-            "--shard-index",
-            &own,
-        ],
-        "(it is published with 1 shard(s): give --shard-count 1)",
-    );
+    let own = account_usage::aggregate::shard_of(1, 4);
+    let other = (0..4).find(|s| *s != own).unwrap();
+    for (index, expected) in [
+        (other, "--accounts: account 1 belongs to shard"),
+        (own, "(it is published with 1 shard(s): give --shard-count 1)"),
+    ] {
+        let index = index.to_string();
+        refused(
+            &[
+                "--date",
+                "2026-03-08",
+                "--accounts",
+                "1",
+                "--shard-count",
+                "4",
+                "--shard-index",
+                &index,
+            ],
+            expected,
+        );
+    }
 }
 
 /// A row committed after a night's snapshot but stamped before the rows it
