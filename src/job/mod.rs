@@ -13,7 +13,13 @@
 //!   files; a failure anywhere leaves the previous version of every day
 //!   readable, and the rerun repairs it;
 //! - the watermark advances only after every day of the run is published, so
-//!   a failed run's late rows are found again by the next run;
+//!   a failed run's late rows are found again by the next run; it trails the
+//!   source's clock by `--max-commit-lag` (rows committed after the snapshot
+//!   with an earlier stamp), and a run that leaves late rows to a later one
+//!   (a run of some accounts; a backfill of old days whose later, published
+//!   days received rows) keeps the previous one;
+//! - a run of some accounts (`--accounts`) replaces only their rows of a
+//!   day: the shard's other accounts keep theirs ([`splice`]);
 //! - memory is bounded by `max_entries_in_memory`, not by the day's size;
 //! - a dirty marker names the run's days from before the first publish until
 //!   their rollups are refreshed; a failed run's marker is inherited (and its
@@ -166,7 +172,7 @@ pub struct RunConfig {
 pub struct State {
     pub run_id: RunId,
     /// Every row with a `created_at` up to this (Unix microseconds) has
-    /// been seen: see [`settled_watermark`]. None until the source had rows.
+    /// been seen (see `settled_watermark`). None until the source had rows.
     pub watermark: Option<UnixMicros>,
 }
 

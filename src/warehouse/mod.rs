@@ -7,7 +7,9 @@
 //!   one atomic `put`, so a reader sees the whole previous version of a day or
 //!   the whole new one, never half ([`manifest`]).
 //! - **Idempotent.** A rerun of a day writes new files, republishes, and
-//!   deletes the files of earlier runs and of other shard counts.
+//!   deletes the files of earlier runs and of other shard counts. A rerun of
+//!   some accounts writes files that keep every other account's rows
+//!   ([`splice`]).
 //! - **Credentials** come from each store's standard environment variables
 //!   (`AWS_*`, `GOOGLE_*`, `AZURE_*`), never from flags.
 //! - **Bounded waits.** Every cloud request has the timeouts and retries of
