@@ -852,27 +852,25 @@ async fn splice_day(
         });
     };
     let replaced: BTreeSet<i64> = accounts.iter().copied().collect();
-    let spliced = fresh.iter().map(|entry| {
-        let (old, replaced) = (&old, &replaced);
-        async move {
-            let table = Table::from_name(&entry.table).expect("the run's own table names");
-            let old_keys: Vec<String> = old.files_of(table).map(|f| f.key.clone()).collect();
-            let key = DataFileKey {
-                table,
-                day,
-                shard,
-                run_id: run_id.clone(),
-            }
-            .relative();
-            let rows = splice::splice_accounts(warehouse, table, &old_keys, &entry.key, &key, replaced).await?;
-            Ok::<_, Error>(FileEntry {
-                table: entry.table.clone(),
-                key,
-                rows,
-            })
+    // One table at a time: each is held whole while it is spliced.
+    let mut spliced = Vec::with_capacity(fresh.len());
+    for entry in &fresh {
+        let table = Table::from_name(&entry.table).expect("the run's own table names");
+        let old_keys: Vec<String> = old.files_of(table).map(|f| f.key.clone()).collect();
+        let key = DataFileKey {
+            table,
+            day,
+            shard,
+            run_id: run_id.clone(),
         }
-    });
-    let spliced = futures::future::try_join_all(spliced).await?;
+        .relative();
+        let rows = splice::splice_accounts(warehouse, table, &old_keys, &entry.key, &key, &replaced).await?;
+        spliced.push(FileEntry {
+            table: entry.table.clone(),
+            key,
+            rows,
+        });
+    }
     let scratch: Vec<String> = fresh.into_iter().map(|f| f.key).collect();
     warehouse.delete_each(&scratch).await?;
     Ok(spliced)
