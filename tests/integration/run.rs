@@ -550,16 +550,16 @@ async fn late_rows_reprocess_only_their_day_and_too_old_rows_are_rejected() {
 
 /// A run of some accounts replaces their rows of a day and keeps every
 /// other account's: after the source changed for account 1, `--accounts 1`
-/// leaves the same tables and rollups as a run of every account. It refuses
-/// a day with no version to splice into, an account of another shard, and
-/// a day published with another shard count.
-#[tokio::test]
-async fn a_run_of_some_accounts_keeps_every_other_accounts_rows() {
-    let dir = TempDir::new("wh-accounts");
-    let src = Src::sqlite(&dir);
-    src.seed("4", "3000");
-    let spliced = dir.path().join("spliced").display().to_string();
-    run_range(&src, &spliced, &[]);
+/// leaves the same tables and rollups as a run of every account, and no
+/// scratch file (its own, or one a killed run left).
+async fn a_run_of_some_accounts_keeps_the_others(
+    dir: &TempDir,
+    src: &Src,
+    spliced: &str,
+    options: &[(&'static str, String)],
+    env: &[(String, String)],
+) {
+    run_range_env(src, spliced, &[], env);
     // A new contact and a new proactive message for account 1 on 03-08.
     src.exec(
         "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
@@ -570,29 +570,32 @@ async fn a_run_of_some_accounts_keeps_every_other_accounts_rows() {
          FROM messages WHERE account_id = 1 AND sent_at >= 1772928000000000 ORDER BY sent_at LIMIT 1;",
     )
     .await;
-    let run = |warehouse: &str, extra: &[&str]| {
-        let mut args = vec![
+    let spliced_wh = wh::open(spliced, options);
+    // What a run of some accounts killed before it spliced leaves behind.
+    spliced_wh
+        .put(
+            "_scratch/20260309T010000000Z-00000001/contact_activity/dt=2026-03-08/part-s0of1.parquet",
+            bytes::Bytes::from_static(b"PAR1"),
+        )
+        .await
+        .unwrap();
+    common::run_ok_env(
+        &[
             "run",
             "--source",
             src.url(),
             "--warehouse",
-            warehouse,
+            spliced,
             "--date",
             "2026-03-08",
-        ];
-        args.extend(extra);
-        common::run_ok(&args)
-    };
-    // What a run of some accounts killed before it spliced leaves behind.
-    let dead = dir
-        .path()
-        .join("spliced/_scratch/20260309T010000000Z-00000001/contact_activity/dt=2026-03-08");
-    std::fs::create_dir_all(&dead).unwrap();
-    std::fs::write(dead.join("part-s0of1.parquet"), b"PAR1").unwrap();
-    run(&spliced, &["--accounts", "1"]);
+            "--accounts",
+            "1",
+        ],
+        env,
+    );
     let whole = dir.path().join("whole").display().to_string();
-    run_range(&src, &whole, &[]);
-    let (spliced_wh, whole_wh) = (wh::open(&spliced, &[]), wh::open(&whole, &[]));
+    run_range(src, &whole, &[]);
+    let whole_wh = wh::open(&whole, &[]);
     let days = wh::days(FROM, TO);
     let expected = wh::snapshot(&whole_wh, &days).await;
     let contacts = wh::ints(
@@ -610,12 +613,24 @@ async fn a_run_of_some_accounts_keeps_every_other_accounts_rows() {
         wh::rollup_snapshot(&spliced_wh).await,
         wh::rollup_snapshot(&whole_wh).await
     );
-    assert!(
-        !common::files_under(dir.path().join("spliced").as_path())
-            .iter()
-            .any(|f| f.to_string_lossy().contains("_scratch")),
+    assert_eq!(
+        spliced_wh.list("_scratch").await.unwrap(),
+        Vec::<String>::new(),
         "the scratch files, the run's own and the killed run's, are gone"
     );
+}
+
+/// [`a_run_of_some_accounts_keeps_the_others`] in a local warehouse; and
+/// what such a run refuses: a day with no version to splice into, an
+/// account the source lacks or of another shard, and a day published with
+/// another shard count.
+#[tokio::test]
+async fn a_run_of_some_accounts_keeps_every_other_accounts_rows() {
+    let dir = TempDir::new("wh-accounts");
+    let src = Src::sqlite(&dir);
+    src.seed("4", "3000");
+    let spliced = dir.path().join("spliced").display().to_string();
+    a_run_of_some_accounts_keeps_the_others(&dir, &src, &spliced, &[], &[]).await;
 
     let refused = |extra: &[&str], expected: &str| {
         let mut args = vec!["run", "--source", src.url(), "--warehouse", &spliced];
@@ -652,6 +667,15 @@ async fn a_run_of_some_accounts_keeps_every_other_accounts_rows() {
             expected,
         );
     }
+}
+
+#[tokio::test]
+async fn a_run_of_some_accounts_on_s3_keeps_every_other_accounts_rows() {
+    let dir = TempDir::new("wh-accounts-s3");
+    let src = Src::sqlite(&dir);
+    src.seed("4", "3000");
+    let moto = common::Moto::start("accounts");
+    a_run_of_some_accounts_keeps_the_others(&dir, &src, "s3://accounts/usage", &moto.options(), &moto.env()).await;
 }
 
 /// A row committed after a night's snapshot but stamped before the rows it
