@@ -3,7 +3,12 @@
 -- resolve can also change which resolve of its conversation counts (an
 -- earlier first message, an earlier outbound one, an earlier resolve that
 -- counts instead of one already counted), so the days of that conversation's
--- resolves are included.
+-- resolves are included. Only rows placed before the previous watermark can
+-- do that: a row changes only resolves at or after its own instant, and one
+-- placed after the previous watermark is of a day no run has published yet
+-- (or of the watermark's own day, which the first branch takes). Without
+-- that bound every conversation active in the window would reprocess the
+-- days of its earlier resolves.
 -- Parameters: $1 timestamptz (previous watermark, exclusive), $2 timestamptz
 --   (this run's watermark, inclusive).
 -- Returns: day date (UTC).
@@ -18,10 +23,11 @@ SELECT DISTINCT day FROM (
     FROM conversation_events e
     WHERE e.kind = 'resolved'
       AND e.conversation_id IN (
-          SELECT conversation_id FROM messages WHERE created_at > $1 AND created_at <= $2
+          SELECT conversation_id FROM messages
+          WHERE created_at > $1 AND created_at <= $2 AND sent_at < $1
           UNION
           SELECT conversation_id FROM conversation_events
-          WHERE kind = 'resolved' AND created_at > $1 AND created_at <= $2)
+          WHERE kind = 'resolved' AND created_at > $1 AND created_at <= $2 AND occurred_at < $1)
 ) d
 WHERE day IS NOT NULL
 ORDER BY day

@@ -2,7 +2,8 @@
 -- created_at indexes; includes the days of the resolves of conversations that
 -- got a late message or a late resolve (either can change which resolve
 -- counts: an earlier first message, an earlier outbound one, an earlier
--- resolve that counts instead of one already counted).
+-- resolve that counts instead of one already counted). Only rows placed
+-- before the previous watermark can: see the PostgreSQL file.
 -- Parameters: ?1 previous watermark (exclusive), ?2 this run's watermark
 --   (inclusive), Unix microseconds.
 -- Returns: day, as days since 1970-01-01 (UTC).
@@ -15,10 +16,11 @@ SELECT DISTINCT day FROM (
     FROM conversation_events e
     WHERE e.kind = 'resolved'
       AND e.conversation_id IN (
-          SELECT conversation_id FROM messages WHERE created_at > ?1 AND created_at <= ?2
+          SELECT conversation_id FROM messages
+          WHERE created_at > ?1 AND created_at <= ?2 AND sent_at < ?1
           UNION
           SELECT conversation_id FROM conversation_events
-          WHERE kind = 'resolved' AND created_at > ?1 AND created_at <= ?2)
+          WHERE kind = 'resolved' AND created_at > ?1 AND created_at <= ?2 AND occurred_at < ?1)
 )
 WHERE day IS NOT NULL
 ORDER BY day
