@@ -902,6 +902,17 @@ async fn check_published_for_splice(warehouse: &Warehouse, day: NaiveDate, shard
         .and_then(|set| set.first())
         .map(|m| m.shard())
         .transpose()?;
+    // A day published before a table existed has no rows of it to keep:
+    // spliced, the table would hold the run's accounts only, and readers
+    // would take it for the whole day's.
+    let own = published.iter().flatten().find(|m| m.shard().is_ok_and(|s| s == shard));
+    if let Some(missing) = own.and_then(|m| Table::ALL.into_iter().find(|t| m.files_of(*t).next().is_none())) {
+        return Err(Error::NotPublishedForAccounts {
+            day,
+            shard,
+            published: format!(" with table {} (an older version published it)", missing.name()),
+        });
+    }
     match count {
         Some(published) if published.count == shard.count => Ok(()),
         other => Err(Error::NotPublishedForAccounts {

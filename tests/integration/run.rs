@@ -622,8 +622,8 @@ async fn a_run_of_some_accounts_keeps_the_others(
 
 /// [`a_run_of_some_accounts_keeps_the_others`] in a local warehouse; and
 /// what such a run refuses: a day with no version to splice into, an
-/// account the source lacks or of another shard, and a day published with
-/// another shard count.
+/// account the source lacks or of another shard, a day published with
+/// another shard count, and one published before a table existed.
 #[tokio::test]
 async fn a_run_of_some_accounts_keeps_every_other_accounts_rows() {
     let dir = TempDir::new("wh-accounts");
@@ -667,6 +667,18 @@ async fn a_run_of_some_accounts_keeps_every_other_accounts_rows() {
             expected,
         );
     }
+    // A day an older version published, before a table existed.
+    let manifest = dir.path().join("spliced/_manifests/dt=2026-03-09/s0of1.json");
+    let mut old: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    old["files"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["table"] != "contact_days");
+    std::fs::write(&manifest, serde_json::to_vec(&old).unwrap()).unwrap();
+    refused(
+        &["--date", "2026-03-09", "--accounts", "1"],
+        "has no published version of shard s0of1 with table contact_days (an older version published it)",
+    );
 }
 
 #[tokio::test]
