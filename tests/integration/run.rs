@@ -802,6 +802,11 @@ async fn nights_as_rows_arrive_equal_a_backfill(src: &Src, dir: &TempDir) {
     let nightly = dir.path().join("nightly").display().to_string();
     let nights = wh::days("2026-03-06", "2026-03-14");
     let mut late_nights = 0;
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--source", src.url(), "--warehouse", &nightly];
+        args.extend(extra);
+        common::run_ok(&args)
+    };
     for night in &nights {
         let cutoff = at(&format!("{}T01:00:00Z", *night + chrono::Days::new(1)));
         src.exec(&format!(
@@ -815,28 +820,10 @@ async fn nights_as_rows_arrive_equal_a_backfill(src: &Src, dir: &TempDir) {
         // day, and a rerun of one account's day. Neither processes every day
         // that received rows, so neither may move the watermark past them.
         if *night == wh::day("2026-03-09") {
-            common::run_ok(&[
-                "run",
-                "--source",
-                src.url(),
-                "--warehouse",
-                &nightly,
-                "--date",
-                "2026-03-06",
-            ]);
+            run(&["--date", "2026-03-06"]);
         }
         if *night == wh::day("2026-03-10") {
-            common::run_ok(&[
-                "run",
-                "--source",
-                src.url(),
-                "--warehouse",
-                &nightly,
-                "--date",
-                "2026-03-08",
-                "--accounts",
-                "1",
-            ]);
+            run(&["--date", "2026-03-08", "--accounts", "1"]);
         }
         let latest_arrival: Vec<(i64,)> = src
             .fetch(format!(
@@ -851,19 +838,7 @@ async fn nights_as_rows_arrive_equal_a_backfill(src: &Src, dir: &TempDir) {
         let count = if *night >= wh::day("2026-03-12") { 2 } else { 1 };
         for index in 0..count {
             let (night, index, count) = (night.to_string(), index.to_string(), count.to_string());
-            let out = common::run_ok(&[
-                "run",
-                "--source",
-                src.url(),
-                "--warehouse",
-                &nightly,
-                "--date",
-                &night,
-                "--shard-count",
-                &count,
-                "--shard-index",
-                &index,
-            ]);
+            let out = run(&["--date", &night, "--shard-count", &count, "--shard-index", &index]);
             if !out.contains("(0 with late data)") {
                 late_nights += 1;
             }
