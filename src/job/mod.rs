@@ -955,6 +955,11 @@ fn describe_plan(config: &RunConfig, plan: &Plan) -> String {
             ""
         };
         out.push_str(&format!("day {day}{late}\n"));
+        if config.accounts.is_some() {
+            out.push_str(
+                "  splice these accounts' rows into the published files (the shard's other accounts keep theirs)\n",
+            );
+        }
         for table in Table::ALL {
             let key = DataFileKey {
                 table,

@@ -631,6 +631,19 @@ async fn a_run_of_some_accounts_keeps_every_other_accounts_rows() {
     src.seed("4", "3000");
     let spliced = dir.path().join("spliced").display().to_string();
     a_run_of_some_accounts_keeps_the_others(&dir, &src, &spliced, &[], &[]).await;
+    let plan = common::run_ok(&[
+        "run",
+        "--source",
+        src.url(),
+        "--warehouse",
+        &spliced,
+        "--date",
+        "2026-03-08",
+        "--accounts",
+        "1",
+        "--dry-run",
+    ]);
+    assert!(plan.contains("day 2026-03-08\n  splice these accounts' rows"), "{plan}");
 
     let refused = |extra: &[&str], expected: &str| {
         let mut args = vec!["run", "--source", src.url(), "--warehouse", &spliced];
