@@ -163,7 +163,8 @@ Examples:
 Each day is published by a manifest written after its Parquet files, so
 readers never see half a day; rerunning a day replaces it. Each run also
 reprocesses the days (within --max-late-days) that received rows since the
-last run; rows older than that are counted as rejects with reason too_late.";
+last run, and publishes those that no run has (a night that failed); rows
+older than that are counted as rejects with reason too_late.";
 
 /// Flags of `account-usage run`.
 #[derive(Debug, Args)]
@@ -213,8 +214,9 @@ pub struct RunArgs {
     #[arg(long, env = "SHARD_COUNT", default_value_t = 1, value_name = "N")]
     pub shard_count: u32,
 
-    /// How many days back late rows are still reprocessed; older ones are
-    /// counted as rejects (too_late).
+    /// How many days back late rows are still reprocessed (older ones are
+    /// counted as rejects, too_late), and days that no run published (a
+    /// night that failed) are published by the next run of every account.
     #[arg(long, env = "MAX_LATE_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..=366))]
     pub max_late_days: u32,
 

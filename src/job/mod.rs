@@ -20,6 +20,10 @@
 //!   days received rows) keeps the previous one;
 //! - a run of some accounts (`--accounts`) replaces only their rows of a
 //!   day: the shard's other accounts keep theirs ([`splice`]);
+//! - a run of every account also publishes the days within `--max-late-days`
+//!   before its first that no run published for its shard
+//!   ([`days_to_catch_up`]), so a night that failed or never ran leaves no
+//!   lasting hole;
 //! - memory is bounded by `max_entries_in_memory`, not by the day's size;
 //! - a dirty marker names the run's days from before the first publish until
 //!   their rollups are refreshed; a failed run's marker is inherited (and its
@@ -187,6 +191,9 @@ pub struct RunManifest {
     pub shard: String,
     pub accounts: Option<Vec<i64>>,
     pub days: Vec<NaiveDate>,
+    /// Days no earlier run published, made good by this one.
+    #[serde(default)]
+    pub catch_up_days: Vec<NaiveDate>,
     pub late_days: Vec<NaiveDate>,
     pub previous_watermark: Option<String>,
     pub watermark: Option<String>,
@@ -225,6 +232,7 @@ pub struct RunReport {
     /// Rollup parts computed and written in batches of accounts
     /// (`--rollup-batch-weight`).
     pub rollups_batched: u64,
+    pub catch_up_days: Vec<NaiveDate>,
     pub late_days: Vec<NaiveDate>,
     pub elapsed: Duration,
     pub warehouse: String,
@@ -235,6 +243,9 @@ pub struct RunReport {
 pub struct Plan {
     pub run_id: RunId,
     pub days: Vec<NaiveDate>,
+    /// Days before the asked ones that no run published: see
+    /// [`days_to_catch_up`].
+    pub catch_up_days: Vec<NaiveDate>,
     pub late_days: Vec<NaiveDate>,
     pub accounts: Vec<i64>,
     pub filter: AccountFilter,
@@ -452,6 +463,7 @@ async fn work(
         first_day = %plan.days.first().map(|d| d.to_string()).unwrap_or_default(),
         last_day = %plan.days.last().map(|d| d.to_string()).unwrap_or_default(),
         late_days = plan.late_days.len(),
+        catch_up_days = plan.catch_up_days.len(),
         accounts = plan.accounts.len(),
         parallel = config.parallel,
         max_late_days = config.max_late_days,
@@ -474,6 +486,7 @@ async fn work(
             rollups: BTreeMap::new(),
             rollups_unchanged: 0,
             rollups_batched: 0,
+            catch_up_days: plan.catch_up_days,
             late_days: plan.late_days,
             elapsed: started.elapsed(),
             warehouse: warehouse.url().to_string(),
@@ -632,6 +645,7 @@ async fn work(
         shard: config.shard.to_string(),
         accounts: config.accounts.clone(),
         days: plan.days.clone(),
+        catch_up_days: plan.catch_up_days.clone(),
         late_days: plan.late_days.clone(),
         previous_watermark: plan.previous.as_ref().and_then(|s| s.watermark).map(rfc3339),
         watermark: plan.watermark.map(rfc3339),
@@ -670,6 +684,7 @@ async fn work(
         rollups: rollups.files,
         rollups_unchanged: rollups.unchanged,
         rollups_batched: rollups.batched,
+        catch_up_days: plan.catch_up_days,
         late_days: plan.late_days,
         elapsed: started.elapsed(),
         warehouse: warehouse.url().to_string(),
@@ -781,28 +796,42 @@ pub async fn plan(
         (Some(prev), Some(now)) if now > prev => snapshot.late_days(prev, now).await?,
         _ => Vec::new(),
     };
-    // Late data is the business of runs of every account: a run of some
-    // accounts would leave the others' late rows behind.
+    // Late data and missed days are the business of runs of every account:
+    // a run of some accounts would leave the others' rows behind (and it
+    // cannot publish a day).
     let every_account = config.accounts.is_none();
+    let (own_days, readable_days) = if every_account {
+        let (own, readable) = futures::try_join!(
+            crate::warehouse::index::shard_days(warehouse, config.shard),
+            crate::warehouse::index::load(warehouse),
+        )?;
+        (own, readable.days)
+    } else {
+        (BTreeSet::new(), BTreeSet::new())
+    };
+    let catch_up_days = days_to_catch_up(&own_days, &readable_days, &requested, horizon);
+    if !catch_up_days.is_empty() {
+        tracing::warn!(
+            days = ?catch_up_days,
+            "Catching up days no run published (a night that failed or did not run)."
+        );
+    }
     let late_days: Vec<NaiveDate> = found
         .iter()
         .copied()
-        .filter(|d| every_account && *d >= horizon && *d < anchor && !requested.contains(d))
+        .filter(|d| {
+            every_account && *d >= horizon && *d < anchor && !requested.contains(d) && !catch_up_days.contains(d)
+        })
         .collect();
     // Rows that a run leaves to a later one (other accounts' rows; rows of
     // published days after its last, as when old days are backfilled
     // between nights) must still be ahead of the watermark the later run
     // starts from. Days after its last that are not published yet (the
     // night's today) are read whole when their turn comes.
-    let published_later = if found.iter().any(|d| *d > anchor) {
-        crate::warehouse::index::shard_days(warehouse, config.shard).await?
-    } else {
-        BTreeSet::new()
-    };
     let later_days: Vec<NaiveDate> = found
         .iter()
         .copied()
-        .filter(|d| *d > anchor && published_later.contains(d))
+        .filter(|d| *d > anchor && own_days.contains(d))
         .collect();
     let leaves_rows_behind = !every_account || !later_days.is_empty();
     if every_account && !later_days.is_empty() {
@@ -813,7 +842,12 @@ pub async fn plan(
     } else {
         watermark
     };
-    let mut days: Vec<NaiveDate> = requested.iter().chain(late_days.iter()).copied().collect();
+    let mut days: Vec<NaiveDate> = requested
+        .iter()
+        .chain(&catch_up_days)
+        .chain(&late_days)
+        .copied()
+        .collect();
     days.sort_unstable();
     days.dedup();
     if !every_account {
@@ -824,6 +858,7 @@ pub async fn plan(
     Ok(Plan {
         run_id,
         days,
+        catch_up_days,
         late_days,
         accounts,
         filter,
@@ -930,6 +965,35 @@ async fn check_published_for_splice(warehouse: &Warehouse, day: NaiveDate, shard
     }
 }
 
+/// The days a run of every account publishes besides the asked ones,
+/// because no run has: those within the late-data horizon before its first
+/// day, after the first day the warehouse has for the shard, that neither
+/// the shard (`own`) nor a complete set of another shard count (`readable`,
+/// readers' view) has published. So a night that failed, or never started,
+/// is made good by the next one: otherwise its day would stay a hole, every
+/// report of its month would answer "missing days", and the next success
+/// would clear the alert. Found late rows alone do not do it: a day whose
+/// rows had all arrived before the last watermark has none. Before the
+/// first published day nothing is a hole (a new deployment starts there).
+fn days_to_catch_up(
+    own: &BTreeSet<NaiveDate>,
+    readable: &BTreeSet<NaiveDate>,
+    requested: &BTreeSet<NaiveDate>,
+    horizon: NaiveDate,
+) -> Vec<NaiveDate> {
+    let (Some(first_asked), Some(first_published)) =
+        (requested.first(), own.first().into_iter().chain(readable.first()).min())
+    else {
+        return Vec::new();
+    };
+    let start = horizon.max(*first_published);
+    start
+        .iter_days()
+        .take_while(|d| d < first_asked)
+        .filter(|d| !own.contains(d) && !readable.contains(d))
+        .collect()
+}
+
 /// The watermark a run records: every row whose `created_at` is at or
 /// before it is in this run's snapshot. The latest arrival alone is not
 /// enough: a row stamped before it can still be committed after the snapshot
@@ -951,6 +1015,8 @@ fn describe_plan(config: &RunConfig, plan: &Plan) -> String {
     for day in &plan.days {
         let late = if plan.late_days.contains(day) {
             " (late data)"
+        } else if plan.catch_up_days.contains(day) {
+            " (no earlier run published it)"
         } else {
             ""
         };
@@ -1433,8 +1499,12 @@ impl RunReport {
                 *rejects.entry(r).or_insert(0) += n;
             }
         }
+        let caught_up = match self.catch_up_days.len() {
+            0 => String::new(),
+            n => format!(", {n} that no earlier run published"),
+        };
         out.push_str(&format!(
-            "run {}: {} day(s) published ({} with late data) in {:.2}s\n",
+            "run {}: {} day(s) published ({} with late data{caught_up}) in {:.2}s\n",
             self.run_id,
             self.days.len(),
             self.late_days.len(),
@@ -1531,6 +1601,47 @@ mod tests {
             settled_watermark(arrivals(Some(now)), Duration::MAX),
             Some(now.saturating_sub(i64::MAX))
         );
+    }
+
+    #[test]
+    fn a_run_catches_up_the_days_since_the_last_published_within_the_horizon() {
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        let set = |days: &[&str]| days.iter().map(|s| d(s)).collect::<BTreeSet<_>>();
+        let horizon = d("2026-03-03");
+        let tonight = set(&["2026-03-10"]);
+        // The nights of 03-07 and 03-08 failed: both are made good.
+        let own = set(&["2026-03-05", "2026-03-06", "2026-03-09"]);
+        assert_eq!(
+            days_to_catch_up(&own, &BTreeSet::new(), &tonight, horizon),
+            [d("2026-03-07"), d("2026-03-08")]
+        );
+        // Nothing before the warehouse's first day, nor before the horizon.
+        assert_eq!(
+            days_to_catch_up(&set(&["2026-03-08"]), &BTreeSet::new(), &tonight, horizon),
+            [d("2026-03-09")]
+        );
+        assert_eq!(
+            days_to_catch_up(&set(&["2026-02-20"]), &BTreeSet::new(), &tonight, horizon),
+            (3..10).map(|n| d(&format!("2026-03-{n:02}"))).collect::<Vec<_>>()
+        );
+        assert!(days_to_catch_up(&BTreeSet::new(), &BTreeSet::new(), &tonight, horizon).is_empty());
+        // A new shard count's first night: the old count's days are readable.
+        let readable = set(&[
+            "2026-03-01",
+            "2026-03-02",
+            "2026-03-03",
+            "2026-03-04",
+            "2026-03-05",
+            "2026-03-06",
+        ]);
+        assert_eq!(
+            days_to_catch_up(&BTreeSet::new(), &readable, &tonight, horizon),
+            [d("2026-03-07"), d("2026-03-08"), d("2026-03-09")]
+        );
+        // A rerun of an old day, or a backfill, fills nothing after it.
+        assert!(days_to_catch_up(&own, &BTreeSet::new(), &set(&["2026-03-06"]), horizon).is_empty());
+        // --max-late-days 0: the horizon is the run's day.
+        assert!(days_to_catch_up(&own, &BTreeSet::new(), &tonight, d("2026-03-10")).is_empty());
     }
 
     /// A derived table of more than two row groups comes out whole: each

@@ -775,7 +775,7 @@ async fn a_row_committed_after_the_snapshot_but_stamped_before_it_is_found_by_th
 /// hide the rows that arrive after it. Between two nights an old day is
 /// rerun, and between two others one account's day; and the last nights
 /// run with two shards. The nights after each must still find the late
-/// rows that arrived before it.
+/// rows that arrived before it. One night does not run.
 async fn nights_as_rows_arrive_equal_a_backfill(src: &Src, dir: &TempDir) {
     src.seed_days("3", "5", "2026-03-06", "2000", &common::test_seed(13).to_string());
     let at = |t: &str| src.at(t);
@@ -838,6 +838,11 @@ async fn nights_as_rows_arrive_equal_a_backfill(src: &Src, dir: &TempDir) {
         if *night == wh::day("2026-03-10") {
             run(&["--date", "2026-03-08", "--accounts", "1"]);
         }
+        // The night of 03-11 fails (its rows have arrived all the same):
+        // the next night, the first with two shards, publishes its day too.
+        if *night == wh::day("2026-03-11") {
+            continue;
+        }
         let latest_arrival: Vec<(i64,)> = src
             .fetch(format!(
                 "SELECT max(t) FROM (SELECT {t} AS t FROM messages WHERE created_at <= {cutoff}
@@ -895,6 +900,67 @@ async fn nights_as_rows_arrive_equal_a_backfill(src: &Src, dir: &TempDir) {
     }
     assert_eq!(
         wh::rollup_snapshot(&nightly).await,
+        wh::rollup_snapshot(&backfill).await
+    );
+}
+
+/// A night that failed, or never ran, leaves no hole: the next night also
+/// publishes its day, even when none of its rows arrived late (here every
+/// row was in the source before the first night, so no watermark finds
+/// them), and the warehouse then holds what a backfill publishes. Only
+/// within --max-late-days; never on a run of some accounts.
+#[tokio::test]
+async fn the_night_after_a_missed_one_publishes_its_day_too() {
+    let dir = TempDir::new("missed-night");
+    let src = Src::sqlite(&dir);
+    src.seed_days("3", "4", "2026-03-01", "1000", &common::test_seed(7).to_string());
+    let nightly = dir.path().join("nightly").display().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--source", src.url(), "--warehouse", &nightly];
+        args.extend(extra);
+        common::run_ok(&args)
+    };
+    run(&["--date", "2026-03-01"]);
+    run(&["--date", "2026-03-02"]);
+    // The night of 2026-03-03 does not run.
+    let out = run(&["--date", "2026-03-04", "--max-late-days", "0"]);
+    assert!(out.contains("1 day(s) published (0 with late data)"), "{out}");
+    let nightly_wh = wh::open(&nightly, &[]);
+    assert!(wh::manifests(&nightly_wh, wh::day("2026-03-03")).await.is_none());
+    let out = run(&["--date", "2026-03-04", "--dry-run"]);
+    assert!(out.contains("day 2026-03-03 (no earlier run published it)"), "{out}");
+    let out = run(&["--date", "2026-03-04", "--accounts", "1"]);
+    assert!(out.contains("1 day(s) published (0 with late data)"), "{out}");
+    let out = run(&["--date", "2026-03-04"]);
+    assert!(
+        out.contains("2 day(s) published (0 with late data, 1 that no earlier run published)"),
+        "{out}"
+    );
+    let manifest = run_manifests(&nightly_wh).await.pop().unwrap();
+    assert_eq!(manifest["catch_up_days"], serde_json::json!(["2026-03-03"]));
+    let out = run(&["--date", "2026-03-04"]);
+    assert!(out.contains("1 day(s) published (0 with late data)"), "{out}");
+
+    let backfill = dir.path().join("backfill").display().to_string();
+    common::run_ok(&[
+        "run",
+        "--source",
+        src.url(),
+        "--warehouse",
+        &backfill,
+        "--from",
+        "2026-03-01",
+        "--to",
+        "2026-03-04",
+    ]);
+    let days = wh::days("2026-03-01", "2026-03-04");
+    let backfill = wh::open(&backfill, &[]);
+    assert_eq!(
+        wh::snapshot(&nightly_wh, &days).await,
+        wh::snapshot(&backfill, &days).await
+    );
+    assert_eq!(
+        wh::rollup_snapshot(&nightly_wh).await,
         wh::rollup_snapshot(&backfill).await
     );
 }
