@@ -22,7 +22,7 @@
 //!   day: the shard's other accounts keep theirs ([`splice`]);
 //! - a run of every account also publishes the days within `--max-late-days`
 //!   before its first that no run published for its shard
-//!   ([`days_to_catch_up`]), so a night that failed or never ran leaves no
+//!   (`days_to_catch_up`), so a night that failed or never ran leaves no
 //!   lasting hole;
 //! - memory is bounded by `max_entries_in_memory`, not by the day's size;
 //! - a dirty marker names the run's days from before the first publish until
@@ -244,7 +244,7 @@ pub struct Plan {
     pub run_id: RunId,
     pub days: Vec<NaiveDate>,
     /// Days before the asked ones that no run published: see
-    /// [`days_to_catch_up`].
+    /// `days_to_catch_up`.
     pub catch_up_days: Vec<NaiveDate>,
     pub late_days: Vec<NaiveDate>,
     pub accounts: Vec<i64>,
