@@ -785,30 +785,38 @@ pub async fn plan(
         }
     };
 
-    let previous = read_previous(warehouse, config.shard).await?;
-    let arrivals = snapshot.arrivals().await?;
-    let watermark = settled_watermark(arrivals, config.max_commit_lag);
-    let anchor = *config.days.iter().max().expect("a run has at least one day");
-    let horizon = anchor - chrono::Days::new(config.max_late_days.into());
-    let requested: BTreeSet<NaiveDate> = config.days.iter().copied().collect();
-    let previous_watermark = previous.as_ref().and_then(|s| s.watermark);
-    let found: Vec<NaiveDate> = match (previous_watermark, watermark) {
-        (Some(prev), Some(now)) if now > prev => snapshot.late_days(prev, now).await?,
-        _ => Vec::new(),
-    };
     // Late data and missed days are the business of runs of every account:
     // a run of some accounts would leave the others' rows behind (and it
     // cannot publish a day).
     let every_account = config.accounts.is_none();
-    let (own_days, readable_days) = if every_account {
+    // What the warehouse has published, read while the source answers.
+    let published = async {
+        if !every_account {
+            return Ok((BTreeSet::new(), BTreeSet::new()));
+        }
         let (own, readable) = futures::try_join!(
             crate::warehouse::index::shard_days(warehouse, config.shard),
             crate::warehouse::index::load(warehouse),
         )?;
-        (own, readable.days)
-    } else {
-        (BTreeSet::new(), BTreeSet::new())
+        Ok::<_, Error>((own, readable.days))
     };
+    let anchor = *config.days.iter().max().expect("a run has at least one day");
+    let horizon = anchor - chrono::Days::new(config.max_late_days.into());
+    let requested: BTreeSet<NaiveDate> = config.days.iter().copied().collect();
+    let since_last_run = async {
+        let previous = read_previous(warehouse, config.shard).await?;
+        let arrivals = snapshot.arrivals().await?;
+        let watermark = settled_watermark(arrivals, config.max_commit_lag);
+        let previous_watermark = previous.as_ref().and_then(|s| s.watermark);
+        let found: Vec<NaiveDate> = match (previous_watermark, watermark) {
+            (Some(prev), Some(now)) if now > prev => snapshot.late_days(prev, now).await?,
+            _ => Vec::new(),
+        };
+        Ok::<_, Error>((previous, arrivals, watermark, found))
+    };
+    let ((own_days, readable_days), (previous, arrivals, watermark, found)) =
+        futures::try_join!(published, since_last_run)?;
+    let previous_watermark = previous.as_ref().and_then(|s| s.watermark);
     let catch_up_days = days_to_catch_up(&own_days, &readable_days, &requested, horizon);
     if !catch_up_days.is_empty() {
         tracing::warn!(

@@ -813,7 +813,20 @@ async fn nights_as_rows_arrive_equal_a_backfill(src: &Src, dir: &TempDir) {
     .await;
 
     let nightly = dir.path().join("nightly").display().to_string();
-    let nights = wh::days("2026-03-06", "2026-03-14");
+    // Nights until every row has arrived: at least to 03-14 (the crafted
+    // rows), later where a seed's late rows arrive later.
+    let last_arrival: Vec<(i64,)> = src
+        .fetch(format!(
+            "SELECT max(t) FROM (SELECT {t} AS t FROM pending_messages UNION ALL SELECT {t} FROM pending_events) x",
+            t = src.us("created_at")
+        ))
+        .await;
+    let last_night = chrono::DateTime::from_timestamp_micros(last_arrival[0].0)
+        .unwrap()
+        .date_naive()
+        .max(wh::day("2026-03-14"))
+        .to_string();
+    let nights = wh::days("2026-03-06", &last_night);
     let mut late_nights = 0;
     let run = |extra: &[&str]| {
         let mut args = vec!["run", "--source", src.url(), "--warehouse", &nightly];
@@ -885,7 +898,7 @@ async fn nights_as_rows_arrive_equal_a_backfill(src: &Src, dir: &TempDir) {
         "--from",
         "2026-03-06",
         "--to",
-        "2026-03-14",
+        &last_night,
     ]);
     let (nightly, backfill) = (wh::open(&nightly, &[]), wh::open(&backfill, &[]));
     let tables = wh::snapshot(&backfill, &nights).await;
