@@ -266,18 +266,20 @@ impl DayReader {
         Ok(())
     }
 
-    /// Rows that arrived during `arrival` but belong before `horizon`.
+    /// Rows that arrived during `arrival` but belong before `horizon`, to a
+    /// day other than `run_days` (the run counts those itself).
     pub async fn too_late(
         &mut self,
         arrival: DayRange,
         horizon: UnixMicros,
         filter: &AccountFilter,
+        run_days: &[NaiveDate],
     ) -> Result<Vec<TooLate>> {
         let limit = self.limit;
         bounded(limit, "too_late.sql", async {
             match &mut self.backend {
-                ReaderBackend::Postgres(r) => r.too_late(arrival, horizon, filter).await,
-                ReaderBackend::Sqlite(r) => r.too_late(arrival, horizon, filter).await,
+                ReaderBackend::Postgres(r) => r.too_late(arrival, horizon, filter, run_days).await,
+                ReaderBackend::Sqlite(r) => r.too_late(arrival, horizon, filter, run_days).await,
             }
         })
         .await

@@ -246,6 +246,7 @@ impl PgDayReader {
         arrival: DayRange,
         horizon: UnixMicros,
         filter: &AccountFilter,
+        run_days: &[NaiveDate],
     ) -> Result<Vec<TooLate>> {
         let rows = sqlx::query(TOO_LATE)
             .bind(dt(arrival.start))
@@ -253,6 +254,7 @@ impl PgDayReader {
             .bind(dt(horizon))
             .bind(filter.accounts.clone())
             .bind(filter.strays_outside.clone())
+            .bind(run_days)
             .fetch_all(&mut *self.tx)
             .await
             .map_err(qerr("too_late.sql"))?;

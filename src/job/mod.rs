@@ -1114,7 +1114,7 @@ async fn process_day(
                     events.spill_if_full();
                 })
                 .await?;
-            Ok(event_reader.too_late(range, horizon, &plan.filter).await?)
+            Ok(event_reader.too_late(range, horizon, &plan.filter, &plan.days).await?)
         },
     )?;
     for stream in [&mut messages, &mut events] {

@@ -548,6 +548,83 @@ async fn late_rows_reprocess_only_their_day_and_too_old_rows_are_rejected() {
     assert!(out.contains("1 day(s) published (0 with late data)"), "{out}");
 }
 
+/// A message and a resolve that reached the database more than
+/// --max-late-days after their day are rejects (too_late) on the day they
+/// arrived, for a night that runs that day alone: their own day was
+/// published without them. A backfill over both days counts them on their
+/// own day, and then rejects them nowhere ("a rejected row takes part in
+/// no metric").
+async fn too_late_rows_are_rejects_only_where_their_day_is_not_counted(src: &Src, dir: &TempDir) {
+    src.seed_days("2", "10", "2026-03-01", "300", &common::test_seed(5).to_string());
+    let nightly = dir.path().join("nightly").display().to_string();
+    let backfill = dir.path().join("backfill").display().to_string();
+    let run = |warehouse: &str, from: &str, to: &str| {
+        common::run_ok(&[
+            "run",
+            "--source",
+            src.url(),
+            "--warehouse",
+            warehouse,
+            "--from",
+            from,
+            "--to",
+            to,
+        ]);
+    };
+    // The nights up to 03-09, before the rows arrive.
+    run(&nightly, "2026-03-01", "2026-03-09");
+    src.exec(&format!(
+        "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+         SELECT 900000301, account_id, conversation_id, channel_id, 900301, 'inbound', 'contact', NULL, {sent}, {arrived}
+         FROM messages ORDER BY id LIMIT 1;
+         INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at)
+         SELECT 900000302, conversation_id, 'resolved', NULL, {sent}, {arrived}
+         FROM messages ORDER BY id LIMIT 1;",
+        sent = src.at("2026-03-01T20:00:00Z"),
+        arrived = src.at("2026-03-10T08:00:00Z"),
+    ))
+    .await;
+    run(&nightly, "2026-03-10", "2026-03-10");
+    run(&backfill, "2026-03-01", "2026-03-10");
+    let too_late = |warehouse: &str| {
+        let wh = wh::open(warehouse, &[]);
+        async move {
+            let rejects = wh::batches(&wh, wh::day("2026-03-10"), Table::Rejects).await;
+            wh::strings(&rejects, "reason")
+                .iter()
+                .zip(wh::ints(&rejects, "rows"))
+                .filter(|(r, _)| r.as_deref() == Some("too_late"))
+                .map(|(_, n)| n.unwrap())
+                .sum::<i64>()
+        }
+    };
+    let contacts = |warehouse: &str| {
+        let wh = wh::open(warehouse, &[]);
+        async move {
+            wh::ints(
+                &wh::batches(&wh, wh::day("2026-03-01"), Table::ContactActivity).await,
+                "contact_id",
+            )
+        }
+    };
+    assert_eq!(too_late(&nightly).await, 2);
+    assert!(!contacts(&nightly).await.contains(&Some(900301)));
+    assert_eq!(too_late(&backfill).await, 0);
+    assert!(contacts(&backfill).await.contains(&Some(900301)));
+}
+
+#[tokio::test]
+async fn postgres_too_late_rows_are_rejects_only_where_their_day_is_not_counted() {
+    let dir = TempDir::new("too-late-pg");
+    too_late_rows_are_rejects_only_where_their_day_is_not_counted(&Src::postgres("too_late").await, &dir).await;
+}
+
+#[tokio::test]
+async fn sqlite_too_late_rows_are_rejects_only_where_their_day_is_not_counted() {
+    let dir = TempDir::new("too-late-lite");
+    too_late_rows_are_rejects_only_where_their_day_is_not_counted(&Src::sqlite(&dir), &dir).await;
+}
+
 /// A run of some accounts replaces their rows of a day and keeps every
 /// other account's: after the source changed for account 1, `--accounts 1`
 /// leaves the same tables and rollups as a run of every account, and no
