@@ -532,16 +532,8 @@ async fn late_rows_reprocess_only_their_day_and_too_old_rows_are_rejected() {
         before_08
     );
     // The too-old row is a counted reject on the day it arrived.
-    let rejects = wh::batches(&wh, wh::day("2026-03-09"), Table::Rejects).await;
-    let reasons = wh::strings(&rejects, "reason");
-    let rows = wh::ints(&rejects, "rows");
-    let too_late: i64 = reasons
-        .iter()
-        .zip(&rows)
-        .filter(|(r, _)| r.as_deref() == Some("too_late"))
-        .map(|(_, n)| n.unwrap())
-        .sum();
-    assert_eq!(too_late, 1);
+    let rejects = wh::rejects_by_reason(&wh, wh::day("2026-03-09")).await;
+    assert_eq!(rejects.get("too_late"), Some(&1));
 
     // Nothing new: the next run reprocesses nothing.
     let out = run("2026-03-09");
@@ -589,13 +581,8 @@ async fn too_late_rows_are_rejects_only_where_their_day_is_not_counted(src: &Src
     let too_late = |warehouse: &str| {
         let wh = wh::open(warehouse, &[]);
         async move {
-            let rejects = wh::batches(&wh, wh::day("2026-03-10"), Table::Rejects).await;
-            wh::strings(&rejects, "reason")
-                .iter()
-                .zip(wh::ints(&rejects, "rows"))
-                .filter(|(r, _)| r.as_deref() == Some("too_late"))
-                .map(|(_, n)| n.unwrap())
-                .sum::<i64>()
+            let rejects = wh::rejects_by_reason(&wh, wh::day("2026-03-10")).await;
+            rejects.get("too_late").copied().unwrap_or(0)
         }
     };
     let contacts = |warehouse: &str| {
@@ -1196,14 +1183,7 @@ async fn bad_rows_are_counted_by_reason(src: Src, dir: &TempDir) {
     ]);
     assert!(out.contains("rejects:"), "{out}");
     let wh = wh::open(&warehouse, &[]);
-    let rejects = wh::batches(&wh, wh::day("2026-03-07"), Table::Rejects).await;
-    let mut by_reason: BTreeMap<String, i64> = BTreeMap::new();
-    for (reason, n) in wh::strings(&rejects, "reason")
-        .into_iter()
-        .zip(wh::ints(&rejects, "rows"))
-    {
-        *by_reason.entry(reason.unwrap()).or_insert(0) += n.unwrap();
-    }
+    let by_reason = wh::rejects_by_reason(&wh, wh::day("2026-03-07")).await;
     let mut expected: BTreeMap<String, i64> = [
         ("unknown_direction", 1),
         ("unknown_sender_type", 1),

@@ -125,6 +125,16 @@ pub async fn snapshot(wh: &Warehouse, ds: &[NaiveDate]) -> BTreeMap<(NaiveDate, 
     out
 }
 
+/// A day's reject rows, summed by reason.
+pub async fn rejects_by_reason(wh: &Warehouse, d: NaiveDate) -> BTreeMap<String, i64> {
+    let rejects = batches(wh, d, Table::Rejects).await;
+    let mut by_reason = BTreeMap::new();
+    for (reason, n) in strings(&rejects, "reason").into_iter().zip(ints(&rejects, "rows")) {
+        *by_reason.entry(reason.unwrap()).or_insert(0) += n.unwrap();
+    }
+    by_reason
+}
+
 /// Counts per (a, b) key over two integer columns, dividing the first by `div`.
 pub fn count_by(batches: &[RecordBatch], a: &str, div: i64, b: &str, value: Option<&str>) -> BTreeMap<(i64, i64), i64> {
     let (xs, ys) = (ints(batches, a), ints(batches, b));
