@@ -24,6 +24,8 @@ pub const PUSH_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct RunStats {
     pub days_processed: u64,
     pub late_days: u64,
+    /// Earlier days no run had published (a night that failed).
+    pub catch_up_days: u64,
     /// Source rows read, by source table.
     pub rows_read: BTreeMap<&'static str, u64>,
     /// Warehouse rows written, by table.
@@ -122,6 +124,11 @@ pub fn render(stats: &RunStats, duration: Duration, last_success: Option<f64>) -
         "Earlier days the last run reprocessed for late rows.",
         &[(None, stats.late_days as f64)],
     );
+    gauge(
+        "account_usage_catch_up_days",
+        "Earlier days the last run published because no run had (a night that failed or did not run).",
+        &[(None, stats.catch_up_days as f64)],
+    );
     if let Some(at) = last_success {
         gauge(
             "account_usage_last_success_timestamp_seconds",
@@ -186,9 +193,11 @@ mod tests {
         let rejects: BTreeMap<&'static str, u64> = [("too_late", 2)].into();
         stats.add_day(10, 4, &rows, &rejects);
         stats.add_day(5, 1, &rows, &BTreeMap::new());
+        stats.catch_up_days = 1;
         let text = render(&stats, Duration::from_millis(1500), None);
         assert!(text.contains("account_usage_run_duration_seconds 1.5\n"), "{text}");
         assert!(text.contains("account_usage_days_processed 2\n"));
+        assert!(text.contains("account_usage_catch_up_days 1\n"));
         assert!(text.contains("account_usage_rows_read{table=\"messages\"} 15\n"));
         assert!(text.contains("account_usage_rows_read{table=\"conversation_events\"} 5\n"));
         assert!(text.contains("account_usage_rows_written{table=\"contact_activity\"} 14\n"));

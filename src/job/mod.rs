@@ -327,6 +327,7 @@ pub async fn run(config: &RunConfig, gate: &WriteGate) -> Result<RunReport> {
         duration_s = (duration.as_secs_f64() * 1000.0).round() / 1000.0,
         days_processed = stats.days_processed,
         late_days = stats.late_days,
+        catch_up_days = stats.catch_up_days,
         rows_read = %counts_json(&stats.rows_read),
         rows_written = %counts_json(&stats.rows_written),
         rejects_by_reason = %counts_json(&stats.rejects),
@@ -453,7 +454,11 @@ async fn work(
         rollup::dirty_markers(warehouse).await.map_err(Error::from)
     };
     let (plan, markers) = futures::try_join!(plan(config, warehouse, &mut snapshot, &dims, run_id), list_markers)?;
-    stats.lock().expect("stats").late_days = plan.late_days.len() as u64;
+    {
+        let mut stats = stats.lock().expect("stats");
+        stats.late_days = plan.late_days.len() as u64;
+        stats.catch_up_days = plan.catch_up_days.len() as u64;
+    }
     tracing::info!(
         run_id = %plan.run_id,
         source = %config.source,

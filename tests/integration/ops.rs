@@ -614,6 +614,8 @@ fn a_backfill_without_a_tty_logs_one_progress_line_per_day() {
         "warehouse",
         "shard",
         "days",
+        "late_days",
+        "catch_up_days",
         "accounts",
         "source_settings",
         "store_settings",
@@ -628,6 +630,7 @@ fn a_backfill_without_a_tty_logs_one_progress_line_per_day() {
         "duration_s",
         "days_processed",
         "late_days",
+        "catch_up_days",
         "rows_read",
         "rows_written",
         "rejects_by_reason",
@@ -678,6 +681,7 @@ async fn metrics_reach_a_real_pushgateway_and_a_failure_keeps_the_last_success()
     };
     assert_eq!(get("account_usage_days_processed", ""), 4.0);
     assert_eq!(get("account_usage_late_days", ""), 0.0);
+    assert_eq!(get("account_usage_catch_up_days", ""), 0.0);
     assert_eq!(get("account_usage_rows_read", "table=\"messages\""), messages as f64);
     assert_eq!(
         get("account_usage_rows_read", "table=\"conversation_events\""),
