@@ -232,14 +232,14 @@ impl SqliteDayReader {
         filter: &AccountFilter,
         run_days: &[NaiveDate],
     ) -> Result<Vec<TooLate>> {
-        let unix_days: Vec<i64> = run_days.iter().map(|d| i64::from(d.to_epoch_days())).collect();
+        let unix_days = Some(run_days.iter().map(|d| i64::from(d.to_epoch_days())).collect());
         let rows = sqlx::query(TOO_LATE)
             .bind(arrival.start)
             .bind(arrival.end)
             .bind(horizon)
             .bind(json_ids(&filter.accounts))
             .bind(json_ids(&filter.strays_outside))
-            .bind(serde_json::to_string(&unix_days).expect("integers serialize"))
+            .bind(json_ids(&unix_days))
             .fetch_all(&mut *self.tx)
             .await
             .map_err(qerr("too_late.sql"))?;
