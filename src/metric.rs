@@ -86,4 +86,40 @@ mod tests {
             assert_eq!(flag.get_name(), metric.as_str());
         }
     }
+
+    /// DESIGN §2: `connected_at < bucket_end` and (`disconnected_at` null or
+    /// `> bucket_start`), so a channel connected at a bucket's end or
+    /// disconnected at its start was not connected during it.
+    #[test]
+    fn a_channel_counts_where_its_connection_overlaps_the_bucket() {
+        let channel = |env: Option<&str>, connected_at: Option<i64>, disconnected_at: Option<i64>| ChannelDim {
+            id: 1,
+            account_id: 1,
+            platform: None,
+            name: None,
+            environment: env.map(str::to_string),
+            connected_at,
+            disconnected_at,
+        };
+        let (start, end) = (100, 200);
+        for (env, connected_at, disconnected_at, counts) in [
+            (Some("production"), Some(199), None, true),
+            (Some("production"), Some(200), None, false),
+            (Some("production"), Some(0), Some(101), true),
+            (Some("production"), Some(0), Some(100), false),
+            // Inside the bucket, even for no time at all: the rule's letter.
+            (Some("production"), Some(150), Some(150), true),
+            (Some("production"), Some(0), Some(300), true),
+            (Some("production"), None, None, false),
+            (Some("test"), Some(0), None, false),
+            (Some("development"), Some(0), None, false),
+            (None, Some(0), None, false),
+        ] {
+            assert_eq!(
+                counts_as_connected(&channel(env, connected_at, disconnected_at), start, end),
+                counts,
+                "{env:?} {connected_at:?} {disconnected_at:?}"
+            );
+        }
+    }
 }

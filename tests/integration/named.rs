@@ -23,6 +23,15 @@ fn source_sql() -> String {
         ));
     }
     let disconnect = wh::micros("2026-11-05T12:00:00+05:45");
+    // Channel 35 is connected for exactly the local date 5 November: from
+    // one Kathmandu midnight to the next, on the buckets' edges.
+    let (midnight_5th, midnight_6th) = (
+        wh::micros("2026-11-05T00:00:00+05:45"),
+        wh::micros("2026-11-06T00:00:00+05:45"),
+    );
+    sql.push_str(&format!(
+        "INSERT INTO channels VALUES (35, 3, 'line', 'Channel 35', 'production', {midnight_5th}, {midnight_6th});\n"
+    ));
     for (id, account, platform, env, disconnected) in [
         (11, 1, "sms", "production", "NULL".to_string()),
         (21, 2, "whatsapp", "production", "NULL".to_string()),
@@ -267,18 +276,24 @@ async fn hand_checked_cases() {
     );
 
     // Channels: the test channel never counts; facebook is disconnected
-    // during 5 November, so it counts that day and not after.
+    // during 5 November, so it counts that day and not after. Line (35) is
+    // connected at the 5th's first instant and disconnected at the 6th's:
+    // a channel connected at a bucket's end, or disconnected at its start,
+    // was not connected during it (DESIGN §2), so it counts on the 5th only.
     let v = report(&n, "3", "2026-11-04", "2026-11-06", &["--metric", "channels"]);
     assert_eq!(
         rows(&v),
         [
             r("2026-11-04T00:00:00+05:45", "facebook", 1),
+            r("2026-11-04T00:00:00+05:45", "line", 0),
             r("2026-11-04T00:00:00+05:45", "sms", 1),
             r("2026-11-04T00:00:00+05:45", "whatsapp", 1),
             r("2026-11-05T00:00:00+05:45", "facebook", 1),
+            r("2026-11-05T00:00:00+05:45", "line", 1),
             r("2026-11-05T00:00:00+05:45", "sms", 1),
             r("2026-11-05T00:00:00+05:45", "whatsapp", 1),
             r("2026-11-06T00:00:00+05:45", "facebook", 0),
+            r("2026-11-06T00:00:00+05:45", "line", 0),
             r("2026-11-06T00:00:00+05:45", "sms", 1),
             r("2026-11-06T00:00:00+05:45", "whatsapp", 1),
         ]
@@ -287,11 +302,35 @@ async fn hand_checked_cases() {
         totals(&v),
         [
             (Some("facebook".into()), 1),
+            (Some("line".into()), 1),
             (Some("sms".into()), 1),
             (Some("whatsapp".into()), 1),
-            (None, 3)
+            (None, 4)
         ]
     );
+    // The same edges as a range's: line is in neither the 4th's report nor
+    // the 6th's, hourly or daily, and in the 5th's last hour.
+    for day in ["2026-11-04", "2026-11-06"] {
+        for interval in ["daily", "hourly"] {
+            let v = report(&n, "3", day, day, &["--metric", "channels", "--interval", interval]);
+            assert!(
+                rows(&v).iter().all(|(_, group, _)| group != "line"),
+                "{day} {interval}: {v}"
+            );
+            assert!(!totals(&v).contains(&(Some("line".into()), 1)), "{day} {interval}");
+        }
+    }
+    let v = report(
+        &n,
+        "3",
+        "2026-11-05",
+        "2026-11-05",
+        &["--metric", "channels", "--interval", "hourly"],
+    );
+    let line: Vec<_> = rows(&v).into_iter().filter(|(_, group, _)| group == "line").collect();
+    assert_eq!(line.len(), 24);
+    assert!(line.iter().all(|(_, _, value)| *value == 1), "{line:?}");
+    assert_eq!(line[23].0, "2026-11-05T23:00:00+05:45");
 
     // Resolved: 4001 once (not again after reopening); 4002 never (first
     // message outbound); 4003 on 1 April, its first resolve after a reply.
