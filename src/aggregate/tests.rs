@@ -227,6 +227,37 @@ fn bad_events_are_counted_and_valid_resolves_become_candidates() {
     assert_eq!(by_reason["duplicate_id"], 1);
 }
 
+/// `future_timestamp` is "placed more than a day after it reached the
+/// database": a row placed exactly a day after its arrival is accepted, one
+/// a microsecond later is not; messages and events alike.
+#[test]
+fn a_row_placed_a_day_after_its_arrival_is_accepted_and_a_microsecond_more_is_future() {
+    let d = dims();
+    let mut agg = DayAggregator::new(&d, 0);
+    let arrived = 2 * MICROS_PER_HOUR;
+    let placed = |micros_after_a_day: i64| arrived + MICROS_PER_DAY + micros_after_a_day;
+    for (id, extra) in [(1, 0), (2, 1)] {
+        agg.push_message(&RawMessage {
+            sent_at: placed(extra),
+            created_at: Some(arrived),
+            ..msg(id)
+        });
+        agg.push_event(&RawEvent {
+            occurred_at: placed(extra),
+            created_at: Some(arrived),
+            ..event(id)
+        });
+    }
+    assert_eq!((agg.messages_accepted, agg.events_accepted), (1, 1));
+    let by_reason = agg.rejects.by_reason();
+    assert_eq!(by_reason["future_timestamp"], 2);
+    assert_eq!(agg.rejects.total(), 2);
+    assert_eq!(
+        agg.keyed_mut(Aggregate::ResolveCandidates).drain_sorted(),
+        vec![([100, placed(0), 1, 0], [1, 10])]
+    );
+}
+
 /// A conversation's rows for the property test: messages (id, at, inbound)
 /// and resolves (id, at), anywhere in three days; the middle day is "today".
 struct Convo {
