@@ -515,8 +515,33 @@ async fn late_rows_reprocess_only_their_day_and_too_old_rows_are_rejected() {
          FROM messages ORDER BY id LIMIT 1",
     )
     .await;
+    // The horizon's edges: with --max-late-days 2 the night of 03-09
+    // reprocesses 03-07 (the horizon's day) from its first instant on, so a
+    // new contact then is counted, and a message placed a microsecond
+    // before it that arrived on 03-09 is too late.
+    src.exec(
+        "INSERT INTO messages
+         SELECT 900000003, m.account_id, m.conversation_id, m.channel_id, 999998, 'inbound', 'contact', NULL,
+                '2026-03-07T00:00:00Z', m.created_at
+         FROM messages m WHERE m.id = 900000001;
+         INSERT INTO messages
+         SELECT 900000004, m.account_id, m.conversation_id, m.channel_id, 999997, 'inbound', 'contact', NULL,
+                '2026-03-06T23:59:59.999999Z', '2026-03-09T12:00:00Z'
+         FROM messages m WHERE m.id = 900000001",
+    )
+    .await;
 
-    let out = run("2026-03-09");
+    let out = common::run_ok(&[
+        "run",
+        "--source",
+        src.url(),
+        "--warehouse",
+        &warehouse,
+        "--date",
+        "2026-03-09",
+        "--max-late-days",
+        "2",
+    ]);
     assert!(out.contains("2 day(s) published (1 with late data)"), "{out}");
     let last = run_manifests(&wh).await.pop().unwrap();
     assert_eq!(last["days"], serde_json::json!(["2026-03-07", "2026-03-09"]));
@@ -527,13 +552,31 @@ async fn late_rows_reprocess_only_their_day_and_too_old_rows_are_rejected() {
         "contact_id",
     );
     assert!(contacts.contains(&Some(999999)));
+    assert!(contacts.contains(&Some(999998)));
     assert_eq!(
         wh::manifests(&wh, wh::day("2026-03-08")).await.unwrap()[0].run_id,
         before_08
     );
-    // The too-old row is a counted reject on the day it arrived.
+    // The too-old rows are counted rejects on the day they arrived: these
+    // two, and the seeded rows that arrived on 03-09 placed before the
+    // horizon.
+    let seeded_too_late: i64 = {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(src.url()).await.unwrap();
+        sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM messages
+                     WHERE created_at >= '2026-03-09Z' AND created_at < '2026-03-10Z'
+                       AND sent_at < '2026-03-07Z' AND id < 900000000)
+                  + (SELECT count(*) FROM conversation_events
+                     WHERE created_at >= '2026-03-09Z' AND created_at < '2026-03-10Z'
+                       AND occurred_at < '2026-03-07Z')",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+    };
     let rejects = wh::rejects_by_reason(&wh, wh::day("2026-03-09")).await;
-    assert_eq!(rejects.get("too_late"), Some(&1));
+    assert_eq!(rejects.get("too_late"), Some(&(seeded_too_late + 2)));
 
     // Nothing new: the next run reprocesses nothing.
     let out = run("2026-03-09");
@@ -571,9 +614,28 @@ async fn too_late_rows_are_rejects_only_where_their_day_is_not_counted(src: &Src
          FROM messages ORDER BY id LIMIT 1;
          INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at)
          SELECT 900000302, conversation_id, 'resolved', NULL, {sent}, {arrived}
+         FROM messages ORDER BY id LIMIT 1;
+         INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+         SELECT 900000303, account_id, conversation_id, channel_id, 900303, 'inbound', 'contact', NULL, {before_horizon}, {arrived}
+         FROM messages ORDER BY id LIMIT 1;
+         INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at)
+         SELECT 900000305, conversation_id, 'reopened', NULL, {before_horizon}, {arrived}
+         FROM messages ORDER BY id LIMIT 1;
+         INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+         SELECT 900000304, account_id, conversation_id, channel_id, 900304, 'inbound', 'contact', NULL, {horizon}, {after_every_row}
          FROM messages ORDER BY id LIMIT 1;",
         sent = src.at("2026-03-01T20:00:00Z"),
         arrived = src.at("2026-03-10T08:00:00Z"),
+        // The night of 03-10 reprocesses late rows back to 03-03 (the
+        // default --max-late-days, 7), from that day's first instant on:
+        // rows that arrived after the last run's watermark, which the seed's
+        // latest arrival sets.
+        horizon = src.at("2026-03-03T00:00:00Z"),
+        after_every_row = match src {
+            Src::Pg(_) => "GREATEST((SELECT max(created_at) FROM messages), (SELECT max(created_at) FROM conversation_events)) + interval '1 hour'",
+            Src::Lite(_) => "max((SELECT max(created_at) FROM messages), (SELECT max(created_at) FROM conversation_events)) + 3600000000",
+        },
+        before_horizon = src.at("2026-03-02T23:59:59.999999Z"),
     ))
     .await;
     run(&nightly, "2026-03-10", "2026-03-10");
@@ -585,19 +647,19 @@ async fn too_late_rows_are_rejects_only_where_their_day_is_not_counted(src: &Src
             rejects.get("too_late").copied().unwrap_or(0)
         }
     };
-    let contacts = |warehouse: &str| {
+    let contacts = |warehouse: &str, day: &str| {
         let wh = wh::open(warehouse, &[]);
-        async move {
-            wh::ints(
-                &wh::batches(&wh, wh::day("2026-03-01"), Table::ContactActivity).await,
-                "contact_id",
-            )
-        }
+        let day = wh::day(day);
+        async move { wh::ints(&wh::batches(&wh, day, Table::ContactActivity).await, "contact_id") }
     };
-    assert_eq!(too_late(&nightly).await, 2);
-    assert!(!contacts(&nightly).await.contains(&Some(900301)));
+    assert_eq!(too_late(&nightly).await, 4);
+    assert!(!contacts(&nightly, "2026-03-01").await.contains(&Some(900301)));
+    assert!(!contacts(&nightly, "2026-03-02").await.contains(&Some(900303)));
+    assert!(contacts(&nightly, "2026-03-03").await.contains(&Some(900304)));
     assert_eq!(too_late(&backfill).await, 0);
-    assert!(contacts(&backfill).await.contains(&Some(900301)));
+    assert!(contacts(&backfill, "2026-03-01").await.contains(&Some(900301)));
+    assert!(contacts(&backfill, "2026-03-02").await.contains(&Some(900303)));
+    assert!(contacts(&backfill, "2026-03-03").await.contains(&Some(900304)));
 }
 
 #[tokio::test]
