@@ -623,6 +623,9 @@ async fn too_late_rows_are_rejects_only_where_their_day_is_not_counted(src: &Src
          FROM messages ORDER BY id LIMIT 1;
          INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
          SELECT 900000304, account_id, conversation_id, channel_id, 900304, 'inbound', 'contact', NULL, {horizon}, {after_every_row}
+         FROM messages ORDER BY id LIMIT 1;
+         INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at)
+         SELECT 900000306, conversation_id, 'escalated', NULL, {unknown_kind_at}, {after_every_row}
          FROM messages ORDER BY id LIMIT 1;",
         sent = src.at("2026-03-01T20:00:00Z"),
         arrived = src.at("2026-03-10T08:00:00Z"),
@@ -636,6 +639,9 @@ async fn too_late_rows_are_rejects_only_where_their_day_is_not_counted(src: &Src
             Src::Lite(_) => "max((SELECT max(created_at) FROM messages), (SELECT max(created_at) FROM conversation_events)) + 3600000000",
         },
         before_horizon = src.at("2026-03-02T23:59:59.999999Z"),
+        // A late event of a kind no metric reads: its day is reprocessed
+        // all the same, so that it is a counted reject.
+        unknown_kind_at = src.at("2026-03-05T12:00:00Z"),
     ))
     .await;
     run(&nightly, "2026-03-10", "2026-03-10");
@@ -653,6 +659,10 @@ async fn too_late_rows_are_rejects_only_where_their_day_is_not_counted(src: &Src
         async move { wh::ints(&wh::batches(&wh, day, Table::ContactActivity).await, "contact_id") }
     };
     assert_eq!(too_late(&nightly).await, 4);
+    for warehouse in [&nightly, &backfill] {
+        let rejects = wh::rejects_by_reason(&wh::open(warehouse, &[]), wh::day("2026-03-05")).await;
+        assert_eq!(rejects.get("unknown_event_kind"), Some(&1), "{warehouse}");
+    }
     assert!(!contacts(&nightly, "2026-03-01").await.contains(&Some(900301)));
     assert!(!contacts(&nightly, "2026-03-02").await.contains(&Some(900303)));
     assert!(contacts(&nightly, "2026-03-03").await.contains(&Some(900304)));
