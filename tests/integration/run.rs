@@ -1278,6 +1278,33 @@ async fn bad_rows_are_counted_by_reason(src: Src, dir: &TempDir) {
         expected.insert("bad_value".into(), 1);
     }
     assert_eq!(by_reason, expected);
+
+    // With three shards, rows of no known account (a NULL or unknown one,
+    // an event of no known conversation) are the first shard's: rejected
+    // once, neither by every shard nor by none.
+    for index in ["0", "1", "2"] {
+        common::run_ok(&[
+            "run",
+            "--source",
+            src.url(),
+            "--warehouse",
+            &warehouse,
+            "--date",
+            "2026-03-07",
+            "--shard-count",
+            "3",
+            "--shard-index",
+            index,
+        ]);
+    }
+    let shards: Vec<String> = wh::manifests(&wh, wh::day("2026-03-07"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.shard)
+        .collect();
+    assert_eq!(shards, ["s0of3", "s1of3", "s2of3"]);
+    assert_eq!(wh::rejects_by_reason(&wh, wh::day("2026-03-07")).await, expected);
 }
 
 #[tokio::test]
