@@ -750,6 +750,20 @@ async fn etags_and_reruns(warehouse: &str, env: &[(String, String)]) {
     // Another question has another tag.
     let other = get(&server, &path.replace("05-02&to", "05-01&to"), &t);
     assert_ne!(header(&other, "etag"), Some(etag.as_str()));
+    // So has the same question as CSV (asked by Accept, on the same URL):
+    // the JSON's tag does not revalidate it.
+    let csv = ureq_like_get(
+        &format!("{}{path}", server.base),
+        &[
+            ("Authorization", &auth),
+            ("Accept", "text/csv"),
+            ("If-None-Match", &etag),
+        ],
+    )
+    .unwrap();
+    assert_eq!(csv.0, 200);
+    assert!(header(&csv, "content-type").is_some_and(|c| c.starts_with("text/csv")));
+    assert_ne!(header(&csv, "etag"), Some(etag.as_str()));
 
     // More proactive messages on 2026-05-02, then a rerun of that day.
     let conn = format!(
