@@ -99,6 +99,10 @@ fn source_sql() -> String {
         (4, 4002, 41, 42, "outbound", "agent", "401", "2026-03-31T12:20:00Z"),
         (4, 4003, 41, 43, "inbound", "contact", "NULL", "2026-03-31T13:00:00Z"),
         (4, 4003, 41, 43, "outbound", "agent", "401", "2026-04-01T09:00:00Z"),
+        // 3: a conversation of channel 32 (sms) whose messages went
+        // through channel 31 (whatsapp): resolved counts it under sms.
+        (3, 3201, 31, 504, "inbound", "contact", "NULL", "2026-03-20T10:00:00+05:45"),
+        (3, 3201, 31, 504, "outbound", "agent", "304", "2026-03-20T10:05:00+05:45"),
     ];
     for (account, conversation, channel, contact, dir, sender, agent, at) in messages {
         msg(account, conversation, channel, contact, dir, sender, agent, at);
@@ -108,7 +112,12 @@ fn source_sql() -> String {
             "INSERT INTO conversations VALUES ({conv}, 4, {channel}, {contact}, {jan});\n"
         ));
     }
+    sql.push_str(&format!(
+        "INSERT INTO conversations VALUES (3201, 3, 32, 504, {});\n",
+        wh::micros("2026-03-20T10:00:00+05:45")
+    ));
     for (id, conv, kind, at) in [
+        (7, 3201, "resolved", "2026-03-20T10:30:00+05:45"),
         (1, 4001, "resolved", "2026-03-31T10:30:00Z"),
         (2, 4001, "reopened", "2026-03-31T11:00:00Z"),
         (3, 4001, "resolved", "2026-03-31T11:30:00Z"),
@@ -331,6 +340,39 @@ async fn hand_checked_cases() {
     assert_eq!(line.len(), 24);
     assert!(line.iter().all(|(_, _, value)| *value == 1), "{line:?}");
     assert_eq!(line[23].0, "2026-11-05T23:00:00+05:45");
+
+    // A resolved conversation is grouped by the conversation's channel,
+    // its messages by theirs (DESIGN §2).
+    let resolved = ["--metric", "resolved_conversations", "--metric", "active_agents"];
+    let v = report(&n, "3", "2026-03-20", "2026-03-20", &resolved);
+    let by_metric = |v: &Value, metric: &str| -> Vec<(String, String, u64)> {
+        let all = v["rows"].as_array().unwrap();
+        let mine: Vec<Value> = all.iter().filter(|r| r["metric"] == metric).cloned().collect();
+        rows(&serde_json::json!({ "rows": mine }))
+    };
+    assert_eq!(
+        by_metric(&v, "resolved_conversations"),
+        [r("2026-03-20T00:00:00+05:45", "sms", 1)]
+    );
+    assert_eq!(
+        by_metric(&v, "active_agents"),
+        [r("2026-03-20T00:00:00+05:45", "whatsapp", 1)]
+    );
+    let v = report(
+        &n,
+        "3",
+        "2026-03-20",
+        "2026-03-20",
+        &[&resolved[..], &["--group-by", "channel"]].concat(),
+    );
+    assert_eq!(
+        by_metric(&v, "resolved_conversations"),
+        [r("2026-03-20T00:00:00+05:45", "32", 1)]
+    );
+    assert_eq!(
+        by_metric(&v, "active_agents"),
+        [r("2026-03-20T00:00:00+05:45", "31", 1)]
+    );
 
     // Resolved: 4001 once (not again after reopening); 4002 never (first
     // message outbound); 4003 on 1 April, its first resolve after a reply.
