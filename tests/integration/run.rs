@@ -271,6 +271,7 @@ async fn postgres_run_matches_counts_from_the_source() {
     let src = Src::postgres("run_pg").await;
     src.seed("5", "4000");
     src.exec(CONVERSATIONS_ON_OTHER_CHANNELS).await;
+    src.exec(&resolved_at_its_reply(&src)).await;
     let dir = TempDir::new("wh-pg");
     let warehouse = dir.path().join("wh").display().to_string();
     let out = run_range(&src, &warehouse, &["--parallel", "2"]);
@@ -302,9 +303,35 @@ async fn sqlite_run_matches_counts_from_the_source() {
     let src = Src::sqlite(&dir);
     src.seed("4", "3000");
     src.exec(CONVERSATIONS_ON_OTHER_CHANNELS).await;
+    src.exec(&resolved_at_its_reply(&src)).await;
     let warehouse = dir.path().join("wh").display().to_string();
     run_range(&src, &warehouse, &[]);
     assert_tables_match_source(&src, &warehouse).await;
+}
+
+/// A conversation resolved at the very instant of its first reply (an
+/// automation's) on 03-07, and again on 03-08: it counts once, on 03-07 (a
+/// resolve at the earliest outbound message counts), and the 03-08 night
+/// must find it settled in its history.
+fn resolved_at_its_reply(src: &Src) -> String {
+    let (asked, replied, again) = (
+        src.at("2026-03-07T10:00:00Z"),
+        src.at("2026-03-07T10:05:00Z"),
+        src.at("2026-03-08T09:00:00Z"),
+    );
+    format!(
+        "INSERT INTO conversations (id, account_id, channel_id, contact_id, created_at)
+         SELECT 900000501, account_id, id, 900501, {asked} FROM channels ORDER BY id LIMIT 1;
+         INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+         SELECT 900000501, account_id, id, channel_id, contact_id, 'inbound', 'contact', NULL, {asked}, {asked}
+         FROM conversations WHERE id = 900000501;
+         INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+         SELECT 900000502, account_id, id, channel_id, contact_id, 'outbound', 'automation', NULL, {replied}, {replied}
+         FROM conversations WHERE id = 900000501;
+         INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at)
+         VALUES (900000501, 900000501, 'resolved', NULL, {replied}, {replied}),
+                (900000502, 900000501, 'resolved', NULL, {again}, {again});"
+    )
 }
 
 /// The seed keeps a conversation's messages on its channel; a source need
