@@ -309,10 +309,13 @@ async fn sqlite_run_matches_counts_from_the_source() {
     assert_tables_match_source(&src, &warehouse).await;
 }
 
-/// A conversation resolved at the very instant of its first reply (an
-/// automation's) on 03-07, and again on 03-08: it counts once, on 03-07 (a
-/// resolve at the earliest outbound message counts), and the 03-08 night
-/// must find it settled in its history.
+/// Resolves on the definition's edges, each decided on 03-08 from the
+/// history before the day. A conversation resolved at the very instant of
+/// its first reply (an automation's) on 03-07, and again on 03-08: it counts
+/// once, on 03-07 (a resolve at the earliest outbound message counts), so
+/// the 03-08 night must find it settled. And one whose first two messages,
+/// on 03-07, share an instant, the outbound one with the lower id: its first
+/// message is outbound, so its resolve on 03-08 never counts.
 fn resolved_at_its_reply(src: &Src) -> String {
     let (asked, replied, again) = (
         src.at("2026-03-07T10:00:00Z"),
@@ -330,7 +333,17 @@ fn resolved_at_its_reply(src: &Src) -> String {
          FROM conversations WHERE id = 900000501;
          INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at)
          VALUES (900000501, 900000501, 'resolved', NULL, {replied}, {replied}),
-                (900000502, 900000501, 'resolved', NULL, {again}, {again});"
+                (900000502, 900000501, 'resolved', NULL, {again}, {again});
+         INSERT INTO conversations (id, account_id, channel_id, contact_id, created_at)
+         SELECT 900000511, account_id, channel_id, 900511, {asked} FROM conversations WHERE id = 900000501;
+         INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+         SELECT 900000511, account_id, id, channel_id, contact_id, 'outbound', 'automation', NULL, {asked}, {asked}
+         FROM conversations WHERE id = 900000511;
+         INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+         SELECT 900000512, account_id, id, channel_id, contact_id, 'inbound', 'contact', NULL, {asked}, {asked}
+         FROM conversations WHERE id = 900000511;
+         INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at)
+         VALUES (900000511, 900000511, 'resolved', NULL, {again}, {again});"
     )
 }
 
