@@ -98,6 +98,20 @@ impl Src {
         }
     }
 
+    /// An arrival an hour after every row's, in this dialect: a row that
+    /// arrives then is found by the next run's late-data search (the last
+    /// run's watermark is the latest arrival it saw).
+    fn after_every_arrival(&self) -> &'static str {
+        match self {
+            Src::Pg(_) => {
+                "(GREATEST((SELECT max(created_at) FROM messages), (SELECT max(created_at) FROM conversation_events)) + interval '1 hour')"
+            }
+            Src::Lite(_) => {
+                "(max((SELECT max(created_at) FROM messages), (SELECT max(created_at) FROM conversation_events)) + 3600000000)"
+            }
+        }
+    }
+
     /// Every row of a query, in this dialect.
     async fn fetch<T>(&self, sql: String) -> Vec<T>
     where
@@ -543,7 +557,7 @@ async fn late_rows_reprocess_only_their_day_and_too_old_rows_are_rejected() {
     // own, that reached the database after every seeded row (the watermark is
     // the latest of messages and events). Whatever the seed, no resolve of
     // the seeded data counts it.
-    src.exec(
+    src.exec(&format!(
         "INSERT INTO conversations (id, account_id, channel_id, contact_id, created_at)
          SELECT 900000001, m.account_id, m.channel_id, 999999, m.sent_at + interval '1 second'
          FROM messages m
@@ -551,11 +565,10 @@ async fn late_rows_reprocess_only_their_day_and_too_old_rows_are_rejected() {
          ORDER BY m.id LIMIT 1;
          INSERT INTO messages
          SELECT 900000001, c.account_id, c.id, c.channel_id, c.contact_id, 'inbound', 'contact', NULL,
-                c.created_at,
-                GREATEST((SELECT max(created_at) FROM messages), (SELECT max(created_at) FROM conversation_events))
-                  + interval '1 hour'
+                c.created_at, {}
          FROM conversations c WHERE c.id = 900000001",
-    )
+        src.after_every_arrival()
+    ))
     .await;
     // A message sent 17 days before it arrived on 03-09: too late to reprocess.
     src.exec(
@@ -658,41 +671,43 @@ async fn too_late_rows_are_rejects_only_where_their_day_is_not_counted(src: &Src
     };
     // The nights up to 03-09, before the rows arrive.
     run(&nightly, "2026-03-01", "2026-03-09");
-    src.exec(&format!(
-        "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
-         SELECT 900000301, account_id, conversation_id, channel_id, 900301, 'inbound', 'contact', NULL, {sent}, {arrived}
-         FROM messages ORDER BY id LIMIT 1;
-         INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at)
-         SELECT 900000302, conversation_id, 'resolved', NULL, {sent}, {arrived}
-         FROM messages ORDER BY id LIMIT 1;
-         INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
-         SELECT 900000303, account_id, conversation_id, channel_id, 900303, 'inbound', 'contact', NULL, {before_horizon}, {arrived}
-         FROM messages ORDER BY id LIMIT 1;
-         INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at)
-         SELECT 900000305, conversation_id, 'reopened', NULL, {before_horizon}, {arrived}
-         FROM messages ORDER BY id LIMIT 1;
-         INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
-         SELECT 900000304, account_id, conversation_id, channel_id, 900304, 'inbound', 'contact', NULL, {horizon}, {after_every_row}
-         FROM messages ORDER BY id LIMIT 1;
-         INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at)
-         SELECT 900000306, conversation_id, 'escalated', NULL, {unknown_kind_at}, {after_every_row}
-         FROM messages ORDER BY id LIMIT 1;",
-        sent = src.at("2026-03-01T20:00:00Z"),
-        arrived = src.at("2026-03-10T08:00:00Z"),
-        // The night of 03-10 reprocesses late rows back to 03-03 (the
-        // default --max-late-days, 7), from that day's first instant on:
-        // rows that arrived after the last run's watermark, which the seed's
-        // latest arrival sets.
-        horizon = src.at("2026-03-03T00:00:00Z"),
-        after_every_row = match src {
-            Src::Pg(_) => "GREATEST((SELECT max(created_at) FROM messages), (SELECT max(created_at) FROM conversation_events)) + interval '1 hour'",
-            Src::Lite(_) => "max((SELECT max(created_at) FROM messages), (SELECT max(created_at) FROM conversation_events)) + 3600000000",
-        },
-        before_horizon = src.at("2026-03-02T23:59:59.999999Z"),
-        // A late event of a kind no metric reads: its day is reprocessed
-        // all the same, so that it is a counted reject.
-        unknown_kind_at = src.at("2026-03-05T12:00:00Z"),
-    ))
+    // Rows in the first seeded message's conversation, placed at one
+    // instant and arrived at another (SQL expressions of this dialect).
+    let message = |id: i64, contact: i64, placed: &str, arrived: &str| {
+        format!(
+            "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+             SELECT {id}, account_id, conversation_id, channel_id, {contact}, 'inbound', 'contact', NULL, {placed}, {arrived}
+             FROM messages ORDER BY id LIMIT 1;\n"
+        )
+    };
+    let event = |id: i64, kind: &str, placed: &str, arrived: &str| {
+        format!(
+            "INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at)
+             SELECT {id}, conversation_id, '{kind}', NULL, {placed}, {arrived}
+             FROM messages ORDER BY id LIMIT 1;\n"
+        )
+    };
+    let sent = src.at("2026-03-01T20:00:00Z");
+    let arrived = src.at("2026-03-10T08:00:00Z");
+    // The night of 03-10 reprocesses late rows back to 03-03 (the default
+    // --max-late-days, 7), from that day's first instant on: rows that
+    // arrived after the last run's watermark.
+    let horizon = src.at("2026-03-03T00:00:00Z");
+    let before_horizon = src.at("2026-03-02T23:59:59.999999Z");
+    let late = src.after_every_arrival();
+    src.exec(
+        &[
+            message(900000301, 900301, &sent, &arrived),
+            event(900000302, "resolved", &sent, &arrived),
+            message(900000303, 900303, &before_horizon, &arrived),
+            event(900000305, "reopened", &before_horizon, &arrived),
+            message(900000304, 900304, &horizon, late),
+            // A late event of a kind no metric reads: its day is reprocessed
+            // all the same, so that it is a counted reject.
+            event(900000306, "escalated", &src.at("2026-03-05T12:00:00Z"), late),
+        ]
+        .concat(),
+    )
     .await;
     run(&nightly, "2026-03-10", "2026-03-10");
     run(&backfill, "2026-03-01", "2026-03-10");
