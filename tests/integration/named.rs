@@ -318,7 +318,8 @@ async fn hand_checked_cases() {
         ]
     );
     // The same edges as a range's: line is in neither the 4th's report nor
-    // the 6th's, hourly or daily, and in the 5th's last hour.
+    // the 6th's, hourly or daily, and in every hour of the 5th, its last
+    // one included.
     for day in ["2026-11-04", "2026-11-06"] {
         for interval in ["daily", "hourly"] {
             let v = report(&n, "3", day, day, &["--metric", "channels", "--interval", interval]);
@@ -343,8 +344,8 @@ async fn hand_checked_cases() {
 
     // A resolved conversation is grouped by the conversation's channel,
     // its messages by theirs (DESIGN §2).
-    let resolved = ["--metric", "resolved_conversations", "--metric", "active_agents"];
-    let v = report(&n, "3", "2026-03-20", "2026-03-20", &resolved);
+    let metrics = ["--metric", "resolved_conversations", "--metric", "active_agents"];
+    let v = report(&n, "3", "2026-03-20", "2026-03-20", &metrics);
     let by_metric = |v: &Value, metric: &str| -> Vec<(String, String, u64)> {
         let all = v["rows"].as_array().unwrap();
         let mine: Vec<Value> = all.iter().filter(|r| r["metric"] == metric).cloned().collect();
@@ -363,7 +364,7 @@ async fn hand_checked_cases() {
         "3",
         "2026-03-20",
         "2026-03-20",
-        &[&resolved[..], &["--group-by", "channel"]].concat(),
+        &[&metrics[..], &["--group-by", "channel"]].concat(),
     );
     assert_eq!(
         by_metric(&v, "resolved_conversations"),

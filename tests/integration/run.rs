@@ -285,7 +285,7 @@ async fn postgres_run_matches_counts_from_the_source() {
     let src = Src::postgres("run_pg").await;
     src.seed("5", "4000");
     src.exec(CONVERSATIONS_ON_OTHER_CHANNELS).await;
-    src.exec(&resolved_at_its_reply(&src)).await;
+    src.exec(&resolves_on_the_definitions_edges(&src)).await;
     let dir = TempDir::new("wh-pg");
     let warehouse = dir.path().join("wh").display().to_string();
     let out = run_range(&src, &warehouse, &["--parallel", "2"]);
@@ -317,7 +317,7 @@ async fn sqlite_run_matches_counts_from_the_source() {
     let src = Src::sqlite(&dir);
     src.seed("4", "3000");
     src.exec(CONVERSATIONS_ON_OTHER_CHANNELS).await;
-    src.exec(&resolved_at_its_reply(&src)).await;
+    src.exec(&resolves_on_the_definitions_edges(&src)).await;
     let warehouse = dir.path().join("wh").display().to_string();
     run_range(&src, &warehouse, &[]);
     assert_tables_match_source(&src, &warehouse).await;
@@ -330,7 +330,7 @@ async fn sqlite_run_matches_counts_from_the_source() {
 /// the 03-08 night must find it settled. And one whose first two messages,
 /// on 03-07, share an instant, the outbound one with the lower id: its first
 /// message is outbound, so its resolve on 03-08 never counts.
-fn resolved_at_its_reply(src: &Src) -> String {
+fn resolves_on_the_definitions_edges(src: &Src) -> String {
     let (asked, replied, again) = (
         src.at("2026-03-07T10:00:00Z"),
         src.at("2026-03-07T10:05:00Z"),
