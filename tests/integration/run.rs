@@ -545,9 +545,13 @@ async fn late_rows_reprocess_only_their_day_and_too_old_rows_are_rejected() {
     let dir = TempDir::new("wh-late");
     let warehouse = dir.path().join("wh").display().to_string();
     let wh = wh::open(&warehouse, &[]);
-    let run = |date: &str| common::run_ok(&["run", "--source", src.url(), "--warehouse", &warehouse, "--date", date]);
-    run("2026-03-07");
-    let out = run("2026-03-08");
+    let run = |date: &str, extra: &[&str]| {
+        let mut args = vec!["run", "--source", src.url(), "--warehouse", &warehouse, "--date", date];
+        args.extend_from_slice(extra);
+        common::run_ok(&args)
+    };
+    run("2026-03-07", &[]);
+    let out = run("2026-03-08", &[]);
     assert!(out.contains("1 day(s) published (0 with late data)"), "{out}");
     let before_08 = wh::manifests(&wh, wh::day("2026-03-08")).await.unwrap()[0]
         .run_id
@@ -594,17 +598,7 @@ async fn late_rows_reprocess_only_their_day_and_too_old_rows_are_rejected() {
     )
     .await;
 
-    let out = common::run_ok(&[
-        "run",
-        "--source",
-        src.url(),
-        "--warehouse",
-        &warehouse,
-        "--date",
-        "2026-03-09",
-        "--max-late-days",
-        "2",
-    ]);
+    let out = run("2026-03-09", &["--max-late-days", "2"]);
     assert!(out.contains("2 day(s) published (1 with late data)"), "{out}");
     let last = run_manifests(&wh).await.pop().unwrap();
     assert_eq!(last["days"], serde_json::json!(["2026-03-07", "2026-03-09"]));
@@ -642,7 +636,7 @@ async fn late_rows_reprocess_only_their_day_and_too_old_rows_are_rejected() {
     assert_eq!(rejects.get("too_late"), Some(&(seeded_too_late + 2)));
 
     // Nothing new: the next run reprocesses nothing.
-    let out = run("2026-03-09");
+    let out = run("2026-03-09", &[]);
     assert!(out.contains("1 day(s) published (0 with late data)"), "{out}");
 }
 
