@@ -640,6 +640,17 @@ mod tests {
         // date is 03-02, where the first run ends.
         let gap = days(&["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-05"]);
         assert_eq!(whole_dates(&ny, &gap), pair("2026-03-01", "2026-03-02"));
+        // Two runs that each hold whole dates: the last date is the last
+        // run's, not the first's.
+        let two_runs = days(&[
+            "2026-03-01",
+            "2026-03-02",
+            "2026-03-03",
+            "2026-03-05",
+            "2026-03-06",
+            "2026-03-07",
+        ]);
+        assert_eq!(whole_dates(&ny, &two_runs), pair("2026-03-01", "2026-03-06"));
         // A run of one UTC day holds no whole date in Kathmandu; the next
         // run's first does.
         let lone = days(&["2026-03-01", "2026-03-05", "2026-03-06"]);
