@@ -215,8 +215,10 @@ mod erased {
     }
 }
 
+/// RFC 4180: a field holding a separator, a quote or a line break (CR as
+/// well as LF) is quoted, its quotes doubled.
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
+    if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
@@ -443,6 +445,64 @@ mod tests {
             let json = json_compact(&r);
             assert_eq!(json.capacity(), json_capacity(&r), "{} bytes", json.len());
         }
+    }
+
+    /// Splits RFC 4180 text into records of fields (quoted fields may hold
+    /// separators, doubled quotes and line breaks).
+    fn parse_csv(text: &str) -> Vec<Vec<String>> {
+        let (mut records, mut record, mut field) = (Vec::new(), Vec::new(), String::new());
+        let mut chars = text.chars().peekable();
+        let mut quoted = false;
+        while let Some(c) = chars.next() {
+            match (quoted, c) {
+                (true, '"') if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                (true, '"') => quoted = false,
+                (true, c) => field.push(c),
+                (false, '"') if field.is_empty() => quoted = true,
+                (false, ',') => record.push(std::mem::take(&mut field)),
+                // A bare CR ends a record too, as spreadsheet and Python
+                // readers take it.
+                (false, '\n' | '\r') => {
+                    if c == '\r' && chars.peek() == Some(&'\n') {
+                        chars.next();
+                    }
+                    record.push(std::mem::take(&mut field));
+                    records.push(std::mem::take(&mut record));
+                }
+                (false, c) => field.push(c),
+            }
+        }
+        assert!(
+            !quoted && field.is_empty() && record.is_empty(),
+            "unterminated CSV: {text:?}"
+        );
+        records
+    }
+
+    /// Every CSV record has four fields, and a group name with a separator,
+    /// a quote or a line break reads back as it was.
+    #[test]
+    fn csv_fields_that_need_quoting_read_back_as_they_were() {
+        let awkward = [
+            "whatsapp",
+            "a,comma",
+            "a\"quote\"",
+            "line\nbreak",
+            "carriage\rreturn",
+            "",
+            "12",
+        ];
+        let r = report(&awkward, None);
+        let records = parse_csv(&csv(&r));
+        assert_eq!(records[0], ["metric", "bucket_start", "group", "value"]);
+        assert!(records.iter().all(|f| f.len() == 4), "{records:?}");
+        let groups: Vec<&str> = records[1..=awkward.len()].iter().map(|f| f[2].as_str()).collect();
+        assert_eq!(groups, awkward);
+        assert_eq!(records[awkward.len() + 1][2], "whatsapp");
+        assert_eq!(records.len(), 1 + awkward.len() + 2);
     }
 
     /// The hand-written document is serde's, byte for byte, with names
