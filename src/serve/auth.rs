@@ -224,6 +224,31 @@ mod tests {
         assert!(v.verify("not-a-token").is_err());
     }
 
+    /// A token for another audience, or one that expired more than the
+    /// leeway ago, is refused the first time it is seen (not only once
+    /// remembered); one within the leeway is not.
+    #[test]
+    fn another_audience_or_an_expiry_past_the_leeway_is_refused_on_first_sight() {
+        let s = secret(KEY);
+        let v = Verifier::new(&s);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let signed = |aud: &str, exp: u64| {
+            let claims = Claims {
+                account_id: AccountClaim::Id(7),
+                exp,
+                aud: aud.into(),
+            };
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&s.0)).unwrap()
+        };
+        assert_eq!(v.verify(&signed(AUDIENCE, now + 60)), Ok(Grant::Account(7)));
+        assert_eq!(
+            v.verify(&signed("another-service", now + 60)),
+            Err("InvalidAudience".into())
+        );
+        assert_eq!(v.verify(&signed(AUDIENCE, now - 40)), Err("ExpiredSignature".into()));
+        assert_eq!(v.verify(&signed(AUDIENCE, now - 20)), Ok(Grant::Account(7)));
+    }
+
     /// A token verified once is answered from the cache, but still expires
     /// on time; a token differing by one byte is verified in full.
     #[test]
