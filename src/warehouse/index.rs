@@ -243,6 +243,8 @@ mod tests {
         );
         record_day(&wh, s0, day(1), &run).await.unwrap();
         record_day(&wh, s0, day(2), &run).await.unwrap();
+        // Shard 1 of 2 has no index yet: nothing is published.
+        assert_eq!(load(&wh).await.unwrap().days, BTreeSet::new());
         record_day(&wh, s1, day(2), &run).await.unwrap();
         let first = load(&wh).await.unwrap();
         assert_eq!(first.days, BTreeSet::from([day(2)]));

@@ -375,3 +375,50 @@ impl std::hash::Hasher for Fnv64 {
         Fnv64::finish(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::warehouse::testing::TempWarehouse;
+
+    async fn put(wh: &Warehouse, day: NaiveDate, shard: ShardSpec, published_at: &str) {
+        let manifest = DayManifest {
+            format_version: FORMAT_VERSION,
+            day,
+            shard: shard.to_string(),
+            run_id: RunId::new(chrono::Utc::now(), 1),
+            published_at: published_at.into(),
+            files: Vec::new(),
+            messages_read: 0,
+            events_read: 0,
+            rejects: 0,
+        };
+        let key = DayManifestKey { day, shard }.relative();
+        wh.put(&key, serde_json::to_vec(&manifest).unwrap().into())
+            .await
+            .unwrap();
+    }
+
+    /// Between a new shard count's last manifest and its clean-up (or after
+    /// a run killed in between), two counts are complete: the set whose
+    /// latest manifest is newer is the readable one, and an incomplete
+    /// count is never read, however new.
+    #[tokio::test]
+    async fn of_two_complete_shard_counts_the_one_published_last_is_read() {
+        let temp = TempWarehouse::new("manifest-sets");
+        let wh = &temp.wh;
+        let day = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+        let shard = |index, count| ShardSpec { index, count };
+        let read = || async { published_day(wh, day).await.unwrap().map(|set| set[0].shard.clone()) };
+        assert_eq!(read().await, None);
+        put(wh, day, shard(0, 1), "2026-03-03T10:00:00Z").await;
+        assert_eq!(read().await.as_deref(), Some("s0of1"));
+        put(wh, day, shard(0, 2), "2026-03-03T09:00:00Z").await;
+        put(wh, day, shard(0, 3), "2026-03-03T12:00:00Z").await;
+        assert_eq!(read().await.as_deref(), Some("s0of1"));
+        put(wh, day, shard(1, 2), "2026-03-03T11:00:00Z").await;
+        assert_eq!(read().await.as_deref(), Some("s0of2"));
+        put(wh, day, shard(0, 1), "2026-03-03T13:00:00Z").await;
+        assert_eq!(read().await.as_deref(), Some("s0of1"));
+    }
+}
