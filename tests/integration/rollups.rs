@@ -218,6 +218,8 @@ async fn queries_rollups_cannot_answer_go_to_the_base_grain() {
         (Some("Pacific/Chatham"), "2026-02-01", "2026-02-28", Interval::Monthly),
         // A clipped first bucket.
         (None, "2026-02-03", "2026-03-31", Interval::Monthly),
+        // A clipped last bucket: March's part holds days after the 10th.
+        (None, "2026-02-01", "2026-03-10", Interval::Monthly),
         // Hourly.
         (None, "2026-02-03", "2026-02-03", Interval::Hourly),
     ] {
@@ -508,6 +510,57 @@ async fn a_night_late_in_a_month_has_the_rows_a_backfill_computes_from_days() {
     }
     let march = &from_days["rollups/interval=monthly/period=2026-03-01/part-s0of1.parquet"];
     assert_eq!(march.len(), 4, "every account has March rows");
+}
+
+/// A refresh stamps the rows it changes after the last stamp its shard
+/// recorded, even when the clock reads earlier (a host whose clock went
+/// back): readers tell rows of a refresh under way from those of finished
+/// ones, and rows of two shard counts apart, by that stamp.
+#[tokio::test]
+async fn a_refresh_stamps_its_rows_after_its_shards_last_stamp_whatever_the_clock() {
+    let seeded = Seeded::new("rollup-stamp", "2", "3", "2026-03-01", "200", "4");
+    let Seeded { src, warehouse, .. } = &seeded;
+    seeded.run(&["--from", "2026-03-01", "--to", "2026-03-03"]);
+    // The index as a run whose clock was a year ahead left it.
+    let index = warehouse.join("_index/s0of1.json");
+    let stamp = || -> i64 {
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
+        doc["rollups_refreshed_at"].as_i64().expect("a refresh's stamp")
+    };
+    let ahead = stamp() + 365 * 86_400_000_000;
+    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
+    doc["rollups_refreshed_at"] = ahead.into();
+    std::fs::write(&index, serde_json::to_vec(&doc).unwrap()).unwrap();
+    // A new contact of account 1 at noon UTC on 03-02, so its rows change.
+    let noon = wh::day("2026-03-02")
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_micros();
+    src.exec(&format!(
+        "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+         SELECT 900000001, account_id, conversation_id, channel_id, 999999, 'inbound', 'contact', NULL, {noon}, {noon}
+         FROM messages WHERE account_id = 1 ORDER BY id LIMIT 1"
+    ))
+    .await;
+    seeded.run(&["--date", "2026-03-02"]);
+    let key = RollupKey {
+        interval: Interval::Monthly,
+        period: wh::day("2026-03-01"),
+        shard: ShardSpec::WHOLE,
+    };
+    let part = std::fs::read(warehouse.join(key.relative())).unwrap();
+    let account_1 = rollup::decode(&key, part.into(), false, None)
+        .unwrap()
+        .into_iter()
+        .find(|b| b.account == 1)
+        .expect("account 1 has March rows");
+    assert!(
+        account_1.refreshed_at > ahead,
+        "rows stamped {} before the shard's last stamp {ahead}",
+        account_1.refreshed_at
+    );
+    assert_eq!(stamp(), account_1.refreshed_at, "the index records the refresh's stamp");
 }
 
 /// Each account's rows, by rollup part.
