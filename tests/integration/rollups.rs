@@ -319,14 +319,25 @@ impl Seeded {
     fn run(&self, extra: &[&str]) -> String {
         self.run_into(&self.warehouse, extra)
     }
+
+    /// Account 1 gets a new contact (999999), with one inbound message at
+    /// noon UTC of `day` on its first conversation.
+    async fn new_contact_at_noon(&self, day: NaiveDate) {
+        let noon = day.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_micros();
+        self.src
+            .exec(&format!(
+                "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+                 SELECT 900000001, account_id, conversation_id, channel_id, 999999, 'inbound', 'contact', NULL, {noon}, {noon}
+                 FROM messages WHERE account_id = 1 ORDER BY id LIMIT 1"
+            ))
+            .await;
+    }
 }
 
 #[tokio::test]
 async fn a_rerun_of_one_day_rewrites_only_the_buckets_that_contain_it() {
     let seeded = Seeded::new("rollup-incremental", "3", "40", "2026-02-27", "800", "8");
-    let Seeded {
-        src, warehouse, wh_url, ..
-    } = &seeded;
+    let Seeded { warehouse, wh_url, .. } = &seeded;
     let run = |extra: &[&str]| seeded.run(extra);
     run(&["--from", "2026-02-27", "--to", "2026-04-07", "--parallel", "2"]);
     let before = snapshot(warehouse);
@@ -334,13 +345,7 @@ async fn a_rerun_of_one_day_rewrites_only_the_buckets_that_contain_it() {
 
     // Account 1 gets a new contact on UTC day 2026-03-31 (a month and a quarter end).
     let changed_day = wh::day("2026-03-31");
-    let noon = changed_day.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_micros();
-    src.exec(&format!(
-        "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
-         SELECT 900000001, account_id, conversation_id, channel_id, 999999, 'inbound', 'contact', NULL, {noon}, {noon}
-         FROM messages WHERE account_id = 1 ORDER BY id LIMIT 1"
-    ))
-    .await;
+    seeded.new_contact_at_noon(changed_day).await;
     let march = request(wh_url, 1, wh::day("2026-03-01"), wh::day("2026-03-31"));
     let umc = |r: &Report| {
         r.totals
@@ -519,30 +524,22 @@ async fn a_night_late_in_a_month_has_the_rows_a_backfill_computes_from_days() {
 #[tokio::test]
 async fn a_refresh_stamps_its_rows_after_its_shards_last_stamp_whatever_the_clock() {
     let seeded = Seeded::new("rollup-stamp", "2", "3", "2026-03-01", "200", "4");
-    let Seeded { src, warehouse, .. } = &seeded;
+    let warehouse = &seeded.warehouse;
     seeded.run(&["--from", "2026-03-01", "--to", "2026-03-03"]);
     // The index as a run whose clock was a year ahead left it.
     let index = warehouse.join("_index/s0of1.json");
-    let stamp = || -> i64 {
-        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
-        doc["rollups_refreshed_at"].as_i64().expect("a refresh's stamp")
+    let read_index = || -> serde_json::Value { serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap() };
+    let stamp = || {
+        read_index()["rollups_refreshed_at"]
+            .as_i64()
+            .expect("a refresh's stamp")
     };
     let ahead = stamp() + 365 * 86_400_000_000;
-    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
+    let mut doc = read_index();
     doc["rollups_refreshed_at"] = ahead.into();
     std::fs::write(&index, serde_json::to_vec(&doc).unwrap()).unwrap();
-    // A new contact of account 1 at noon UTC on 03-02, so its rows change.
-    let noon = wh::day("2026-03-02")
-        .and_hms_opt(12, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp_micros();
-    src.exec(&format!(
-        "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
-         SELECT 900000001, account_id, conversation_id, channel_id, 999999, 'inbound', 'contact', NULL, {noon}, {noon}
-         FROM messages WHERE account_id = 1 ORDER BY id LIMIT 1"
-    ))
-    .await;
+    // Account 1's rows change.
+    seeded.new_contact_at_noon(wh::day("2026-03-02")).await;
     seeded.run(&["--date", "2026-03-02"]);
     let key = RollupKey {
         interval: Interval::Monthly,
