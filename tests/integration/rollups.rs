@@ -11,7 +11,7 @@ use account_usage::report::engine::{AnsweredFrom, GroupBy, Metric, Report};
 use account_usage::report::{self, ReportQuestion, ReportRequest};
 use account_usage::rollup;
 use account_usage::seed::rng::Rng;
-use account_usage::warehouse::paths::{RollupKey, ShardSpec, Table};
+use account_usage::warehouse::paths::{IndexKey, RollupKey, ShardSpec, Table};
 use chrono::{Days, NaiveDate};
 use chrono_tz::Tz;
 
@@ -527,7 +527,12 @@ async fn a_refresh_stamps_its_rows_after_its_shards_last_stamp_whatever_the_cloc
     let warehouse = &seeded.warehouse;
     seeded.run(&["--from", "2026-03-01", "--to", "2026-03-03"]);
     // The index as a run whose clock was a year ahead left it.
-    let index = warehouse.join("_index/s0of1.json");
+    let index = warehouse.join(
+        IndexKey {
+            shard: ShardSpec::WHOLE,
+        }
+        .relative(),
+    );
     let read_index = || -> serde_json::Value { serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap() };
     let stamp = || {
         read_index()["rollups_refreshed_at"]
