@@ -350,8 +350,9 @@ mod tests {
         acquire(&wh, second, settings).await.unwrap().release().await;
         assert!(wh.list(LeaseKey::FOLDER).await.unwrap().is_empty());
 
-        // A dead run's lease (expired) counts for nothing.
+        // A dead run's lease (expired) counts for nothing, though older.
         let mut dead = record("s0of1", None);
+        dead.run_id = RunId::new(Utc::now() - chrono::Duration::minutes(1), 9);
         dead.expires_at = now_micros() - 1;
         let key = LeaseKey {
             run_id: dead.run_id.clone(),
@@ -363,5 +364,95 @@ mod tests {
             .unwrap()
             .release()
             .await;
+    }
+
+    /// Rule 4 and rule 3 of the module docs, one after the other: an older
+    /// run waits for a younger holder, a younger run for an older one, and
+    /// either, when its turn comes, works under a lease of its own (which
+    /// the next overlapping run must see).
+    #[tokio::test]
+    async fn a_run_waits_for_an_overlapping_holder_older_or_younger_and_then_holds_its_own_lease() {
+        let temp = crate::warehouse::testing::TempWarehouse::new("lease-turns");
+        let wh = temp.wh.clone();
+        let settings = LeaseSettings {
+            ttl: Duration::from_secs(5),
+            wait: Duration::from_secs(20),
+        };
+        let now = Utc::now();
+        let aged = |seconds: i64, random: u32| {
+            let mut r = record("s0of1", None);
+            r.run_id = RunId::new(now + chrono::Duration::seconds(seconds), random);
+            r
+        };
+        let key = |r: &LeaseRecord| {
+            LeaseKey {
+                run_id: r.run_id.clone(),
+            }
+            .relative()
+        };
+        for (holder, waiter) in [(aged(10, 1), aged(0, 2)), (aged(0, 3), aged(10, 4))] {
+            let held = acquire(&wh, holder, settings).await.unwrap();
+            let waiting = tokio::spawn({
+                let (wh, waiter) = (wh.clone(), waiter.clone());
+                async move { acquire(&wh, waiter, settings).await }
+            });
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(!waiting.is_finished(), "{} worked beside a holder", waiter.run_id);
+            held.release().await;
+            let lease = tokio::time::timeout(Duration::from_secs(10), waiting)
+                .await
+                .expect("the waiter's turn came")
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                wh.list(LeaseKey::FOLDER).await.unwrap(),
+                vec![key(&waiter)],
+                "the waiter works under its own lease"
+            );
+            lease.release().await;
+        }
+    }
+
+    /// A holder's lease never comes near its expiry while the store takes
+    /// the renewals; once it refuses them, the run's `lost` gate closes
+    /// within two thirds of the TTL, before anyone may take the lease over.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_held_lease_is_renewed_ahead_of_its_expiry_and_one_that_cannot_be_closes_the_gate() {
+        let temp = crate::warehouse::testing::TempWarehouse::new("lease-renew");
+        let store_gate = WriteGate::new();
+        let ttl = Duration::from_millis(900);
+        let settings = LeaseSettings {
+            ttl,
+            wait: Duration::from_secs(1),
+        };
+        let mine = record("s0of1", None);
+        let key = LeaseKey {
+            run_id: mine.run_id.clone(),
+        }
+        .relative();
+        let lease = acquire(&temp.wh.clone().gated(&store_gate), mine, settings)
+            .await
+            .unwrap();
+        let watched = std::time::Instant::now();
+        while watched.elapsed() < ttl * 3 {
+            let bytes = temp
+                .wh
+                .get(&key)
+                .await
+                .unwrap()
+                .expect("the held lease is in the store");
+            let stored: LeaseRecord = serde_json::from_slice(&bytes).unwrap();
+            let left = Duration::from_micros(u64::try_from(stored.expires_at - now_micros()).unwrap_or(0));
+            assert!(left >= ttl / 3, "the lease had {left:?} left of {ttl:?}");
+            assert!(!lease.lost.is_closed());
+            tokio::time::sleep(ttl / 30).await;
+        }
+        store_gate.close();
+        let closed_after = std::time::Instant::now();
+        tokio::time::timeout(ttl, lease.lost.closed())
+            .await
+            .expect("a lease that cannot be renewed closes the run's gate");
+        assert!(closed_after.elapsed() <= ttl * 2 / 3 + ttl / 3);
+        lease.release().await;
     }
 }
