@@ -274,6 +274,7 @@ mod tests {
         assert!(store.put(&key, PutPayload::from_static(b"y")).await.is_err());
         assert!(store.delete(&key).await.is_err());
         assert!(store.copy(&key, &Path::from("a/d")).await.is_err());
+        assert!(store.rename(&key, &Path::from("a/f")).await.is_err());
         assert!(upload.put_part(PutPayload::from_static(b"z")).await.is_err());
         assert!(upload.complete().await.is_err());
         assert!(store.put_multipart(&Path::from("a/e")).await.is_err());
