@@ -953,6 +953,45 @@ mod tests {
         let c = run_config(&["--pushgateway-url", "http://gw:9091", "--statement-timeout", "2s"]).unwrap();
         assert_eq!(c.pushgateway.unwrap().as_str(), "http://gw:9091/");
         assert_eq!(c.source_settings.statement_timeout, Duration::from_secs(2));
+        // A lease renewed every third of a TTL under a second would race its
+        // own store requests.
+        assert!(
+            run_config(&["--lease-ttl", "999ms"])
+                .unwrap_err()
+                .0
+                .contains("at least 1s")
+        );
+        assert_eq!(
+            run_config(&["--lease-ttl", "1s"]).unwrap().lease.ttl,
+            Duration::from_secs(1)
+        );
+    }
+
+    fn serve_config(args: &[&str]) -> Result<crate::serve::ServeConfig, UsageError> {
+        let mut argv = vec!["account-usage", "serve", "--warehouse", "/tmp/wh", "--no-auth"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| UsageError(e.to_string()))?;
+        let Command::Serve(serve) = cli.command else {
+            panic!("parsed as serve")
+        };
+        serve.validate()
+    }
+
+    /// A browser sends an origin as scheme, host and port: a CORS origin is
+    /// kept in that form, and one no browser would send is refused.
+    #[test]
+    fn serve_keeps_cors_origins_as_browsers_send_them() {
+        let c = serve_config(&["--cors-origin", "https://app.example.com/reports?x=1"]).unwrap();
+        assert_eq!(c.cors_origins, vec!["https://app.example.com"]);
+        for bad in [
+            "ftp://app.example.com",
+            "ws://app.example.com",
+            "app.example.com",
+            "null",
+        ] {
+            let err = serve_config(&["--cors-origin", bad]).unwrap_err().0;
+            assert!(err.starts_with("--cors-origin"), "{bad}: {err}");
+        }
     }
 
     #[test]
