@@ -777,6 +777,16 @@ async fn report_input_errors_exit_2_with_one_line() {
             "2026-04-14..2026-04-20",
         ),
         (vec!["1", "--from", "2026-02-01", "--to", "2026-02-31"], "invalid value"),
+        // 3,661 dates are one too many; 3,660 are allowed (and then refused
+        // only for the days the warehouse does not have).
+        (
+            vec!["1", "--from", "2016-01-01", "--to", "2026-01-08"],
+            "longer than 3660 days",
+        ),
+        (
+            vec!["1", "--from", "2016-01-01", "--to", "2026-01-07"],
+            "no published data",
+        ),
     ] {
         let mut argv: Vec<&str> = base.to_vec();
         argv.extend(args.iter());

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use account_usage::seed::rng::Rng;
+use account_usage::warehouse::paths::{DirtyMarkerKey, RunId, ShardSpec};
 use serde_json::Value;
 
 use crate::common::{self, Moto, TempDir};
@@ -415,6 +416,24 @@ async fn an_accounts_complete_dates_bound_the_reports_in_its_zone() {
         let past = report(from, last + chrono::Days::new(1));
         assert_eq!(past.0, 422, "{zone}: a date not ended");
         assert!(problem(&past)["detail"].as_str().unwrap().contains("no published data"));
+        // In UTC the complete dates are the published days: a range ends on
+        // the midnight that ends the last one, and needs no day after it.
+        let last_day = day("last_published_day");
+        let in_utc = |to: chrono::NaiveDate| {
+            let from = (last_day - chrono::Days::new(29)).max(day("first_published_day"));
+            get(
+                &server,
+                &format!("/v1/accounts/{account}/report?from={from}&to={to}&time_zone=UTC"),
+                &t,
+            )
+        };
+        let through_last = in_utc(last_day);
+        assert_eq!(
+            through_last.0, 200,
+            "{zone}: UTC through the last day: {}",
+            through_last.2
+        );
+        assert_eq!(in_utc(last_day + chrono::Days::new(1)).0, 422, "{zone}: UTC past it");
     }
     // East and west of UTC both.
     assert!(
@@ -634,7 +653,7 @@ async fn every_error_is_a_problem_with_the_cli_message_and_no_internals() {
 async fn answers_carry_etags_and_a_rerun_changes_them_within_one_refresh() {
     let dir = TempDir::new("serve-cache");
     let warehouse = dir.path().join("wh").display().to_string();
-    etags_and_reruns(&warehouse, &[]).await;
+    etags_and_reruns(&warehouse, &[], &[]).await;
 }
 
 /// The same on S3 (moto): there a part is confirmed by its object's ETag,
@@ -642,14 +661,14 @@ async fn answers_carry_etags_and_a_rerun_changes_them_within_one_refresh() {
 #[tokio::test(flavor = "multi_thread")]
 async fn on_s3_answers_carry_etags_and_a_rerun_changes_them_within_one_refresh() {
     let moto = Moto::start("serve");
-    etags_and_reruns("s3://serve/usage", &moto.env()).await;
+    etags_and_reruns("s3://serve/usage", &moto.options(), &moto.env()).await;
 }
 
 /// Answers equal the CLI's, a matching `If-None-Match` gets 304, and after a
 /// rerun with a changed source the ETag, the numbers and the rollup answers
 /// (through the decoded parts kept across requests) change within one
 /// refresh interval.
-async fn etags_and_reruns(warehouse: &str, env: &[(String, String)]) {
+async fn etags_and_reruns(warehouse: &str, options: &[(&'static str, String)], env: &[(String, String)]) {
     let dir = TempDir::new("serve-cache-src");
     let db = dir.path().join("source.db");
     let source = format!("sqlite://{}", db.display());
@@ -812,6 +831,36 @@ async fn etags_and_reruns(warehouse: &str, env: &[(String, String)]) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // A refresh that starts changes no index, only the markers: its days
+    // are answered from the base grain within a refresh all the same, and
+    // from rollups again once it ends.
+    let store = wh::open(warehouse, options);
+    let marker = DirtyMarkerKey {
+        shard: ShardSpec::WHOLE,
+        run_id: RunId::new(chrono::Utc::now(), 7),
+    }
+    .relative();
+    store.put(&marker, "[\"2026-05-02\"]".into()).await.unwrap();
+    let answered_from_within_a_refresh = |from: &str| {
+        let changed_at = Instant::now();
+        loop {
+            let body = answer(&uncached);
+            if body["answered_from"] == from {
+                assert_eq!(body["totals"], expected["totals"]);
+                break;
+            }
+            assert!(
+                changed_at.elapsed() < Duration::from_secs(3),
+                "still answered from {} after the markers changed",
+                body["answered_from"]
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    answered_from_within_a_refresh("base_grain");
+    store.delete(&marker).await.unwrap();
+    answered_from_within_a_refresh("rollups");
 }
 
 /// A refresh that finds the index and markers unchanged reads nothing else:
