@@ -239,7 +239,11 @@ impl App {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                // The scheme's name is case-insensitive (RFC 9110 §11.1).
+                let (scheme, token) = v.trim_start().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token)
+            })
             .ok_or_else(Problem::unauthorized)?;
         verifier.verify(token.trim()).map_err(|why| {
             tracing::debug!(reason = %why, "A token was refused.");

@@ -540,6 +540,15 @@ async fn a_token_reads_its_own_account_and_nothing_else() {
     let missing = ureq_like_get(&format!("{}/v1/accounts/1/report?{range}", server.base), &[]).unwrap();
     assert_eq!(missing.0, 401);
     assert_eq!(problem(&missing), first);
+    // The scheme's name is case-insensitive (RFC 9110 §11.1); another
+    // scheme carries no bearer token.
+    let url = format!("{}/v1/accounts/1", server.base);
+    for scheme in ["bearer", "BEARER", "Bearer "] {
+        let r = ureq_like_get(&url, &[("Authorization", &format!("{scheme} {a}"))]).unwrap();
+        assert_eq!(r.0, 200, "{scheme:?}: {}", r.2);
+    }
+    let basic = ureq_like_get(&url, &[("Authorization", &format!("Basic {a}"))]).unwrap();
+    assert_eq!(problem(&basic), first);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -766,6 +775,10 @@ async fn etags_and_reruns(warehouse: &str, options: &[(&'static str, String)], e
     assert_eq!(same.0, 304);
     assert!(same.2.is_empty());
     assert_eq!(header(&same, "etag"), Some(etag.as_str()));
+    // A list of tags matches if one does; `*` matches any current answer.
+    assert_eq!(revalidate(&format!("W/\"0\", {etag}")).0, 304);
+    assert_eq!(revalidate("*").0, 304);
+    assert_eq!(revalidate("W/\"0\"").0, 200);
     // Another question has another tag.
     let other = get(&server, &path.replace("05-02&to", "05-01&to"), &t);
     assert_ne!(header(&other, "etag"), Some(etag.as_str()));
@@ -991,6 +1004,32 @@ async fn conventions_probes_metrics_and_a_clean_sigterm() {
     );
     let other = ureq_like_get(&url, &[("Authorization", &auth), ("Origin", "https://evil.example")]).unwrap();
     assert_eq!(header(&other, "access-control-allow-origin"), None);
+    // A page on the allowed origin sends its token, so its browser asks first.
+    let preflight = request(
+        "OPTIONS",
+        &url,
+        &[
+            ("Origin", "https://app.example.com"),
+            ("Access-Control-Request-Method", "GET"),
+            ("Access-Control-Request-Headers", "authorization"),
+        ],
+    )
+    .unwrap();
+    assert!(matches!(preflight.0, 200 | 204), "{preflight:?}");
+    assert_eq!(
+        header(&preflight, "access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert!(
+        header(&preflight, "access-control-allow-headers")
+            .is_some_and(|h| h.to_ascii_lowercase().contains("authorization")),
+        "{preflight:?}"
+    );
+    // HEAD is GET without the body.
+    let head = request("HEAD", &url, &[("Authorization", &auth)]).unwrap();
+    assert_eq!(head.0, 200, "{head:?}");
+    assert!(head.2.is_empty());
+    assert_eq!(header(&head, "etag"), header(&allowed, "etag"));
     assert!(header(&other, "x-request-id").is_some());
     let ids: BTreeSet<String> = (0..3)
         .map(|_| header(&get(&server, "/livez", ""), "x-request-id").unwrap().to_string())
