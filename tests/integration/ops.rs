@@ -755,4 +755,22 @@ async fn metrics_reach_a_real_pushgateway_and_a_failure_keeps_the_last_success()
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Pushing metrics failed"));
+    // So is a gateway that refuses the push (here: no such path).
+    let out = common::run_bin(&[
+        "run",
+        "--source",
+        src.url(),
+        "--warehouse",
+        &warehouse,
+        "--date",
+        FROM,
+        "--pushgateway-url",
+        &format!("{}/no/such/prefix", gateway.url),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Pushing metrics failed") && stderr.contains("answered 404"),
+        "{stderr}"
+    );
 }
