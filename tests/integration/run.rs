@@ -756,6 +756,14 @@ async fn a_run_of_some_accounts_keeps_the_others(
     options: &[(&'static str, String)],
     env: &[(String, String)],
 ) {
+    // A row of no account on 03-08: its reject has no account either, and
+    // a splice must keep it.
+    src.exec(
+        "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+         SELECT 900000300, NULL, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at
+         FROM messages WHERE sent_at >= 1772928000000000 ORDER BY sent_at LIMIT 1;",
+    )
+    .await;
     run_range_env(src, spliced, &[], env);
     // A new contact and a new proactive message for account 1 on 03-08.
     src.exec(
@@ -800,6 +808,11 @@ async fn a_run_of_some_accounts_keeps_the_others(
         "contact_id",
     );
     assert!(contacts.contains(&Some(999301)), "account 1's new row is in");
+    let reject_accounts = wh::ints(
+        &wh::batches(&spliced_wh, wh::day("2026-03-08"), Table::Rejects).await,
+        "account_id",
+    );
+    assert!(reject_accounts.contains(&None), "the reject of no account is kept");
     for ((day, table), rows) in wh::snapshot(&spliced_wh, &days).await {
         assert!(
             rows == expected[&(day, table)],
