@@ -487,6 +487,37 @@ pub fn run_ok_env(args: &[&str], env: &[(String, String)]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
+/// Waits for `child` up to `limit`; returns its exit code, stderr and how
+/// long it took. A process that should exit but runs on fails the test
+/// instead of hanging it.
+pub fn wait_bounded(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+) -> (Option<i32>, String, std::time::Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                use std::io::Read;
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            return (status.code(), stderr, started.elapsed());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                use std::io::Read;
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            panic!("account-usage did not exit within {limit:?}: {stderr}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Runs the binary and checks the bad-input contract: exit code 2, one line
 /// on stderr, no password; returns that line.
 pub fn assert_usage_error(args: &[&str]) -> String {

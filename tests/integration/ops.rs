@@ -46,32 +46,6 @@ fn spawn_run(args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
         .expect("spawn account-usage")
 }
 
-/// Waits for `child` up to `limit`; returns its exit code, stderr and how long it took.
-fn wait_bounded(mut child: std::process::Child, limit: Duration) -> (Option<i32>, String, Duration) {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            if let Some(mut pipe) = child.stderr.take() {
-                use std::io::Read;
-                let _ = pipe.read_to_string(&mut stderr);
-            }
-            return (status.code(), stderr, started.elapsed());
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            let mut stderr = String::new();
-            if let Some(mut pipe) = child.stderr.take() {
-                use std::io::Read;
-                let _ = pipe.read_to_string(&mut stderr);
-            }
-            panic!("account-usage did not exit within {limit:?}: {stderr}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn wait_for(path: &Path, limit: Duration) {
     let started = Instant::now();
     while !path.exists() {
@@ -291,7 +265,7 @@ async fn a_database_that_goes_away_mid_run_fails_with_exit_1_never_a_hang() {
         }
     }
     let thaw = Thaw(&cluster);
-    let (code, stderr, took) = wait_bounded(child, Duration::from_secs(30));
+    let (code, stderr, took) = common::wait_bounded(child, Duration::from_secs(30));
     drop(thaw);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
@@ -310,7 +284,7 @@ async fn a_database_that_goes_away_mid_run_fails_with_exit_1_never_a_hang() {
     let child = spawn_run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     wait_for(&wh.join("_manifests/dt=2026-03-06/s0of1.json"), Duration::from_secs(60));
     cluster.stop_immediate();
-    let (code, stderr, took) = wait_bounded(child, Duration::from_secs(30));
+    let (code, stderr, took) = common::wait_bounded(child, Duration::from_secs(30));
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         took < Duration::from_secs(3 + 4),
@@ -440,7 +414,7 @@ async fn sigterm_stops_a_run_within_10s_with_143_and_nothing_after_it() {
         std::thread::sleep(offset);
         let signalled = SystemTime::now();
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let (code, stderr, took) = wait_bounded(child, Duration::from_secs(10));
+        let (code, stderr, took) = common::wait_bounded(child, Duration::from_secs(10));
         assert!(took < Duration::from_secs(10), "round {round}: took {took:?} to stop");
         match code {
             Some(143) => {
@@ -537,7 +511,7 @@ fn sigterm_while_waiting_for_a_lease_leaves_no_lease_of_its_own() {
     // Past its first listing, into the wait.
     std::thread::sleep(Duration::from_millis(500));
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let (code, stderr, took) = wait_bounded(child, Duration::from_secs(10));
+    let (code, stderr, took) = common::wait_bounded(child, Duration::from_secs(10));
     assert!(took < Duration::from_secs(10), "took {took:?} to stop");
     assert_eq!(code, Some(143), "{stderr}");
     assert!(stderr.contains("Waiting for overlapping runs"), "{stderr}");
@@ -741,36 +715,28 @@ async fn metrics_reach_a_real_pushgateway_and_a_failure_keeps_the_last_success()
     assert_eq!(get_after("account_usage_last_success_timestamp_seconds"), last_success);
     assert_eq!(get_after("account_usage_days_processed"), 0.0);
 
-    // An unreachable gateway is a warning; the run's own result stands.
-    let out = common::run_bin(&[
-        "run",
-        "--source",
-        src.url(),
-        "--warehouse",
-        &warehouse,
-        "--date",
-        FROM,
-        "--pushgateway-url",
-        &format!("http://127.0.0.1:{closed}"),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Pushing metrics failed"));
-    // So is a gateway that refuses the push (here: no such path).
-    let out = common::run_bin(&[
-        "run",
-        "--source",
-        src.url(),
-        "--warehouse",
-        &warehouse,
-        "--date",
-        FROM,
-        "--pushgateway-url",
-        &format!("{}/no/such/prefix", gateway.url),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("Pushing metrics failed") && stderr.contains("answered 404"),
-        "{stderr}"
-    );
+    // A gateway that cannot be reached, or refuses the push (here: no such
+    // path), is a warning naming why; the run's own result stands.
+    for (gateway_url, why) in [
+        (format!("http://127.0.0.1:{closed}"), "failed"),
+        (format!("{}/no/such/prefix", gateway.url), "answered 404"),
+    ] {
+        let out = common::run_bin(&[
+            "run",
+            "--source",
+            src.url(),
+            "--warehouse",
+            &warehouse,
+            "--date",
+            FROM,
+            "--pushgateway-url",
+            &gateway_url,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("Pushing metrics failed") && stderr.contains(why),
+            "{gateway_url}: {stderr}"
+        );
+    }
 }

@@ -929,13 +929,16 @@ fn serve_refuses_to_start_without_a_way_to_check_tokens() {
             "--account: expected an account id or *",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_account-usage"))
+        // Bounded: a serve that started after all would never exit.
+        let child = Command::new(env!("CARGO_BIN_EXE_account-usage"))
             .args(&args)
             .env_remove("ACCOUNT_USAGE_JWT_SECRET")
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (code, stderr, _) = common::wait_bounded(child, Duration::from_secs(30));
+        assert_eq!(code, Some(2), "{args:?}");
         assert!(stderr.contains(expect), "{args:?}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     }
