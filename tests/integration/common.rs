@@ -495,27 +495,27 @@ pub fn wait_bounded(
     limit: std::time::Duration,
 ) -> (Option<i32>, String, std::time::Duration) {
     let started = std::time::Instant::now();
-    loop {
+    let exited = loop {
         if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            if let Some(mut pipe) = child.stderr.take() {
-                use std::io::Read;
-                let _ = pipe.read_to_string(&mut stderr);
-            }
-            return (status.code(), stderr, started.elapsed());
+            break Some(status);
         }
         if started.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            let mut stderr = String::new();
-            if let Some(mut pipe) = child.stderr.take() {
-                use std::io::Read;
-                let _ = pipe.read_to_string(&mut stderr);
-            }
-            panic!("account-usage did not exit within {limit:?}: {stderr}");
+            break None;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let took = started.elapsed();
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_string(&mut stderr);
     }
+    let Some(status) = exited else {
+        panic!("account-usage did not exit within {limit:?}: {stderr}");
+    };
+    (status.code(), stderr, took)
 }
 
 /// Runs the binary and checks the bad-input contract: exit code 2, one line
