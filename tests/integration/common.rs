@@ -473,7 +473,25 @@ pub fn run_bin_env(args: &[&str], env: &[(String, String)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("run account-usage")
+    output_bounded(&mut cmd, RUN_LIMIT)
+}
+
+/// How long one run of the binary may take before its test fails: far above
+/// the slowest run in the suite (a backfill in a debug build, two cores
+/// shared with the other tests), far below CI's limit, so a regression that
+/// makes a command wait or serve for ever fails one test instead of hanging
+/// the suite.
+pub const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `cmd.output()` that fails the test when the command runs past `limit`.
+pub fn output_bounded(cmd: &mut Command, limit: std::time::Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
+    collect_bounded(child, limit).0
 }
 
 pub fn run_ok_env(args: &[&str], env: &[(String, String)]) -> String {
@@ -491,10 +509,35 @@ pub fn run_ok_env(args: &[&str], env: &[(String, String)]) -> String {
 /// long it took. A process that should exit but runs on fails the test
 /// instead of hanging it.
 pub fn wait_bounded(
-    mut child: std::process::Child,
+    child: std::process::Child,
     limit: std::time::Duration,
 ) -> (Option<i32>, String, std::time::Duration) {
+    let (out, took) = collect_bounded(child, limit);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        took,
+    )
+}
+
+/// Waits for `child` up to `limit`, reading whichever of its stdout and
+/// stderr are piped on threads of their own: a child that fills a pipe
+/// while we only wait would otherwise block, and look hung. Kills the
+/// child and fails the test, with what it wrote to stderr, when it runs
+/// past `limit`.
+fn collect_bounded(mut child: std::process::Child, limit: std::time::Duration) -> (Output, std::time::Duration) {
+    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    }
     let started = std::time::Instant::now();
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     let exited = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break Some(status);
@@ -507,15 +550,14 @@ pub fn wait_bounded(
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     let took = started.elapsed();
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        use std::io::Read;
-        let _ = pipe.read_to_string(&mut stderr);
-    }
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
     let Some(status) = exited else {
-        panic!("account-usage did not exit within {limit:?}: {stderr}");
+        panic!(
+            "account-usage did not exit within {limit:?}: {}",
+            String::from_utf8_lossy(&stderr)
+        );
     };
-    (status.code(), stderr, took)
+    (Output { status, stdout, stderr }, took)
 }
 
 /// Runs the binary and checks the bad-input contract: exit code 2, one line

@@ -145,10 +145,9 @@ fn a_spill_folder_that_fills_up_or_disappears_fails_the_run_with_exit_1_and_publ
     // keeps creating): moved away, then deleted.
     let moved = dir.path().join("gone-moved");
     std::fs::rename(&spill, &moved).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let (code, stderr, _) = common::wait_bounded(child, common::RUN_LIMIT);
     let _ = std::fs::remove_dir_all(&moved);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
     let line = one_error_line(&stderr);
     assert!(line.contains("spilling aggregates"), "{line}");
     assert_nothing_published(&warehouse);
@@ -199,9 +198,8 @@ fn a_killed_runs_spill_folder_is_removed_by_the_next_run() {
     let out = common::run_bin(&refs);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let after_other = day_folders(&spill);
-    let next = next.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&next.stderr);
-    assert!(next.status.success(), "{stderr}");
+    let (code, stderr, _) = common::wait_bounded(next, common::RUN_LIMIT);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("Removed a spill folder left by a killed run"),
         "{stderr}"

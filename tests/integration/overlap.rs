@@ -115,12 +115,8 @@ async fn overlapping_runs_leave_what_one_clean_run_leaves(
             );
         }
         for child in children {
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "round {round}: a run failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let (code, stderr, _) = common::wait_bounded(child, common::RUN_LIMIT);
+            assert_eq!(code, Some(0), "round {round}: a run failed: {stderr}");
         }
         assert_eq!(
             wh::snapshot(&wh, &days).await,
@@ -145,12 +141,12 @@ async fn overlapping_runs_leave_what_one_clean_run_leaves(
     assert!(reader.join().expect("the reader saw an error or other numbers") > 0);
 
     // With no patience, an overlapping run stops at once and names the holder.
-    let mut holder = std::process::Command::new(common::BIN)
+    let holder = std::process::Command::new(common::BIN)
         .args(&clean_refs)
         .env("RUST_LOG", "warn")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -164,7 +160,8 @@ async fn overlapping_runs_leave_what_one_clean_run_leaves(
     let mut args = clean_refs.clone();
     args.extend(["--lease-wait", "0s"]);
     let out = common::run_bin_env(&args, env);
-    let _ = holder.wait();
+    let (holder_code, holder_stderr, _) = common::wait_bounded(holder, common::RUN_LIMIT);
+    assert_eq!(holder_code, Some(0), "the holder failed: {holder_stderr}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.code() == Some(1) {
         let line = stderr.lines().find(|l| l.starts_with("error:")).unwrap();
