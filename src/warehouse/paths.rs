@@ -494,6 +494,42 @@ mod tests {
         assert!(LeaseKey::parse("_leases/x.json").is_err());
     }
 
+    /// A parser takes only what its constructor builds: a stray object in a
+    /// warehouse folder (a nested copy, a tool's temporary file, a hand-made
+    /// name) is never taken for one of ours, to be read, ordered by its run
+    /// or deleted as a stale file of a run.
+    #[test]
+    fn keys_other_than_the_constructors_are_refused() {
+        let id = run().to_string();
+        assert_eq!(id, "20260301T020304005Z-00000abc");
+        for bad in [
+            id.replacen('T', "0", 1),
+            id.replacen('Z', "0", 1),
+            id.replacen('-', "0", 1),
+            id.replacen('a', "_", 1),
+            format!("{id}0"),
+            id[1..].to_string(),
+        ] {
+            assert!(bad.parse::<RunId>().is_err(), "{bad}");
+        }
+        let data = DataFileKey {
+            table: Table::Rejects,
+            day: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            shard: ShardSpec::WHOLE,
+            run_id: run(),
+        }
+        .relative();
+        assert!(DataFileKey::parse(&data).is_ok());
+        for bad in [
+            format!("{data}/x"),
+            format!("x/{data}"),
+            format!("{data}.tmp"),
+            data.replace("/part-", "/x/part-"),
+        ] {
+            assert!(DataFileKey::parse(&bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn run_ids_sort_by_time() {
         let t = chrono::DateTime::from_timestamp_millis(1_780_000_000_123).unwrap();
