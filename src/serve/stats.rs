@@ -274,4 +274,24 @@ mod tests {
         );
         assert!(!text.contains("account_usage_cache_bytes{cache=\"result\"}"), "{text}");
     }
+
+    /// A bucket's bound is inclusive (`le`), and the sum is the seconds
+    /// taken, so that a rate of sum over count is the mean latency.
+    #[test]
+    fn a_latency_on_a_bound_falls_in_its_bucket_and_the_sum_adds_up() {
+        let s = Stats::default();
+        s.record("/x", 200, Duration::from_millis(250));
+        s.record("/x", 500, Duration::from_millis(500));
+        let text = s.render(&[]);
+        for line in [
+            "account_usage_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.1\"} 0",
+            "account_usage_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.25\"} 1",
+            "account_usage_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.5\"} 2",
+            "account_usage_http_request_duration_seconds_sum{route=\"/x\"} 0.75",
+            "account_usage_http_request_duration_seconds_count{route=\"/x\"} 2",
+            "account_usage_http_requests_total{route=\"/x\",status=\"500\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}: {text}");
+        }
+    }
 }

@@ -957,6 +957,15 @@ fn serve_refuses_to_start_without_a_way_to_check_tokens() {
     assert!(!stderr.contains("tiny"), "the secret is never printed: {stderr}");
 }
 
+/// The value of one series in a Prometheus text exposition; 0 when absent
+/// (a counter not yet incremented has no sample).
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.parse().unwrap_or_else(|e| panic!("{series} {v}: {e}")))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn conventions_probes_metrics_and_a_clean_sigterm() {
     let world = world().await;
@@ -1039,9 +1048,56 @@ async fn conventions_probes_metrics_and_a_clean_sigterm() {
         .collect();
     assert_eq!(ids.len(), 3, "each response has its own request id");
 
+    // Each counter moves by what each request did: an answer asked again
+    // is a cache hit, a new question a miss and a computed answer, a
+    // matching tag a 304; every one of them is timed.
+    let before = get(&server, "/metrics", "").2;
     let cached = get(&server, path, &t);
     assert_eq!(cached.0, 200);
+    let new_question = get(&server, &format!("{path}&interval=weekly"), &t);
+    assert_eq!(new_question.0, 200, "{}", new_question.2);
+    let etag = header(&cached, "etag").unwrap().to_string();
+    let not_modified = request("GET", &url, &[("Authorization", &auth), ("If-None-Match", &etag)]).unwrap();
+    assert_eq!(not_modified.0, 304);
     let metrics = get(&server, "/metrics", "").2;
+    let report = "route=\"/v1/accounts/{account}/report\"";
+    for (series, moved) in [
+        (
+            "account_usage_result_cache_requests_total{result=\"hit\"}".to_string(),
+            1.0,
+        ),
+        ("account_usage_result_cache_requests_total{result=\"miss\"}".into(), 1.0),
+        ("account_usage_not_modified_total".into(), 1.0),
+        (
+            format!("account_usage_http_requests_total{{{report},status=\"200\"}}"),
+            2.0,
+        ),
+        (
+            format!("account_usage_http_requests_total{{{report},status=\"304\"}}"),
+            1.0,
+        ),
+        (
+            format!("account_usage_http_request_duration_seconds_count{{{report}}}"),
+            3.0,
+        ),
+        (
+            format!("account_usage_http_request_duration_seconds_bucket{{{report},le=\"+Inf\"}}"),
+            3.0,
+        ),
+    ] {
+        assert_eq!(
+            sample(&metrics, &series) - sample(&before, &series),
+            moved,
+            "{series}: {metrics}"
+        );
+    }
+    let answers = |text: &str| {
+        sample(text, "account_usage_report_answers_total{answered_from=\"rollups\"}")
+            + sample(text, "account_usage_report_answers_total{answered_from=\"base_grain\"}")
+    };
+    assert_eq!(answers(&metrics) - answers(&before), 1.0, "{metrics}");
+    let took = format!("account_usage_http_request_duration_seconds_sum{{{report}}}");
+    assert!(sample(&metrics, &took) > sample(&before, &took), "{metrics}");
     assert!(
         metrics.contains("route=\"/v1/accounts/{account}/report\",status=\"200\""),
         "{metrics}"
