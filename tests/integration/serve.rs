@@ -908,6 +908,24 @@ async fn an_unchanged_warehouse_is_refreshed_from_its_index_alone() {
         metrics.2
     );
     assert_eq!(get(&server, "/v1/accounts/1/channels", &t).2, before.2);
+
+    // An index that cannot be read fails the refreshes, which are counted;
+    // the snapshot already loaded goes on answering.
+    std::fs::write(warehouse.join("_index/s0of1.json"), b"{ not json").unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = get(&server, "/metrics", "").2;
+        if sample(&metrics, "account_usage_snapshot_refresh_failures_total") >= 1.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no refresh failure counted: {metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(&server, "/v1/accounts/1/channels", &t).2, before.2);
+    assert_eq!(get(&server, "/readyz", "").0, 200);
 }
 
 #[test]
