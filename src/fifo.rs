@@ -90,6 +90,19 @@ impl<K: Hash + Eq + Clone, V> Fifo<K, V> {
 mod tests {
     use super::*;
 
+    /// A cache that holds everything it is given and whose few keys are
+    /// replaced again and again (concurrent misses of one answer each insert
+    /// it) keeps an order the size of what it holds.
+    #[test]
+    fn replacing_one_entry_for_ever_does_not_grow_the_order() {
+        let mut fifo = Fifo::new(u64::MAX);
+        for step in 0..10_000 {
+            fifo.insert(step % 3, step, 1);
+            assert!(fifo.order.len() <= 2 * fifo.len() + 17, "step {step}");
+        }
+        assert_eq!(fifo.len(), 3);
+    }
+
     /// Against a naive model: a list of (key, value, weight) in insertion
     /// order, trimmed from the front.
     #[test]
