@@ -466,7 +466,8 @@ pub fn python_json(script: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-/// Runs the binary with extra environment variables.
+/// Runs the binary with extra environment variables (`RUST_LOG` among them
+/// overrides the default `warn`).
 pub fn run_bin_env(args: &[&str], env: &[(String, String)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args).env("RUST_LOG", "warn");
@@ -484,7 +485,7 @@ pub fn run_bin_env(args: &[&str], env: &[(String, String)]) -> Output {
 pub const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// `cmd.output()` that fails the test when the command runs past `limit`.
-pub fn output_bounded(cmd: &mut Command, limit: std::time::Duration) -> Output {
+fn output_bounded(cmd: &mut Command, limit: std::time::Duration) -> Output {
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

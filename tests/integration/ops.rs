@@ -524,23 +524,21 @@ fn a_backfill_without_a_tty_logs_one_progress_line_per_day() {
     let src = Src::sqlite(&dir);
     src.seed("3", "800");
     let wh = dir.path().join("wh").display().to_string();
-    let out = common::output_bounded(
-        Command::new(common::BIN)
-            .args([
-                "--log-format",
-                "json",
-                "run",
-                "--source",
-                src.url(),
-                "--warehouse",
-                &wh,
-                "--from",
-                FROM,
-                "--to",
-                TO,
-            ])
-            .env("RUST_LOG", "info"),
-        common::RUN_LIMIT,
+    let out = common::run_bin_env(
+        &[
+            "--log-format",
+            "json",
+            "run",
+            "--source",
+            src.url(),
+            "--warehouse",
+            &wh,
+            "--from",
+            FROM,
+            "--to",
+            TO,
+        ],
+        &[("RUST_LOG".into(), "info".into())],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
