@@ -2,7 +2,8 @@
 //! exit 1, or, for a rollup, answers from the base grain with a warning and
 //! the same numbers, or, for a manifest it did not need, answers the same
 //! numbers. Never a panic, never other numbers; the next run of the day
-//! replaces what it owns.
+//! replaces what it owns. A garbled published-days index stops reports and
+//! runs, named, until it is deleted and the shard's days backfilled.
 
 use std::path::Path;
 
@@ -172,4 +173,38 @@ fn broken_objects_are_named_or_skipped_never_wrong_and_the_next_run_replaces_the
         let (_, from) = numbers(&report_output(&wh, false).stdout);
         assert_eq!(from, "rollups", "{case}: the rerun did not replace the rollup");
     }
+
+    // A garbled published-days index: what the shard published is unknown,
+    // so reports and runs stop, naming it, rather than guess. Deleting it
+    // and backfilling the shard's days (the README's remedy) repairs it.
+    let wh = dir.path().join("garbled-index");
+    common::copy_dir(&clean, &wh);
+    std::fs::write(wh.join("_index/s0of1.json"), "{not json").unwrap();
+    let url = wh.display().to_string();
+    let night = common::run_bin(&["run", "--source", src.url(), "--warehouse", &url, "--date", DAY]);
+    let failures = [
+        report(&wh, false).unwrap_err(),
+        report(&wh, true).unwrap_err(),
+        (night.status.code(), String::from_utf8_lossy(&night.stderr).into_owned()),
+    ];
+    for (code, stderr) in failures {
+        assert_eq!(code, Some(1), "{stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(errors[0].contains("_index/s0of1.json"), "{}", errors[0]);
+    }
+    std::fs::remove_file(wh.join("_index/s0of1.json")).unwrap();
+    common::run_ok(&[
+        "run",
+        "--source",
+        src.url(),
+        "--warehouse",
+        &url,
+        "--from",
+        "2026-03-06",
+        "--to",
+        "2026-03-09",
+    ]);
+    assert_eq!(report(&wh, true).unwrap(), expected, "not repaired by the backfill");
+    assert_eq!(report(&wh, false).unwrap(), expected, "not repaired by the backfill");
 }
