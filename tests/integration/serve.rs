@@ -204,6 +204,11 @@ fn json(r: &Response) -> Value {
 /// The problem body without its request id (which differs per request).
 fn problem(r: &Response) -> Value {
     assert_eq!(header(r, "content-type"), Some("application/problem+json"), "{r:?}");
+    assert_eq!(
+        header(r, "cache-control"),
+        Some("no-store"),
+        "an error is never cached: {r:?}"
+    );
     let mut v = json(r);
     assert_eq!(v["status"], r.0, "{r:?}");
     assert_eq!(
@@ -656,6 +661,17 @@ async fn every_error_is_a_problem_with_the_cli_message_and_no_internals() {
     );
     assert_eq!(r.0, 503, "{}", r.2);
     assert_eq!(problem(&r)["type"], "urn:account-usage:problem:timeout");
+
+    // Before the first night has published anything: ready, and every
+    // account is unknown (a 404 like any other, not a server error).
+    let empty = TempDir::new("serve-empty");
+    let server = Server::start(&empty.path().display().to_string(), &[]);
+    let r = get(&server, "/v1/accounts/1/report?from=2026-02-01&to=2026-02-02", &t);
+    assert_eq!(r.0, 404, "{}", r.2);
+    assert_eq!(
+        problem(&r)["detail"],
+        "unknown account 1: it is not in the published data"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
