@@ -128,6 +128,30 @@ mod tests {
         assert_eq!(q2.interval, Interval::Daily);
     }
 
+    /// One question however it is spelt: the same cache entry and ETag.
+    #[test]
+    fn lists_and_flags_spelt_differently_ask_the_same_question() {
+        let question = |q: &str| {
+            parse(3, Some(&format!("from=2026-01-01&to=2026-01-31&{q}")), false)
+                .unwrap()
+                .0
+        };
+        assert_eq!(
+            question("metric=channels,active_agents&metric=channels"),
+            question("metric=active_agents,channels")
+        );
+        assert_eq!(
+            question("metric=active_agents&metric=channels").metrics,
+            vec![Metric::ActiveAgents, Metric::Channels]
+        );
+        assert_eq!(question("channel=5&channel=2,5,"), question("channel=2,5"));
+        assert_eq!(question("base_grain=1"), question("base_grain=true"));
+        assert_eq!(question("base_grain=0"), question("base_grain=false"));
+        assert!(question("base_grain=1").base_grain_only);
+        assert!(!question("base_grain=0").base_grain_only);
+        assert!(parse(3, Some("from=2026-01-01&to=2026-01-31&base_grain=yes"), false).is_err());
+    }
+
     #[test]
     fn bad_parameters_get_one_line_messages() {
         let err = |q: &str| parse(1, Some(q), false).unwrap_err();
