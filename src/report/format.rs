@@ -505,6 +505,24 @@ mod tests {
         assert_eq!(records.len(), 1 + awkward.len() + 2);
     }
 
+    /// The table of strings known to be plain knows one by its address and
+    /// length together: a string at the same address with another length,
+    /// or another string of the same length in the same slot (1,024 bytes
+    /// on), is checked again.
+    #[test]
+    fn plain_strings_are_known_by_address_and_length() {
+        let text = format!("ab\"{}\"b", "x".repeat(1021));
+        let (first, longer, same_slot) = (&text[0..2], &text[0..3], &text[1024..1026]);
+        assert_eq!((first, longer, same_slot), ("ab", "ab\"", "\"b"));
+        let mut plain = Plain::default();
+        let mut out = Vec::new();
+        for s in [first, longer, first, same_slot] {
+            out.clear();
+            plain.json_str(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s}");
+        }
+    }
+
     /// The hand-written document is serde's, byte for byte, with names
     /// that need escaping, and with empty and missing parts.
     #[test]
