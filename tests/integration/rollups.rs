@@ -798,8 +798,11 @@ async fn after_a_change_of_zone_coarse_buckets_are_built_in_the_new_zone() {
     run(&["--from", "2026-01-30", "--to", "2026-03-19"]);
     // Account 1 was in Asia/Kathmandu (+05:45), account 3 in New York
     // (-05:00, then -04:00 from 03-08); Santiago is -03:00 in March.
+    // Account 2 moves from Asia/Kolkata to another name of it (a link:
+    // the same rules, so the same buckets and rows under the new name).
     src.exec(
         "UPDATE accounts SET time_zone = 'America/Santiago' WHERE id = 1; \
+         UPDATE accounts SET time_zone = 'Asia/Calcutta' WHERE id = 2; \
          UPDATE accounts SET time_zone = 'Asia/Kathmandu' WHERE id = 3",
     )
     .await;
@@ -812,7 +815,7 @@ async fn after_a_change_of_zone_coarse_buckets_are_built_in_the_new_zone() {
         (Interval::Weekly, d("2026-03-16"), d("2026-03-29")),
         (Interval::Monthly, d("2026-02-01"), d("2026-03-31")),
     ] {
-        for (account, zone) in [(1, "America/Santiago"), (3, "Asia/Kathmandu")] {
+        for (account, zone) in [(1, "America/Santiago"), (2, "Asia/Calcutta"), (3, "Asia/Kathmandu")] {
             let mut req = request(wh_url, account, from, to);
             req.question.interval = interval;
             let (auto, _) = both(&req).await.expect("published");
@@ -840,6 +843,7 @@ async fn after_a_change_of_zone_coarse_buckets_are_built_in_the_new_zone() {
             for i in 0..batch.num_rows() {
                 let zone = match accounts.value(i) {
                     1 => "America/Santiago",
+                    2 => "Asia/Calcutta",
                     3 => "Asia/Kathmandu",
                     _ => continue,
                 };
