@@ -3273,6 +3273,29 @@ mod tests {
     /// A missing part is lost only where a published day reaches one of
     /// its accounts' local dates there: a UTC day starts on the previous
     /// local date west of Greenwich, never east of it.
+    /// Each part to read gets its accounts sorted and once (the row groups
+    /// to decode are found by a binary search of them), from every shard
+    /// count, whatever order the caller gave them in.
+    #[test]
+    fn the_accounts_of_each_part_to_read_are_sorted_and_once() {
+        let counts = BTreeSet::from([1, 3]);
+        let period = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let wanted = parts_holding(&counts, Interval::Monthly, period, &[9, 4, 7, 4, 1, 12, 9]);
+        for count in [1, 3] {
+            let mut all: Vec<i64> = Vec::new();
+            for (key, ids) in wanted.iter().filter(|(k, _)| k.shard.count == count) {
+                assert!(ids.windows(2).all(|w| w[0] < w[1]), "{key:?}: {ids:?}");
+                assert!(
+                    ids.iter().all(|a| shard_of(*a, count) == key.shard.index),
+                    "{key:?}: {ids:?}"
+                );
+                all.extend(ids);
+            }
+            all.sort_unstable();
+            assert_eq!(all, [1, 4, 7, 9, 12], "count {count}");
+        }
+    }
+
     #[test]
     fn a_missing_part_is_lost_only_where_a_published_day_reaches_its_dates() {
         let account = |id: i64, tz: &str| Account {
