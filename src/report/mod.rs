@@ -727,3 +727,53 @@ fn account_rows<'b>(b: &'b RecordBatch, table: Table, account: i64) -> Result<Ac
             .collect::<Result<_, Error>>()?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    /// `resolved_conversations` rows of these accounts; row `i` has channel
+    /// `i` and instant `100 + i`.
+    fn batch(accounts: &[i64]) -> RecordBatch {
+        let column = |name| Field::new(name, DataType::Int64, false);
+        let rows = 0..accounts.len() as i64;
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                column("account_id"),
+                column("channel_id"),
+                column("resolved_at"),
+            ])),
+            vec![
+                Arc::new(Int64Array::from(accounts.to_vec())),
+                Arc::new(Int64Array::from_iter_values(rows.clone())),
+                Arc::new(Int64Array::from_iter_values(rows.map(|i| 100 + i))),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// An account's rows are its own, in file order, whether the batch is
+    /// sorted by account (our files: taken as slices) or not (a file some
+    /// other writer made: picked out).
+    #[test]
+    fn an_accounts_rows_are_its_own_in_sorted_and_unsorted_batches() {
+        for accounts in [vec![1, 2, 2, 2, 5], vec![2, 5, 2, 1, 2]] {
+            let b = batch(&accounts);
+            for account in [1, 2, 3, 5] {
+                let rows = account_rows(&b, Table::ResolvedConversations, account).unwrap();
+                let channels: Vec<i64> = (0..accounts.len() as i64)
+                    .filter(|i| accounts[*i as usize] == account)
+                    .collect();
+                let instants: Vec<i64> = channels.iter().map(|i| 100 + i).collect();
+                assert_eq!(&rows.channels[..], &channels[..], "{accounts:?}, account {account}");
+                assert_eq!(rows.columns.len(), 1);
+                assert_eq!(&rows.columns[0][..], &instants[..], "{accounts:?}, account {account}");
+            }
+        }
+    }
+}
