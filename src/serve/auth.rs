@@ -272,6 +272,43 @@ mod tests {
         assert!(!v.verified.lock().unwrap().contains_key(forged.as_str()));
     }
 
+    /// Only a number or `"*"` is a grant: an account id sent as a string
+    /// (`"7"`), or any other text, is refused, never taken for every
+    /// account.
+    #[test]
+    fn an_account_claim_other_than_a_number_or_a_star_is_refused() {
+        let s = secret(KEY);
+        let v = Verifier::new(&s);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let signed = |account_id: AccountClaim| {
+            let claims = Claims {
+                account_id,
+                exp: now + 60,
+                aud: AUDIENCE.into(),
+            };
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&s.0)).unwrap()
+        };
+        assert_eq!(v.verify(&signed(AccountClaim::Any("*".into()))), Ok(Grant::All));
+        for text in ["7", "all", "", " *", "**"] {
+            let refused = v.verify(&signed(AccountClaim::Any(text.into())));
+            assert!(refused.is_err(), "{text:?}: {refused:?}");
+        }
+    }
+
+    /// The tokens remembered are bounded: past the limit the memory starts
+    /// again, so a stream of new tokens cannot grow it.
+    #[test]
+    fn remembered_tokens_are_bounded() {
+        let s = secret(KEY);
+        let v = Verifier::new(&s);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        for i in 0..VERIFIED_TOKENS as u64 + 100 {
+            let t = mint_at(&s, Grant::Account(1), now + 60 + i).unwrap();
+            assert_eq!(v.verify(&t), Ok(Grant::Account(1)));
+            assert!(v.verified.lock().unwrap().len() <= VERIFIED_TOKENS);
+        }
+    }
+
     #[test]
     fn short_secrets_are_refused_and_never_printed() {
         assert!(matches!(Secret::new(b"short\n"), Err(Error::ShortSecret(5))));
