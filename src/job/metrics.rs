@@ -170,12 +170,12 @@ pub async fn push(gateway: &url::Url, shard_index: u32, body: String) -> Result<
         .send()
         .await
         .map_err(|source| PushError::Request {
-            url: url.clone(),
+            url: crate::source::redact(&url),
             source: source.without_url(),
         })?;
     if !response.status().is_success() {
         return Err(PushError::Status {
-            url,
+            url: crate::source::redact(&url),
             status: response.status().as_u16(),
         });
     }

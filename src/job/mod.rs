@@ -475,7 +475,7 @@ async fn work(
         max_commit_lag_s = config.max_commit_lag.as_secs_f64(),
         source_settings = %config.source_settings,
         store_settings = %config.store,
-        pushgateway = %config.pushgateway.as_ref().map(|u| u.as_str()).unwrap_or("off"),
+        pushgateway = %config.pushgateway.as_ref().map_or_else(|| "off".into(), |u| crate::source::redact(u.as_str())),
         lease_ttl_s = config.lease.ttl.as_secs_f64(),
         lease_wait_s = config.lease.wait.as_secs_f64(),
         dry_run = config.dry_run,

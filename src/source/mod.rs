@@ -170,7 +170,10 @@ impl fmt::Debug for SourceUrl {
     }
 }
 
-/// Replaces the password of `scheme://user:password@host…` with `***`.
+/// `url` with its passwords replaced by `***`: the one in its authority
+/// (`scheme://user:password@host…`) and the value of any query parameter
+/// whose name ends in `password` (`?password=…`, libpq's other spelling,
+/// which sqlx takes too; its name compared decoded, as sqlx reads it).
 pub fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
@@ -178,7 +181,7 @@ pub fn redact(url: &str) -> String {
     let rest = &url[scheme_end + 3..];
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
-    match (authority.rfind('@'), authority.find(':')) {
+    let without_userinfo_password = match (authority.rfind('@'), authority.find(':')) {
         (Some(at), Some(colon)) if colon < at => format!(
             "{}{}:***{}",
             &url[..scheme_end + 3],
@@ -186,7 +189,29 @@ pub fn redact(url: &str) -> String {
             &url[scheme_end + 3 + at..]
         ),
         _ => url.to_string(),
-    }
+    };
+    redact_query_passwords(&without_userinfo_password)
+}
+
+fn redact_query_passwords(url: &str) -> String {
+    let Some(query_start) = url.find('?') else {
+        return url.to_string();
+    };
+    let (head, rest) = url.split_at(query_start + 1);
+    let (query, fragment) = rest.split_at(rest.find('#').unwrap_or(rest.len()));
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| {
+            let name = url::form_urlencoded::parse(param.as_bytes())
+                .next()
+                .map(|(name, _)| name.to_ascii_lowercase());
+            match (name, param.split_once('=')) {
+                (Some(name), Some((raw_name, _))) if name.ends_with("password") => format!("{raw_name}=***"),
+                _ => param.to_string(),
+            }
+        })
+        .collect();
+    format!("{head}{}{fragment}", params.join("&"))
 }
 
 /// An open connection pool to the source.
@@ -362,7 +387,19 @@ mod tests {
     fn redacts_only_the_password() {
         assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("postgres://h/db?password=x"), "postgres://h/db?password=x");
+        assert_eq!(
+            redact("postgres://h/db?sslmode=disable&password=x&user=u"),
+            "postgres://h/db?sslmode=disable&password=***&user=u"
+        );
+        assert_eq!(
+            redact("postgres://u:a@h/db?Password=b&pass%77ord=c&sslpassword=d#password=e"),
+            "postgres://u:***@h/db?Password=***&pass%77ord=***&sslpassword=***#password=e"
+        );
+        assert_eq!(
+            redact("postgres://h/db?passwords_seen=2"),
+            "postgres://h/db?passwords_seen=2"
+        );
+        assert_eq!(redact("https://gw:9091/"), "https://gw:9091/");
         assert_eq!(redact("sqlite://demo/source.db"), "sqlite://demo/source.db");
     }
 

@@ -1,5 +1,6 @@
 //! No secret ever reaches a log, an error or a file: `run` and `report` with
-//! a password in `PGPASSWORD`, in the URL and in `AWS_SECRET_ACCESS_KEY`,
+//! a password in `PGPASSWORD`, in the URL (its authority or its query), in
+//! the Pushgateway's URL and in `AWS_SECRET_ACCESS_KEY`,
 //! made to succeed and to fail in every way the other tests provoke, with
 //! text and JSON logs at debug level.
 
@@ -32,6 +33,12 @@ async fn secrets_never_reach_logs_errors_or_files() {
     let pg_with_password = pg
         .url()
         .replacen("postgres://postgres@", &format!("postgres://postgres:{SECRET}@"), 1);
+    // libpq's other spelling: the password as a query parameter.
+    let pg_with_query_password = format!(
+        "{}{}password={SECRET}",
+        pg.url(),
+        if pg.url().contains('?') { '&' } else { '?' }
+    );
     let closed = common::free_port();
     let moto = Moto::start("secrets");
     let strict = Moto::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
@@ -93,6 +100,23 @@ async fn secrets_never_reach_logs_errors_or_files() {
             with_secret(&moto),
         ),
         (
+            "run that succeeds on PostgreSQL, the password in the query",
+            run(&pg_with_query_password, &local),
+            with_secret(&moto),
+        ),
+        (
+            "run that succeeds, its Pushgateway (a password in its URL) unreachable",
+            [
+                run(lite.url(), &local),
+                vec![
+                    "--pushgateway-url".into(),
+                    format!("http://metrics:{SECRET}@127.0.0.1:{closed}/"),
+                ],
+            ]
+            .concat(),
+            with_secret(&moto),
+        ),
+        (
             "run that succeeds into S3",
             run(lite.url(), "s3://secrets/usage"),
             with_secret(&moto),
@@ -100,6 +124,14 @@ async fn secrets_never_reach_logs_errors_or_files() {
         ("report that succeeds", report(&local), with_secret(&moto)),
         ("refused port", run(&refused, &local), with_secret(&moto)),
         ("unknown host", run(&unknown_host, &local), with_secret(&moto)),
+        (
+            "unknown host, the password in the query",
+            run(
+                &format!("postgres://etl@no-such-host.invalid/ops?sslmode=disable&password={SECRET}"),
+                &local,
+            ),
+            with_secret(&moto),
+        ),
         ("bad scheme", run(&bad_scheme, &local), with_secret(&moto)),
         (
             "missing bucket",
