@@ -3270,9 +3270,6 @@ mod tests {
         assert_eq!(decode(&key, bytes, true, None).unwrap(), buckets);
     }
 
-    /// A missing part is lost only where a published day reaches one of
-    /// its accounts' local dates there: a UTC day starts on the previous
-    /// local date west of Greenwich, never east of it.
     /// Each part to read gets its accounts sorted and once (the row groups
     /// to decode are found by a binary search of them), from every shard
     /// count, whatever order the caller gave them in.
@@ -3296,6 +3293,9 @@ mod tests {
         }
     }
 
+    /// A missing part is lost only where a published day reaches one of
+    /// its accounts' local dates there: a UTC day starts on the previous
+    /// local date west of Greenwich, never east of it.
     #[test]
     fn a_missing_part_is_lost_only_where_a_published_day_reaches_its_dates() {
         let account = |id: i64, tz: &str| Account {
