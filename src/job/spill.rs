@@ -2,7 +2,9 @@
 //! for the merge.
 //!
 //! A run file is a sequence of blocks of up to [`BLOCK`] entries, each a
-//! little-endian `u32` byte length and then its entries: every field (key
+//! little-endian `u32` byte length and then its entries, and ends with a
+//! length of zero, so that a file cut at a block's end is known to be cut
+//! rather than read as a shorter run. Every field of an entry (key
 //! `[i64; 4]`, then value `[i64; 2]`) as the zigzag LEB128 varint of its
 //! difference from the same field of the entry before (of zero, for a
 //! block's first). In a sorted run the ids and instants change little from
@@ -29,6 +31,8 @@ use crate::aggregate::Entry;
 const BLOCK: usize = 256;
 /// The most bytes an entry's six varints can take.
 const MAX_ENTRY_BYTES: usize = 6 * 10;
+/// The length that ends a run, after its last block.
+const END: u32 = 0;
 
 /// One sorted run of entries, spilled or in memory, as the merge takes it.
 pub type EntryRun = Box<dyn Iterator<Item = Entry> + Send>;
@@ -138,6 +142,7 @@ impl SpillRuns {
             out.write_all(&len.to_le_bytes())?;
             out.write_all(&block)?;
         }
+        out.write_all(&END.to_le_bytes())?;
         out.flush()?;
         self.files.push(path);
         Ok(())
@@ -284,21 +289,19 @@ impl RunReader {
         } else {
             self.started = true;
             let mut first = [0u8; 4];
-            match read_full(&mut self.file, &mut first)? {
-                0 => return Ok(false),
-                4 => block_len(first)?,
-                _ => return Err(cut()),
+            if read_full(&mut self.file, &mut first)? < first.len() {
+                return Err(cut());
+            }
+            match block_len(first)? {
+                Some(len) => len,
+                None => return Ok(false),
             }
         };
         self.block.resize(len + 4, 0);
-        let got = read_full(&mut self.file, &mut self.block)?;
-        self.next_len = if got == len + 4 {
-            Some(block_len(self.block[len..].try_into().expect("four bytes"))?)
-        } else if got == len {
-            None
-        } else {
+        if read_full(&mut self.file, &mut self.block)? < len + 4 {
             return Err(cut());
-        };
+        }
+        self.next_len = block_len(self.block[len..].try_into().expect("four bytes"))?;
         self.end = len;
         self.at = 0;
         self.previous = [0; 6];
@@ -336,12 +339,16 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(got)
 }
 
-fn block_len(bytes: [u8; 4]) -> std::io::Result<usize> {
-    let len = u32::from_le_bytes(bytes) as usize;
-    if len == 0 || len > BLOCK * MAX_ENTRY_BYTES {
+/// A block's length, or `None` for the run's end.
+fn block_len(bytes: [u8; 4]) -> std::io::Result<Option<usize>> {
+    let len = u32::from_le_bytes(bytes);
+    if len == END {
+        return Ok(None);
+    }
+    if len as usize > BLOCK * MAX_ENTRY_BYTES {
         return Err(corrupt("a block's length is out of range"));
     }
-    Ok(len)
+    Ok(Some(len as usize))
 }
 
 fn cut() -> std::io::Error {
@@ -413,14 +420,27 @@ mod tests {
         let size = std::fs::metadata(&spills.files[0]).unwrap().len();
         let bytes = std::fs::read(&spills.files[0]).unwrap();
         let first_block = u64::from(u32::from_le_bytes(bytes[..4].try_into().unwrap()));
-        // In the last block, in a block's entries, in the length after a
-        // block, in the first length.
-        for cut in [size - 1, size - 40, 4 + first_block + 2, 3] {
+        // In the end marker, at the last block's end, in the last block,
+        // in a block's entries, in the length after a block, at a block's
+        // end, in the first length, before anything.
+        for cut in [
+            size - 1,
+            size - 4,
+            size - 5,
+            size - 40,
+            4 + first_block + 2,
+            4 + first_block,
+            3,
+            0,
+        ] {
             let file = std::fs::OpenOptions::new().write(true).open(&spills.files[0]).unwrap();
             file.set_len(cut).unwrap();
             let error = Arc::new(Mutex::new(None));
             let back: Vec<Entry> = spills.readers(&error).unwrap().remove(0).collect();
-            assert!(back.len() < run.len() && back[..] == run[..back.len()], "cut at {cut}");
+            assert!(
+                (back.len() < run.len() || cut >= size - 4) && back[..] == run[..back.len()],
+                "cut at {cut}"
+            );
             let error = error.lock().unwrap().take().expect("the cut is reported");
             assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof, "cut at {cut}: {error}");
         }
