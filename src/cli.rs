@@ -419,7 +419,8 @@ Examples:
   # Bigger, elsewhere
   account-usage demo --dir /tmp/demo --accounts 8 --messages-per-day 20000
 
-The demo replaces any earlier demo in --dir.";
+The demo replaces any earlier demo in --dir, and refuses a --dir holding a
+source.db or a warehouse/ that no demo made.";
 
 /// Flags of `account-usage demo`.
 #[derive(Debug, Args)]
@@ -446,20 +447,43 @@ pub struct DemoArgs {
     #[arg(long, env = "DEMO_PARALLEL", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub parallel: u32,
 
-    /// End by serving the demo's warehouse on --listen (no auth, loopback
-    /// only) and printing the report page's URL with a token.
+    /// End by serving the demo's warehouse on --listen (loopback only) and
+    /// printing the report page's URL with a token signed by a fresh secret.
     #[arg(long, env = "DEMO_SERVE")]
     pub serve: bool,
 
-    /// Where `--serve` listens; a loopback address.
+    /// Where `--serve` listens; a loopback address. Its own variable, not
+    /// `serve`'s `LISTEN_ADDR`: a shell set up for `serve` still runs the
+    /// demo.
     #[arg(
         long,
-        env = "LISTEN_ADDR",
+        env = "DEMO_LISTEN_ADDR",
         default_value = "127.0.0.1:8080",
         value_name = "ADDR",
         requires = "serve"
     )]
     pub listen: std::net::SocketAddr,
+}
+
+impl DemoArgs {
+    /// The demo's configuration and, with `--serve`, where it listens:
+    /// checked before the demo spends minutes seeding and running.
+    pub fn validate(self) -> Result<(crate::demo::DemoConfig, Option<std::net::SocketAddr>), UsageError> {
+        if self.serve && !self.listen.ip().is_loopback() {
+            return Err(UsageError(format!(
+                "--listen {} is not a loopback address; the demo serves locally only",
+                self.listen
+            )));
+        }
+        let config = crate::demo::DemoConfig {
+            dir: self.dir,
+            accounts: self.accounts,
+            days: self.days,
+            messages_per_day: self.messages_per_day,
+            parallel: self.parallel as usize,
+        };
+        Ok((config, self.serve.then_some(self.listen)))
+    }
 }
 
 const SERVE_EXAMPLES: &str = "\

@@ -2,6 +2,11 @@
 //! Seeds a SQLite source, runs the job for every day into a local warehouse,
 //! prints what it did, and ends with the report of account 1 for the last 30
 //! days (daily, in its own time zone).
+//!
+//! What must always hold: the demo replaces only what a demo made. It marks
+//! its folder ([`MARKER`]) and refuses a folder holding a `warehouse/` or a
+//! `source.db` without that mark, so `--dir ~` cannot delete someone's
+//! warehouse.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -24,9 +29,23 @@ pub enum Error {
     Run(#[from] job::Error),
     #[error(transparent)]
     Report(#[from] crate::report::Error),
+    #[error(
+        "{dir} already holds a source.db or a warehouse/ that no demo made; the demo replaces only its own: choose another --dir"
+    )]
+    NotADemoFolder { dir: String },
     #[error("cannot serve the demo: {0}")]
     Serve(String),
 }
+
+impl Error {
+    /// Whether the input, not the machine, is at fault (exit code 2).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, Error::NotADemoFolder { .. })
+    }
+}
+
+/// The file that marks a folder as a demo's, and so as the demo's to replace.
+pub const MARKER: &str = ".account-usage-demo";
 
 #[derive(Debug, Clone)]
 pub struct DemoConfig {
@@ -47,16 +66,28 @@ pub async fn demo(config: &DemoConfig, gate: &crate::warehouse::gate::WriteGate)
             source,
         }
     };
-    std::fs::create_dir_all(&config.dir).map_err(prepare(&config.dir))?;
     let warehouse_dir = config.dir.join("warehouse");
+    let db_path = config.dir.join("source.db");
+    let db_files = ["", "-wal", "-shm"].map(|suffix| PathBuf::from(format!("{}{suffix}", db_path.display())));
+    let marker = config.dir.join(MARKER);
+    let earlier = warehouse_dir.exists() || db_files.iter().any(|p| p.exists());
+    if earlier && !marker.exists() {
+        return Err(Error::NotADemoFolder {
+            dir: config.dir.display().to_string(),
+        });
+    }
+    std::fs::create_dir_all(&config.dir).map_err(prepare(&config.dir))?;
+    std::fs::write(
+        &marker,
+        "Made by `account-usage demo`, which replaces source.db and warehouse/ here on each run.\n",
+    )
+    .map_err(prepare(&marker))?;
     if warehouse_dir.exists() {
         std::fs::remove_dir_all(&warehouse_dir).map_err(prepare(&warehouse_dir))?;
     }
-    let db_path = config.dir.join("source.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let p = PathBuf::from(format!("{}{suffix}", db_path.display()));
+    for p in &db_files {
         if p.exists() {
-            std::fs::remove_file(&p).map_err(prepare(&p))?;
+            std::fs::remove_file(p).map_err(prepare(p))?;
         }
     }
 
@@ -153,18 +184,14 @@ pub async fn demo(config: &DemoConfig, gate: &crate::warehouse::gate::WriteGate)
     Ok(out)
 }
 
-/// Serving the demo's warehouse: a fresh random secret (never written
-/// anywhere), and the page's URL with a 12-hour token for account 1.
+/// Serving the demo's warehouse on `listen` (the CLI has checked it is a
+/// loopback address): a fresh random secret (never written anywhere), and
+/// the page's URL with a 12-hour token for account 1.
 pub fn serve_config(
     config: &DemoConfig,
     listen: std::net::SocketAddr,
 ) -> Result<(crate::serve::ServeConfig, String), Error> {
     use crate::serve::auth::{self, Grant, Secret, Verifier};
-    if !listen.ip().is_loopback() {
-        return Err(Error::Serve(format!(
-            "--listen {listen} is not a loopback address; the demo serves locally only"
-        )));
-    }
     let mut raw = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut raw))

@@ -177,6 +177,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 .is_some_and(warehouse::Error::is_bad_input)
             || matches!(cause.downcast_ref(), Some(seed::Error::Source(s)) if s.is_bad_input())
             || cause
+                .downcast_ref::<demo::Error>()
+                .is_some_and(demo::Error::is_bad_input)
+            || cause
                 .downcast_ref::<serve::Error>()
                 .is_some_and(serve::Error::is_bad_input);
         if bad_input {
@@ -276,16 +279,10 @@ async fn dispatch(cli: Cli, gate: &WriteGate) -> anyhow::Result<()> {
             );
         }
         Command::Demo(args) => {
-            let config = demo::DemoConfig {
-                dir: args.dir,
-                accounts: args.accounts,
-                days: args.days,
-                messages_per_day: args.messages_per_day,
-                parallel: args.parallel as usize,
-            };
+            let (config, listen) = args.validate()?;
             print!("{}", demo::demo(&config, gate).await.context("demo failed")?);
-            if args.serve {
-                let (serve_config, page_url) = demo::serve_config(&config, args.listen).context("demo failed")?;
+            if let Some(listen) = listen {
+                let (serve_config, page_url) = demo::serve_config(&config, listen).context("demo failed")?;
                 println!(
                     "\nServing the demo warehouse. The report page (token valid 12 h):\n  {page_url}\nStop with Ctrl-C."
                 );

@@ -876,13 +876,17 @@ async fn csv_and_table_formats_carry_the_same_numbers() {
 #[test]
 fn demo_runs_without_a_server_and_ends_with_the_report() {
     let dir = TempDir::new("demo");
-    let out = common::run_ok(&[
+    let args = [
         "demo",
         "--dir",
         &dir.path().display().to_string(),
         "--messages-per-day",
         "800",
-    ]);
+    ];
+    // `serve`'s variable, set in a shell set up for `serve`, is not the
+    // demo's: the demo runs.
+    let serve_env = [("LISTEN_ADDR".to_string(), "not an address".to_string())];
+    let out = common::run_ok_env(&args, &serve_env);
     for expected in [
         "day(s) published",
         "rows written:",
@@ -894,4 +898,38 @@ fn demo_runs_without_a_server_and_ends_with_the_report() {
     }
     assert!(dir.path().join("source.db").exists());
     assert!(dir.path().join("warehouse/_manifests").exists());
+    // A second demo in the same folder replaces the first.
+    let stale = dir.path().join("warehouse/_manifests/stale");
+    std::fs::write(&stale, "").unwrap();
+    assert!(common::run_ok(&args).contains("Account usage: account 1"));
+    assert!(!stale.exists());
+}
+
+/// The demo deletes only what a demo made, and checks `--listen` before it
+/// spends minutes seeding.
+#[test]
+fn demo_refuses_a_folder_it_did_not_make_and_a_listen_address_off_loopback() {
+    let dir = TempDir::new("demo-foreign");
+    for foreign in ["warehouse/keep.parquet", "source.db", "source.db-wal"] {
+        let folder = dir.path().join(foreign.replace(['/', '.'], "-"));
+        let theirs = folder.join(foreign);
+        std::fs::create_dir_all(theirs.parent().unwrap()).unwrap();
+        std::fs::write(&theirs, "theirs").unwrap();
+        let root = folder.display().to_string();
+        let line = common::assert_usage_error(&["demo", "--dir", &root, "--days", "1"]);
+        assert!(line.contains("no demo made") && line.contains(&root), "{line}");
+        assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "theirs");
+        assert!(!folder.join(".account-usage-demo").exists());
+    }
+    let fresh = dir.path().join("never-made");
+    let line = common::assert_usage_error(&[
+        "demo",
+        "--dir",
+        fresh.to_str().unwrap(),
+        "--serve",
+        "--listen",
+        "0.0.0.0:8080",
+    ]);
+    assert!(line.contains("not a loopback address"), "{line}");
+    assert!(!fresh.exists(), "nothing was seeded");
 }
