@@ -21,6 +21,24 @@ use crate::warehouse::{StoreSettings, WarehouseUrl};
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+impl UsageError {
+    /// What is wrong with `flag`: the error and each of its causes (the
+    /// cause says why, e.g. "invalid port number"), each said once.
+    fn of(flag: &str, e: &dyn std::error::Error) -> Self {
+        let mut text = format!("{flag}: {e}");
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            let said = c.to_string();
+            if !text.contains(&said) {
+                text.push_str(": ");
+                text.push_str(&said);
+            }
+            cause = c.source();
+        }
+        UsageError(text)
+    }
+}
+
 /// The version, with the time zone database the zone rules come from: an
 /// upgrade that changes a zone's rules rebuilds that zone's rollups.
 static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -317,11 +335,8 @@ impl StoreArgs {
 impl RunArgs {
     /// `log_format` decides the progress display: a bar only for people.
     pub fn validate(self, log_format: LogFormat) -> Result<RunConfig, UsageError> {
-        let source: SourceUrl = self.source.parse().map_err(|e| UsageError(format!("--source: {e}")))?;
-        let warehouse: WarehouseUrl = self
-            .warehouse
-            .parse()
-            .map_err(|e| UsageError(format!("--warehouse: {e}")))?;
+        let source: SourceUrl = self.source.parse().map_err(|e| UsageError::of("--source", &e))?;
+        let warehouse: WarehouseUrl = self.warehouse.parse().map_err(|e| UsageError::of("--warehouse", &e))?;
         let days = match (self.date, self.from, self.to) {
             (_, Some(from), Some(to)) => {
                 if from > to {
@@ -592,10 +607,7 @@ fn read_secret(file: Option<&std::path::Path>) -> Result<Option<crate::serve::au
 
 impl ServeArgs {
     pub fn validate(self) -> Result<crate::serve::ServeConfig, UsageError> {
-        let warehouse: WarehouseUrl = self
-            .warehouse
-            .parse()
-            .map_err(|e| UsageError(format!("--warehouse: {e}")))?;
+        let warehouse: WarehouseUrl = self.warehouse.parse().map_err(|e| UsageError::of("--warehouse", &e))?;
         let auth = match (read_secret(self.jwt_secret_file.as_deref())?, self.no_auth) {
             (Some(_), true) => {
                 return Err(UsageError(format!(
@@ -797,10 +809,7 @@ pub enum ReportFormat {
 
 impl ReportArgs {
     pub fn validate(self) -> Result<(crate::report::ReportRequest, ReportFormat, u32), UsageError> {
-        let warehouse: WarehouseUrl = self
-            .warehouse
-            .parse()
-            .map_err(|e| UsageError(format!("--warehouse: {e}")))?;
+        let warehouse: WarehouseUrl = self.warehouse.parse().map_err(|e| UsageError::of("--warehouse", &e))?;
         if self.from > self.to {
             return Err(UsageError(format!("--from {} is after --to {}", self.from, self.to)));
         }
@@ -860,7 +869,7 @@ pub use crate::calendar::parse_date;
 
 impl SeedArgs {
     pub fn validate(self) -> Result<SeedConfig, UsageError> {
-        let source: SourceUrl = self.source.parse().map_err(|e| UsageError(format!("--source: {e}")))?;
+        let source: SourceUrl = self.source.parse().map_err(|e| UsageError::of("--source", &e))?;
         let start = self
             .start
             .unwrap_or_else(|| Utc::now().date_naive() - chrono::Days::new(self.days.into()));

@@ -171,34 +171,42 @@ impl fmt::Debug for SourceUrl {
 }
 
 /// `url` with its passwords replaced by `***`: the one in its authority
-/// (`scheme://user:password@host…`) and the value of any query parameter
+/// (`scheme://user:password@host…`), the value of any query parameter
 /// whose name ends in `password` (`?password=…`, libpq's other spelling,
-/// which sqlx takes too; its name compared decoded, as sqlx reads it).
+/// which sqlx takes too; its name compared decoded, as sqlx reads it), and
+/// the fragment, which a `#` in a password would start.
+///
+/// A password with a raw `/`, `?` or `#` ends the authority early, so an
+/// `@` after the authority's end means its user info cannot be told apart:
+/// then everything up to the last `@` is masked (`postgres://***@host/db`).
+/// That hides a query value holding an `@` too, rather than risk a secret.
 pub fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
-    let rest = &url[scheme_end + 3..];
+    let (scheme, rest) = url.split_at(scheme_end + 3);
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let without_userinfo_password = match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &authority[..colon],
-            &url[scheme_end + 3 + at..]
-        ),
-        _ => url.to_string(),
+    let masked = if rest[authority_end..].contains('@') {
+        let at = rest.rfind('@').expect("an @ was found");
+        format!("{scheme}***{}", &rest[at..])
+    } else {
+        let authority = &rest[..authority_end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => format!("{scheme}{}:***{}", &authority[..colon], &rest[at..]),
+            _ => url.to_string(),
+        }
     };
-    redact_query_passwords(&without_userinfo_password)
+    redact_query_passwords(&masked)
 }
 
 fn redact_query_passwords(url: &str) -> String {
-    let Some(query_start) = url.find('?') else {
-        return url.to_string();
+    let (url, fragment) = match url.split_once('#') {
+        Some((url, _)) => (url, "#***"),
+        None => (url, ""),
     };
-    let (head, rest) = url.split_at(query_start + 1);
-    let (query, fragment) = rest.split_at(rest.find('#').unwrap_or(rest.len()));
+    let Some((head, query)) = url.split_once('?') else {
+        return format!("{url}{fragment}");
+    };
     let params: Vec<String> = query
         .split('&')
         .map(|param| {
@@ -211,7 +219,7 @@ fn redact_query_passwords(url: &str) -> String {
             }
         })
         .collect();
-    format!("{head}{}{fragment}", params.join("&"))
+    format!("{head}?{}{fragment}", params.join("&"))
 }
 
 /// An open connection pool to the source.
@@ -393,11 +401,29 @@ mod tests {
         );
         assert_eq!(
             redact("postgres://u:a@h/db?Password=b&pass%77ord=c&sslpassword=d#password=e"),
-            "postgres://u:***@h/db?Password=***&pass%77ord=***&sslpassword=***#password=e"
+            "postgres://u:***@h/db?Password=***&pass%77ord=***&sslpassword=***#***"
         );
         assert_eq!(
             redact("postgres://h/db?passwords_seen=2"),
             "postgres://h/db?passwords_seen=2"
+        );
+        // A password with a raw `?`, `/` or `#` (or starting with digits,
+        // which then read as a port): the user info is masked to the last `@`.
+        for raw in ["pa?ss", "pa/ss", "pa#ss", "2024?Summer", "2024/x", "p@ss?w", "p:w"] {
+            let url = format!("postgres://u:{raw}@h:5432/db?sslmode=require");
+            let shown = redact(&url);
+            assert!(!shown.contains(raw), "{url} shown as {shown}");
+            assert!(shown.ends_with("@h:5432/db?sslmode=require"), "{url} shown as {shown}");
+        }
+        // A `#` in a query password would start the fragment.
+        assert_eq!(
+            redact("postgres://h/db?password=a#b"),
+            "postgres://h/db?password=***#***"
+        );
+        // The cost of that caution: an `@` in a query value hides the host.
+        assert_eq!(
+            redact("postgres://h/db?application_name=me@laptop"),
+            "postgres://***@laptop"
         );
         assert_eq!(redact("https://gw:9091/"), "https://gw:9091/");
         assert_eq!(redact("sqlite://demo/source.db"), "sqlite://demo/source.db");

@@ -134,6 +134,16 @@ async fn secrets_never_reach_logs_errors_or_files() {
         ),
         ("bad scheme", run(&bad_scheme, &local), with_secret(&moto)),
         (
+            "a password with a raw '?': a URL that does not parse",
+            run(&format!("postgres://etl:{SECRET}?x@db/ops"), &local),
+            with_secret(&moto),
+        ),
+        (
+            "a password of digits and a raw '/': read as a port, the rest as the path",
+            run(&format!("postgres://etl:2024/{SECRET}@127.0.0.1:{closed}/ops"), &local),
+            with_secret(&moto),
+        ),
+        (
             "missing bucket",
             run(lite.url(), "s3://absent/usage"),
             with_secret(&moto),
