@@ -948,7 +948,11 @@ mod tests {
     }
 
     fn run_config(args: &[&str]) -> Result<RunConfig, UsageError> {
-        let mut argv = vec!["account-usage", "run", "--source", "sqlite://x.db"];
+        run_config_from("sqlite://x.db", args)
+    }
+
+    fn run_config_from(source: &str, args: &[&str]) -> Result<RunConfig, UsageError> {
+        let mut argv = vec!["account-usage", "run", "--source", source];
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).map_err(|e| UsageError(e.to_string()))?;
         let Command::Run(run) = cli.command else {
@@ -998,6 +1002,37 @@ mod tests {
             run_config(&["--lease-ttl", "1s"]).unwrap().lease.ttl,
             Duration::from_secs(1)
         );
+    }
+
+    /// A bad URL's error says why (its causes), and never its password.
+    #[test]
+    fn a_bad_source_url_says_why_without_its_password() {
+        for (url, why) in [
+            ("postgres://u:pa?ss@h/db", "invalid port number"),
+            ("postgres://u:secret@h:99999/db", "invalid port number"),
+            ("postgres://u:secret@h/db?sslmode=bogus", "unknown value \"bogus\""),
+        ] {
+            let err = run_config_from(url, &[]).unwrap_err().0;
+            assert!(err.starts_with("--source: invalid source URL"), "{err}");
+            assert!(err.contains(why), "{url}: {err}");
+            assert!(!err.contains("pa?ss") && !err.contains("secret"), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_demo_refuses_to_listen_off_loopback_before_it_runs() {
+        let demo = |listen: &str| {
+            let cli = Cli::try_parse_from(["account-usage", "demo", "--serve", "--listen", listen]).unwrap();
+            let Command::Demo(demo) = cli.command else {
+                panic!("parsed as demo")
+            };
+            demo.validate()
+        };
+        assert!(demo("0.0.0.0:8080").unwrap_err().0.contains("not a loopback address"));
+        assert!(demo("[::]:8080").is_err());
+        for loopback in ["127.0.0.1:8080", "[::1]:8080"] {
+            assert_eq!(demo(loopback).unwrap().1, Some(loopback.parse().unwrap()));
+        }
     }
 
     fn serve_config(args: &[&str]) -> Result<crate::serve::ServeConfig, UsageError> {
