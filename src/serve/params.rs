@@ -2,8 +2,10 @@
 //! with the CLI's messages. Pure.
 //!
 //! Repeated keys (`channel=1&channel=2`) and comma lists (`channel=1,2`)
-//! both work; an unknown key is an error, so a typo never silently widens
-//! an answer.
+//! both work for the lists; an unknown key is an error, so a typo never
+//! silently widens an answer, and so is any other key given twice
+//! (`from=…&from=…`), which would otherwise answer for one of the two
+//! without saying which.
 
 use chrono::NaiveDate;
 use clap::ValueEnum;
@@ -34,20 +36,20 @@ pub fn parse(account: i64, query: Option<&str>, accepts_csv: bool) -> Result<(Re
     let mut from: Option<NaiveDate> = None;
     let mut to: Option<NaiveDate> = None;
     let mut time_zone = None;
-    let mut interval = Interval::Daily;
-    let mut group_by = GroupBy::Platform;
+    let mut interval = None;
+    let mut group_by = None;
     let mut channels = Vec::new();
     let mut metrics = Vec::new();
-    let mut base_grain_only = false;
-    let mut format = if accepts_csv { Format::Csv } else { Format::Json };
+    let mut base_grain_only = None;
+    let mut format = None;
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         let date = |v: &str| parse_date(v).map_err(|e| format!("{key}: {e}"));
         match key.as_ref() {
-            "from" => from = Some(date(&value)?),
-            "to" => to = Some(date(&value)?),
-            "time_zone" => time_zone = Some(value.to_string()),
-            "interval" => interval = one_of(&key, &value)?,
-            "group_by" => group_by = one_of(&key, &value)?,
+            "from" => once(&mut from, &key, date(&value)?)?,
+            "to" => once(&mut to, &key, date(&value)?)?,
+            "time_zone" => once(&mut time_zone, &key, value.to_string())?,
+            "interval" => once(&mut interval, &key, one_of(&key, &value)?)?,
+            "group_by" => once(&mut group_by, &key, one_of(&key, &value)?)?,
             "channel" => {
                 for part in value.split(',').filter(|p| !p.is_empty()) {
                     let id = part
@@ -63,18 +65,20 @@ pub fn parse(account: i64, query: Option<&str>, accepts_csv: bool) -> Result<(Re
                 }
             }
             "format" => {
-                format = match value.as_ref() {
+                let asked = match value.as_ref() {
                     "json" => Format::Json,
                     "csv" => Format::Csv,
                     other => return Err(format!("format: unknown value {other:?}; expected one of json, csv")),
-                }
+                };
+                once(&mut format, &key, asked)?;
             }
             "base_grain" => {
-                base_grain_only = match value.as_ref() {
+                let only = match value.as_ref() {
                     "true" | "1" => true,
                     "false" | "0" => false,
                     other => return Err(format!("base_grain: expected true or false, got {other:?}")),
-                }
+                };
+                once(&mut base_grain_only, &key, only)?;
             }
             other => return Err(format!("unknown parameter {other:?}")),
         }
@@ -95,14 +99,22 @@ pub fn parse(account: i64, query: Option<&str>, accepts_csv: bool) -> Result<(Re
             from,
             to,
             time_zone,
-            interval,
-            group_by,
+            interval: interval.unwrap_or(Interval::Daily),
+            group_by: group_by.unwrap_or(GroupBy::Platform),
             channels,
             metrics,
-            base_grain_only,
+            base_grain_only: base_grain_only.unwrap_or(false),
         },
-        format,
+        format.unwrap_or(if accepts_csv { Format::Csv } else { Format::Json }),
     ))
+}
+
+/// Sets a parameter that may be given once.
+fn once<T>(slot: &mut Option<T>, key: &str, value: T) -> Result<(), String> {
+    if slot.replace(value).is_some() {
+        return Err(format!("{key}: given more than once"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -165,5 +177,18 @@ mod tests {
         assert!(err("from=2026-01-01&to=2026-01-01&chanel=1").contains("unknown parameter"));
         assert!(err("to=2026-01-01").starts_with("from: "));
         assert!(err("from=2026-01-01&to=2026-01-01&channel=x").starts_with("channel: "));
+        for twice in [
+            "from=2026-01-02",
+            "to=2026-01-01",
+            "time_zone=UTC&time_zone=UTC",
+            "interval=daily&interval=weekly",
+            "group_by=channel&group_by=channel",
+            "format=csv&format=json",
+            "base_grain=1&base_grain=0",
+        ] {
+            let got = err(&format!("from=2026-01-01&to=2026-01-01&{twice}"));
+            let key = twice.split('=').next().unwrap();
+            assert_eq!(got, format!("{key}: given more than once"), "{twice}");
+        }
     }
 }

@@ -574,6 +574,11 @@ async fn every_error_is_a_problem_with_the_cli_message_and_no_internals() {
             "--from 2026-02-05 is after --to 2026-02-02",
         ),
         (
+            "from=2026-02-01&to=2026-02-02&from=2026-02-02",
+            400,
+            "from: given more than once",
+        ),
+        (
             "from=2026-02-30&to=2026-03-02",
             400,
             "from: expected a date as YYYY-MM-DD, got \"2026-02-30\"",
@@ -628,6 +633,8 @@ async fn every_error_is_a_problem_with_the_cli_message_and_no_internals() {
                     .unwrap()
                     .trim_start_matches("unknown value ")
                     .trim_matches('"'),
+                // clap's words for a flag given twice.
+                Some((_, "given more than once")) => "cannot be used multiple times",
                 Some((_, t)) if detail.starts_with("from:") => t,
                 _ => detail,
             };
