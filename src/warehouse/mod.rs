@@ -245,6 +245,13 @@ impl std::str::FromStr for WarehouseUrl {
             }
             return Ok(WarehouseUrl::Local(path.into()));
         }
+        if let Some(masked) = with_password_masked(s) {
+            return Err(Error::InvalidUrl {
+                url: masked,
+                reason: "a password in the URL: credentials come from the environment (AWS_*, GOOGLE_*, AZURE_*), never from the URL"
+                    .into(),
+            });
+        }
         for scheme in ["s3://", "gs://", "az://", "abfs://", "abfss://"] {
             if let Some(rest) = s.strip_prefix(scheme) {
                 if rest.is_empty() || rest.starts_with('/') {
@@ -261,6 +268,18 @@ impl std::str::FromStr for WarehouseUrl {
         }
         Ok(WarehouseUrl::Local(s.into()))
     }
+}
+
+/// `url` masked up to its last `@`, when it seems to carry a password
+/// (`scheme://user:password@…`; a `:` before the first `@`, so that a
+/// password holding a raw `/` is caught too); `None` otherwise. A container
+/// named in the user info (`abfss://container@account…`) has no `:`.
+fn with_password_masked(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_at(url.find("://")? + 3);
+    let (first_at, last_at) = (rest.find('@')?, rest.rfind('@')?);
+    rest[..first_at]
+        .contains(':')
+        .then(|| format!("{scheme}***{}", &rest[last_at..]))
 }
 
 impl fmt::Display for WarehouseUrl {
@@ -632,6 +651,27 @@ mod tests {
             Err(Error::UnsupportedScheme(_))
         ));
         assert!("s3://".parse::<WarehouseUrl>().is_err());
+        // Credentials come from the environment: a URL with a password is
+        // refused, and its error shows no password, wherever it is.
+        for url in [
+            "s3://key:secret@bucket/p",
+            "s3://key:se/cret@bucket/p",
+            "gs://u:secret@b",
+            "ftp://u:secret@x/y",
+        ] {
+            let err = url.parse::<WarehouseUrl>().unwrap_err();
+            assert!(err.is_bad_input(), "{url}");
+            let text = err.to_string();
+            assert!(!text.contains("secret") && !text.contains("cret"), "{url}: {text}");
+            assert!(text.contains("from the environment"), "{url}: {text}");
+        }
+        for fine in [
+            "abfss://container@account.dfs.core.windows.net/p",
+            "s3://bucket/prefix@v1",
+            "/data/wh:1@x",
+        ] {
+            assert!(fine.parse::<WarehouseUrl>().is_ok(), "{fine}");
+        }
         assert!("file://relative".parse::<WarehouseUrl>().is_err());
     }
 }

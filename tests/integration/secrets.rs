@@ -144,6 +144,11 @@ async fn secrets_never_reach_logs_errors_or_files() {
             with_secret(&moto),
         ),
         (
+            "a warehouse URL with a password (refused)",
+            run(lite.url(), &format!("s3://key:{SECRET}@secrets/usage")),
+            with_secret(&moto),
+        ),
+        (
             "missing bucket",
             run(lite.url(), "s3://absent/usage"),
             with_secret(&moto),
