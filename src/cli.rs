@@ -379,9 +379,14 @@ impl RunArgs {
                     .ok()
                     .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
                     .ok_or_else(|| {
+                        // Without a scheme, redact cannot find the user info.
+                        let shown = if raw.contains("://") || !raw.contains('@') {
+                            format!("{:?}", crate::source::redact(raw))
+                        } else {
+                            "a value with user info but no scheme".into()
+                        };
                         UsageError(format!(
-                            "--pushgateway-url: expected http://host:port or https://host:port, got {:?}",
-                            crate::source::redact(raw)
+                            "--pushgateway-url: expected http://host:port or https://host:port, got {shown}"
                         ))
                     })?;
                 Some(url)
@@ -986,7 +991,19 @@ mod tests {
         assert_eq!(c.source_settings, SourceSettings::default());
         assert_eq!(c.store, StoreSettings::default());
         assert_eq!(c.progress, ProgressMode::Log);
-        assert!(run_config(&["--pushgateway-url", "gw:9091"]).is_err());
+        assert!(
+            run_config(&["--pushgateway-url", "gw:9091"])
+                .unwrap_err()
+                .0
+                .contains("\"gw:9091\"")
+        );
+        for secret in ["u:pw@gw:9091", "http://u:pw@gw:99999/", "ftp://u:pw@gw/"] {
+            let err = run_config(&["--pushgateway-url", secret]).unwrap_err().0;
+            assert!(
+                err.starts_with("--pushgateway-url: expected") && !err.contains("pw"),
+                "{err}"
+            );
+        }
         let c = run_config(&["--pushgateway-url", "http://gw:9091", "--statement-timeout", "2s"]).unwrap();
         assert_eq!(c.pushgateway.unwrap().as_str(), "http://gw:9091/");
         assert_eq!(c.source_settings.statement_timeout, Duration::from_secs(2));

@@ -47,8 +47,15 @@ pub const TABLES: [&str; 7] = [
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("unsupported source URL scheme in {0:?}: expected postgres://… or sqlite://…")]
+    /// The scheme only: the rest of the URL may hold a password.
+    #[error("unsupported source URL scheme {0:?}: expected postgres://… or sqlite://…")]
     UnsupportedScheme(String),
+    /// Nothing of the text: it may hold a password (a libpq
+    /// `host=… password=…` string, a URL without its scheme).
+    #[error(
+        "the source is not a URL: expected postgres://… or sqlite://… (a key=value connection string is not taken)"
+    )]
+    NotAUrl,
     #[error("invalid source URL {url}")]
     InvalidUrl {
         url: String,
@@ -85,7 +92,7 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            Error::UnsupportedScheme(_) | Error::InvalidUrl { .. } | Error::MissingFile { .. }
+            Error::UnsupportedScheme(_) | Error::NotAUrl | Error::InvalidUrl { .. } | Error::MissingFile { .. }
         )
     }
 }
@@ -151,7 +158,14 @@ impl FromStr for SourceUrl {
         } else if url.starts_with("sqlite:") {
             Ok(SourceUrl::Sqlite(url.to_string()))
         } else {
-            Err(Error::UnsupportedScheme(redact(url)))
+            match url.split_once("://") {
+                Some((scheme, _))
+                    if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+                {
+                    Err(Error::UnsupportedScheme(scheme.to_string()))
+                }
+                _ => Err(Error::NotAUrl),
+            }
         }
     }
 }
@@ -437,7 +451,16 @@ mod tests {
         ));
         assert!(matches!("sqlite://x.db".parse::<SourceUrl>(), Ok(SourceUrl::Sqlite(_))));
         let err = "mysql://u:pw@h/db".parse::<SourceUrl>().unwrap_err().to_string();
-        assert!(err.contains("unsupported") && !err.contains("pw"), "{err}");
+        assert!(
+            err.contains("unsupported") && err.contains("\"mysql\"") && !err.contains("pw"),
+            "{err}"
+        );
+        // Not URLs: nothing of them is echoed, as they may hold a password.
+        for text in ["host=db password=pw", "u:pw@db/ops", "pw", "s p://u:pw@h"] {
+            let err = text.parse::<SourceUrl>().unwrap_err().to_string();
+            assert!(err.starts_with("the source is not a URL"), "{text}: {err}");
+            assert!(!err.contains("pw"), "{text}: {err}");
+        }
     }
 
     #[test]

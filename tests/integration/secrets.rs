@@ -134,6 +134,16 @@ async fn secrets_never_reach_logs_errors_or_files() {
         ),
         ("bad scheme", run(&bad_scheme, &local), with_secret(&moto)),
         (
+            "a libpq key=value string, not a URL",
+            run(&format!("host=127.0.0.1 user=etl password={SECRET}"), &local),
+            with_secret(&moto),
+        ),
+        (
+            "a URL without its scheme",
+            run(&format!("etl:{SECRET}@db/ops"), &local),
+            with_secret(&moto),
+        ),
+        (
             "a password with a raw '?': a URL that does not parse",
             run(&format!("postgres://etl:{SECRET}?x@db/ops"), &local),
             with_secret(&moto),
