@@ -247,6 +247,15 @@ pub fn csv(report: &Report) -> String {
 }
 
 /// One block per metric: buckets as rows, groups as columns, totals last.
+/// `text` from the source (a channel's name, a platform) made safe for a
+/// terminal: a control character (a newline that would break the table, an
+/// escape sequence that would drive the terminal) becomes U+FFFD.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
 pub fn table(report: &Report) -> String {
     let mut out = String::new();
     let channels = match &report.channels {
@@ -290,8 +299,8 @@ pub fn table(report: &Report) -> String {
             v
         };
         let header_of = |g: &str| match report.group_labels.get(g) {
-            Some(name) => format!("{name} ({g})"),
-            None => g.to_string(),
+            Some(name) => printable(&format!("{name} ({g})")),
+            None => printable(g),
         };
         let mut cells: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         for r in &rows {
@@ -449,6 +458,25 @@ mod tests {
 
     /// Splits RFC 4180 text into records of fields (quoted fields may hold
     /// separators, doubled quotes and line breaks).
+    /// A channel's name or a platform is the source's text: in a table it
+    /// can neither break a line nor drive the terminal.
+    #[test]
+    fn a_table_shows_no_control_character_of_the_source() {
+        let mut r = report(&["7", "whats\x1b[2Japp"], None);
+        r.rows.iter_mut().for_each(|row| row.metric = "active_agents");
+        r.group_labels = [("7".to_string(), "Support\nline \u{9b}31m".to_string())].into();
+        r.totals.push(Total {
+            metric: "active_agents",
+            group: Some("whats\x1b[2Japp".into()),
+            value: 1,
+        });
+        let text = table(&r);
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        let header = text.lines().find(|l| l.starts_with("bucket")).unwrap();
+        assert!(header.contains("Support\u{fffd}line \u{fffd}31m (7)"), "{header:?}");
+        assert!(header.contains("whats\u{fffd}[2Japp"), "{header:?}");
+    }
+
     fn parse_csv(text: &str) -> Vec<Vec<String>> {
         let (mut records, mut record, mut field) = (Vec::new(), Vec::new(), String::new());
         let mut chars = text.chars().peekable();
