@@ -391,7 +391,12 @@ impl Warehouse {
             WarehouseUrl::Local(path) => {
                 std::fs::create_dir_all(path).map_err(|e| Error::InvalidUrl {
                     url: url.to_string(),
-                    reason: e.to_string(),
+                    // create_dir_all says only "File exists" of a file.
+                    reason: if path.is_file() {
+                        "a file, not a folder".into()
+                    } else {
+                        e.to_string()
+                    },
                 })?;
                 let store = LocalFileSystem::new_with_prefix(path).map_err(open_err)?;
                 (Arc::new(store), Path::default())
@@ -665,6 +670,14 @@ mod tests {
             assert!(!text.contains("secret") && !text.contains("cret"), "{url}: {text}");
             assert!(text.contains("from the environment"), "{url}: {text}");
         }
+        let file = std::env::temp_dir().join(format!("account-usage-wh-file-{}", std::process::id()));
+        std::fs::write(&file, "").unwrap();
+        let err = Warehouse::open_with(&WarehouseUrl::Local(file.clone()), &StoreSettings::default(), &[]).unwrap_err();
+        std::fs::remove_file(&file).unwrap();
+        assert!(
+            err.is_bad_input() && err.to_string().ends_with("a file, not a folder"),
+            "{err}"
+        );
         for fine in [
             "abfss://container@account.dfs.core.windows.net/p",
             "s3://bucket/prefix@v1",
