@@ -943,6 +943,28 @@ mod tests {
         assert_eq!(missing, Vec::<String>::new());
     }
 
+    /// The README names every flag's environment variable, so an operator
+    /// reading it (not `--help`) finds each.
+    #[test]
+    fn the_readme_names_every_env_variable() {
+        fn walk(cmd: &clap::Command, missing: &mut Vec<String>) {
+            let readme = include_str!("../README.md");
+            for arg in cmd.get_arguments() {
+                if let Some(env) = arg.get_env().and_then(|e| e.to_str())
+                    && !readme.contains(&format!("`{env}`"))
+                {
+                    missing.push(format!("{} --{}: {env}", cmd.get_name(), arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), &mut missing);
+        assert_eq!(missing, Vec::<String>::new());
+    }
+
     #[test]
     fn seed_rejects_an_unknown_scheme() {
         let cli = Cli::try_parse_from(["account-usage", "seed", "--source", "mysql://x/y"]).unwrap();
