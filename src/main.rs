@@ -175,7 +175,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             || cause
                 .downcast_ref::<warehouse::Error>()
                 .is_some_and(warehouse::Error::is_bad_input)
-            || matches!(cause.downcast_ref(), Some(seed::Error::Source(s)) if s.is_bad_input())
+            || cause
+                .downcast_ref::<seed::Error>()
+                .is_some_and(seed::Error::is_bad_input)
             || cause
                 .downcast_ref::<demo::Error>()
                 .is_some_and(demo::Error::is_bad_input)

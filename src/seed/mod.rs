@@ -39,6 +39,18 @@ pub enum Error {
     Generator(String),
 }
 
+impl Error {
+    /// Whether the user must fix the input (exit code 2): a bad source URL,
+    /// or a source that holds data without `--truncate`; a retry cannot help.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            Error::Source(s) => s.is_bad_input(),
+            Error::NotEmpty { .. } => true,
+            Error::Load { .. } | Error::Generator(_) => false,
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Validated configuration of one `seed` command.
