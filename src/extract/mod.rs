@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 
-use crate::aggregate::{AccountDim, ChannelDim, Dimensions, RawEvent, RawHistory, RawMessage};
+use crate::aggregate::{
+    AccountDim, ChannelDim, Dimensions, RawEvent, RawHistory, RawMessage, RejectReason, SourceTable,
+};
 use crate::model::UnixMicros;
 use crate::source::SourceDb;
 
@@ -36,6 +38,9 @@ pub enum Error {
     Timeout { query: &'static str, after: Duration },
     #[error("extract query {query} got no connection to the source within --connect-timeout")]
     NoConnection { query: &'static str },
+    /// A query adapted by an operator that answers what the job cannot read.
+    #[error("extract query {query} returned {what}")]
+    Answer { query: &'static str, what: String },
 }
 
 /// Runs one query's future within the statement timeout.
@@ -96,14 +101,44 @@ impl DayRange {
     }
 }
 
-/// Rows that arrived too late to reprocess their day, per (table, account).
+/// Rows counted on the day they arrived because no day of their own can
+/// count them (too late to reprocess, or without an instant), per (table,
+/// reason, account).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TooLate {
-    pub table: String,
+pub struct ArrivalReject {
+    pub table: SourceTable,
+    pub reason: RejectReason,
     pub account_id: Option<i64>,
     pub rows: i64,
     pub example_id: Option<i64>,
 }
+
+impl ArrivalReject {
+    /// The query's row, its table and reason named as the query writes them.
+    fn new(table: &str, reason: &str, account_id: Option<i64>, rows: i64, example_id: Option<i64>) -> Result<Self> {
+        let unknown = |what: &str, value: &str| Error::Answer {
+            query: ARRIVAL_REJECTS,
+            what: format!("an unknown {what} {value:?}"),
+        };
+        let table = [SourceTable::Messages, SourceTable::ConversationEvents]
+            .into_iter()
+            .find(|t| t.as_str() == table)
+            .ok_or_else(|| unknown("source table", table))?;
+        let reason = RejectReason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == reason)
+            .ok_or_else(|| unknown("reject reason", reason))?;
+        Ok(ArrivalReject {
+            table,
+            reason,
+            account_id,
+            rows,
+            example_id,
+        })
+    }
+}
+
+const ARRIVAL_REJECTS: &str = "arrival_rejects.sql";
 
 /// The run's snapshot of the source.
 pub struct Snapshot {
@@ -266,20 +301,22 @@ impl DayReader {
         Ok(())
     }
 
-    /// Rows that arrived during `arrival` but belong before `horizon`, to a
-    /// day other than `run_days` (the run counts those itself).
-    pub async fn too_late(
+    /// Rows that arrived during `arrival` but that no day of their own
+    /// counts: those that belong before `horizon`, to a day other than
+    /// `run_days` (the run counts those itself), and those without an
+    /// instant.
+    pub async fn arrival_rejects(
         &mut self,
         arrival: DayRange,
         horizon: UnixMicros,
         filter: &AccountFilter,
         run_days: &[NaiveDate],
-    ) -> Result<Vec<TooLate>> {
+    ) -> Result<Vec<ArrivalReject>> {
         let limit = self.limit;
-        bounded(limit, "too_late.sql", async {
+        bounded(limit, ARRIVAL_REJECTS, async {
             match &mut self.backend {
-                ReaderBackend::Postgres(r) => r.too_late(arrival, horizon, filter, run_days).await,
-                ReaderBackend::Sqlite(r) => r.too_late(arrival, horizon, filter, run_days).await,
+                ReaderBackend::Postgres(r) => r.arrival_rejects(arrival, horizon, filter, run_days).await,
+                ReaderBackend::Sqlite(r) => r.arrival_rejects(arrival, horizon, filter, run_days).await,
             }
         })
         .await

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
-use super::{AccountFilter, Arrivals, DayRange, Result, TooLate, qerr};
+use super::{AccountFilter, ArrivalReject, Arrivals, DayRange, Result, qerr};
 use crate::aggregate::{AccountDim, ChannelDim, RawEvent, RawHistory, RawMessage, Text};
 use crate::model::*;
 
@@ -21,7 +21,7 @@ const JOIN_SNAPSHOT: &str = include_str!("../../sql/extract/postgres/join_snapsh
 const MESSAGES: &str = include_str!("../../sql/extract/postgres/messages.sql");
 const EVENTS: &str = include_str!("../../sql/extract/postgres/events.sql");
 const RESOLVE_HISTORY: &str = include_str!("../../sql/extract/postgres/resolve_history.sql");
-const TOO_LATE: &str = include_str!("../../sql/extract/postgres/too_late.sql");
+const ARRIVAL_REJECTS: &str = include_str!("../../sql/extract/postgres/arrival_rejects.sql");
 const LATE_DAYS: &str = include_str!("../../sql/extract/postgres/late_days.sql");
 const WATERMARK: &str = include_str!("../../sql/extract/postgres/watermark.sql");
 const ACCOUNTS: &str = include_str!("../../sql/extract/postgres/accounts.sql");
@@ -241,14 +241,15 @@ impl PgDayReader {
         Ok(())
     }
 
-    pub async fn too_late(
+    pub async fn arrival_rejects(
         &mut self,
         arrival: DayRange,
         horizon: UnixMicros,
         filter: &AccountFilter,
         run_days: &[NaiveDate],
-    ) -> Result<Vec<TooLate>> {
-        let rows = sqlx::query(TOO_LATE)
+    ) -> Result<Vec<ArrivalReject>> {
+        let query = super::ARRIVAL_REJECTS;
+        let rows = sqlx::query(ARRIVAL_REJECTS)
             .bind(dt(arrival.start))
             .bind(dt(arrival.end))
             .bind(dt(horizon))
@@ -257,15 +258,16 @@ impl PgDayReader {
             .bind(run_days)
             .fetch_all(&mut *self.tx)
             .await
-            .map_err(qerr("too_late.sql"))?;
+            .map_err(qerr(query))?;
         rows.iter()
             .map(|r| {
-                Ok(TooLate {
-                    table: r.try_get(0).map_err(qerr("too_late.sql"))?,
-                    account_id: r.try_get(1).map_err(qerr("too_late.sql"))?,
-                    rows: r.try_get(2).map_err(qerr("too_late.sql"))?,
-                    example_id: r.try_get(3).map_err(qerr("too_late.sql"))?,
-                })
+                ArrivalReject::new(
+                    r.try_get(0).map_err(qerr(query))?,
+                    r.try_get(1).map_err(qerr(query))?,
+                    r.try_get(2).map_err(qerr(query))?,
+                    r.try_get(3).map_err(qerr(query))?,
+                    r.try_get(4).map_err(qerr(query))?,
+                )
             })
             .collect()
     }

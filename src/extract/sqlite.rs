@@ -8,14 +8,14 @@ use futures::TryStreamExt;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
-use super::{AccountFilter, Arrivals, DayRange, Result, TooLate, qerr};
+use super::{AccountFilter, ArrivalReject, Arrivals, DayRange, Result, qerr};
 use crate::aggregate::{AccountDim, ChannelDim, RawEvent, RawHistory, RawMessage, Text};
 use crate::model::*;
 
 const MESSAGES: &str = include_str!("../../sql/extract/sqlite/messages.sql");
 const EVENTS: &str = include_str!("../../sql/extract/sqlite/events.sql");
 const RESOLVE_HISTORY: &str = include_str!("../../sql/extract/sqlite/resolve_history.sql");
-const TOO_LATE: &str = include_str!("../../sql/extract/sqlite/too_late.sql");
+const ARRIVAL_REJECTS: &str = include_str!("../../sql/extract/sqlite/arrival_rejects.sql");
 const LATE_DAYS: &str = include_str!("../../sql/extract/sqlite/late_days.sql");
 const WATERMARK: &str = include_str!("../../sql/extract/sqlite/watermark.sql");
 const ACCOUNTS: &str = include_str!("../../sql/extract/sqlite/accounts.sql");
@@ -225,15 +225,15 @@ impl SqliteDayReader {
         Ok(())
     }
 
-    pub async fn too_late(
+    pub async fn arrival_rejects(
         &mut self,
         arrival: DayRange,
         horizon: UnixMicros,
         filter: &AccountFilter,
         run_days: &[NaiveDate],
-    ) -> Result<Vec<TooLate>> {
+    ) -> Result<Vec<ArrivalReject>> {
         let unix_days = Some(run_days.iter().map(|d| i64::from(d.to_epoch_days())).collect());
-        let rows = sqlx::query(TOO_LATE)
+        let rows = sqlx::query(ARRIVAL_REJECTS)
             .bind(arrival.start)
             .bind(arrival.end)
             .bind(horizon)
@@ -242,19 +242,23 @@ impl SqliteDayReader {
             .bind(json_ids(&unix_days))
             .fetch_all(&mut *self.tx)
             .await
-            .map_err(qerr("too_late.sql"))?;
-        Ok(rows
-            .iter()
+            .map_err(qerr(super::ARRIVAL_REJECTS))?;
+        rows.iter()
             .map(|r| {
+                // The query's own columns, never the source's values: the
+                // types are ours.
                 let mut bad = false;
-                TooLate {
-                    table: get(r, 0, &mut bad).unwrap_or_default(),
-                    account_id: get(r, 1, &mut bad),
-                    rows: get(r, 2, &mut bad).unwrap_or_default(),
-                    example_id: get(r, 3, &mut bad),
-                }
+                let table: String = get(r, 0, &mut bad).unwrap_or_default();
+                let reason: String = get(r, 1, &mut bad).unwrap_or_default();
+                ArrivalReject::new(
+                    &table,
+                    &reason,
+                    get(r, 2, &mut bad),
+                    get(r, 3, &mut bad).unwrap_or_default(),
+                    get(r, 4, &mut bad),
+                )
             })
-            .collect())
+            .collect()
     }
 
     pub async fn finish(self) -> Result<()> {

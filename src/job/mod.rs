@@ -50,8 +50,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{
-    Aggregate, ChannelDim, ContactDays, DayAggregator, Dimensions, Entry, Fold, Merge, RejectReason, SlotCounts,
-    SourceTable, decide_resolved, merge_sorted_runs, shard_of,
+    Aggregate, ChannelDim, ContactDays, DayAggregator, Dimensions, Entry, Fold, Merge, SlotCounts, decide_resolved,
+    merge_sorted_runs, shard_of,
 };
 use crate::calendar;
 use crate::extract::{AccountFilter, Arrivals, DayRange, Snapshot};
@@ -1096,8 +1096,9 @@ async fn process_day(
     // anything is published.
     let error = Arc::new(Mutex::new(None));
     // The first failure (a timeout, say) ends the other stream too. The
-    // events' side is the shorter: it also counts the rows that came too late.
-    let ((), too_late) = tokio::try_join!(
+    // events' side is the shorter: it also counts the rows that only their
+    // arrival places (too late, or without an instant).
+    let ((), arrival_rejects) = tokio::try_join!(
         async {
             let read = message_reader.messages(range, &plan.filter, |m| {
                 messages.agg.push_message(m);
@@ -1119,7 +1120,9 @@ async fn process_day(
                     events.spill_if_full();
                 })
                 .await?;
-            Ok(event_reader.too_late(range, horizon, &plan.filter, &plan.days).await?)
+            Ok(event_reader
+                .arrival_rejects(range, horizon, &plan.filter, &plan.days)
+                .await?)
         },
     )?;
     for stream in [&mut messages, &mut events] {
@@ -1139,15 +1142,10 @@ async fn process_day(
     for (key, (rows, example)) in std::mem::take(&mut events.agg.rejects).counts {
         rejects.add(key.0, key.1, key.2, rows, example);
     }
-    for row in too_late {
-        let table = if row.table == "messages" {
-            SourceTable::Messages
-        } else {
-            SourceTable::ConversationEvents
-        };
+    for row in arrival_rejects {
         rejects.add(
-            table,
-            RejectReason::TooLate,
+            row.table,
+            row.reason,
             row.account_id,
             row.rows.max(0) as u64,
             row.example_id,

@@ -224,9 +224,13 @@ async fn sqlite_values_of_the_wrong_type_in_every_column_are_rejected_not_droppe
     let channel = "(SELECT min(id) FROM channels WHERE account_id = 1)";
     let conversation = "(SELECT min(id) FROM conversations WHERE account_id = 1)";
     // `id` columns are INTEGER PRIMARY KEY (the rowid), which SQLite itself
-    // keeps integer; sent_at and occurred_at place a row in its day, so a
-    // row whose instant is not an integer belongs to no day the extract reads.
-    let message_columns: [(&str, String); 8] = [
+    // keeps integer. A sent_at or occurred_at of text or a blob sorts after
+    // every number, so no day's range holds its row: the day it arrived
+    // counts it. A real one is in its day's range.
+    let message_columns: [(&str, String); 11] = [
+        ("sent_at", "'noon'".into()),
+        ("sent_at", "x'0102'".into()),
+        ("sent_at", format!("{noon}.5")),
         ("account_id", "'one'".into()),
         ("conversation_id", "x'00ff'".into()),
         ("channel_id", "1.5".into()),
@@ -275,7 +279,9 @@ async fn sqlite_values_of_the_wrong_type_in_every_column_are_rejected_not_droppe
             values.join(", ")
         ));
     }
-    let event_columns: [(&str, String); 3] = [
+    let event_columns: [(&str, String); 5] = [
+        ("occurred_at", "'noon'".into()),
+        ("occurred_at", "x'0102'".into()),
         ("conversation_id", "'conv'".into()),
         ("kind", "x'42'".into()),
         ("created_at", "x'00'".into()),
@@ -284,10 +290,11 @@ async fn sqlite_values_of_the_wrong_type_in_every_column_are_rejected_not_droppe
         let id = 900_000_001 + n as i64;
         let value = |c: &str, v: String| if c == *wrong_column { wrong.clone() } else { v };
         sql.push_str(&format!(
-            "INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at) VALUES ({}, {}, {}, NULL, {noon}, {});\n",
+            "INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at) VALUES ({}, {}, {}, NULL, {}, {});\n",
             value("id", id.to_string()),
             value("conversation_id", conversation.into()),
             value("kind", "'resolved'".into()),
+            value("occurred_at", noon.to_string()),
             value("created_at", (noon + 1).to_string()),
         ));
     }

@@ -9,14 +9,16 @@
 -- (or of the watermark's own day, which the first branch takes). Without
 -- that bound every conversation active in the window would reprocess the
 -- days of its earlier resolves.
+-- A row without an instant (NULL sent_at or occurred_at) belongs to no day:
+-- the day it arrived counts it (arrival_rejects.sql), so that day is taken.
 -- Parameters: $1 timestamptz (previous watermark, exclusive), $2 timestamptz
 --   (this run's watermark, inclusive).
 -- Returns: day date (UTC).
 SELECT DISTINCT day FROM (
-    SELECT (sent_at AT TIME ZONE 'UTC')::date AS day
+    SELECT (COALESCE(sent_at, created_at) AT TIME ZONE 'UTC')::date AS day
     FROM messages WHERE created_at > $1 AND created_at <= $2
     UNION
-    SELECT (occurred_at AT TIME ZONE 'UTC')::date
+    SELECT (COALESCE(occurred_at, created_at) AT TIME ZONE 'UTC')::date
     FROM conversation_events WHERE created_at > $1 AND created_at <= $2
     UNION
     SELECT (e.occurred_at AT TIME ZONE 'UTC')::date
