@@ -125,6 +125,28 @@ const status = await page.textContent("#status");
 if (!status.includes("is after")) fail("the error state says: " + status);
 if ((await page.$$("canvas")).length !== 0) fail("charts are left on the error state");
 
+// Groups are the source's free text: a platform named "__proto__" or
+// "constructor" is a group like any other, and drawing it changes nothing
+// outside the chart (a plain object keyed by group lost both, showed
+// another group's number in their place, and polluted Object.prototype).
+const oddGroups = await page.evaluate(() => {
+  const report = {
+    group_labels: { "7": "Support" },
+    bucket_totals: [{ metric: "m", bucket_start: "b1", value: 8 }, { metric: "m", bucket_start: "b2", value: 4 }],
+    rows: [
+      { metric: "m", bucket_start: "b1", group: "__proto__", value: 3 },
+      { metric: "m", bucket_start: "b1", group: "constructor", value: 5 },
+      { metric: "m", bucket_start: "b2", group: "7", value: 4 },
+    ],
+  };
+  const data = chartData(report, "m");
+  return { datasets: data.datasets.map((d) => [d.label, d.data]), polluted: ({}).b1 !== undefined };
+});
+const oddExpected = [["__proto__", [3, 0]], ["constructor", [5, 0]], ["Support (7)", [0, 4]]];
+if (JSON.stringify(oddGroups.datasets) !== JSON.stringify(oddExpected) || oddGroups.polluted) {
+  fail("groups named like Object's own keys: " + JSON.stringify(oddGroups));
+}
+
 // West of UTC the last published day's date has not ended: the default
 // range stops the date before, and loads.
 const west = await browser.newPage();
