@@ -859,8 +859,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if d.is_zero() {
         return Err(format!("a duration must be more than zero, got {s:?}"));
     }
+    // No setting means more than a year, and a huge one overflows the
+    // clock arithmetic it feeds (a deadline, a token's expiry).
+    if d > MAX_DURATION {
+        return Err(format!("a duration must be at most 8784h (366 days), got {s:?}"));
+    }
     Ok(d)
 }
+
+/// The longest duration any flag takes.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Like [`parse_duration`], and `0s` (do not wait) too.
 pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
@@ -1109,6 +1117,13 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         for bad in ["", "10", "s", "1.5s", "-1s", "0s", "10d", "99999999999999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_duration("8784h"), Ok(MAX_DURATION));
+        for too_long in ["8785h", "5124095576030431h", "31622401s"] {
+            assert!(
+                parse_duration(too_long).unwrap_err().contains("at most 8784h"),
+                "{too_long}"
+            );
         }
     }
 }

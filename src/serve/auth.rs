@@ -164,7 +164,7 @@ impl Verifier {
 /// A signed token for `grant`, valid for `ttl` from now.
 pub fn mint(secret: &Secret, grant: Grant, ttl: Duration) -> Result<String, Error> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    mint_at(secret, grant, (now + ttl).as_secs())
+    mint_at(secret, grant, now.saturating_add(ttl).as_secs())
 }
 
 /// A signed token that expires at `exp` (seconds since the epoch).

@@ -81,6 +81,18 @@ fn bad_configuration_exits_2_with_one_line_that_names_it() {
     assert!(line.contains("--statement-timeout") && line.contains("soon"), "{line}");
     let line = common::assert_usage_error(&["run", "--source", &source, "--pushgateway-url", "gw:9091"]);
     assert!(line.contains("--pushgateway-url"), "{line}");
+    // A duration so long it would overflow a deadline (this one panicked,
+    // exit 101, before durations had a bound), for every command that
+    // takes one.
+    let huge = "5124095576030431h";
+    for args in [
+        vec!["run", "--source", &source, "--connect-timeout", huge],
+        vec!["serve", "--no-auth", "--request-timeout", huge],
+        vec!["token", "--account", "1", "--ttl", huge],
+    ] {
+        let line = common::assert_usage_error(&args);
+        assert!(line.contains("at most 8784h"), "{args:?}: {line}");
+    }
 
     // A UTC day that has not ended (today, or later) is never published,
     // alone or at the end of a backfill; nothing is created.
