@@ -29,7 +29,9 @@
 //! that backs off does not write again while the older lease exists.
 //!
 //! A lease whose expiry has passed belongs to a dead run (killed, lost) and
-//! counts for nothing. A holder that cannot renew within two thirds of the
+//! counts for nothing. Each host judges expiry by its own clock, so the
+//! protocol assumes the hosts' clocks differ by far less than the TTL (NTP
+//! keeps them within milliseconds; the default TTL is 30 s). A holder that cannot renew within two thirds of the
 //! TTL closes its own write gate, so it has stopped writing before anyone
 //! else may take over.
 
