@@ -544,10 +544,12 @@ async fn report_handler(
         Ok(ok) => ok,
         Err(p) => return p.into_response(),
     };
-    let accepts_csv = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/csv"));
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let accepts_csv = params::prefers_csv((!accept.is_empty()).then(|| accept.join(",")).as_deref());
     let (question, format) = match params::parse(id, query.as_deref(), accepts_csv) {
         Ok(q) => q,
         Err(message) => return Problem::bad_parameter(message).into_response(),

@@ -109,6 +109,48 @@ pub fn parse(account: i64, query: Option<&str>, accepts_csv: bool) -> Result<(Re
     ))
 }
 
+/// Whether an `Accept` header (its lines joined by commas) asks for CSV
+/// before JSON (RFC 9110 §12.5.1): each type's weight is that of the most
+/// specific range that matches it (`text/csv`, then `text/*`, then `*/*`),
+/// `q=0` refuses a type, and media types are compared without case. CSV
+/// wins on a higher weight, or on an equal one when it is named itself;
+/// anything else (no header, `*/*`, a type we do not serve) gets JSON.
+pub fn prefers_csv(accept: Option<&str>) -> bool {
+    // (specificity, weight) of the best range seen for each type.
+    let mut csv: Option<(u8, f32)> = None;
+    let mut json: Option<(u8, f32)> = None;
+    for range in accept.unwrap_or("").split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let weight = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .map_or(Some(1.0), |(_, v)| {
+                v.trim().parse::<f32>().ok().filter(|q| (0.0..=1.0).contains(q))
+            });
+        let Some(weight) = weight else { continue };
+        let consider = |slot: &mut Option<(u8, f32)>, exact: &str, family: &str| {
+            let specificity = match media.as_str() {
+                m if m == exact => 3,
+                m if m == family => 2,
+                "*/*" => 1,
+                _ => return,
+            };
+            if slot.is_none_or(|(s, _)| specificity > s) {
+                *slot = Some((specificity, weight));
+            }
+        };
+        consider(&mut csv, "text/csv", "text/*");
+        consider(&mut json, "application/json", "application/*");
+    }
+    match (csv, json) {
+        (Some((_, c)), _) if c <= 0.0 => false,
+        (Some((s, c)), Some((_, j))) => c > j || (c == j && s == 3),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 /// Sets a parameter that may be given once.
 fn once<T>(slot: &mut Option<T>, key: &str, value: T) -> Result<(), String> {
     if slot.replace(value).is_some() {
@@ -162,6 +204,33 @@ mod tests {
         assert!(question("base_grain=1").base_grain_only);
         assert!(!question("base_grain=0").base_grain_only);
         assert!(parse(3, Some("from=2026-01-01&to=2026-01-31&base_grain=yes"), false).is_err());
+    }
+
+    #[test]
+    fn csv_is_chosen_by_the_accept_headers_weights() {
+        for (accept, csv) in [
+            (None, false),
+            (Some(""), false),
+            (Some("text/csv"), true),
+            (Some("TEXT/CSV"), true),
+            (Some("text/csv; charset=utf-8"), true),
+            (Some("text/csv;q=0"), false),
+            (Some("text/csv;q=0, application/json"), false),
+            (Some("text/csv;q=0, */*"), false),
+            (Some("application/json;q=0.1, text/csv;q=0.9"), true),
+            (Some("application/json;q=0.9, text/csv;q=0.1"), false),
+            (Some("text/csv, application/json"), true),
+            (Some("application/json, text/csv"), true),
+            (Some("*/*"), false),
+            (Some("text/*"), true),
+            (Some("text/*, application/json"), false),
+            (Some("text/html"), false),
+            (Some("text/csv;q=2"), false),
+            (Some("text/csv;q=x"), false),
+            (Some("*/*;q=0.1, text/csv"), true),
+        ] {
+            assert_eq!(prefers_csv(accept), csv, "{accept:?}");
+        }
     }
 
     #[test]

@@ -819,6 +819,17 @@ async fn etags_and_reruns(warehouse: &str, options: &[(&'static str, String)], e
     assert_eq!(csv.0, 200);
     assert!(header(&csv, "content-type").is_some_and(|c| c.starts_with("text/csv")));
     assert_ne!(header(&csv, "etag"), Some(etag.as_str()));
+    // Accept is weighed: q=0 refuses CSV, so the JSON (and its tag) answer.
+    let refused = ureq_like_get(
+        &format!("{}{path}", server.base),
+        &[
+            ("Authorization", &auth),
+            ("Accept", "text/csv;q=0, application/json"),
+            ("If-None-Match", &etag),
+        ],
+    )
+    .unwrap();
+    assert_eq!(refused.0, 304, "{}", refused.2);
 
     // More proactive messages on 2026-05-02, then a rerun of that day.
     let conn = format!(
