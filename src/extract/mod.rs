@@ -332,3 +332,30 @@ impl DayReader {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names `arrival_rejects.sql` writes are the types' own; a name an
+    /// adapted query invents is an error that names the query, never a
+    /// reject counted under some other reason.
+    #[test]
+    fn arrival_rejects_take_only_known_tables_and_reasons() {
+        for reason in RejectReason::ALL {
+            for table in [SourceTable::Messages, SourceTable::ConversationEvents] {
+                let row = ArrivalReject::new(table.as_str(), reason.as_str(), Some(3), 2, Some(9)).unwrap();
+                assert_eq!((row.table, row.reason), (table, reason));
+            }
+        }
+        for (table, reason) in [("messages", "late"), ("message", "too_late"), ("messages", "")] {
+            let err = ArrivalReject::new(table, reason, None, 1, None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("extract query arrival_rejects.sql returned an unknown"),
+                "{err}"
+            );
+        }
+    }
+}
