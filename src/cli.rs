@@ -379,14 +379,9 @@ impl RunArgs {
                     .ok()
                     .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
                     .ok_or_else(|| {
-                        // Without a scheme, redact cannot find the user info.
-                        let shown = if raw.contains("://") || !raw.contains('@') {
-                            format!("{:?}", crate::source::redact(raw))
-                        } else {
-                            "a value with user info but no scheme".into()
-                        };
                         UsageError(format!(
-                            "--pushgateway-url: expected http://host:port or https://host:port, got {shown}"
+                            "--pushgateway-url: expected http://host:port or https://host:port, got {:?}",
+                            crate::source::redact(raw)
                         ))
                     })?;
                 Some(url)

@@ -194,9 +194,15 @@ impl fmt::Debug for SourceUrl {
 /// `@` after the authority's end means its user info cannot be told apart:
 /// then everything up to the last `@` is masked (`postgres://***@host/db`).
 /// That hides a query value holding an `@` too, rather than risk a secret.
+/// Text without a scheme is masked up to its last `@` the same way.
 pub fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
+        // Without a scheme nothing says where user info ends: an `@` may
+        // follow a password (`etl:pw@db`), so all before the last is masked.
+        return match url.rfind('@') {
+            Some(at) => format!("***{}", &url[at..]),
+            None => url.to_string(),
+        };
     };
     let (scheme, rest) = url.split_at(scheme_end + 3);
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -441,6 +447,8 @@ mod tests {
         );
         assert_eq!(redact("https://gw:9091/"), "https://gw:9091/");
         assert_eq!(redact("sqlite://demo/source.db"), "sqlite://demo/source.db");
+        assert_eq!(redact("sqlite:demo/source.db"), "sqlite:demo/source.db");
+        assert_eq!(redact("etl:pw@gw:9091"), "***@gw:9091");
     }
 
     #[test]
