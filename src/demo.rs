@@ -30,7 +30,8 @@ pub enum Error {
     #[error(transparent)]
     Report(#[from] crate::report::Error),
     #[error(
-        "{dir} holds a source.db or a warehouse/ without the demo's mark (.account-usage-demo), so no demo made them; the demo replaces only its own: remove them, or choose another --dir"
+        "{dir} holds a source.db or a warehouse/ without the demo's mark ({}), so no demo made them; the demo replaces only its own: remove them, or choose another --dir",
+        MARKER
     )]
     NotADemoFolder { dir: String },
     #[error("cannot serve the demo: {0}")]

@@ -17,7 +17,7 @@ use anyhow::Context;
 use clap::Parser;
 use clap::error::ErrorKind;
 
-use account_usage::cli::{Cli, Command, LogFormat, ReportFormat, UsageError};
+use account_usage::cli::{self, Cli, Command, LogFormat, ReportFormat, UsageError};
 use account_usage::warehouse::gate::WriteGate;
 use account_usage::{demo, job, report, seed, serve, source, warehouse};
 
@@ -101,7 +101,7 @@ fn main() -> ExitCode {
                 // An input error's own sentence is the whole story.
                 let message = match e.downcast_ref::<UsageError>() {
                     Some(usage) => usage.to_string(),
-                    None => each_cause_once(&e),
+                    None => cli::each_cause_once(e.as_ref()),
                 };
                 eprintln!("error: {}", one_line(&message));
                 code
@@ -189,24 +189,6 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         }
     }
     1
-}
-
-/// The error and its causes, joined by ": ". Our errors name only their own
-/// step, but some libraries' messages (sqlx, object_store) repeat their
-/// source's text; a cause already said is left out.
-fn each_cause_once(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if text.is_empty() || out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
 }
 
 /// Stores answer with multi-line bodies (XML, say); the contract is one line.
