@@ -677,11 +677,23 @@ pub fn closing_day(published: &BTreeSet<NaiveDate>, interval: Interval, period: 
     published.range(last + Days::new(1)..).next().copied()
 }
 
+/// Whether a published day's data can fall in the bucket `(interval,
+/// period)`: its local dates overlap the UTC days from the day before its
+/// first to the day after its last, across the world's zones.
+pub fn may_hold_data(published: &BTreeSet<NaiveDate>, interval: Interval, period: NaiveDate) -> bool {
+    let (first, last) = interval.period_of(period).expect("not hourly");
+    let from = first.checked_sub_days(Days::new(1)).unwrap_or(first);
+    let to = last.checked_add_days(Days::new(1)).unwrap_or(last);
+    published.range(from..=to).next().is_some()
+}
+
 /// The periods of `interval` whose [`closing_day`] is `day` (a published
 /// day), first to last: those whose last date falls from the published day
 /// before it (or, for the first published day, the day before it) to the
-/// day before it. A period ending before the day before the first published
-/// day holds no published day's data, and is never written.
+/// day before it, and that [`may_hold_data`]. A period with no published
+/// day around it holds nothing, so it is never written: a day published
+/// decades before the rest (a backfill's typo) would otherwise make the
+/// next run write an empty part for every quarter and year in between.
 pub fn closed_on(published: &BTreeSet<NaiveDate>, interval: Interval, day: NaiveDate) -> Vec<NaiveDate> {
     let Some(day_before) = day.pred_opt() else {
         return Vec::new();
@@ -693,7 +705,7 @@ pub fn closed_on(published: &BTreeSet<NaiveDate>, interval: Interval, day: Naive
         let Some((first, last)) = interval.period_of(d) else {
             break;
         };
-        if last <= day_before {
+        if last <= day_before && may_hold_data(published, interval, first) {
             out.push(first);
         }
         d = last + Days::new(1);
@@ -1038,12 +1050,34 @@ mod tests {
         assert_eq!(closed_on(&closed, Interval::Yearly, d("2026-04-01")), vec![]);
         assert_eq!(closed_on(&closed, Interval::Quarterly, d("2026-04-02")), vec![]);
         assert_eq!(closed_on(&closed, Interval::Quarterly, d("2026-03-31")), vec![]);
-        // A day published after a gap closes every period that ended in it;
-        // the first published day, only the one ending the day before it.
+        // A day published after a gap closes the periods that ended in it
+        // and hold a published day (not the empty quarters between); the
+        // first published day, only the one ending the day before it.
         let gap = published(&["2025-06-15", "2026-04-01"]);
         assert_eq!(
             closed_on(&gap, Interval::Quarterly, d("2026-04-01")),
-            vec![d("2025-04-01"), d("2025-07-01"), d("2025-10-01"), q1]
+            vec![d("2025-04-01"), q1]
+        );
+        // A quarter's data can come from the UTC day before its first date
+        // (east of UTC) and the day after its last (west of UTC).
+        let edge = published(&["2025-06-29", "2026-01-01"]);
+        assert_eq!(
+            closed_on(&edge, Interval::Quarterly, d("2026-01-01")),
+            vec![d("2025-04-01"), d("2025-10-01")]
+        );
+        let east = published(&["2025-06-30", "2026-01-01"]);
+        assert_eq!(
+            closed_on(&east, Interval::Quarterly, d("2026-01-01")),
+            vec![d("2025-04-01"), d("2025-07-01"), d("2025-10-01")]
+        );
+        let ancient = published(&["0000-01-01", "2026-11-29"]);
+        assert_eq!(
+            closed_on(&ancient, Interval::Quarterly, d("2026-11-29")),
+            vec![d("0000-01-01")]
+        );
+        assert_eq!(
+            closed_on(&ancient, Interval::Yearly, d("2026-11-29")),
+            vec![d("0000-01-01")]
         );
         assert_eq!(
             closed_on(&gap, Interval::Yearly, d("2026-04-01")),
@@ -1057,14 +1091,17 @@ mod tests {
         );
         // Against the definition, over every day of two years.
         for interval in [Interval::Quarterly, Interval::Yearly] {
-            for days in [&nightly, &closed, &gap, &first] {
+            for days in [&nightly, &closed, &gap, &edge, &east, &first] {
                 for day in days {
                     let naive: Vec<NaiveDate> = d("2024-01-01")
                         .iter_days()
                         .take_while(|x| *x <= d("2026-12-31"))
                         .filter(|x| interval.period_of(*x).unwrap().0 == *x)
                         .filter(|p| closing_day(days, interval, *p) == Some(*day))
-                        .filter(|p| interval.period_of(*p).unwrap().1 >= *days.first().unwrap() - Days::new(1))
+                        .filter(|p| {
+                            let (a, b) = interval.period_of(*p).unwrap();
+                            days.iter().any(|x| *x >= a - Days::new(1) && *x <= b + Days::new(1))
+                        })
                         .collect();
                     assert_eq!(closed_on(days, interval, *day), naive, "{interval:?} {day}");
                 }

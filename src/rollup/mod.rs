@@ -2509,12 +2509,7 @@ fn coarse_children(
     period: NaiveDate,
 ) -> (Children, Vec<PartToRead>) {
     let (first, last) = interval.period_of(period).expect("not hourly");
-    // A part's local dates overlap UTC days from the day before its first to
-    // the day after its last; parts with no published day there hold nothing.
-    let has_data = |(child, p): &(Interval, NaiveDate)| {
-        let (a, b) = child.period_of(*p).expect("not hourly");
-        published.range(a - Days::new(1)..=b + Days::new(1)).next().is_some()
-    };
+    let has_data = |(child, p): &(Interval, NaiveDate)| cells::may_hold_data(published, *child, *p);
     // A touched week is taken whole only from this refresh's own cells.
     let weeks_kept = just_computed.keeps(Interval::Weekly);
     let whole_week = |d: NaiveDate| -> Option<NaiveDate> {
