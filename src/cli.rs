@@ -304,7 +304,9 @@ pub struct RunArgs {
     pub lease_wait: Duration,
 
     /// Prometheus Pushgateway to push the run's metrics to when it ends,
-    /// success or failure, e.g. http://pushgateway:9091 [default: off].
+    /// success or failure, e.g. http://pushgateway:9091; a path prefix and
+    /// basic-auth user info are kept, a query or fragment is refused
+    /// [default: off].
     #[arg(long, env = "PUSHGATEWAY_URL", value_name = "URL")]
     pub pushgateway_url: Option<String>,
 }
@@ -386,10 +388,17 @@ impl RunArgs {
             Some(raw) => {
                 let url = url::Url::parse(raw)
                     .ok()
-                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                    // The group's path is appended to the URL's, where a
+                    // query or a fragment would swallow it.
+                    .filter(|u| {
+                        matches!(u.scheme(), "http" | "https")
+                            && u.host().is_some()
+                            && u.query().is_none()
+                            && u.fragment().is_none()
+                    })
                     .ok_or_else(|| {
                         UsageError(format!(
-                            "--pushgateway-url: expected http://host:port or https://host:port, got {:?}",
+                            "--pushgateway-url: expected http://host:port[/path] or https://host:port[/path], with no query or fragment, got {:?}",
                             crate::source::redact(raw)
                         ))
                     })?;
@@ -1031,7 +1040,13 @@ mod tests {
                 .0
                 .contains("\"gw:9091\"")
         );
-        for secret in ["u:pw@gw:9091", "http://u:pw@gw:99999/", "ftp://u:pw@gw/"] {
+        for secret in [
+            "u:pw@gw:9091",
+            "http://u:pw@gw:99999/",
+            "ftp://u:pw@gw/",
+            "http://u:pw@gw:9091/?x=1",
+            "http://u:pw@gw:9091/#x",
+        ] {
             let err = run_config(&["--pushgateway-url", secret]).unwrap_err().0;
             assert!(
                 err.starts_with("--pushgateway-url: expected") && !err.contains("pw"),
@@ -1041,6 +1056,8 @@ mod tests {
         let c = run_config(&["--pushgateway-url", "http://gw:9091", "--statement-timeout", "2s"]).unwrap();
         assert_eq!(c.pushgateway.unwrap().as_str(), "http://gw:9091/");
         assert_eq!(c.source_settings.statement_timeout, Duration::from_secs(2));
+        let c = run_config(&["--pushgateway-url", "https://u:pw@gw/prefix/"]).unwrap();
+        assert_eq!(c.pushgateway.unwrap().as_str(), "https://u:pw@gw/prefix/");
         // A lease renewed every third of a TTL under a second would race its
         // own store requests.
         assert!(
