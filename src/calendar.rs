@@ -147,9 +147,22 @@ impl Buckets {
     }
 }
 
-/// Parses a `YYYY-MM-DD` local date (flags and query parameters alike).
+/// Parses a `YYYY-MM-DD` local date (flags and query parameters alike),
+/// exactly: chrono's `%Y` also takes `26-12-01` as the year 26, a sign, or
+/// leading spaces, and a backfill's dropped digit would then publish a day
+/// two thousand years back.
 pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("expected a date as YYYY-MM-DD, got {s:?}"))
+    let digits_at = |range: std::ops::Range<usize>| s.as_bytes()[range].iter().all(u8::is_ascii_digit);
+    let shaped = s.len() == 10
+        && digits_at(0..4)
+        && s.as_bytes()[4] == b'-'
+        && digits_at(5..7)
+        && s.as_bytes()[7] == b'-'
+        && digits_at(8..10);
+    shaped
+        .then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        .flatten()
+        .ok_or_else(|| format!("expected a date as YYYY-MM-DD, got {s:?}"))
 }
 
 pub fn rfc3339_in(tz: &Tz, t: UnixMicros) -> String {
@@ -317,6 +330,29 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn a_date_is_exactly_yyyy_mm_dd() {
+        assert_eq!(parse_date("2026-12-01"), Ok(d("2026-12-01")));
+        assert_eq!(parse_date("0000-01-01"), Ok(d("0000-01-01")));
+        for bad in [
+            "26-12-01",
+            "2026-1-1",
+            "2026-12-1",
+            "+2026-12-01",
+            " 2026-12-01",
+            "2026-12-01 ",
+            "12026-12-01",
+            "2026/12/01",
+            "2026-02-30",
+            "2026-13-01",
+            "２０２６-12-01",
+            "",
+        ] {
+            let err = parse_date(bad).unwrap_err();
+            assert!(err.contains("YYYY-MM-DD"), "{bad:?}: {err}");
+        }
     }
 
     fn labels(b: &Buckets) -> Vec<String> {
