@@ -408,6 +408,17 @@ impl RunArgs {
         if self.lease_ttl < Duration::from_secs(1) {
             return Err(UsageError("--lease-ttl must be at least 1s".into()));
         }
+        // A missing folder is made when a day first spills; a file there
+        // would fail the run only then, after the day's whole extraction.
+        if let Some(dir) = &self.spill_dir
+            && dir.exists()
+            && !dir.is_dir()
+        {
+            return Err(UsageError(format!(
+                "--spill-dir {}: exists and is not a folder",
+                dir.display()
+            )));
+        }
         let progress = if log_format == LogFormat::Text && std::io::stderr().is_terminal() {
             ProgressMode::Bar
         } else {
@@ -1058,6 +1069,12 @@ mod tests {
         assert_eq!(c.source_settings.statement_timeout, Duration::from_secs(2));
         let c = run_config(&["--pushgateway-url", "https://u:pw@gw/prefix/"]).unwrap();
         assert_eq!(c.pushgateway.unwrap().as_str(), "https://u:pw@gw/prefix/");
+        assert_eq!(
+            run_config(&["--spill-dir", "Cargo.toml"]).unwrap_err().0,
+            "--spill-dir Cargo.toml: exists and is not a folder"
+        );
+        assert!(run_config(&["--spill-dir", "src"]).is_ok());
+        assert!(run_config(&["--spill-dir", "target/not-made-yet"]).is_ok());
         // A lease renewed every third of a TTL under a second would race its
         // own store requests.
         assert!(
