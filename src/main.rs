@@ -236,7 +236,8 @@ async fn dispatch(cli: Cli, gate: &WriteGate) -> anyhow::Result<()> {
                 let answer = until_stopped(gate, async { Ok(report::report(&request).await) }).await?;
                 last = Some(match answer {
                     Ok(r) => r,
-                    Err(e) if e.is_input() => return Err(UsageError(e.to_string()).into()),
+                    // Its causes too: a store that cannot be configured says why.
+                    Err(e) if e.is_input() => return Err(UsageError(cli::each_cause_once(&e)).into()),
                     Err(e) => return Err(anyhow::Error::new(e).context("report failed")),
                 });
                 times.push(started.elapsed().as_secs_f64() * 1e3);

@@ -71,8 +71,10 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("cannot open the warehouse")]
-    Warehouse(#[source] warehouse::Error),
+    /// Every warehouse error names the warehouse and what failed; a
+    /// message of ours on top would only say it twice.
+    #[error(transparent)]
+    Warehouse(warehouse::Error),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,

@@ -102,12 +102,15 @@ pub enum Error {
 
 impl Error {
     /// Whether the user must fix the configuration (a retry cannot help):
-    /// a bad URL, a bucket that does not exist, refused credentials.
+    /// a bad URL, a store that cannot be configured from it and the
+    /// environment (opening makes no request), a bucket that does not
+    /// exist, refused credentials.
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
             Error::UnsupportedScheme(_)
                 | Error::InvalidUrl { .. }
+                | Error::Open { .. }
                 | Error::NoSuchBucket { .. }
                 | Error::AccessDenied { .. }
         )
@@ -678,6 +681,11 @@ mod tests {
             err.is_bad_input() && err.to_string().ends_with("a file, not a folder"),
             "{err}"
         );
+        // An Azure container with no account, in the URL or the
+        // environment: configuration, which a retry cannot fix.
+        let err =
+            Warehouse::open_with(&"az://container/p".parse().unwrap(), &StoreSettings::default(), &[]).unwrap_err();
+        assert!(matches!(err, Error::Open { .. }) && err.is_bad_input(), "{err}");
         for fine in [
             "abfss://container@account.dfs.core.windows.net/p",
             "s3://bucket/prefix@v1",
