@@ -616,22 +616,21 @@ pub struct ServeArgs {
 pub const JWT_SECRET_ENV: &str = "ACCOUNT_USAGE_JWT_SECRET";
 
 fn read_secret(file: Option<&std::path::Path>) -> Result<Option<crate::serve::auth::Secret>, UsageError> {
-    let raw = match file {
-        Some(path) => std::fs::read(path).map_err(|e| {
-            UsageError(format!(
-                "--jwt-secret-file {}: cannot read it ({})",
-                path.display(),
-                e.kind()
-            ))
-        })?,
+    let (raw, from) = match file {
+        Some(path) => {
+            let from = format!("--jwt-secret-file {}", path.display());
+            // An I/O error names the failure, never the file's bytes.
+            let raw = std::fs::read(path).map_err(|e| UsageError(format!("{from}: cannot read it: {e}")))?;
+            (raw, from)
+        }
         None => match std::env::var_os(JWT_SECRET_ENV) {
-            Some(v) => v.into_encoded_bytes(),
+            Some(v) => (v.into_encoded_bytes(), JWT_SECRET_ENV.to_string()),
             None => return Ok(None),
         },
     };
     crate::serve::auth::Secret::new(&raw)
         .map(Some)
-        .map_err(|e| UsageError(format!("the JWT secret: {e}")))
+        .map_err(|e| UsageError(format!("{from}: {e}")))
 }
 
 impl ServeArgs {

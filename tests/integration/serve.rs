@@ -980,6 +980,10 @@ fn serve_refuses_to_start_without_a_way_to_check_tokens() {
             vec!["token", "--account", "one", "--jwt-secret-file", "/dev/null"],
             "--account: expected an account id or *",
         ),
+        (
+            vec!["token", "--account", "1", "--jwt-secret-file", "/no/such/secret"],
+            "--jwt-secret-file /no/such/secret: cannot read it: No such file or directory",
+        ),
     ] {
         // Bounded: a serve that started after all would never exit.
         let child = Command::new(env!("CARGO_BIN_EXE_account-usage"))
@@ -1005,7 +1009,13 @@ fn serve_refuses_to_start_without_a_way_to_check_tokens() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("at least 32"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "--jwt-secret-file {}: the JWT secret is 4 bytes; at least 32",
+            short.display()
+        )),
+        "{stderr}"
+    );
     assert!(!stderr.contains("tiny"), "the secret is never printed: {stderr}");
 }
 
