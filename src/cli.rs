@@ -410,14 +410,8 @@ impl RunArgs {
         }
         // A missing folder is made when a day first spills; a file there
         // would fail the run only then, after the day's whole extraction.
-        if let Some(dir) = &self.spill_dir
-            && dir.exists()
-            && !dir.is_dir()
-        {
-            return Err(UsageError(format!(
-                "--spill-dir {}: exists and is not a folder",
-                dir.display()
-            )));
+        if let Some(dir) = &self.spill_dir {
+            folder_or_nothing("--spill-dir", dir)?;
         }
         let progress = if log_format == LogFormat::Text && std::io::stderr().is_terminal() {
             ProgressMode::Bar
@@ -519,6 +513,7 @@ impl DemoArgs {
                 self.listen
             )));
         }
+        folder_or_nothing("--dir", &self.dir)?;
         let config = crate::demo::DemoConfig {
             dir: self.dir,
             accounts: self.accounts,
@@ -610,6 +605,18 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+/// A folder flag's path is a folder or nothing yet (the command makes it):
+/// a file there is refused before any work starts.
+fn folder_or_nothing(flag: &str, path: &std::path::Path) -> Result<(), UsageError> {
+    if path.exists() && !path.is_dir() {
+        return Err(UsageError(format!(
+            "{flag} {}: exists and is not a folder",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Where the JWT secret comes from: the file, else the variable.
@@ -1104,14 +1111,20 @@ mod tests {
     }
 
     #[test]
-    fn the_demo_refuses_to_listen_off_loopback_before_it_runs() {
-        let demo = |listen: &str| {
-            let cli = Cli::try_parse_from(["account-usage", "demo", "--serve", "--listen", listen]).unwrap();
+    fn the_demo_refuses_to_listen_off_loopback_or_a_file_as_its_folder_before_it_runs() {
+        let demo_in = |dir: &str, listen: &str| {
+            let cli =
+                Cli::try_parse_from(["account-usage", "demo", "--dir", dir, "--serve", "--listen", listen]).unwrap();
             let Command::Demo(demo) = cli.command else {
                 panic!("parsed as demo")
             };
             demo.validate()
         };
+        let demo = |listen: &str| demo_in("./demo", listen);
+        assert_eq!(
+            demo_in("Cargo.toml", "127.0.0.1:8080").unwrap_err().0,
+            "--dir Cargo.toml: exists and is not a folder"
+        );
         assert!(demo("0.0.0.0:8080").unwrap_err().0.contains("not a loopback address"));
         assert!(demo("[::]:8080").is_err());
         for loopback in ["127.0.0.1:8080", "[::1]:8080"] {
