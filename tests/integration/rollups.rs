@@ -722,6 +722,33 @@ async fn quarters_and_years_are_written_when_they_close_and_answered_from_months
     }
 }
 
+/// A day published long before the rest (a backfill of one old day, or a
+/// year typed wrong) closes, on the next published day, only the quarters
+/// and years a published day's data can reach: not an empty part for every
+/// quarter between (a day of the year 0 made the next night write 8,106).
+#[tokio::test]
+async fn a_day_published_long_before_the_rest_closes_no_empty_quarters_between() {
+    let seeded = Seeded::new("rollup-gap", "2", "3", "2025-12-30", "50", "3");
+    seeded.run(&["--date", "2025-03-15"]);
+    seeded.run(&["--date", "2026-01-01"]);
+    let parts = snapshot(&seeded.warehouse);
+    let coarse: Vec<&str> = parts
+        .keys()
+        .map(String::as_str)
+        .filter(|k| k.contains("interval=quarterly/") || k.contains("interval=yearly/"))
+        .collect();
+    assert_eq!(
+        coarse,
+        [
+            // 2025-03-15's quarter, and the one whose last date 2026-01-01
+            // UTC overlaps west of UTC; not the two between.
+            "rollups/interval=quarterly/period=2025-01-01/part-s0of1.parquet",
+            "rollups/interval=quarterly/period=2025-10-01/part-s0of1.parquet",
+            "rollups/interval=yearly/period=2025-01-01/part-s0of1.parquet",
+        ]
+    );
+}
+
 /// After a change of shard count and a backfill of the whole history with
 /// the new count, the old count's index entry and rollup parts can be
 /// deleted, as the README's "Choosing the shard count" says: reports give
