@@ -589,6 +589,12 @@ pub struct ServeArgs {
     #[arg(long, env = "RESULT_CACHE", default_value_t = 1024, value_name = "N")]
     pub result_cache: usize,
 
+    /// MiB the kept answers may take, estimated from their rows (0 turns the
+    /// cache off); an answer larger than this is computed each time, never
+    /// kept. Hourly buckets over years, by channel, are millions of rows.
+    #[arg(long, env = "RESULT_CACHE_MIB", default_value_t = 256, value_name = "MIB")]
+    pub result_cache_mib: u64,
+
     /// MiB of decoded rollup parts kept in memory, e.g. 256 (0 turns it off).
     /// The first use in each snapshot version asks the store whether the
     /// part changed (a conditional GET with no body when it did not), so
@@ -690,6 +696,7 @@ impl ServeArgs {
             refresh_interval: self.refresh_interval,
             request_timeout: self.request_timeout,
             result_cache: self.result_cache,
+            result_cache_mib: self.result_cache_mib,
             rollup_cache_mib: self.rollup_cache_mib,
             grain_cache_mib: self.grain_cache_mib,
         })

@@ -210,6 +210,7 @@ pub fn serve_config(
         refresh_interval: std::time::Duration::from_secs(30),
         request_timeout: std::time::Duration::from_secs(10),
         result_cache: 1024,
+        result_cache_mib: 256,
         rollup_cache_mib: 128,
         grain_cache_mib: 128,
     };

@@ -120,6 +120,8 @@ pub struct ServeConfig {
     pub refresh_interval: Duration,
     pub request_timeout: Duration,
     pub result_cache: usize,
+    /// MiB the kept answers may take, by [`Answer::estimated_bytes`].
+    pub result_cache_mib: u64,
     /// MiB of decoded rollup parts kept (0: decode every read).
     pub rollup_cache_mib: u64,
     pub grain_cache_mib: u64,
@@ -139,6 +141,17 @@ impl Answer {
             report,
             bodies: Default::default(),
         }
+    }
+
+    /// What the answer may come to take in memory: its rows (56 bytes
+    /// each; labels are shared) and, once asked for, their JSON (about 100
+    /// bytes a row) and CSV (about 60) bodies; compressed ones are a few
+    /// percent of those.
+    fn estimated_bytes(&self) -> u64 {
+        const PER_ROW: u64 = 256;
+        let r = &self.report;
+        let rows = r.rows.len() + r.bucket_totals.len() + r.totals.len() + r.group_labels.len();
+        (rows as u64).saturating_mul(PER_ROW).saturating_add(4096)
     }
 
     fn body(&self, format: Format, coding: Coding) -> bytes::Bytes {
@@ -184,7 +197,7 @@ impl App {
         let warehouse = Warehouse::open_read_only(&config.warehouse, &config.store).map_err(Error::Warehouse)?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Arc::new(App {
-            cache: ResultCache::new(config.result_cache),
+            cache: ResultCache::new(config.result_cache, config.result_cache_mib.saturating_mul(1 << 20)),
             caches: report::Caches {
                 parts: (config.rollup_cache_mib > 0)
                     .then(|| Arc::new(PartCache::new(config.rollup_cache_mib.saturating_mul(1 << 20)))),
@@ -417,11 +430,11 @@ async fn readyz_handler(State(app): State<Arc<App>>) -> Response {
 
 async fn metrics_handler(State(app): State<Arc<App>>) -> Response {
     let mut caches = Vec::new();
-    if app.config.result_cache > 0 {
+    if app.config.result_cache > 0 && app.config.result_cache_mib > 0 {
         caches.push(CacheUsage {
             name: "result",
             entries: app.cache.len(),
-            bytes: None,
+            bytes: Some(app.cache.bytes()),
         });
     }
     let bounded = [
@@ -630,7 +643,7 @@ async fn compute(app: &Arc<App>, snapshot: Arc<Snapshot>, key: Key) -> Result<Ar
         let report = snapshot.report(&key.question).await?;
         app.stats.answered(report.answered_from == AnsweredFrom::Rollups);
         let answer = Arc::new(Answer::new(report));
-        app.cache.insert(key, answer.clone());
+        app.cache.insert(key, answer.clone(), answer.estimated_bytes());
         Ok(answer)
     });
     // An answer that needs no waiting (rollups already decoded) is given at
@@ -674,6 +687,7 @@ pub async fn serve(config: ServeConfig, stop: impl Future<Output = ()> + Send + 
         refresh_interval_s = config.refresh_interval.as_secs_f64(),
         request_timeout_s = config.request_timeout.as_secs_f64(),
         result_cache = config.result_cache,
+        result_cache_mib = config.result_cache_mib,
         rollup_cache_mib = config.rollup_cache_mib,
         grain_cache_mib = config.grain_cache_mib,
         "Serving."
@@ -756,6 +770,7 @@ mod tests {
             refresh_interval: Duration::from_secs(30),
             request_timeout: Duration::from_secs(1),
             result_cache: 4,
+            result_cache_mib: 1,
             rollup_cache_mib: 1,
             grain_cache_mib: 1,
         })

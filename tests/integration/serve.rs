@@ -669,6 +669,26 @@ async fn every_error_is_a_problem_with_the_cli_message_and_no_internals() {
     assert_eq!(r.0, 503, "{}", r.2);
     assert_eq!(problem(&r)["type"], "urn:account-usage:problem:timeout");
 
+    // An answer heavier than --result-cache-mib is computed each time and
+    // never kept; a light one is kept, and the bytes stay under the bound.
+    let tight = Server::start(&world.warehouse, &["--result-cache-mib", "1"]);
+    let heavy = format!("{base}from=2026-01-02&to=2026-04-10&interval=hourly&group_by=channel&time_zone=UTC");
+    let light = format!("{base}from=2026-02-01&to=2026-02-28&interval=monthly");
+    for path in [&heavy, &heavy, &light, &light] {
+        let r = get(&tight, path, &t);
+        assert_eq!(r.0, 200, "{path}: {}", r.2);
+    }
+    let metrics = get(&tight, "/metrics", "").2;
+    for (series, value) in [
+        ("account_usage_result_cache_requests_total{result=\"miss\"}", 3.0),
+        ("account_usage_result_cache_requests_total{result=\"hit\"}", 1.0),
+        ("account_usage_cache_entries{cache=\"result\"}", 1.0),
+    ] {
+        assert_eq!(sample(&metrics, series), value, "{series}: {metrics}");
+    }
+    let held = sample(&metrics, "account_usage_cache_bytes{cache=\"result\"}");
+    assert!(held > 0.0 && held <= f64::from(1 << 20), "{metrics}");
+
     // Before the first night has published anything: ready, and every
     // account is unknown (a 404 like any other, not a server error).
     let empty = TempDir::new("serve-empty");
@@ -1179,7 +1199,7 @@ async fn conventions_probes_metrics_and_a_clean_sigterm() {
         "no result cache gauge, or an empty cache: {metrics}"
     );
     common::promtool_check_metrics(&metrics);
-    for cache in ["rollup_parts", "base_grain"] {
+    for cache in ["result", "rollup_parts", "base_grain"] {
         assert!(
             metrics.contains(&format!("account_usage_cache_bytes{{cache=\"{cache}\"}} ")),
             "{metrics}"
