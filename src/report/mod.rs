@@ -49,6 +49,10 @@ pub enum Error {
     FromAfterTo { from: NaiveDate, to: NaiveDate },
     #[error("the range {from}..{to} is longer than {MAX_RANGE_DAYS} days; ask for less")]
     RangeTooLong { from: NaiveDate, to: NaiveDate },
+    #[error(
+        "the answer would have about {rows} rows, more than {MAX_ANSWER_ROWS}; ask for a coarser interval, a shorter range, fewer channels or fewer metrics"
+    )]
+    TooManyRows { rows: u64 },
     #[error("unknown account {0}: it is not in the published data")]
     UnknownAccount(i64),
     #[error("unknown channel {channel} for account {account}")]
@@ -110,6 +114,13 @@ pub(crate) fn days_within<'a>(
 /// Longest range a question may ask for (about ten years): beyond it a
 /// question is surely a typo, and its buckets would cost memory for nothing.
 pub const MAX_RANGE_DAYS: i64 = 3660;
+
+/// Most rows an answer may have. An answer takes about 200 bytes a row
+/// while it is computed and rendered: hourly buckets over ten years by
+/// channel (2.8 million rows) took 600 MB, and a few at once would take a
+/// server's memory. 500,000 rows is hourly over a year for 14 channels, or
+/// daily over ten years for 34.
+pub const MAX_ANSWER_ROWS: u64 = 500_000;
 
 /// A report question, before validation against a [`Snapshot`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

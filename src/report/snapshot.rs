@@ -320,6 +320,10 @@ impl Snapshot {
             }
         };
         let (start, end) = calendar::range(&tz, query.from, query.to);
+        let rows = answer_rows(&query, channels, end - start);
+        if rows > super::MAX_ANSWER_ROWS {
+            return Err(Error::TooManyRows { rows });
+        }
         let range = utc_days(start, end);
         let (months, months_so_far) = if query.metrics.contains(&Metric::UniqueMonthlyContacts) {
             let months = calendar::umc_months(tz, query.from, query.to);
@@ -348,6 +352,45 @@ impl Snapshot {
     }
 }
 
+/// About how many rows the answer to `query` has (at least as many, and
+/// not half as many again): a row per bucket, metric and group, a bucket
+/// total per bucket and metric, and a total per metric and group and over
+/// all; unique monthly contacts by month. `micros` is the
+/// range's length. Hourly buckets are counted from the length (a 30-minute
+/// DST change adds one), so as not to walk ten years of hours to refuse
+/// them.
+fn answer_rows(query: &Query, channels: &[ChannelDim], micros: i64) -> u64 {
+    use crate::calendar::Interval;
+    let wanted: Vec<&ChannelDim> = match &query.channels {
+        Some(ids) => channels.iter().filter(|c| ids.contains(&c.id)).collect(),
+        None => channels.iter().collect(),
+    };
+    let groups = match query.group_by {
+        super::engine::GroupBy::Channel => wanted.len(),
+        super::engine::GroupBy::Platform => wanted.iter().map(|c| &c.platform).collect::<BTreeSet<_>>().len(),
+    } as u64;
+    let days = (query.to - query.from).num_days().unsigned_abs() + 1;
+    let buckets = match query.interval {
+        Interval::Hourly => micros.unsigned_abs().div_ceil(crate::model::MICROS_PER_HOUR as u64) + days,
+        Interval::Daily => days,
+        Interval::Weekly => days / 7 + 2,
+        Interval::Monthly => days / 28 + 2,
+        Interval::Quarterly => days / 90 + 2,
+        Interval::Yearly => days / 365 + 2,
+    };
+    let months = days / 28 + 2;
+    // Each metric's buckets and its total, by group and over all groups.
+    query
+        .metrics
+        .iter()
+        .map(|m| match m {
+            Metric::UniqueMonthlyContacts => months + 1,
+            _ => buckets + 1,
+        })
+        .sum::<u64>()
+        .saturating_mul(groups + 1)
+}
+
 /// The UTC days a question covers: those under its range, and those of the
 /// whole months of unique monthly contacts (when asked).
 struct Spans {
@@ -361,6 +404,92 @@ impl Spans {
         match &self.months {
             Some(m) => (*self.range.start()).min(*m.start())..=(*self.range.end()).max(*m.end()),
             None => self.range.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar::Interval;
+    use crate::report::engine::{AccountGrain, GroupBy, compute};
+    use crate::seed::rng::Rng;
+
+    /// The bound on an answer's rows, against the rows answers have, over
+    /// random questions in zones with 30-minute and midnight DST changes:
+    /// never below them (a question under the cap is never cut), and close
+    /// enough that the cap means what it says.
+    #[test]
+    fn answer_rows_bounds_the_rows_of_answers_closely() {
+        let platforms = ["whatsapp", "sms", "email", "line"];
+        let channels: Vec<ChannelDim> = (1..=7)
+            .map(|id| ChannelDim {
+                id,
+                account_id: 1,
+                platform: Some(platforms[id as usize % 4].into()),
+                name: None,
+                environment: Some(if id == 7 { "test" } else { "production" }.into()),
+                connected_at: Some(0),
+                disconnected_at: None,
+            })
+            .collect();
+        let zones = [
+            "Australia/Lord_Howe",
+            "America/Santiago",
+            "Asia/Kathmandu",
+            "UTC",
+            "Pacific/Chatham",
+        ];
+        let intervals = [
+            Interval::Hourly,
+            Interval::Daily,
+            Interval::Weekly,
+            Interval::Monthly,
+            Interval::Quarterly,
+            Interval::Yearly,
+        ];
+        let mut rng = Rng::new(11);
+        for case in 0..300 {
+            let interval = intervals[case % intervals.len()];
+            let span = if interval == Interval::Hourly { 40 } else { 900 };
+            let from = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Days::new(rng.range(0, 700) as u64);
+            let to = from + chrono::Days::new(rng.range(0, span) as u64);
+            let metrics: BTreeSet<Metric> = Metric::ALL.into_iter().filter(|_| rng.range(0, 3) > 0).collect();
+            let query = Query {
+                account_id: 1,
+                tz: zones[rng.range(0, zones.len() as i64) as usize].parse().unwrap(),
+                from,
+                to,
+                interval,
+                group_by: if rng.range(0, 2) == 0 {
+                    GroupBy::Platform
+                } else {
+                    GroupBy::Channel
+                },
+                channels: (rng.range(0, 3) == 0).then(|| [1, 2, 7].into_iter().collect()),
+                metrics: if metrics.is_empty() {
+                    [Metric::ActiveAgents].into()
+                } else {
+                    metrics
+                },
+            };
+            // A group has rows once it has data: every channel has some.
+            let (start, end) = calendar::range(&query.tz, query.from, query.to);
+            let mut grain = AccountGrain {
+                channels: channels.clone(),
+                ..AccountGrain::default()
+            };
+            for c in &channels {
+                grain.contacts.push((c.id, 1, start, start));
+                grain.agents.push((c.id, 1, start, start));
+                grain.resolved.push((c.id, start, 1));
+                grain.proactive.push((c.id, start, 1));
+            }
+            let report = compute(&query, &grain);
+            let rows = (report.rows.len() + report.bucket_totals.len() + report.totals.len()) as u64;
+            let bound = answer_rows(&query, &channels, end - start);
+            assert!(bound >= rows, "{query:?}: {bound} < {rows}");
+            assert!(bound <= rows * 3 / 2 + 60, "{query:?}: {bound} against {rows}");
         }
     }
 }

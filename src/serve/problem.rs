@@ -118,7 +118,8 @@ impl Problem {
         match e {
             report::Error::UnknownTimeZone(_)
             | report::Error::FromAfterTo { .. }
-            | report::Error::RangeTooLong { .. } => Problem::bad_parameter(e.to_string()),
+            | report::Error::RangeTooLong { .. }
+            | report::Error::TooManyRows { .. } => Problem::bad_parameter(e.to_string()),
             report::Error::UnknownAccount(_) | report::Error::EmptyWarehouse => {
                 Problem::unknown_account(&account.to_string())
             }

@@ -652,6 +652,37 @@ async fn every_error_is_a_problem_with_the_cli_message_and_no_internals() {
             assert!(!r.2.to_lowercase().contains(secret_or_internal), "{query}: {}", r.2);
         }
     }
+    // Hourly over ten years is refused before anything is read (the days
+    // are not published either), with the CLI's sentence.
+    let huge = "from=2016-01-01&to=2026-01-07&interval=hourly&time_zone=UTC";
+    let r = get(&server, &format!("{base}{huge}"), &t);
+    assert_eq!(r.0, 400, "{}", r.2);
+    let detail = problem(&r)["detail"].as_str().unwrap().to_string();
+    assert!(
+        detail.starts_with("the answer would have about ") && detail.contains("rows, more than 500000; ask for"),
+        "{detail}"
+    );
+    let out = common::run_bin(&[
+        "report",
+        "--warehouse",
+        world.warehouse.as_str(),
+        "--account",
+        "1",
+        "--from",
+        "2016-01-01",
+        "--to",
+        "2026-01-07",
+        "--interval",
+        "hourly",
+        "--time-zone",
+        "UTC",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        format!("error: {detail}")
+    );
+
     let unknown_route = get(&server, "/v2/nothing", &t);
     assert_eq!(unknown_route.0, 404);
     problem(&unknown_route);
