@@ -251,15 +251,20 @@ impl App {
             Auth::None => return Ok(Grant::All),
             Auth::Jwt(v) => v.as_ref(),
         };
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                // The scheme's name is case-insensitive (RFC 9110 §11.1).
-                let (scheme, token) = v.trim_start().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then_some(token)
-            })
-            .ok_or_else(Problem::unauthorized)?;
+        // One credential: RFC 9110 allows one Authorization field, and of
+        // two (a proxy's and the client's, say) neither is taken on trust.
+        let mut fields = headers.get_all(header::AUTHORIZATION).iter();
+        let token = match (fields.next(), fields.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            // The scheme's name is case-insensitive (RFC 9110 §11.1).
+            let (scheme, token) = v.trim_start().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        })
+        .ok_or_else(Problem::unauthorized)?;
         verifier.verify(token.trim()).map_err(|why| {
             tracing::debug!(reason = %why, "A token was refused.");
             Problem::unauthorized()

@@ -554,6 +554,11 @@ async fn a_token_reads_its_own_account_and_nothing_else() {
     }
     let basic = ureq_like_get(&url, &[("Authorization", &format!("Basic {a}"))]).unwrap();
     assert_eq!(problem(&basic), first);
+    // Two Authorization fields, even both valid, are one too many.
+    let bearer = format!("Bearer {a}");
+    let twice = ureq_like_get(&url, &[("Authorization", &bearer), ("Authorization", &bearer)]).unwrap();
+    assert_eq!(twice.0, 401, "{}", twice.2);
+    assert_eq!(problem(&twice), first);
 }
 
 #[tokio::test(flavor = "multi_thread")]
