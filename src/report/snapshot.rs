@@ -440,17 +440,9 @@ mod tests {
             "UTC",
             "Pacific/Chatham",
         ];
-        let intervals = [
-            Interval::Hourly,
-            Interval::Daily,
-            Interval::Weekly,
-            Interval::Monthly,
-            Interval::Quarterly,
-            Interval::Yearly,
-        ];
         let mut rng = Rng::new(11);
         for case in 0..300 {
-            let interval = intervals[case % intervals.len()];
+            let interval = Interval::ALL[case % Interval::ALL.len()];
             let span = if interval == Interval::Hourly { 40 } else { 900 };
             let from = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Days::new(rng.range(0, 700) as u64);
             let to = from + chrono::Days::new(rng.range(0, span) as u64);
