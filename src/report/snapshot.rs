@@ -355,9 +355,9 @@ impl Snapshot {
 /// About how many rows the answer to `query` has (at least as many, and
 /// not half as many again): a row per bucket, metric and group, a bucket
 /// total per bucket and metric, and a total per metric and group and over
-/// all; unique monthly contacts by month. `micros` is the
-/// range's length. Hourly buckets are counted from the length (a 30-minute
-/// DST change adds one), so as not to walk ten years of hours to refuse
+/// all; unique monthly contacts by month. `micros` is the range's length:
+/// hourly buckets are its hours plus one a day (where a 30-minute DST
+/// change splits an hour), so as not to walk ten years of hours to refuse
 /// them.
 fn answer_rows(query: &Query, channels: &[ChannelDim], micros: i64) -> u64 {
     use crate::calendar::Interval;
