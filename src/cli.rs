@@ -923,9 +923,18 @@ impl SeedArgs {
         let start = self
             .start
             .unwrap_or_else(|| Utc::now().date_naive() - chrono::Days::new(self.days.into()));
-        start
-            .checked_add_days(chrono::Days::new(self.days.into()))
-            .ok_or_else(|| UsageError("--start plus --days is past the last supported date".into()))?;
+        // A day past 9999-12-31 could be seeded but never run: dates are
+        // typed as YYYY-MM-DD.
+        let last = NaiveDate::from_ymd_opt(9999, 12, 31).expect("valid date");
+        if start
+            .checked_add_days(chrono::Days::new(u64::from(self.days) - 1))
+            .is_none_or(|end| end > last)
+        {
+            return Err(UsageError(format!(
+                "--start {start} plus --days {} ends past {last}, the last day a run takes",
+                self.days
+            )));
+        }
         Ok(SeedConfig {
             source,
             params: SeedParams {
@@ -1017,6 +1026,30 @@ mod tests {
             panic!("parsed as seed")
         };
         assert!(args.validate().unwrap_err().0.contains("unsupported"));
+    }
+
+    #[test]
+    fn seed_ends_on_a_day_a_run_can_name() {
+        let seed = |start: &str, days: &str| {
+            let argv = [
+                "account-usage",
+                "seed",
+                "--source",
+                "sqlite://x.db",
+                "--start",
+                start,
+                "--days",
+                days,
+            ];
+            let Command::Seed(args) = Cli::try_parse_from(argv).unwrap().command else {
+                panic!("parsed as seed")
+            };
+            args.validate()
+        };
+        assert!(seed("9999-12-31", "1").is_ok());
+        assert!(seed("9999-12-30", "2").is_ok());
+        let err = seed("9999-12-31", "2").unwrap_err().0;
+        assert!(err.contains("ends past 9999-12-31"), "{err}");
     }
 
     fn run_config(args: &[&str]) -> Result<RunConfig, UsageError> {

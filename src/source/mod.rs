@@ -62,6 +62,11 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
+    /// An in-memory database is private to one connection of the pool, so
+    /// the schema, the rows and the check between them would each see a
+    /// different, empty database.
+    #[error("the SQLite source {url} names no file: expected sqlite://path/to/file.db")]
+    NoFile { url: String },
     #[error("source database file {path} does not exist (run reads an existing source and never creates one)")]
     MissingFile { path: String },
     #[error("cannot connect to the source database at {host}")]
@@ -92,7 +97,11 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            Error::UnsupportedScheme(_) | Error::NotAUrl | Error::InvalidUrl { .. } | Error::MissingFile { .. }
+            Error::UnsupportedScheme(_)
+                | Error::NotAUrl
+                | Error::InvalidUrl { .. }
+                | Error::NoFile { .. }
+                | Error::MissingFile { .. }
         )
     }
 }
@@ -156,6 +165,19 @@ impl FromStr for SourceUrl {
             })?;
             Ok(SourceUrl::Postgres(url.to_string()))
         } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url).map_err(|source| Error::InvalidUrl {
+                url: redact(url),
+                source,
+            })?;
+            let query = url.split_once('?').map_or("", |(_, q)| q);
+            let in_memory = options
+                .get_filename()
+                .to_string_lossy()
+                .starts_with("file:sqlx-in-memory")
+                || query.split('&').any(|pair| pair == "mode=memory");
+            if options.get_filename().as_os_str().is_empty() || in_memory {
+                return Err(Error::NoFile { url: redact(url) });
+            }
             Ok(SourceUrl::Sqlite(url.to_string()))
         } else {
             match url.split_once("://") {
@@ -458,6 +480,24 @@ mod tests {
             Ok(SourceUrl::Postgres(_))
         ));
         assert!(matches!("sqlite://x.db".parse::<SourceUrl>(), Ok(SourceUrl::Sqlite(_))));
+        assert!(matches!(
+            "sqlite:x.db?mode=ro".parse::<SourceUrl>(),
+            Ok(SourceUrl::Sqlite(_))
+        ));
+        for no_file in [
+            "sqlite://",
+            "sqlite:",
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://x.db?mode=memory",
+        ] {
+            let err = no_file.parse::<SourceUrl>().unwrap_err();
+            assert!(matches!(err, Error::NoFile { .. }), "{no_file}: {err}");
+        }
+        assert!(matches!(
+            "sqlite://x.db?colour=red".parse::<SourceUrl>(),
+            Err(Error::InvalidUrl { .. })
+        ));
         let err = "mysql://u:pw@h/db".parse::<SourceUrl>().unwrap_err().to_string();
         assert!(
             err.contains("unsupported") && err.contains("\"mysql\"") && !err.contains("pw"),
