@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
+use sqlx::postgres::{PgTypeInfo, PgValueFormat, PgValueRef};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use super::{AccountFilter, ArrivalReject, Arrivals, DayRange, Result, qerr};
@@ -36,6 +37,48 @@ fn dt(micros: UnixMicros) -> DateTime<Utc> {
 
 fn micros(t: DateTime<Utc>) -> UnixMicros {
     t.timestamp_micros()
+}
+
+/// A `timestamptz` in Unix microseconds, for every value PostgreSQL holds:
+/// `infinity` and `-infinity` (i64::MAX and MIN from its 2000 epoch) stay
+/// the two ends of time, as those integers are in a SQLite source, and the
+/// last finite instants saturate. chrono's decoding panics on all of them,
+/// so a channel connected until 'infinity' would have stopped every run.
+fn unix_micros(pg_micros: i64) -> UnixMicros {
+    if pg_micros == i64::MIN {
+        pg_micros
+    } else {
+        pg_micros.saturating_add(PG_EPOCH_OFFSET_MICROS)
+    }
+}
+
+/// A `timestamptz` column read as [`unix_micros`].
+struct Instant(UnixMicros);
+
+impl sqlx::Type<Postgres> for Instant {
+    fn type_info() -> PgTypeInfo {
+        <DateTime<Utc> as sqlx::Type<Postgres>>::type_info()
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Postgres> for Instant {
+    fn decode(value: PgValueRef<'r>) -> std::result::Result<Self, sqlx::error::BoxDynError> {
+        Ok(Instant(match value.format() {
+            PgValueFormat::Binary => unix_micros(<i64 as sqlx::Decode<Postgres>>::decode(value)?),
+            // Prepared statements return binary; text is for completeness.
+            PgValueFormat::Text => match value.as_str()? {
+                "infinity" => i64::MAX,
+                "-infinity" => i64::MIN,
+                _ => micros(<DateTime<Utc> as sqlx::Decode<Postgres>>::decode(value)?),
+            },
+        }))
+    }
+}
+
+/// A nullable `timestamptz` column of a dimension row; a value that cannot
+/// be read is treated as NULL, as before.
+fn instant_at(row: &sqlx::postgres::PgRow, column: usize) -> Option<UnixMicros> {
+    row.try_get::<Option<Instant>, _>(column).ok().flatten().map(|i| i.0)
 }
 
 pub struct PgSnapshot {
@@ -73,7 +116,7 @@ impl PgSnapshot {
                     id: r.try_get::<Option<i64>, _>(0).ok()??,
                     name: r.try_get(1).ok().flatten(),
                     time_zone: r.try_get(2).ok().flatten(),
-                    created_at: r.try_get::<Option<DateTime<Utc>>, _>(3).ok().flatten().map(micros),
+                    created_at: instant_at(r, 3),
                 })
             })
             .collect();
@@ -89,8 +132,8 @@ impl PgSnapshot {
                     platform: r.try_get(2).ok().flatten(),
                     name: r.try_get(3).ok().flatten(),
                     environment: r.try_get(4).ok().flatten(),
-                    connected_at: r.try_get::<Option<DateTime<Utc>>, _>(5).ok().flatten().map(micros),
-                    disconnected_at: r.try_get::<Option<DateTime<Utc>>, _>(6).ok().flatten().map(micros),
+                    connected_at: instant_at(r, 5),
+                    disconnected_at: instant_at(r, 6),
                 })
             })
             .collect();
@@ -98,13 +141,13 @@ impl PgSnapshot {
     }
 
     pub async fn arrivals(&mut self) -> Result<Arrivals> {
-        let (latest, now): (Option<DateTime<Utc>>, DateTime<Utc>) = sqlx::query_as(WATERMARK)
+        let (latest, now): (Option<Instant>, Instant) = sqlx::query_as(WATERMARK)
             .fetch_one(&mut *self.holder)
             .await
             .map_err(qerr("watermark.sql"))?;
         Ok(Arrivals {
-            latest: latest.map(micros),
-            now: micros(now),
+            latest: latest.map(|i| i.0),
+            now: now.0,
         })
     }
 
@@ -228,13 +271,13 @@ impl PgDayReader {
             .fetch(&mut *self.tx);
         while let Some(r) = rows.try_next().await.map_err(qerr("resolve_history.sql"))? {
             let direction: Option<String> = r.try_get(3).map_err(qerr("resolve_history.sql"))?;
-            let first_outbound: Option<DateTime<Utc>> = r.try_get(4).map_err(qerr("resolve_history.sql"))?;
+            let first_outbound: Option<Instant> = r.try_get(4).map_err(qerr("resolve_history.sql"))?;
             on_row(&RawHistory {
                 conversation_id: r.try_get(0).map_err(qerr("resolve_history.sql"))?,
-                first_at: micros(r.try_get(1).map_err(qerr("resolve_history.sql"))?),
+                first_at: r.try_get::<Instant, _>(1).map_err(qerr("resolve_history.sql"))?.0,
                 first_id: r.try_get(2).map_err(qerr("resolve_history.sql"))?,
                 first_direction: Text::<Direction>::parse(direction.as_deref().map(str::as_bytes)),
-                first_outbound: first_outbound.map(micros),
+                first_outbound: first_outbound.map(|i| i.0),
                 settled: r.try_get(5).map_err(qerr("resolve_history.sql"))?,
             });
         }
@@ -284,8 +327,8 @@ fn event_from_fields(f: &[Option<&[u8]>; EVENT_FIELDS]) -> RawEvent {
     let mut int = |v: Option<&[u8]>| int8(v, &mut bad);
     let id = int(f[0]);
     let conversation_id = int(f[1]);
-    let occurred_at = int(f[3]).map(|t| t + PG_EPOCH_OFFSET_MICROS);
-    let created_at = int(f[4]).map(|t| t + PG_EPOCH_OFFSET_MICROS);
+    let occurred_at = int(f[3]).map(unix_micros);
+    let created_at = int(f[4]).map(unix_micros);
     let account_id = int(f[5]);
     let channel_id = int(f[6]);
     RawEvent {
@@ -323,8 +366,8 @@ fn message_from_fields(f: &[Option<&[u8]>; MESSAGE_FIELDS]) -> RawMessage {
     let channel_id = int(f[3]);
     let contact_id = int(f[4]);
     let agent_id = int(f[7]);
-    let sent_at = int(f[8]).map(|t| t + PG_EPOCH_OFFSET_MICROS);
-    let created_at = int(f[9]).map(|t| t + PG_EPOCH_OFFSET_MICROS);
+    let sent_at = int(f[8]).map(unix_micros);
+    let created_at = int(f[9]).map(unix_micros);
     RawMessage {
         id,
         account_id,

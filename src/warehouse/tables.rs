@@ -121,8 +121,13 @@ pub fn schema(table: Table) -> SchemaRef {
     SCHEMAS[i].clone()
 }
 
+/// The dimensions' instants. i64::MIN, the start of time of the job (a
+/// PostgreSQL '-infinity'), is pandas' NaT (NULL, the opposite of a channel
+/// disconnected since ever) and below DuckDB's range, so it is written as
+/// one above: DuckDB's own `-infinity`. Readers compare it the same way.
 fn utc(values: Vec<Option<i64>>) -> ArrayRef {
-    Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC"))
+    let values = values.into_iter().map(|t| t.map(|t| t.max(i64::MIN + 1)));
+    Arc::new(TimestampMicrosecondArray::from_iter(values).with_timezone("UTC"))
 }
 
 fn utc_req(values: impl Iterator<Item = i64>) -> ArrayRef {

@@ -1,5 +1,6 @@
 //! Hostile conditions around a run: a spill folder that fills up or
-//! disappears, and SQLite values of the wrong type in every column.
+//! disappears, SQLite values of the wrong type in every column, and
+//! PostgreSQL's infinite instants.
 
 use std::path::Path;
 use std::process::Command;
@@ -430,4 +431,187 @@ async fn accounts_without_a_valid_zone_are_named_and_kept_in_utc() {
         assert_eq!(auto["rows"], base["rows"], "account {account}");
         assert_eq!(auto["totals"], base["totals"], "account {account}");
     }
+}
+
+/// PostgreSQL's `infinity` and `-infinity`, and a finite instant past
+/// chrono's years, in every timestamptz the extract reads (dimensions,
+/// messages, a conversation's history, late rows): both runs complete, where
+/// chrono's decoding panicked. They are the two ends of time: a channel
+/// connected until 'infinity' counts, one connected from 'infinity' or
+/// disconnected since '-infinity' does not, and DuckDB reads them back as its
+/// own infinities.
+#[tokio::test]
+async fn postgres_infinite_instants_are_the_ends_of_time_not_a_panic() {
+    let dir = TempDir::new("pg-infinity");
+    let src = Src::postgres("infinity").await;
+    src.seed("3", "500");
+    let channel = |n: u32| format!("(SELECT id FROM channels WHERE account_id = 1 ORDER BY id OFFSET {n} LIMIT 1)");
+    let (never, gone, always, far) = (channel(0), channel(1), channel(2), channel(3));
+    let conversation = "(SELECT min(id) FROM conversations WHERE account_id = 1)";
+    let resolved_on_day = "(SELECT e.conversation_id FROM conversation_events e
+        JOIN conversations c ON c.id = e.conversation_id
+        WHERE c.account_id = 1 AND e.kind = 'resolved'
+          AND e.occurred_at >= '2026-03-07T00:00:00Z' AND e.occurred_at < '2026-03-08T00:00:00Z'
+        ORDER BY e.id LIMIT 1)";
+    let message = |id: i64, conversation: &str, sent: &str, created: &str| {
+        format!(
+            "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+             VALUES ({id}, 1, {conversation}, {always}, 5, 'inbound', 'contact', NULL, '{sent}', '{created}');\n"
+        )
+    };
+    let ids: Vec<i64> = {
+        let pg = src.url().to_string();
+        let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&pg).await.unwrap();
+        let mut ids = Vec::new();
+        for sql in [&never, &gone, &always, &far] {
+            ids.push(
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {sql}")))
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap(),
+            );
+        }
+        ids
+    };
+    let mut sql = format!(
+        "UPDATE accounts SET created_at = 'infinity' WHERE id = 1;
+         UPDATE channels SET environment = 'production', connected_at = 'infinity' WHERE id = {never};
+         UPDATE channels SET environment = 'production', disconnected_at = '-infinity' WHERE id = {gone};
+         UPDATE channels SET environment = 'production', connected_at = '-infinity', disconnected_at = 'infinity' WHERE id = {always};
+         UPDATE channels SET environment = 'production', connected_at = '270000-01-01T00:00:00Z' WHERE id = {far};\n"
+    );
+    // Reached the database at '-infinity', before it was sent: a reject.
+    sql.push_str(&message(900_000_001, conversation, "2026-03-07T12:00:00Z", "-infinity"));
+    // Reached it at 'infinity': read.
+    sql.push_str(&message(900_000_002, conversation, "2026-03-07T12:00:00Z", "infinity"));
+    // The first message of a conversation resolved on the day, at '-infinity'.
+    sql.push_str(&message(
+        900_000_003,
+        resolved_on_day,
+        "-infinity",
+        "2026-03-06T00:00:00Z",
+    ));
+    src.exec(&sql).await;
+    let warehouse = dir.path().join("wh").display().to_string();
+    common::run_ok(&["run", "--source", src.url(), "--warehouse", &warehouse, "--date", DAY]);
+    let wh = wh::open(&warehouse, &[]);
+    let rejects = wh::rejects_by_reason(&wh, wh::day(DAY)).await;
+    assert_eq!(rejects.get("future_timestamp"), Some(&1), "{rejects:?}");
+
+    // Rows that reach the database after that run, on days no run can name:
+    // the next run's late-data query meets them.
+    let mut late = message(900_000_004, conversation, "-infinity", "2026-06-01T00:00:00Z");
+    late.push_str(&message(
+        900_000_005,
+        conversation,
+        "270000-06-01T00:00:00Z",
+        "2026-06-01T00:00:00Z",
+    ));
+    late.push_str(&format!(
+        "INSERT INTO conversation_events (id, conversation_id, kind, agent_id, occurred_at, created_at)
+         VALUES (900000001, {conversation}, 'resolved', NULL, 'infinity', '2026-06-01T00:00:00Z');\n"
+    ));
+    src.exec(&late).await;
+    common::run_ok(&[
+        "run",
+        "--source",
+        src.url(),
+        "--warehouse",
+        &warehouse,
+        "--date",
+        "2026-03-08",
+    ]);
+
+    let counted = |base_grain: bool| {
+        let mut args = vec![
+            "report",
+            "--warehouse",
+            &warehouse,
+            "--account",
+            "1",
+            "--from",
+            DAY,
+            "--to",
+            DAY,
+            "--time-zone",
+            "UTC",
+            "--metric",
+            "channels",
+            "--group-by",
+            "channel",
+            "--format",
+            "json",
+        ];
+        if base_grain {
+            args.push("--base-grain");
+        }
+        let v: serde_json::Value = serde_json::from_str(&common::run_ok(&args)).unwrap();
+        let groups: std::collections::BTreeSet<i64> = v["totals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["value"].as_i64() > Some(0))
+            .filter_map(|t| t["group"].as_str().map(|g| g.parse().unwrap()))
+            .collect();
+        groups
+    };
+    let (base, rollups) = (counted(true), counted(false));
+    assert_eq!(base, rollups);
+    assert!(base.contains(&ids[2]), "connected from -infinity to infinity: {base:?}");
+    for (what, id) in [
+        ("connected at infinity", ids[0]),
+        ("disconnected at -infinity", ids[1]),
+        ("connected in 270000", ids[3]),
+    ] {
+        assert!(!base.contains(&id), "{what}: {base:?}");
+    }
+
+    let script = format!(
+        "import duckdb, json\n\
+         rows = duckdb.sql(\"SELECT channel_id, connected_at::VARCHAR, disconnected_at::VARCHAR FROM read_parquet('{warehouse}/channels/dt={DAY}/*.parquet') WHERE channel_id IN ({}, {}, {}) ORDER BY channel_id\").fetchall()\n\
+         print(json.dumps(rows))\n",
+        ids[0], ids[1], ids[2]
+    );
+    let got = common::python_json(&script);
+    let at = |id: i64| got.as_array().unwrap().iter().find(|r| r[0] == id).cloned().unwrap();
+    assert_eq!(at(ids[0])[1], "infinity", "{got}");
+    assert_eq!(at(ids[1])[2], "-infinity", "{got}");
+    assert_eq!(
+        (at(ids[2])[1].clone(), at(ids[2])[2].clone()),
+        ("-infinity".into(), "infinity".into()),
+        "{got}"
+    );
+}
+
+/// Every row reached the database at '-infinity', then one row arrives: the
+/// late-data watermark never becomes '-infinity', which the next run could
+/// not bind as the previous watermark.
+#[tokio::test]
+async fn a_postgres_watermark_is_never_minus_infinity() {
+    let dir = TempDir::new("pg-minus-infinity");
+    let src = Src::postgres("minus_infinity").await;
+    src.seed("1", "100");
+    src.exec(
+        "UPDATE messages SET created_at = '-infinity';
+         UPDATE conversation_events SET created_at = '-infinity';",
+    )
+    .await;
+    let warehouse = dir.path().join("wh").display().to_string();
+    common::run_ok(&["run", "--source", src.url(), "--warehouse", &warehouse, "--date", DAY]);
+    src.exec(
+        "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
+         SELECT 900000001, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id,
+                '2026-03-07T12:00:00Z', '2026-06-01T00:00:00Z'
+         FROM messages ORDER BY id LIMIT 1;",
+    )
+    .await;
+    common::run_ok(&[
+        "run",
+        "--source",
+        src.url(),
+        "--warehouse",
+        &warehouse,
+        "--date",
+        "2026-03-08",
+    ]);
 }

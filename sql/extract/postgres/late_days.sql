@@ -11,6 +11,9 @@
 -- days of its earlier resolves.
 -- A row without an instant (NULL sent_at or occurred_at) belongs to no day:
 -- the day it arrived counts it (arrival_rejects.sql), so that day is taken.
+-- A row at '-infinity', 'infinity' or after the year 9999 is on a day no run
+-- can name (and one the job could not even hold as a date): its day is left
+-- out, as one far in the past or the future is by the job's own bounds.
 -- Parameters: $1 timestamptz (previous watermark, exclusive), $2 timestamptz
 --   (this run's watermark, inclusive).
 -- Returns: day date (UTC).
@@ -31,5 +34,5 @@ SELECT DISTINCT day FROM (
           SELECT conversation_id FROM conversation_events
           WHERE kind = 'resolved' AND created_at > $1 AND created_at <= $2 AND occurred_at < $1)
 ) d
-WHERE day IS NOT NULL
+WHERE isfinite(day) AND day < DATE '10000-01-01'
 ORDER BY day
