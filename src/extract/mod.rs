@@ -8,7 +8,10 @@
 //! - rows are streamed into a callback, never collected: memory does not grow
 //!   with the size of a day;
 //! - values are passed on raw ([`RawMessage`], [`RawEvent`]): judging them is
-//!   the aggregate stage's job;
+//!   the aggregate stage's job. The dimensions are the exception: they are
+//!   keyed by id, so a source without constraints gets one row per id, the
+//!   same on every run, and a warning for every id kept once and every row
+//!   without one;
 //! - every query is bounded by the source's statement timeout on the client
 //!   too, so a server that stops answering (a frozen host, a cut network)
 //!   fails the run with [`Error::Timeout`] instead of hanging it.
@@ -22,7 +25,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 
 use crate::aggregate::{
-    AccountDim, ChannelDim, Dimensions, RawEvent, RawHistory, RawMessage, RejectReason, SourceTable,
+    AccountDim, ChannelDim, Dimensions, IdBuildHasher, RawEvent, RawHistory, RawMessage, RejectReason, SourceTable,
 };
 use crate::model::UnixMicros;
 use crate::source::SourceDb;
@@ -41,6 +44,103 @@ pub enum Error {
     /// A query adapted by an operator that answers what the job cannot read.
     #[error("extract query {query} returned {what}")]
     Answer { query: &'static str, what: String },
+}
+
+/// The dimension tables as read, before [`DimensionRows::into_dimensions`].
+pub(crate) struct DimensionRows {
+    accounts: Vec<AccountDim>,
+    channels: Vec<ChannelDim>,
+    /// Rows without an id (NULL, or not an integer).
+    unread_accounts: usize,
+    /// Rows without an id or an account.
+    unread_channels: usize,
+}
+
+impl DimensionRows {
+    /// One row per id, and a warning for what a source without constraints
+    /// can hold: those rows decide which messages are rejected, so none of
+    /// them is passed over in silence, and a duplicated id resolves the same
+    /// way on every run, whatever order the database returns rows in.
+    fn into_dimensions(self) -> Dimensions {
+        let (accounts, twice) = one_per_id(self.accounts, |a| a.id, |a, b| account_rank(a).cmp(&account_rank(b)));
+        if !twice.is_empty() {
+            tracing::warn!(
+                accounts = twice.len(),
+                first = ?&twice[..twice.len().min(5)],
+                "Accounts whose id is on more than one row of the source: the run keeps the least row of each (by name, time_zone, created_at)."
+            );
+        }
+        let (channels, twice) = one_per_id(self.channels, |c| c.id, |a, b| channel_rank(a).cmp(&channel_rank(b)));
+        if !twice.is_empty() {
+            tracing::warn!(
+                channels = twice.len(),
+                first = ?&twice[..twice.len().min(5)],
+                "Channels whose id is on more than one row of the source: the run keeps the least row of each (by account_id, connected_at, disconnected_at, environment, platform, name), and rejects messages on it of another account as channel_account_mismatch."
+            );
+        }
+        if self.unread_accounts > 0 {
+            tracing::warn!(
+                rows = self.unread_accounts,
+                "Account rows without an integer id are not read: messages of such an account are rejected as unknown_account."
+            );
+        }
+        if self.unread_channels > 0 {
+            tracing::warn!(
+                rows = self.unread_channels,
+                "Channel rows without an integer id or account_id are not read: messages on such a channel are rejected as unknown_channel."
+            );
+        }
+        Dimensions { accounts, channels }
+    }
+}
+
+fn account_rank(a: &AccountDim) -> (i64, Option<&str>, Option<&str>, Option<UnixMicros>) {
+    (a.id, a.name.as_deref(), a.time_zone.as_deref(), a.created_at)
+}
+
+type ChannelRank<'a> = (
+    i64,
+    i64,
+    Option<UnixMicros>,
+    Option<UnixMicros>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
+fn channel_rank(c: &ChannelDim) -> ChannelRank<'_> {
+    (
+        c.id,
+        c.account_id,
+        c.connected_at,
+        c.disconnected_at,
+        c.environment.as_deref(),
+        c.platform.as_deref(),
+        c.name.as_deref(),
+    )
+}
+
+/// The least row of each id by `order` (which orders by id first), and the
+/// ids on more than one row.
+fn one_per_id<T>(
+    mut rows: Vec<T>,
+    id: impl Fn(&T) -> i64,
+    order: impl Fn(&T, &T) -> std::cmp::Ordering,
+) -> (std::collections::HashMap<i64, T, IdBuildHasher>, Vec<i64>) {
+    rows.sort_by(order);
+    let mut twice = Vec::new();
+    let mut kept = std::collections::HashMap::with_capacity_and_hasher(rows.len(), IdBuildHasher::default());
+    for row in rows {
+        let key = id(&row);
+        match kept.entry(key) {
+            std::collections::hash_map::Entry::Occupied(_) if twice.last() != Some(&key) => twice.push(key),
+            std::collections::hash_map::Entry::Occupied(_) => {}
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(row);
+            }
+        }
+    }
+    (kept, twice)
 }
 
 /// Runs one query's future within the statement timeout.
@@ -165,17 +265,14 @@ impl Snapshot {
     }
 
     pub async fn dimensions(&mut self) -> Result<Dimensions> {
-        let (accounts, channels) = bounded(self.limit, "accounts.sql", async {
+        let rows = bounded(self.limit, "accounts.sql", async {
             match &mut self.backend {
                 SnapshotBackend::Postgres(s) => s.dimensions().await,
                 SnapshotBackend::Sqlite(s) => s.dimensions().await,
             }
         })
         .await?;
-        Ok(Dimensions {
-            accounts: accounts.into_iter().map(|a: AccountDim| (a.id, a)).collect(),
-            channels: channels.into_iter().map(|c: ChannelDim| (c.id, c)).collect(),
-        })
+        Ok(rows.into_dimensions())
     }
 
     /// The latest arrival (`created_at`) in the snapshot and the clock it is
@@ -336,6 +433,43 @@ impl DayReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn channel(id: i64, account_id: i64, platform: &str) -> ChannelDim {
+        ChannelDim {
+            id,
+            account_id,
+            platform: Some(platform.into()),
+            name: None,
+            environment: Some("production".into()),
+            connected_at: Some(0),
+            disconnected_at: None,
+        }
+    }
+
+    /// A source without a primary key: whatever order its rows come in, a
+    /// duplicated id keeps the same row, and is named once.
+    #[test]
+    fn a_duplicated_id_keeps_the_least_row_in_any_order() {
+        let rows = [
+            channel(7, 2, "sms"),
+            channel(3, 1, "line"),
+            channel(7, 1, "whatsapp"),
+            channel(7, 1, "email"),
+            channel(5, 1, "sms"),
+        ];
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        for turn in 0..rows.len() * 4 {
+            order.rotate_left(1);
+            if turn % 3 == 0 {
+                order.swap(0, 2);
+            }
+            let shuffled: Vec<ChannelDim> = order.iter().map(|&i| rows[i].clone()).collect();
+            let (kept, twice) = one_per_id(shuffled, |c| c.id, |a, b| channel_rank(a).cmp(&channel_rank(b)));
+            assert_eq!(twice, vec![7]);
+            assert_eq!(kept.len(), 3);
+            assert_eq!(kept[&7], channel(7, 1, "email"), "{order:?}");
+        }
+    }
 
     /// The names `arrival_rejects.sql` writes are the types' own; a name an
     /// adapted query invents is an error that names the query, never a

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use sqlx::postgres::{PgTypeInfo, PgValueFormat, PgValueRef};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
-use super::{AccountFilter, ArrivalReject, Arrivals, DayRange, Result, qerr};
+use super::{AccountFilter, ArrivalReject, Arrivals, DayRange, DimensionRows, Result, qerr};
 use crate::aggregate::{AccountDim, ChannelDim, RawEvent, RawHistory, RawMessage, Text};
 use crate::model::*;
 
@@ -105,11 +105,12 @@ impl PgSnapshot {
         })
     }
 
-    pub async fn dimensions(&mut self) -> Result<(Vec<AccountDim>, Vec<ChannelDim>)> {
-        let accounts = sqlx::query(ACCOUNTS)
+    pub async fn dimensions(&mut self) -> Result<DimensionRows> {
+        let account_rows = sqlx::query(ACCOUNTS)
             .fetch_all(&mut *self.holder)
             .await
-            .map_err(qerr("accounts.sql"))?
+            .map_err(qerr("accounts.sql"))?;
+        let accounts: Vec<AccountDim> = account_rows
             .iter()
             .filter_map(|r| {
                 Some(AccountDim {
@@ -120,10 +121,11 @@ impl PgSnapshot {
                 })
             })
             .collect();
-        let channels = sqlx::query(CHANNELS)
+        let channel_rows = sqlx::query(CHANNELS)
             .fetch_all(&mut *self.holder)
             .await
-            .map_err(qerr("channels.sql"))?
+            .map_err(qerr("channels.sql"))?;
+        let channels: Vec<ChannelDim> = channel_rows
             .iter()
             .filter_map(|r| {
                 Some(ChannelDim {
@@ -137,7 +139,12 @@ impl PgSnapshot {
                 })
             })
             .collect();
-        Ok((accounts, channels))
+        Ok(DimensionRows {
+            unread_accounts: account_rows.len() - accounts.len(),
+            unread_channels: channel_rows.len() - channels.len(),
+            accounts,
+            channels,
+        })
     }
 
     pub async fn arrivals(&mut self) -> Result<Arrivals> {

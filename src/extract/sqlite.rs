@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
-use super::{AccountFilter, ArrivalReject, Arrivals, DayRange, Result, qerr};
+use super::{AccountFilter, ArrivalReject, Arrivals, DayRange, DimensionRows, Result, qerr};
 use crate::aggregate::{AccountDim, ChannelDim, RawEvent, RawHistory, RawMessage, Text};
 use crate::model::*;
 
@@ -51,12 +51,13 @@ impl SqliteSnapshot {
         })
     }
 
-    pub async fn dimensions(&mut self) -> Result<(Vec<AccountDim>, Vec<ChannelDim>)> {
+    pub async fn dimensions(&mut self) -> Result<DimensionRows> {
         let mut bad = false;
-        let accounts = sqlx::query(ACCOUNTS)
+        let account_rows = sqlx::query(ACCOUNTS)
             .fetch_all(&mut *self.holder)
             .await
-            .map_err(qerr("accounts.sql"))?
+            .map_err(qerr("accounts.sql"))?;
+        let accounts: Vec<AccountDim> = account_rows
             .iter()
             .filter_map(|r| {
                 Some(AccountDim {
@@ -67,10 +68,11 @@ impl SqliteSnapshot {
                 })
             })
             .collect();
-        let channels = sqlx::query(CHANNELS)
+        let channel_rows = sqlx::query(CHANNELS)
             .fetch_all(&mut *self.holder)
             .await
-            .map_err(qerr("channels.sql"))?
+            .map_err(qerr("channels.sql"))?;
+        let channels: Vec<ChannelDim> = channel_rows
             .iter()
             .filter_map(|r| {
                 Some(ChannelDim {
@@ -84,7 +86,12 @@ impl SqliteSnapshot {
                 })
             })
             .collect();
-        Ok((accounts, channels))
+        Ok(DimensionRows {
+            unread_accounts: account_rows.len() - accounts.len(),
+            unread_channels: channel_rows.len() - channels.len(),
+            accounts,
+            channels,
+        })
     }
 
     pub async fn arrivals(&mut self) -> Result<Arrivals> {

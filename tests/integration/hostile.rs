@@ -615,3 +615,78 @@ async fn a_postgres_watermark_is_never_minus_infinity() {
         "2026-03-08",
     ]);
 }
+
+/// A PostgreSQL source without primary keys: a channel id on two rows of two
+/// accounts, an account id on two rows, and rows without an id. The run
+/// keeps the least row of each id whatever order the table returns (the
+/// duplicate is inserted last, where taking the last row read kept it), and
+/// warns of each kind, so none is passed over in silence.
+#[tokio::test]
+async fn duplicated_and_unidentified_dimension_rows_are_named_and_resolved_the_same_way() {
+    let dir = TempDir::new("pg-dup-dims");
+    let src = Src::postgres("dup_dims").await;
+    src.seed("3", "500");
+    let channel = "(SELECT min(id) FROM channels WHERE account_id = 1)";
+    src.exec(&format!(
+        "ALTER TABLE channels DROP CONSTRAINT channels_pkey;
+         ALTER TABLE accounts DROP CONSTRAINT accounts_pkey;
+         ALTER TABLE channels ALTER COLUMN id DROP NOT NULL;
+         ALTER TABLE accounts ALTER COLUMN id DROP NOT NULL;
+         INSERT INTO channels SELECT id, 2, 'line', 'copy in account 2', environment, connected_at, disconnected_at
+           FROM channels WHERE id = {channel};
+         INSERT INTO accounts SELECT id, 'copy', 'Asia/Tokyo', created_at FROM accounts WHERE id = 1;
+         INSERT INTO channels VALUES (NULL, 1, 'sms', 'no id', 'production', now(), NULL);
+         INSERT INTO channels VALUES (990001, NULL, 'sms', 'no account', 'production', now(), NULL);
+         INSERT INTO accounts VALUES (NULL, 'no id', 'UTC', now());"
+    ))
+    .await;
+    let warehouse = dir.path().join("wh").display().to_string();
+    let out = common::run_bin(&[
+        "--log-format",
+        "json",
+        "run",
+        "--source",
+        src.url(),
+        "--warehouse",
+        &warehouse,
+        "--date",
+        DAY,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["level"] == "WARN")
+        .collect();
+    let warning = |starts: &str| {
+        warnings
+            .iter()
+            .find(|w| w["fields"]["message"].as_str().is_some_and(|m| m.starts_with(starts)))
+            .unwrap_or_else(|| panic!("no warning {starts:?}:\n{stderr}"))
+            .clone()
+    };
+    assert_eq!(
+        warning("Channels whose id is on more than one row")["fields"]["channels"],
+        1
+    );
+    assert_eq!(
+        warning("Accounts whose id is on more than one row")["fields"]["accounts"],
+        1
+    );
+    assert_eq!(warning("Channel rows without an integer id")["fields"]["rows"], 2);
+    assert_eq!(warning("Account rows without an integer id")["fields"]["rows"], 1);
+
+    // The channel stays account 1's: its messages are counted, not rejected.
+    let wh = wh::open(&warehouse, &[]);
+    let rejects = wh::rejects_by_reason(&wh, wh::day(DAY)).await;
+    assert_eq!(rejects.get("channel_account_mismatch"), None, "{rejects:?}");
+    let accounts = wh::batches(&wh, wh::day(DAY), Table::Accounts).await;
+    let names: Vec<_> = wh::ints(&accounts, "account_id")
+        .into_iter()
+        .zip(wh::strings(&accounts, "name"))
+        .collect();
+    let account_1: Vec<_> = names.iter().filter(|(id, _)| *id == Some(1)).collect();
+    assert_eq!(account_1.len(), 1, "{names:?}");
+    assert_ne!(account_1[0].1.as_deref(), Some("copy"), "{names:?}");
+}
