@@ -176,9 +176,11 @@ pub async fn demo(config: &DemoConfig, gate: &crate::warehouse::gate::WriteGate)
     out.push('\n');
     out.push_str(&crate::report::format::table(&report));
     out.push_str(&format!(
-        "\ndone in {:.1}s. Next:\n  account-usage report --warehouse {wh} --account 2 --from {from} --to {to} --interval weekly --format json\n  duckdb -c \"SELECT * FROM read_parquet('{wh}/contact_activity/*/*.parquet', hive_partitioning = true) LIMIT 5\"\n",
+        "\ndone in {:.1}s. Next:\n  account-usage report --warehouse {wh} --account {other} --from {from} --to {to} --interval weekly --format json\n  duckdb -c \"SELECT * FROM read_parquet('{wh}/contact_activity/*/*.parquet', hive_partitioning = true) LIMIT 5\"\n",
         started.elapsed().as_secs_f64(),
         wh = warehouse_dir.display(),
+        // Another account than the one above, when there is one.
+        other = config.accounts.min(2),
         from = today - chrono::Days::new(30),
         to = today - chrono::Days::new(1),
     ));

@@ -905,6 +905,21 @@ fn demo_runs_without_a_server_and_ends_with_the_report() {
     assert!(!stale.exists());
 }
 
+/// The report the demo suggests next runs, with a single account too.
+#[test]
+fn the_report_the_demo_suggests_runs() {
+    let dir = TempDir::new("demo-next");
+    let root = dir.path().display().to_string();
+    let out = common::run_ok(&["demo", "--dir", &root, "--accounts", "1", "--messages-per-day", "200"]);
+    let next = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("account-usage report "))
+        .unwrap_or_else(|| panic!("no report suggested:\n{out}"));
+    let args: Vec<&str> = std::iter::once("report").chain(next.split_whitespace()).collect();
+    let json: serde_json::Value = serde_json::from_str(&common::run_ok(&args)).unwrap();
+    assert_eq!(json["account_id"], 1, "{next}");
+}
+
 /// The demo deletes only what a demo made, and checks `--listen` before it
 /// spends minutes seeding.
 #[test]
