@@ -511,9 +511,15 @@ async fn channels_handler(State(app): State<Arc<App>>, Path(account): Path<Strin
         Ok(ok) => ok,
         Err(p) => return p.into_response(),
     };
+    // A source's infinite instants (and any past chrono's years) are no
+    // RFC 3339 date, and NULL would say "still connected" of a channel
+    // disconnected since ever: they are named as PostgreSQL and DuckDB do.
     let utc = |t: Option<i64>| {
-        t.and_then(crate::model::to_datetime)
-            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        t.map(|t| match crate::model::to_datetime(t) {
+            Some(d) => d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            None if t < 0 => "-infinity".to_string(),
+            None => "infinity".to_string(),
+        })
     };
     let mut channels: Vec<_> = snapshot.channels(id).iter().collect();
     channels.sort_by_key(|c| c.id);

@@ -581,6 +581,26 @@ async fn postgres_infinite_instants_are_the_ends_of_time_not_a_panic() {
         ("-infinity".into(), "infinity".into()),
         "{got}"
     );
+
+    // The API names them too: a null disconnected_at would say "connected".
+    let server = crate::serve::Server::start(&warehouse, &[]);
+    let body = crate::serve::get(&server, "/v1/accounts/1/channels", &crate::serve::token("1")).2;
+    let channels: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let channel = |id: i64| {
+        channels["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(channel(ids[0])["connected_at"], "infinity", "{body}");
+    assert_eq!(channel(ids[1])["disconnected_at"], "-infinity", "{body}");
+    assert_eq!(channel(ids[2])["connected_at"], "-infinity", "{body}");
+    assert_eq!(channel(ids[2])["disconnected_at"], "infinity", "{body}");
+    // Past chrono's last year (262143): no date can say it.
+    assert_eq!(channel(ids[3])["connected_at"], "infinity", "{body}");
 }
 
 /// Every row reached the database at '-infinity', then one row arrives: the
