@@ -25,27 +25,8 @@ impl UsageError {
     /// What is wrong with `flag`: the error and each of its causes (the
     /// cause says why, e.g. "invalid port number"), each said once.
     fn of(flag: &str, e: &(dyn std::error::Error + 'static)) -> Self {
-        UsageError(format!("{flag}: {}", each_cause_once(e)))
+        UsageError(format!("{flag}: {}", crate::model::error_chain(e)))
     }
-}
-
-/// The error and its causes, joined by ": ". Our errors name only their own
-/// step, but some libraries' messages (sqlx, object_store) repeat their
-/// source's text; a cause already said is left out.
-pub fn each_cause_once(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = String::new();
-    let mut cause = Some(e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !text.is_empty() && !out.contains(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
 }
 
 /// The version, with the time zone database the zone rules come from: an

@@ -17,7 +17,7 @@ use anyhow::Context;
 use clap::Parser;
 use clap::error::ErrorKind;
 
-use account_usage::cli::{self, Cli, Command, LogFormat, ReportFormat, UsageError};
+use account_usage::cli::{Cli, Command, LogFormat, ReportFormat, UsageError};
 use account_usage::warehouse::gate::WriteGate;
 use account_usage::{demo, job, report, seed, serve, source, warehouse};
 
@@ -101,7 +101,7 @@ fn main() -> ExitCode {
                 // An input error's own sentence is the whole story.
                 let message = match e.downcast_ref::<UsageError>() {
                     Some(usage) => usage.to_string(),
-                    None => cli::each_cause_once(e.as_ref()),
+                    None => account_usage::model::error_chain(e.as_ref()),
                 };
                 eprintln!("error: {}", one_line(&message));
                 code
@@ -237,7 +237,7 @@ async fn dispatch(cli: Cli, gate: &WriteGate) -> anyhow::Result<()> {
                 last = Some(match answer {
                     Ok(r) => r,
                     // Its causes too: a store that cannot be configured says why.
-                    Err(e) if e.is_input() => return Err(UsageError(cli::each_cause_once(&e)).into()),
+                    Err(e) if e.is_input() => return Err(UsageError(account_usage::model::error_chain(&e)).into()),
                     Err(e) => return Err(anyhow::Error::new(e).context("report failed")),
                 });
                 times.push(started.elapsed().as_secs_f64() * 1e3);

@@ -160,14 +160,33 @@ pub struct ConversationEvent {
     pub created_at: UnixMicros,
 }
 
-/// `e` and its causes on one line (for log fields).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
+/// The error and its causes on one line, joined by ": " (for messages and
+/// log fields). Our errors name only their own step, but some libraries'
+/// messages (sqlx, object_store) repeat their source's text; a cause already
+/// said is left out.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        // sqlx ends a PostgreSQL error with " at line N", the line of the
+        // server's own C source that raised it, which reads as a line of
+        // ours; its code is what a DBA looks up.
+        let database = match c.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Database(db)) => Some(match db.code() {
+                Some(code) => format!("error returned from database: {} (code {code})", db.message()),
+                None => format!("error returned from database: {}", db.message()),
+            }),
+            _ => None,
+        };
+        let text = database.clone().unwrap_or_else(|| c.to_string());
+        if !text.is_empty() && !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        // The database error's own source is the same message again.
+        cause = if database.is_some() { None } else { c.source() };
     }
     out
 }

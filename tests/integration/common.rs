@@ -36,6 +36,12 @@ pub fn server() -> &'static PgServer {
 }
 
 impl PgServer {
+    /// The URL of a database of this server that nobody made.
+    pub fn absent_database(&self, name: &str) -> String {
+        let (server, _) = self.admin_url.rsplit_once('/').expect("a URL with a database");
+        format!("{server}/{name}")
+    }
+
     /// A fresh, empty database for one test; returns its URL.
     pub async fn new_database(&self, label: &str) -> String {
         new_database_on(&self.admin_url, label).await

@@ -72,6 +72,17 @@ fn bad_configuration_exits_2_with_one_line_that_names_it() {
     );
     assert!(!dir.path().join("no").exists(), "run created the source's folder");
 
+    // PostgreSQL's own error: its message and code, not the line of the
+    // server's C source that sqlx appends.
+    let absent = common::server().absent_database("no_such_database");
+    let out = common::run_bin(&["run", "--source", &absent, "--warehouse", &wh, "--date", FROM]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
+    assert!(
+        line.contains("database \"no_such_database\" does not exist (code 3D000)") && !line.contains(" at line "),
+        "{stderr}"
+    );
+
     // clap's own errors keep the argument's name on their one line.
     let line = common::assert_usage_error(&["run"]);
     assert!(line.contains("--source"), "{line}");
