@@ -59,6 +59,12 @@ impl sqlx::Type<Postgres> for Instant {
     fn type_info() -> PgTypeInfo {
         <DateTime<Utc> as sqlx::Type<Postgres>>::type_info()
     }
+
+    /// A `timestamp` has the same encoding, and is read as UTC, as the
+    /// binary COPY of the messages and events reads it.
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        *ty == Self::type_info() || *ty == <chrono::NaiveDateTime as sqlx::Type<Postgres>>::type_info()
+    }
 }
 
 impl<'r> sqlx::Decode<'r, Postgres> for Instant {

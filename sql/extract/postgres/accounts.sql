@@ -1,2 +1,2 @@
 -- Dimension snapshot. Returns, in order: id bigint, name text, time_zone text, created_at timestamptz.
-SELECT id, name, time_zone, created_at FROM accounts
+SELECT id::bigint, name::text, time_zone::text, created_at FROM accounts

@@ -13,7 +13,7 @@
 --   (the UTC days this run processes).
 -- Returns, in order: source_table text, reason text, account_id bigint,
 --   rows bigint, example_id bigint. Reads through the created_at indexes.
-SELECT 'messages', CASE WHEN sent_at IS NULL THEN 'null_field' ELSE 'too_late' END, account_id, count(*), min(id)
+SELECT 'messages', CASE WHEN sent_at IS NULL THEN 'null_field' ELSE 'too_late' END, account_id::bigint, count(*), min(id)::bigint
 FROM messages
 WHERE created_at >= $1 AND created_at < $2
   AND (sent_at IS NULL
@@ -23,7 +23,7 @@ WHERE created_at >= $1 AND created_at < $2
 GROUP BY 2, account_id
 UNION ALL
 SELECT 'conversation_events', CASE WHEN e.occurred_at IS NULL THEN 'null_field' ELSE 'too_late' END,
-       c.account_id, count(*), min(e.id)
+       c.account_id::bigint, count(*), min(e.id)::bigint
 FROM conversation_events e
 LEFT JOIN conversations c ON c.id = e.conversation_id
 WHERE e.created_at >= $1 AND e.created_at < $2

@@ -11,7 +11,8 @@
 --   :account_filter        a boolean expression over c.account_id
 -- Reads through conversation_events(occurred_at) and conversations' key.
 COPY (
-    SELECT e.id, e.conversation_id, e.kind, e.occurred_at, e.created_at, c.account_id, c.channel_id
+    SELECT e.id::bigint, e.conversation_id::bigint, e.kind::text, e.occurred_at, e.created_at,
+           c.account_id::bigint, c.channel_id::bigint
     FROM conversation_events e
     LEFT JOIN conversations c ON c.id = e.conversation_id
     WHERE e.occurred_at >= :day_start AND e.occurred_at < :day_end

@@ -8,8 +8,8 @@
 --   :account_filter        a boolean expression over account_id
 -- Reads through messages(sent_at).
 COPY (
-    SELECT id, account_id, conversation_id, channel_id, contact_id,
-           direction, sender_type, agent_id, sent_at, created_at
+    SELECT id::bigint, account_id::bigint, conversation_id::bigint, channel_id::bigint, contact_id::bigint,
+           direction::text, sender_type::text, agent_id::bigint, sent_at, created_at
     FROM messages
     WHERE sent_at >= :day_start AND sent_at < :day_end
       AND (:account_filter)

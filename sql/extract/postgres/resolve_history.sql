@@ -13,7 +13,7 @@
 -- Returns, in order: conversation_id bigint, first_at timestamptz,
 --   first_id bigint, first_direction text, first_outbound timestamptz (NULL
 --   when no outbound message before the day), settled boolean.
-SELECT r.conversation_id, h.sent_at, h.id, h.direction, o.at,
+SELECT r.conversation_id, h.sent_at, h.id::bigint, h.direction::text, o.at,
        o.at IS NOT NULL AND EXISTS (
            SELECT 1 FROM conversation_events e2
            WHERE e2.conversation_id = r.conversation_id AND e2.kind = 'resolved'
