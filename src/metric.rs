@@ -24,6 +24,22 @@ pub struct ChannelDim {
     pub disconnected_at: Option<UnixMicros>,
 }
 
+#[cfg(test)]
+impl ChannelDim {
+    /// A production channel connected since the epoch, for tests.
+    pub fn connected(id: i64, account_id: i64, platform: &str) -> ChannelDim {
+        ChannelDim {
+            id,
+            account_id,
+            platform: Some(platform.into()),
+            name: None,
+            environment: Some("production".into()),
+            connected_at: Some(0),
+            disconnected_at: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]

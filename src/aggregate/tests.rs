@@ -14,18 +14,7 @@ fn dims() -> Dimensions {
         );
     }
     for (id, account) in [(10, 1), (20, 2)] {
-        d.channels.insert(
-            id,
-            ChannelDim {
-                id,
-                account_id: account,
-                platform: Some("sms".into()),
-                name: None,
-                environment: Some("production".into()),
-                connected_at: Some(0),
-                disconnected_at: None,
-            },
-        );
+        d.channels.insert(id, ChannelDim::connected(id, account, "sms"));
     }
     d
 }

@@ -434,28 +434,16 @@ impl DayReader {
 mod tests {
     use super::*;
 
-    fn channel(id: i64, account_id: i64, platform: &str) -> ChannelDim {
-        ChannelDim {
-            id,
-            account_id,
-            platform: Some(platform.into()),
-            name: None,
-            environment: Some("production".into()),
-            connected_at: Some(0),
-            disconnected_at: None,
-        }
-    }
-
     /// A source without a primary key: whatever order its rows come in, a
     /// duplicated id keeps the same row, and is named once.
     #[test]
     fn a_duplicated_id_keeps_the_least_row_in_any_order() {
         let rows = [
-            channel(7, 2, "sms"),
-            channel(3, 1, "line"),
-            channel(7, 1, "whatsapp"),
-            channel(7, 1, "email"),
-            channel(5, 1, "sms"),
+            ChannelDim::connected(7, 2, "sms"),
+            ChannelDim::connected(3, 1, "line"),
+            ChannelDim::connected(7, 1, "whatsapp"),
+            ChannelDim::connected(7, 1, "email"),
+            ChannelDim::connected(5, 1, "sms"),
         ];
         let mut order: Vec<usize> = (0..rows.len()).collect();
         for turn in 0..rows.len() * 4 {
@@ -467,7 +455,7 @@ mod tests {
             let (kept, twice) = one_per_id(shuffled, |c| c.id, |a, b| channel_rank(a).cmp(&channel_rank(b)));
             assert_eq!(twice, vec![7]);
             assert_eq!(kept.len(), 3);
-            assert_eq!(kept[&7], channel(7, 1, "email"), "{order:?}");
+            assert_eq!(kept[&7], ChannelDim::connected(7, 1, "email"), "{order:?}");
         }
     }
 

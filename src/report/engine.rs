@@ -592,15 +592,7 @@ mod tests {
     use crate::seed::rng::Rng;
 
     fn channel(id: i64, platform: &str) -> ChannelDim {
-        ChannelDim {
-            id,
-            account_id: 1,
-            platform: Some(platform.into()),
-            name: None,
-            environment: Some("production".into()),
-            connected_at: Some(0),
-            disconnected_at: None,
-        }
+        ChannelDim::connected(id, 1, platform)
     }
 
     /// A platform named by a rollup row groups under the query's own copy of

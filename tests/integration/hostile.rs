@@ -493,7 +493,7 @@ async fn postgres_infinite_instants_are_the_ends_of_time_not_a_panic() {
     ));
     src.exec(&sql).await;
     let warehouse = dir.path().join("wh").display().to_string();
-    common::run_ok(&["run", "--source", src.url(), "--warehouse", &warehouse, "--date", DAY]);
+    src.run_into(&warehouse, &["--date", DAY]);
     let wh = wh::open(&warehouse, &[]);
     let rejects = wh::rejects_by_reason(&wh, wh::day(DAY)).await;
     assert_eq!(rejects.get("future_timestamp"), Some(&1), "{rejects:?}");
@@ -512,15 +512,7 @@ async fn postgres_infinite_instants_are_the_ends_of_time_not_a_panic() {
          VALUES (900000001, {conversation}, 'resolved', NULL, 'infinity', '2026-06-01T00:00:00Z');\n"
     ));
     src.exec(&late).await;
-    common::run_ok(&[
-        "run",
-        "--source",
-        src.url(),
-        "--warehouse",
-        &warehouse,
-        "--date",
-        "2026-03-08",
-    ]);
+    src.run_into(&warehouse, &["--date", "2026-03-08"]);
 
     let counted = |base_grain: bool| {
         let mut args = vec![
@@ -617,7 +609,7 @@ async fn a_postgres_watermark_is_never_minus_infinity() {
     )
     .await;
     let warehouse = dir.path().join("wh").display().to_string();
-    common::run_ok(&["run", "--source", src.url(), "--warehouse", &warehouse, "--date", DAY]);
+    src.run_into(&warehouse, &["--date", DAY]);
     src.exec(
         "INSERT INTO messages (id, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id, sent_at, created_at)
          SELECT 900000001, account_id, conversation_id, channel_id, contact_id, direction, sender_type, agent_id,
@@ -625,15 +617,7 @@ async fn a_postgres_watermark_is_never_minus_infinity() {
          FROM messages ORDER BY id LIMIT 1;",
     )
     .await;
-    common::run_ok(&[
-        "run",
-        "--source",
-        src.url(),
-        "--warehouse",
-        &warehouse,
-        "--date",
-        "2026-03-08",
-    ]);
+    src.run_into(&warehouse, &["--date", "2026-03-08"]);
 }
 
 /// A PostgreSQL source without primary keys: a channel id on two rows of two
@@ -742,17 +726,7 @@ async fn a_postgres_source_of_other_column_types_reads_as_the_reference_schema()
         .await;
     let report = |src: &Src, name: &str| {
         let warehouse = dir.path().join(name).display().to_string();
-        common::run_ok(&[
-            "run",
-            "--source",
-            src.url(),
-            "--warehouse",
-            &warehouse,
-            "--from",
-            "2026-03-06",
-            "--to",
-            "2026-03-09",
-        ]);
+        src.run_into(&warehouse, &["--from", "2026-03-06", "--to", "2026-03-09"]);
         ["1", "2"].map(|account| {
             common::run_ok(&[
                 "report",

@@ -36,6 +36,14 @@ impl Src {
         }
     }
 
+    /// `account-usage run` from this source into `warehouse`, with `days`
+    /// (`--date D`, or `--from A --to B`), which must succeed; its output.
+    pub fn run_into(&self, warehouse: &str, days: &[&str]) -> String {
+        let mut args = vec!["run", "--source", self.url(), "--warehouse", warehouse];
+        args.extend_from_slice(days);
+        common::run_ok(&args)
+    }
+
     pub fn seed(&self, accounts: &str, per_day: &str) {
         self.seed_days(accounts, "4", "2026-03-06", per_day, &common::test_seed(11).to_string());
     }
