@@ -67,6 +67,8 @@ pub enum Error {
     /// different, empty database.
     #[error("the SQLite source {url} names no file: expected sqlite://path/to/file.db")]
     NoFile { url: String },
+    #[error("the SQLite source {path} is a folder, not a database file")]
+    Folder { path: String },
     #[error("source database file {path} does not exist (run reads an existing source and never creates one)")]
     MissingFile { path: String },
     #[error("cannot connect to the source database at {host}")]
@@ -101,6 +103,7 @@ impl Error {
                 | Error::NotAUrl
                 | Error::InvalidUrl { .. }
                 | Error::NoFile { .. }
+                | Error::Folder { .. }
                 | Error::MissingFile { .. }
         )
     }
@@ -325,6 +328,11 @@ impl SourceDb {
                 })?;
                 let options = options.disable_statement_logging();
                 let path = options.get_filename().to_path_buf();
+                if path.is_dir() {
+                    return Err(Error::Folder {
+                        path: path.display().to_string(),
+                    });
+                }
                 let options = match access {
                     Access::ReadOnly => {
                         if !path.is_file() {

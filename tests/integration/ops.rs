@@ -72,6 +72,16 @@ fn bad_configuration_exits_2_with_one_line_that_names_it() {
     );
     assert!(!dir.path().join("no").exists(), "run created the source's folder");
 
+    // A folder is no source, for a run or a seed.
+    let folder = format!("sqlite://{}", dir.path().display());
+    for args in [
+        vec!["run", "--source", &folder, "--warehouse", &wh, "--date", FROM],
+        vec!["seed", "--source", &folder, "--days", "1"],
+    ] {
+        let line = common::assert_usage_error(&args);
+        assert!(line.contains("is a folder, not a database file"), "{line}");
+    }
+
     // PostgreSQL's own error: its message and code, not the line of the
     // server's C source that sqlx appends.
     let absent = common::server().absent_database("no_such_database");
