@@ -213,6 +213,36 @@ fn a_killed_runs_spill_folder_is_removed_by_the_next_run() {
     assert!(day_folders(&spill).is_empty());
 }
 
+/// The warnings of a run that logs JSON and must succeed.
+fn warnings_of_run(src: &Src, warehouse: &str, days: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec![
+        "--log-format",
+        "json",
+        "run",
+        "--source",
+        src.url(),
+        "--warehouse",
+        warehouse,
+    ];
+    args.extend_from_slice(days);
+    let out = common::run_bin(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["level"] == "WARN")
+        .collect()
+}
+
+/// The warning whose message starts with `starts`.
+fn warning<'w>(warnings: &'w [serde_json::Value], starts: &str) -> &'w serde_json::Value {
+    warnings
+        .iter()
+        .find(|w| w["fields"]["message"].as_str().is_some_and(|m| m.starts_with(starts)))
+        .unwrap_or_else(|| panic!("no warning {starts:?} among {warnings:#?}"))
+}
+
 /// Every column of the tables the extract reads, with a value of another
 /// type (SQLite is dynamically typed): the run completes, and every such row
 /// is read and rejected, never dropped, never a panic.
@@ -357,30 +387,8 @@ async fn accounts_without_a_valid_zone_are_named_and_kept_in_utc() {
     )
     .await;
     let warehouse = dir.path().join("wh").display().to_string();
-    let out = common::run_bin(&[
-        "--log-format",
-        "json",
-        "run",
-        "--source",
-        src.url(),
-        "--warehouse",
-        &warehouse,
-        "--from",
-        "2026-03-06",
-        "--to",
-        "2026-03-09",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let warning: serde_json::Value = stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|l| {
-            l["fields"]["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("Accounts whose time_zone"))
-        })
-        .unwrap_or_else(|| panic!("no warning naming the accounts:\n{stderr}"));
+    let warnings = warnings_of_run(&src, &warehouse, &["--from", "2026-03-06", "--to", "2026-03-09"]);
+    let warning = warning(&warnings, "Accounts whose time_zone");
     assert_eq!(warning["level"], "WARN", "{warning}");
     assert_eq!(warning["fields"]["accounts"], 3, "{warning}");
     let first = warning["fields"]["first"].as_str().unwrap();
@@ -645,31 +653,8 @@ async fn duplicated_and_unidentified_dimension_rows_are_named_and_resolved_the_s
     ))
     .await;
     let warehouse = dir.path().join("wh").display().to_string();
-    let out = common::run_bin(&[
-        "--log-format",
-        "json",
-        "run",
-        "--source",
-        src.url(),
-        "--warehouse",
-        &warehouse,
-        "--date",
-        DAY,
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let warnings: Vec<serde_json::Value> = stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|l| l["level"] == "WARN")
-        .collect();
-    let warning = |starts: &str| {
-        warnings
-            .iter()
-            .find(|w| w["fields"]["message"].as_str().is_some_and(|m| m.starts_with(starts)))
-            .unwrap_or_else(|| panic!("no warning {starts:?}:\n{stderr}"))
-            .clone()
-    };
+    let warnings = warnings_of_run(&src, &warehouse, &["--date", DAY]);
+    let warning = |starts: &str| warning(&warnings, starts);
     assert_eq!(
         warning("Channels whose id is on more than one row")["fields"]["channels"],
         1
